@@ -1,0 +1,81 @@
+# Thin front door; the build itself is CMake (CMakeLists.txt).
+SHELL := /bin/bash
+BUILD        ?= build
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+PREFIX       ?= /usr/local
+DESTDIR      ?=
+JOBS         ?= $(shell nproc)
+SANITIZE     ?= 0
+CMAKE_FLAGS  ?=
+CHECK_LABEL  ?=
+
+ifeq ($(SANITIZE),1)
+  BUILD := build-sanitize
+  CMAKE_FLAGS += -DSANITIZE=ON
+endif
+
+# Debian packages the build, the tests and the demo need.
+DEPS := cmake g++ clang pkg-config make libmnl-dev libseccomp-dev libcap-ng-dev \
+        libsodium-dev libgtest-dev libgmock-dev libbenchmark-dev iproute2 \
+        wireguard-tools wireguard-go mandoc python3 libclang-rt-14-dev
+
+.PHONY: all build deps check demo fuzz bench install uninstall format clean
+
+all: build
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_FLAGS)
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+deps:
+	@missing=$$(for p in $(DEPS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
+	  done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  echo "missing packages; as root run:"; \
+	  echo "  apt-get install -y" $$missing; exit 1; \
+	fi; \
+	echo "installing:" $$missing; \
+	( [ -n "$$(find /var/lib/apt/lists -name '*Packages*' 2>/dev/null | head -1)" ] || apt-get update ) && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing || \
+	{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; }
+
+check: deps build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(if $(CHECK_LABEL),-L $(CHECK_LABEL))
+
+demo: deps build
+	@tests/demo.sh $(BUILD)
+
+fuzz: deps
+	cmake -S . -B $(FUZZ_BUILD) -DFUZZ=ON -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	@set -e; for t in $(FUZZ_BUILD)/fuzz/fuzz_*; do \
+	  name=$$(basename $$t); name=$${name#fuzz_}; \
+	  work=$(FUZZ_BUILD)/corpus/$$name; mkdir -p $$work; \
+	  echo "== $$name: $(FUZZ_SECONDS) s"; \
+	  $$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -timeout=10 \
+	      -artifact_prefix=$(FUZZ_BUILD)/crash-$$name- $$work fuzz/corpus/$$name 2>&1 | \
+	      grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|#[0-9]+ +DONE|==[0-9]+==ERROR|SUMMARY)' ; \
+	  test $${PIPESTATUS[0]} -eq 0; \
+	done
+
+bench: deps build
+	@set -e; for b in $(BUILD)/bench/*; do echo "== $$(basename $$b)"; \
+	  $$b --benchmark_repetitions=5 --benchmark_report_aggregates_only=true; done
+
+install: build
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
+
+uninstall:
+	@if [ -f $(BUILD)/install_manifest.txt ]; then \
+	  while read -r f; do rm -fv "$(DESTDIR)$$f"; done < $(BUILD)/install_manifest.txt; fi
+
+format:
+	git ls-files '*.cpp' '*.hpp' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD) build-sanitize $(FUZZ_BUILD)

@@ -1,0 +1,46 @@
+// The command line of SPEC.md ("Command line"), parsed without side effects
+// so that every rule is tested directly.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace wgd {
+
+enum class Side { server, client };
+
+struct Options {
+    std::string iface;
+    bool foreground = false;
+    int verbosity = 0;
+    std::string user = "nobody";
+    std::uint32_t leasetime = 3600;                  // server only
+    std::string state_dir = "/var/lib/wg-dynamic";   // server only
+};
+
+struct ShowCommand { // wg-dynamic-server show IFACE [--json] [--state-dir DIR]
+    std::string iface;
+    bool json = false;
+    std::string state_dir = "/var/lib/wg-dynamic";
+};
+
+struct HelpRequested {};
+struct VersionRequested {};
+struct UsageError {
+    std::string message; // one line, no trailing newline
+};
+
+using CliResult = std::variant<Options, ShowCommand, HelpRequested, VersionRequested, UsageError>;
+
+// args excludes argv[0].
+CliResult parse_command_line(Side side, const std::vector<std::string>& args);
+
+std::string usage_text(Side side);
+std::string program_name(Side side);
+
+// Linux interface names: 1 to 15 bytes, no '/', no whitespace, not "." or "..".
+bool is_valid_ifname(const std::string& name);
+
+} // namespace wgd

@@ -1,0 +1,96 @@
+#include "privsep/cli.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace wgd;
+
+namespace {
+CliResult parse(Side side, std::vector<std::string> args) { return parse_command_line(side, args); }
+} // namespace
+
+TEST(CommandLine, DefaultsFollowSpec) {
+    auto r = parse(Side::server, {"wg0"});
+    auto* o = std::get_if<Options>(&r);
+    ASSERT_NE(o, nullptr);
+    EXPECT_EQ(o->iface, "wg0");
+    EXPECT_FALSE(o->foreground);
+    EXPECT_EQ(o->verbosity, 0);
+    EXPECT_EQ(o->user, "nobody");
+    EXPECT_EQ(o->leasetime, 3600u);
+    EXPECT_EQ(o->state_dir, "/var/lib/wg-dynamic");
+}
+
+TEST(CommandLine, ShortAndLongFlagsAreEquivalent) {
+    auto a = std::get<Options>(parse(Side::client, {"-f", "-v", "-v", "wg0"}));
+    auto b = std::get<Options>(parse(Side::client, {"--foreground", "--verbose", "--verbose", "wg0"}));
+    auto c = std::get<Options>(parse(Side::client, {"-fvv", "wg0"}));
+    for (auto& o : {a, b, c}) {
+        EXPECT_TRUE(o.foreground);
+        EXPECT_EQ(o.verbosity, 2);
+    }
+}
+
+TEST(CommandLine, ServerOptionsTakeValuesInBothSpellings) {
+    auto o = std::get<Options>(parse(Side::server, {"--leasetime", "4", "--state-dir=/tmp/x",
+                                                    "--user", "wgd", "wg1"}));
+    EXPECT_EQ(o.leasetime, 4u);
+    EXPECT_EQ(o.state_dir, "/tmp/x");
+    EXPECT_EQ(o.user, "wgd");
+}
+
+TEST(CommandLine, ServerOnlyOptionsAreUnknownToTheClient) {
+    EXPECT_TRUE(std::holds_alternative<UsageError>(parse(Side::client, {"--leasetime", "4", "wg0"})));
+    EXPECT_TRUE(std::holds_alternative<UsageError>(parse(Side::client, {"--state-dir", "/x", "wg0"})));
+}
+
+TEST(CommandLine, BadLeasetimeIsAUsageError) {
+    for (std::string v : {"0", "-1", "abc", "10s", "", "99999999999"})
+        EXPECT_TRUE(std::holds_alternative<UsageError>(parse(Side::server, {"--leasetime", v, "wg0"})))
+            << v;
+    EXPECT_TRUE(std::holds_alternative<UsageError>(parse(Side::server, {"wg0", "--leasetime"})));
+}
+
+TEST(CommandLine, HelpAndVersionWinOverEverythingElse) {
+    EXPECT_TRUE(std::holds_alternative<HelpRequested>(parse(Side::server, {"--bogus", "-h"})));
+    EXPECT_TRUE(std::holds_alternative<VersionRequested>(parse(Side::server, {"wg0", "x", "-V"})));
+    EXPECT_TRUE(std::holds_alternative<HelpRequested>(parse(Side::server, {"--help"})));
+    EXPECT_TRUE(std::holds_alternative<VersionRequested>(parse(Side::client, {"-V"})));
+    EXPECT_TRUE(std::holds_alternative<VersionRequested>(parse(Side::client, {"--version"})));
+}
+
+TEST(CommandLine, MissingOrExtraInterfaceIsAUsageError) {
+    EXPECT_TRUE(std::holds_alternative<UsageError>(parse(Side::server, {})));
+    EXPECT_TRUE(std::holds_alternative<UsageError>(parse(Side::server, {"wg0", "wg1"})));
+    EXPECT_TRUE(std::holds_alternative<UsageError>(parse(Side::server, {"-x", "wg0"})));
+}
+
+TEST(CommandLine, InterfaceNamesAreCheckedLikeTheKernelDoes) {
+    EXPECT_TRUE(is_valid_ifname("wg0"));
+    EXPECT_TRUE(is_valid_ifname("abcdefghijklmno"));
+    EXPECT_FALSE(is_valid_ifname("abcdefghijklmnop"));
+    EXPECT_FALSE(is_valid_ifname("a/b"));
+    EXPECT_FALSE(is_valid_ifname("a b"));
+    EXPECT_FALSE(is_valid_ifname(".."));
+    EXPECT_TRUE(std::holds_alternative<UsageError>(parse(Side::server, {"../etc"})));
+}
+
+TEST(CommandLine, ShowSubcommandReadsInterfaceAndJson) {
+    auto r = parse(Side::server, {"show", "wg0", "--json", "--state-dir", "/s"});
+    auto* s = std::get_if<ShowCommand>(&r);
+    ASSERT_NE(s, nullptr);
+    EXPECT_EQ(s->iface, "wg0");
+    EXPECT_TRUE(s->json);
+    EXPECT_EQ(s->state_dir, "/s");
+    EXPECT_TRUE(std::holds_alternative<UsageError>(parse(Side::server, {"--json", "wg0"})));
+    EXPECT_TRUE(std::holds_alternative<UsageError>(parse(Side::client, {"show", "wg0"})));
+}
+
+TEST(CommandLine, UsageTextNamesEveryOption) {
+    std::string server = usage_text(Side::server), client = usage_text(Side::client);
+    for (auto opt : {"--foreground", "--verbose", "--user", "--help", "--version"}) {
+        EXPECT_NE(server.find(opt), std::string::npos) << opt;
+        EXPECT_NE(client.find(opt), std::string::npos) << opt;
+    }
+    EXPECT_NE(server.find("--leasetime"), std::string::npos);
+    EXPECT_EQ(client.find("--leasetime"), std::string::npos);
+}
