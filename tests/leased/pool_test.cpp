@@ -1,0 +1,278 @@
+#include "leased/pool.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <set>
+
+using namespace wgd;
+using namespace wgd::leased;
+
+namespace {
+
+Prefix4 p4(const char* text, int len) {
+    return Prefix4{*parse_ip4(text), static_cast<std::uint8_t>(len)};
+}
+Prefix6 p6(const char* text, int len) {
+    return Prefix6{*parse_ip6(text), static_cast<std::uint8_t>(len)};
+}
+Ip4 ip4(const char* text) {
+    return *parse_ip4(text);
+}
+return *parse_ip6(text);
+}
+
+std::set<std::uint32_t> drain(Pool4& pool, RandomSource& rng) {
+    std::set<std::uint32_t> got;
+    while (auto a = pool.allocate(rng))
+        EXPECT_TRUE(got.insert(a->to_u32()).second) << "drawn twice: " << to_string(*a);
+    return got;
+}
+
+} // namespace
+
+TEST(Pool, ZeroHostAndBroadcastAreNotAllocatable) {
+    Pool4 pool;
+    pool.add_prefix(p4("10.0.0.0", 29));
+    DeterministicRandom rng(1);
+    auto got = drain(pool, rng);
+    EXPECT_EQ(got.size(), 6u);
+    EXPECT_FALSE(got.count(ip4("10.0.0.0").to_u32()));
+    EXPECT_FALSE(got.count(ip4("10.0.0.7").to_u32()));
+}
+
+TEST(Pool, Slash31KeepsItsLastAddressButNotItsZeroHost) {
+    Pool4 pool;
+    pool.add_prefix(p4("10.0.0.0", 31));
+    DeterministicRandom rng(1);
+    auto got = drain(pool, rng);
+    EXPECT_EQ(got, (std::set<std::uint32_t>{ip4("10.0.0.1").to_u32()}));
+}
+
+TEST(Pool, ExhaustedPoolAnswersUnavailable) {
+    Pool4 pool;
+    pool.add_prefix(p4("10.0.0.0", 30));
+    DeterministicRandom rng(3);
+    EXPECT_TRUE(pool.allocate(rng));
+    EXPECT_TRUE(pool.allocate(rng));
+    EXPECT_FALSE(pool.allocate(rng));
+    EXPECT_EQ(pool.free_count(), 0u);
+}
+
+TEST(Pool, OverlappingPrefixesDoNotDoubleCount) {
+    Pool4 pool;
+    pool.add_prefix(p4("10.0.0.0", 24));
+    pool.add_prefix(p4("10.0.0.0", 25));   // same zero host, own broadcast .127
+    pool.add_prefix(p4("10.0.0.128", 25)); // zero host .128
+    EXPECT_EQ(pool.free_count(), 256u - 4u);
+    DeterministicRandom rng(9);
+    auto got = drain(pool, rng);
+    EXPECT_EQ(got.size(), 252u);
+    EXPECT_FALSE(got.count(ip4("10.0.0.127").to_u32()));
+    EXPECT_FALSE(got.count(ip4("10.0.0.128").to_u32()));
+}
+
+TEST(Pool, ExcludedAddressesAndPrefixesAreNeverDrawn) {
+    Pool4 pool;
+    pool.add_prefix(p4("10.0.0.0", 24));
+    pool.exclude(p4("10.0.0.1", 32));  // own address
+    pool.exclude(p4("10.0.0.64", 26)); // a /26 routed statically to a peer
+    DeterministicRandom rng(5);
+    auto got = drain(pool, rng);
+    EXPECT_EQ(got.size(), 256u - 2u - 1u - 64u);
+    for (auto a : got) {
+        EXPECT_NE(a, ip4("10.0.0.1").to_u32());
+        EXPECT_FALSE(p4("10.0.0.64", 26).contains(Ip4::from_u32(a)));
+    }
+}
+
+TEST(Pool, RemovedPrefixStopsAllocating) {
+    Pool4 pool;
+    pool.add_prefix(p4("10.0.0.0", 24));
+    pool.add_prefix(p4("10.1.0.0", 24));
+    EXPECT_TRUE(pool.remove_prefix(p4("10.0.0.0", 24)));
+    EXPECT_FALSE(pool.remove_prefix(p4("10.0.0.0", 24)));
+    DeterministicRandom rng(5);
+    for (auto a : drain(pool, rng))
+        EXPECT_TRUE(p4("10.1.0.0", 24).contains(Ip4::from_u32(a)));
+}
+
+TEST(Pool, WholeAddressSpacesWork) {
+    Pool4 pool4;
+    pool4.add_prefix(p4("0.0.0.0", 0));
+    EXPECT_EQ(pool4.free_count(), (std::uint64_t{1} << 32) - 2);
+    Pool6 pool6;
+    pool6.add_prefix(p6("::", 0));
+    EXPECT_EQ(pool6.free_count(), ~u128{0}); // 2^128 - 1
+    DeterministicRandom rng(11);
+    auto a = pool6.allocate(rng);
+    ASSERT_TRUE(a);
+    EXPECT_FALSE(pool6.is_free(*a));
+    EXPECT_EQ(pool6.free_count(), ~u128{0} - 1);
+}
+
+TEST(Pool, Ipv6Slash64DrawsInsideThePrefix) {
+    Pool6 pool;
+    pool.add_prefix(p6("2001:db8::", 64));
+    DeterministicRandom rng(2);
+    for (int i = 0; i < 1000; i++) {
+        auto a = pool.allocate(rng);
+        ASSERT_TRUE(a);
+        EXPECT_TRUE(p6("2001:db8::", 64).contains(*a));
+    }
+    EXPECT_EQ(pool.free_count(), (u128{1} << 64) - 1 - 1000);
+}
+
+TEST(Pool, MemoryReturnsToBaselineAfterAllReleases) {
+    Pool6 pool;
+    pool.add_prefix(p6("2001:db8::", 64));
+    const auto nodes = pool.node_count();
+    const auto bytes = pool.memory_bytes();
+    DeterministicRandom rng(2);
+    std::vector<Ip6> held;
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 20000; i++)
+            held.push_back(*pool.allocate(rng));
+        for (std::size_t i = 0; i < held.size(); i += 2)
+            pool.release(held[i]); // churn: release half, allocate again
+        std::vector<Ip6> kept;
+        for (std::size_t i = 1; i < held.size(); i += 2)
+            kept.push_back(held[i]);
+        held = kept;
+    }
+    EXPECT_GT(pool.node_count(), nodes);
+    for (auto& a : held)
+        pool.release(a);
+    EXPECT_EQ(pool.node_count(), nodes);
+    EXPECT_EQ(pool.memory_bytes(), bytes);
+    EXPECT_EQ(pool.free_count(), (u128{1} << 64) - 1);
+}
+
+// A reference model: the set of free addresses of a small space, computed
+// from scratch from the same facts.
+TEST(Pool, AgreesWithReferenceModelOverRandomOperations) {
+    for (std::uint64_t seed = 1; seed <= 300; seed++) {
+        DeterministicRandom ops(seed);
+        Pool4 pool;
+        std::multiset<Prefix4> pools, excluded;
+        std::multiset<std::uint32_t> taken;
+        auto in_model = [&](std::uint32_t a) {
+            bool covered = false;
+            for (auto& p : pools)
+                if (p.contains(Ip4::from_u32(a))) {
+                    covered = true;
+                    auto base = p.masked().addr.to_u32();
+                    std::uint32_t bcast = base | (p.len == 0 ? ~0u : ~(~0u << (32 - p.len)));
+                    if (a == base || (p.len < 31 && a == bcast))
+                        return false;
+                }
+            for (auto& p : excluded)
+                if (p.contains(Ip4::from_u32(a)))
+                    return false;
+            return covered && !taken.count(a);
+        };
+        // Space: 192.168.0.0/26, so the model can enumerate it.
+        const std::uint32_t base = ip4("192.168.0.0").to_u32();
+        auto random_prefix = [&] {
+            unsigned len = 26 + static_cast<unsigned>(ops.uniform(7));
+            auto a = Ip4::from_u32(base + static_cast<std::uint32_t>(ops.uniform(64)));
+            return Prefix4{a, static_cast<std::uint8_t>(len)}.masked();
+        };
+        for (int step = 0; step < 200; step++) {
+            switch (ops.uniform(6)) {
+            case 0: {
+                auto p = random_prefix();
+                pool.add_prefix(p);
+                pools.insert(p);
+                break;
+            }
+            case 1: {
+                auto p = random_prefix();
+                bool present = pools.count(p) > 0;
+                ASSERT_EQ(pool.remove_prefix(p), present);
+                if (present)
+                    pools.erase(pools.find(p));
+                break;
+            }
+            case 2: {
+                auto p = random_prefix();
+                if (ops.uniform(2)) {
+                    pool.exclude(p);
+                    excluded.insert(p);
+                } else if (excluded.count(p)) {
+                    ASSERT_TRUE(pool.unexclude(p));
+                    excluded.erase(excluded.find(p));
+                }
+                break;
+            }
+            case 3:
+            case 4: {
+                auto a = pool.allocate(ops);
+                std::size_t free_in_model = 0;
+                for (std::uint32_t i = 0; i < 64; i++)
+                    free_in_model += in_model(base + i);
+                if (!a) {
+                    ASSERT_EQ(free_in_model, 0u) << "seed " << seed;
+                } else {
+                    ASSERT_TRUE(in_model(a->to_u32())) << "seed " << seed << " " << to_string(*a);
+                    taken.insert(a->to_u32());
+                }
+                break;
+            }
+            case 5:
+                if (!taken.empty()) {
+                    auto it = taken.begin();
+                    std::advance(it, static_cast<long>(ops.uniform(taken.size())));
+                    pool.release(Ip4::from_u32(*it));
+                    taken.erase(it);
+                }
+                break;
+            }
+            std::uint64_t model_free = 0;
+            for (std::uint32_t i = 0; i < 64; i++) {
+                bool f = in_model(base + i);
+                model_free += f;
+                ASSERT_EQ(pool.is_free(Ip4::from_u32(base + i)), f)
+                    << "seed " << seed << " step " << step;
+            }
+            ASSERT_EQ(pool.free_count(), model_free) << "seed " << seed << " step " << step;
+        }
+    }
+}
+
+// 100,000 draws with the real source from a pool with holes; chi-square
+// over its free addresses at the 0.001 level.
+TEST(Pool, DrawsAreUniformOverFreeAddressesWithSodium) {
+    Pool4 pool;
+    pool.add_prefix(p4("10.0.0.0", 24));
+    pool.add_prefix(p4("10.0.2.0", 25)); // a pool with a gap between prefixes
+    pool.exclude(p4("10.0.0.32", 27));
+    pool.exclude(p4("10.0.0.77", 32));
+    DeterministicRandom fill(1);
+    std::vector<Ip4> held;
+    for (int i = 0; i < 50; i++)
+        held.push_back(*pool.allocate(fill)); // leases make holes too
+    const auto free_addresses = pool.free_count();
+    ASSERT_GT(free_addresses, 200u);
+
+    SodiumRandom rng;
+    std::map<std::uint32_t, std::uint64_t> hits;
+    const int draws = 100000;
+    for (int i = 0; i < draws; i++) {
+        auto a = pool.allocate(rng);
+        ASSERT_TRUE(a);
+        hits[a->to_u32()]++;
+        pool.release(*a);
+    }
+    EXPECT_EQ(hits.size(), free_addresses) << "every free address is reachable";
+    const double expected = static_cast<double>(draws) / static_cast<double>(free_addresses);
+    double chi2 = 0;
+    for (auto& [addr, n] : hits)
+        chi2 +=
+            (static_cast<double>(n) - expected) * (static_cast<double>(n) - expected) / expected;
+    // Critical value at p = 0.001 for k-1 degrees of freedom (Wilson-Hilferty).
+    const double k = static_cast<double>(free_addresses) - 1, z = 3.090;
+    const double critical = k * std::pow(1 - 2 / (9 * k) + z * std::sqrt(2 / (9 * k)), 3);
+    EXPECT_LT(chi2, critical);
+}
