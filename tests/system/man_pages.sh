@@ -92,6 +92,24 @@ for page in wg-dynamic-server.8 wg-dynamic-client.8 wg-dynamic.7; do
     fi
 done
 
+# --- every page has the sections an operator looks for ----------------------
+require_sections() {
+    local page=$1
+    shift
+    [[ -f $man_dir/$page ]] || return 0 # already reported above
+    local section
+    for section in "$@"; do
+        grep -qxF ".Sh $section" "$man_dir/$page" || fail "$page has no section $section"
+    done
+    for reference in ".Xr wg 8" ".Xr wg-quick 8"; do
+        grep -qF "$reference" "$man_dir/$page" || fail "$page does not refer to ${reference#.Xr }"
+    done
+}
+daemon_sections=(NAME SYNOPSIS DESCRIPTION OPTIONS FILES "EXIT STATUS" EXAMPLES "SEE ALSO")
+require_sections wg-dynamic-server.8 "${daemon_sections[@]}"
+require_sections wg-dynamic-client.8 "${daemon_sections[@]}"
+require_sections wg-dynamic.7 NAME DESCRIPTION EXAMPLES "SEE ALSO" "SECURITY CONSIDERATIONS"
+
 # --- options: --help against the page, both ways ----------------------------
 for program in wg-dynamic-server wg-dynamic-client; do
     binary=$build_dir/$program
