@@ -1,0 +1,170 @@
+// The messages between the processes of each suite: the only thing protod,
+// leased and netd share. One struct, one encoder, one decoder per type;
+// decoders refuse any body that is not exactly the struct (see wire.hpp).
+//
+// Server:
+//   protod -> leased  QueryLease          id = connection      (source, wanted addresses)
+//   leased -> protod  LeaseAnswer         id = connection
+//   leased -> protod  RefuseConnection    id = connection      (not a peer: close silently)
+//   leased -> netd    RefreshPeers                             (a source was not known)
+//   netd   -> leased  PeersBegin, PeersChunk..., PeersEnd      (the WireGuard device)
+//   netd   -> leased  PoolsSnapshot                            (pools and own addresses)
+//   leased -> netd    ApplyAllowedIps     id = batch
+//   netd   -> leased  AllowedIpsApplied   id = batch
+// Client:
+//   netd   -> leased  LinkState                                (up/down/deleted, addresses)
+//   leased -> netd    ExchangeRequest     id = exchange        (connect to the server)
+//   netd   -> protod  ExchangeRequest     id = exchange, fd    (the connecting socket)
+//   netd   -> leased  ExchangeResult      id = exchange        (when no socket could be made)
+//   protod -> leased  ExchangeResult      id = exchange        (the server's answer, parsed)
+//   leased -> netd    AddressOrder        id = order
+//   netd   -> leased  AddressResult       id = order
+#pragma once
+
+#include "privsep/addr.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace wgd::msg {
+
+enum Type : std::uint16_t {
+    query_lease = 1,
+    lease_answer,
+    refuse_connection,
+    refresh_peers,
+    peers_begin,
+    peers_chunk,
+    peers_end,
+    pools_snapshot,
+    apply_allowed_ips,
+    allowed_ips_applied,
+    link_state,
+    exchange_request,
+    exchange_result,
+    address_order,
+    address_result,
+};
+
+using Bytes = std::vector<std::uint8_t>;
+using Body = std::span<const std::uint8_t>;
+
+// ---- server
+
+struct QueryLease {
+    Ip6 source;              // the connection's link-local source address
+    std::optional<Ip4> ipv4; // as parsed: nullopt not named, unspecified = any
+    std::optional<Ip6> ipv6;
+    friend bool operator==(const QueryLease&, const QueryLease&) = default;
+};
+Bytes encode(const QueryLease& m);
+std::optional<QueryLease> decode_query_lease(Body body);
+
+struct LeaseAnswer {
+    std::optional<Ip4> ipv4;
+    std::optional<Ip6> ipv6;
+    std::uint64_t leasestart = 0;
+    std::uint32_t leasetime = 0;
+    std::uint8_t errnum = 0; // SPEC's table: 0 or 3 (1 and 2 are protod's own)
+    friend bool operator==(const LeaseAnswer&, const LeaseAnswer&) = default;
+};
+Bytes encode(const LeaseAnswer& m);
+std::optional<LeaseAnswer> decode_lease_answer(Body body);
+
+// Empty bodies: RefuseConnection, RefreshPeers, PeersBegin, PeersEnd.
+bool decode_empty(Body body);
+
+struct PeerFacts {
+    PublicKey key;
+    std::vector<Prefix4> allowed4;
+    std::vector<Prefix6> allowed6;
+    friend bool operator==(const PeerFacts&, const PeerFacts&) = default;
+};
+// As many peers as fit in one message; split_peers() cuts a device in chunks.
+struct PeersChunk {
+    std::vector<PeerFacts> peers;
+    friend bool operator==(const PeersChunk&, const PeersChunk&) = default;
+};
+Bytes encode(const PeersChunk& m);
+std::optional<PeersChunk> decode_peers_chunk(Body body);
+std::vector<PeersChunk> split_peers(const std::vector<PeerFacts>& peers);
+
+struct PoolsSnapshot {
+    std::vector<Prefix4> pools4;
+    std::vector<Prefix6> pools6;
+    std::vector<Ip4> own4; // the server's own addresses on IFACE
+    std::vector<Ip6> own6;
+    friend bool operator==(const PoolsSnapshot&, const PoolsSnapshot&) = default;
+};
+Bytes encode(const PoolsSnapshot& m);
+std::optional<PoolsSnapshot> decode_pools_snapshot(Body body);
+
+struct PeerChange {
+    PublicKey key;
+    std::vector<Ip4> add4, remove4;
+    std::vector<Ip6> add6, remove6;
+    friend bool operator==(const PeerChange&, const PeerChange&) = default;
+};
+struct ApplyAllowedIps {
+    std::vector<PeerChange> changes;
+    friend bool operator==(const ApplyAllowedIps&, const ApplyAllowedIps&) = default;
+};
+Bytes encode(const ApplyAllowedIps& m);
+std::optional<ApplyAllowedIps> decode_apply_allowed_ips(Body body);
+// Cuts a batch so that each part fits in one message.
+std::vector<ApplyAllowedIps> split_changes(const std::vector<PeerChange>& changes);
+
+struct Outcome {
+    bool ok = false;
+    std::string error; // one line, when !ok
+    friend bool operator==(const Outcome&, const Outcome&) = default;
+};
+Bytes encode(const Outcome& m); // AllowedIpsApplied and AddressResult
+std::optional<Outcome> decode_outcome(Body body);
+
+// ---- client
+
+enum class Link : std::uint8_t { up = 1, down = 2, deleted = 3 };
+struct LinkState {
+    Link link = Link::up;
+    std::vector<Prefix4> global4; // global addresses on IFACE (first report only matters)
+    std::vector<Prefix6> global6;
+    friend bool operator==(const LinkState&, const LinkState&) = default;
+};
+Bytes encode(const LinkState& m);
+std::optional<LinkState> decode_link_state(Body body);
+
+struct ExchangeRequest {
+    std::optional<Ip4> want4; // as in QueryLease
+    std::optional<Ip6> want6;
+    friend bool operator==(const ExchangeRequest&, const ExchangeRequest&) = default;
+};
+Bytes encode(const ExchangeRequest& m);
+std::optional<ExchangeRequest> decode_exchange_request(Body body);
+
+struct ExchangeResult {
+    bool answered = false; // false: no answer (connect, timeout, parse error: see error)
+    std::string error;
+    std::optional<Prefix4> ipv4; // as the server wrote them (leased re-checks)
+    std::optional<Prefix6> ipv6;
+    std::uint64_t leasestart = 0;
+    std::uint32_t leasetime = 0;
+    std::uint32_t errnum = 0;
+    friend bool operator==(const ExchangeResult&, const ExchangeResult&) = default;
+};
+Bytes encode(const ExchangeResult& m);
+std::optional<ExchangeResult> decode_exchange_result(Body body);
+
+struct AddressOrder {
+    bool add = true;         // false: remove
+    std::optional<Ip4> ipv4; // exactly one of the two
+    std::optional<Ip6> ipv6;
+    friend bool operator==(const AddressOrder&, const AddressOrder&) = default;
+};
+Bytes encode(const AddressOrder& m);
+std::optional<AddressOrder> decode_address_order(Body body);
+
+} // namespace wgd::msg

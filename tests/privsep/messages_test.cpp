@@ -1,0 +1,140 @@
+#include "privsep/messages.hpp"
+
+#include "privsep/channel.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace wgd;
+using namespace wgd::msg;
+
+namespace {
+Ip4 v4(const char* s) {
+    return *parse_ip4(s);
+}
+Ip6 v6(const char* s) {
+    return *parse_ip6(s);
+}
+PublicKey key(std::uint8_t seed) {
+    PublicKey k;
+    k.bytes.fill(seed);
+    return k;
+}
+} // namespace
+
+TEST(Messages, QueryLeaseRoundTripsWithEveryFamilyCombination) {
+    for (int mask = 0; mask < 4; mask++) {
+        QueryLease q{v6("fe80::1234"), std::nullopt, std::nullopt};
+        if (mask & 1)
+            q.ipv4 = v4("10.77.0.9");
+        if (mask & 2)
+            q.ipv6 = Ip6{}; // "any"
+        EXPECT_EQ(decode_query_lease(encode(q)), q);
+    }
+}
+
+TEST(Messages, EveryDecoderRefusesATruncatedOrOverlongBody) {
+    QueryLease q{v6("fe80::1"), v4("10.0.0.1"), v6("2001:db8::1")};
+    Bytes b = encode(q);
+    for (std::size_t n = 0; n < b.size(); n++)
+        EXPECT_FALSE(decode_query_lease(Body(b.data(), n))) << n;
+    b.push_back(0);
+    EXPECT_FALSE(decode_query_lease(b));
+
+    LeaseAnswer a{v4("10.0.0.1"), std::nullopt, 1764201600, 3600, 0};
+    Bytes ab = encode(a);
+    EXPECT_EQ(decode_lease_answer(ab), a);
+    for (std::size_t n = 0; n < ab.size(); n++)
+        EXPECT_FALSE(decode_lease_answer(Body(ab.data(), n)));
+}
+
+TEST(Messages, AbsentAddressMustBeWrittenAsZeros) {
+    Bytes b = encode(QueryLease{v6("fe80::1"), std::nullopt, std::nullopt});
+    b[16 + 1] = 7; // the bytes of the absent IPv4 address
+    EXPECT_FALSE(decode_query_lease(b));
+}
+
+TEST(Messages, LeaseAnswerOnlyCarriesErrnoZeroOrThree) {
+    LeaseAnswer a{};
+    a.errnum = 3;
+    EXPECT_TRUE(decode_lease_answer(encode(a)));
+    a.errnum = 1;
+    EXPECT_FALSE(decode_lease_answer(encode(a)));
+}
+
+TEST(Messages, PeersChunkRoundTripsAndRefusesLyingCounts) {
+    PeersChunk c;
+    c.peers.push_back({key(1), {{v4("10.0.0.5"), 32}}, {{v6("fe80::1"), 128}}});
+    c.peers.push_back({key(2), {}, {{v6("fe80::2"), 128}, {v6("2001:db8::"), 64}}});
+    EXPECT_EQ(decode_peers_chunk(encode(c)), c);
+    Bytes b = encode(c);
+    b[0] = 0xff; // count of peers far beyond the body
+    EXPECT_FALSE(decode_peers_chunk(b));
+}
+
+TEST(Messages, PrefixLengthsBeyondTheFamilyAreRefused) {
+    PoolsSnapshot p;
+    p.pools4.push_back({v4("10.77.0.0"), 24});
+    Bytes b = encode(p);
+    EXPECT_EQ(decode_pools_snapshot(b), p);
+    b[4 + 4] = 33; // the length byte of the only IPv4 pool
+    EXPECT_FALSE(decode_pools_snapshot(b));
+}
+
+TEST(Messages, SplitPeersKeepsEveryMessageUnderTheLimitAndLosesNoPeer) {
+    std::vector<PeerFacts> peers;
+    for (int i = 0; i < 10000; i++) {
+        PeerFacts p{key(static_cast<std::uint8_t>(i)),
+                    {{Ip4::from_u32(0x0a000000u + i), 32}},
+                    {{v6("fe80::1"), 128}}};
+        peers.push_back(p);
+    }
+    auto chunks = split_peers(peers);
+    EXPECT_GT(chunks.size(), 1u);
+    std::size_t total = 0;
+    for (auto& c : chunks) {
+        EXPECT_LE(encode(c).size(), privsep::kMaxBody);
+        total += c.peers.size();
+    }
+    EXPECT_EQ(total, peers.size());
+}
+
+TEST(Messages, SplitChangesKeepsEveryMessageUnderTheLimit) {
+    std::vector<PeerChange> changes;
+    for (int i = 0; i < 5000; i++)
+        changes.push_back({key(static_cast<std::uint8_t>(i)),
+                           {Ip4::from_u32(0x0a000000u + i)},
+                           {},
+                           {v6("2001:db8::1")},
+                           {v6("2001:db8::2")}});
+    auto parts = split_changes(changes);
+    std::size_t total = 0;
+    for (auto& p : parts) {
+        Bytes b = encode(p);
+        EXPECT_LE(b.size(), privsep::kMaxBody);
+        EXPECT_EQ(decode_apply_allowed_ips(b), p);
+        total += p.changes.size();
+    }
+    EXPECT_EQ(total, changes.size());
+}
+
+TEST(Messages, AddressOrderNamesExactlyOneAddress) {
+    AddressOrder o{true, v4("10.77.0.9"), std::nullopt};
+    EXPECT_EQ(decode_address_order(encode(o)), o);
+    o.ipv6 = v6("2001:db8::1");
+    EXPECT_FALSE(decode_address_order(encode(o)));
+    EXPECT_FALSE(decode_address_order(encode(AddressOrder{false, std::nullopt, std::nullopt})));
+}
+
+TEST(Messages, ClientMessagesRoundTrip) {
+    LinkState l{Link::down, {{v4("10.77.0.9"), 32}}, {}};
+    EXPECT_EQ(decode_link_state(encode(l)), l);
+    ExchangeRequest r{Ip4{}, v6("2001:db8::5")};
+    EXPECT_EQ(decode_exchange_request(encode(r)), r);
+    ExchangeResult x{true, "", Prefix4{v4("10.77.0.9"), 24}, std::nullopt, 5, 60, 0};
+    EXPECT_EQ(decode_exchange_result(encode(x)), x);
+    Outcome o{false, "peer unknown"};
+    EXPECT_EQ(decode_outcome(encode(o)), o);
+    Bytes bad = encode(l);
+    bad[0] = 9;
+    EXPECT_FALSE(decode_link_state(bad));
+}
