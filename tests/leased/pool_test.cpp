@@ -20,8 +20,6 @@ Prefix6 p6(const char* text, int len) {
 Ip4 ip4(const char* text) {
     return *parse_ip4(text);
 }
-return *parse_ip6(text);
-}
 
 std::set<std::uint32_t> drain(Pool4& pool, RandomSource& rng) {
     std::set<std::uint32_t> got;

@@ -1,0 +1,527 @@
+#include "leased/server.hpp"
+
+#include <algorithm>
+
+namespace wgd::leased {
+
+namespace {
+
+template <class Ip>
+typename FamilyTraits<Ip>::Prefix host(const Ip& a) {
+    return {a, static_cast<std::uint8_t>(FamilyTraits<Ip>::width)};
+}
+
+template <class Ip>
+void add_change(AllowedIpChanges& ch, const Ip& a) {
+    if constexpr (std::is_same_v<Ip, Ip4>)
+        ch.add4.push_back(host(a));
+    else
+        ch.add6.push_back(host(a));
+}
+
+template <class Ip>
+void remove_change(AllowedIpChanges& ch, const Ip& a) {
+    if constexpr (std::is_same_v<Ip, Ip4>)
+        ch.remove4.push_back(host(a));
+    else
+        ch.remove6.push_back(host(a));
+}
+
+} // namespace
+
+LeaseServer::LeaseServer(RandomSource& rng, Clock& clock, std::uint32_t leasetime_seconds)
+    : rng_(rng), clock_(clock), leasetime_(leasetime_seconds) {}
+
+template <class Ip>
+LeaseServer::PeerFamily<Ip>& LeaseServer::family(Peer& p) {
+    if constexpr (std::is_same_v<Ip, Ip4>)
+        return p.f4;
+    else
+        return p.f6;
+}
+template <class Ip>
+AddressPool<Ip>& LeaseServer::pool() {
+    if constexpr (std::is_same_v<Ip, Ip4>)
+        return pool4_;
+    else
+        return pool6_;
+}
+template <class Ip>
+std::map<Ip, PublicKey>& LeaseServer::leases() {
+    if constexpr (std::is_same_v<Ip, Ip4>)
+        return leases4_;
+    else
+        return leases6_;
+}
+template <class Ip>
+std::multimap<Ip, PublicKey>& LeaseServer::static_hosts() {
+    if constexpr (std::is_same_v<Ip, Ip4>)
+        return static_hosts4_;
+    else
+        return static_hosts6_;
+}
+
+void LeaseServer::index_expiry(const PublicKey& key, Peer& peer) {
+    if (peer.pending == 0 && (peer.f4.lease || peer.f6.lease))
+        expiry_.emplace(peer.expiry_ms, key);
+}
+
+void LeaseServer::unindex_expiry(const PublicKey& key, const Peer& peer) {
+    expiry_.erase({peer.expiry_ms, key});
+}
+
+LeaseRecord LeaseServer::record_of(const PublicKey& key, const Peer& peer) const {
+    LeaseRecord r{key, peer.f4.lease, peer.f6.lease, 0, 0};
+    if (!r.released()) {
+        r.start_wall = peer.start_wall;
+        r.expiry_wall = peer.expiry_wall;
+    }
+    return r;
+}
+
+template <class Ip>
+void LeaseServer::drop_lease(const PublicKey&, Peer& peer, AllowedIpChanges* changes) {
+    auto& pf = family<Ip>(peer);
+    if (!pf.lease)
+        return;
+    pool<Ip>().release(*pf.lease);
+    leases<Ip>().erase(*pf.lease);
+    if (changes && pf.lease_in_allowed)
+        remove_change(*changes, *pf.lease);
+    pf.lease.reset();
+    pf.lease_in_allowed = false;
+}
+
+template <class Ip>
+void LeaseServer::set_statics(const PublicKey& key, Peer& peer,
+                              std::vector<typename FamilyTraits<Ip>::Prefix> statics) {
+    auto& pf = family<Ip>(peer);
+    std::sort(statics.begin(), statics.end());
+    if (statics == pf.statics)
+        return;
+    constexpr unsigned W = FamilyTraits<Ip>::width;
+    auto& hosts = static_hosts<Ip>();
+    for (auto& s : pf.statics) {
+        pool<Ip>().unexclude(s);
+        if (s.len == W)
+            for (auto [it, end] = hosts.equal_range(s.addr); it != end; ++it)
+                if (it->second == key) {
+                    hosts.erase(it);
+                    break;
+                }
+    }
+    for (auto& s : statics) {
+        pool<Ip>().exclude(s);
+        if (s.len == W)
+            hosts.emplace(s.addr, key);
+    }
+    pf.statics = std::move(statics);
+}
+
+void LeaseServer::invalidate_plan(std::uint64_t id) {
+    auto it = pending_.find(id);
+    if (it == pending_.end())
+        return;
+    if (it->second.p4.fresh)
+        pool4_.release(*it->second.p4.lease_after);
+    if (it->second.p6.fresh)
+        pool6_.release(*it->second.p6.lease_after);
+    auto peer = peers_.find(it->second.peer);
+    if (peer != peers_.end()) {
+        peer->second.pending = 0;
+        index_expiry(peer->first, peer->second);
+    }
+    pending_.erase(it);
+}
+
+LeaseEvents LeaseServer::set_peers(const std::vector<PeerFacts>& facts) {
+    LeaseEvents events;
+    std::set<PublicKey> seen;
+    for (const auto& f : facts) {
+        seen.insert(f.key);
+        Peer& peer = peers_[f.key];
+        const Pending* pending = nullptr;
+        if (peer.pending != 0)
+            pending = &pending_.at(peer.pending);
+
+        for (auto& ll : peer.link_locals)
+            by_link_local_.erase(ll);
+        peer.link_locals.clear();
+
+        // Our own addresses in the facts: the lease, and what a pending plan
+        // may already have had netd add.
+        auto ours4 = [&](const Prefix4& p) {
+            return p.len == 32 &&
+                   (p.addr == peer.f4.lease || (pending && p.addr == pending->p4.lease_after));
+        };
+        auto ours6 = [&](const Prefix6& p) {
+            return p.len == 128 &&
+                   (p.addr == peer.f6.lease || (pending && p.addr == pending->p6.lease_after));
+        };
+        std::vector<Prefix4> statics4;
+        peer.f4.lease_in_allowed = false;
+        for (auto p : f.allowed4) {
+            p = p.masked();
+            if (ours4(p))
+                peer.f4.lease_in_allowed = peer.f4.lease_in_allowed || p.addr == peer.f4.lease;
+            else
+                statics4.push_back(p);
+        }
+        std::vector<Prefix6> statics6;
+        peer.f6.lease_in_allowed = false;
+        for (auto p : f.allowed6) {
+            p = p.masked();
+            if (p.len == 128 && p.addr.is_link_local()) {
+                peer.link_locals.push_back(p.addr);
+                by_link_local_[p.addr] = f.key;
+            } else if (ours6(p)) {
+                peer.f6.lease_in_allowed = peer.f6.lease_in_allowed || p.addr == peer.f6.lease;
+            } else {
+                statics6.push_back(p);
+            }
+        }
+        set_statics<Ip4>(f.key, peer, std::move(statics4));
+        set_statics<Ip6>(f.key, peer, std::move(statics6));
+    }
+
+    for (auto it = peers_.begin(); it != peers_.end();) {
+        if (seen.count(it->first)) {
+            ++it;
+            continue;
+        }
+        Peer& peer = it->second;
+        invalidate_plan(peer.pending);
+        const bool had_lease = peer.f4.lease || peer.f6.lease;
+        unindex_expiry(it->first, peer);
+        drop_lease<Ip4>(it->first, peer, nullptr);
+        drop_lease<Ip6>(it->first, peer, nullptr);
+        set_statics<Ip4>(it->first, peer, {});
+        set_statics<Ip6>(it->first, peer, {});
+        for (auto& ll : peer.link_locals)
+            by_link_local_.erase(ll);
+        if (had_lease)
+            events.records.push_back(LeaseRecord{it->first, {}, {}, 0, 0});
+        it = peers_.erase(it);
+    }
+
+    // A leased address an operator put on another peer: WireGuard moved it,
+    // so the lease is gone (static configuration wins).
+    auto forget_moved = [&](auto& hosts, auto& lease_map, auto tag) {
+        using Ip = decltype(tag);
+        for (auto& [addr, owner] : hosts) {
+            auto lease = lease_map.find(addr);
+            if (lease == lease_map.end() || lease->second == owner)
+                continue;
+            const PublicKey holder = lease->second;
+            Peer& peer = peers_.at(holder);
+            unindex_expiry(holder, peer);
+            family<Ip>(peer).lease_in_allowed = false;
+            drop_lease<Ip>(holder, peer, nullptr);
+            index_expiry(holder, peer);
+            events.records.push_back(record_of(holder, peer));
+        }
+    };
+    forget_moved(static_hosts4_, leases4_, Ip4{});
+    forget_moved(static_hosts6_, leases6_, Ip6{});
+    return events;
+}
+
+void LeaseServer::set_own_addresses(const std::vector<Ip4>& own4, const std::vector<Ip6>& own6) {
+    for (auto& a : own4_)
+        pool4_.unexclude(host(a));
+    for (auto& a : own6_)
+        pool6_.unexclude(host(a));
+    own4_ = own4;
+    own6_ = own6;
+    for (auto& a : own4_)
+        pool4_.exclude(host(a));
+    for (auto& a : own6_)
+        pool6_.exclude(host(a));
+}
+
+void LeaseServer::add_prefix(const Prefix4& p) {
+    pool4_.add_prefix(p.masked());
+}
+void LeaseServer::add_prefix(const Prefix6& p) {
+    pool6_.add_prefix(p.masked());
+}
+LeaseEvents LeaseServer::remove_prefix(const Prefix4& p) {
+    return remove_prefix_of<Ip4>(p.masked());
+}
+LeaseEvents LeaseServer::remove_prefix(const Prefix6& p) {
+    return remove_prefix_of<Ip6>(p.masked());
+}
+
+template <class Ip>
+LeaseEvents LeaseServer::remove_prefix_of(const typename FamilyTraits<Ip>::Prefix& p) {
+    LeaseEvents events;
+    if (!pool<Ip>().remove_prefix(p))
+        return events;
+    // Plans holding an address that left the pools cannot be committed.
+    std::vector<std::uint64_t> stale;
+    for (auto& [id, pending] : pending_) {
+        const auto& fp = [&]() -> const FamilyPlan<Ip>& {
+            if constexpr (std::is_same_v<Ip, Ip4>)
+                return pending.p4;
+            else
+                return pending.p6;
+        }();
+        if (fp.lease_after && !pool<Ip>().in_pool(*fp.lease_after))
+            stale.push_back(id);
+    }
+    for (auto id : stale)
+        invalidate_plan(id);
+
+    std::vector<std::pair<Ip, PublicKey>> revoked;
+    auto& map = leases<Ip>();
+    for (auto it = map.lower_bound(p.addr); it != map.end() && p.contains(it->first); ++it)
+        if (!pool<Ip>().in_pool(it->first))
+            revoked.emplace_back(it->first, it->second);
+    for (auto& [addr, key] : revoked) {
+        Peer& peer = peers_.at(key);
+        invalidate_plan(peer.pending);
+        AllowedIpChanges changes{key, {}, {}, {}, {}};
+        unindex_expiry(key, peer);
+        drop_lease<Ip>(key, peer, &changes);
+        index_expiry(key, peer);
+        if (!changes.empty())
+            events.changes.push_back(std::move(changes));
+        events.records.push_back(record_of(key, peer));
+    }
+    return events;
+}
+
+std::optional<PublicKey> LeaseServer::lookup_peer(const Ip6& link_local) const {
+    auto it = by_link_local_.find(link_local);
+    if (it == by_link_local_.end())
+        return std::nullopt;
+    return it->second;
+}
+
+template <class Ip>
+LeaseServer::FamilyPlan<Ip> LeaseServer::plan_family(Peer& peer, Want::Kind kind,
+                                                     const Ip& requested,
+                                                     AllowedIpChanges& changes) {
+    constexpr unsigned W = FamilyTraits<Ip>::width;
+    auto& pf = family<Ip>(peer);
+    FamilyPlan<Ip> fp;
+    if (kind == Want::Kind::NotNamed) {
+        if (pf.lease && pf.lease_in_allowed)
+            remove_change(changes, *pf.lease);
+        return fp;
+    }
+    fp.asked = true;
+    // A reservation: this peer's static host address inside a pool.
+    auto reserved = [&](const Ip& a) {
+        return std::binary_search(pf.statics.begin(), pf.statics.end(), host(a)) &&
+               pool<Ip>().in_pool(a);
+    };
+    std::optional<Ip> reservation;
+    for (auto& s : pf.statics)
+        if (s.len == W && pool<Ip>().in_pool(s.addr)) {
+            reservation = s.addr;
+            break;
+        }
+
+    if (kind == Want::Kind::Specific && pf.lease && requested == *pf.lease) {
+        fp.grant = fp.lease_after = pf.lease;
+    } else if (kind == Want::Kind::Specific && reserved(requested)) {
+        fp.grant = requested;
+    } else if (reservation) {
+        fp.grant = reservation; // static configuration wins over a dynamic lease
+    } else if (pf.lease) {
+        fp.grant = fp.lease_after = pf.lease; // stable across reconnects
+    } else {
+        // "Granted iff it is already this peer's": not even by chance.
+        const bool hide = kind == Want::Kind::Specific && pool<Ip>().is_free(requested);
+        if (hide)
+            pool<Ip>().exclude(host(requested));
+        if (auto a = pool<Ip>().allocate(rng_)) {
+            fp.grant = fp.lease_after = a;
+            fp.fresh = true;
+        }
+        if (hide)
+            pool<Ip>().unexclude(host(requested));
+    }
+
+    if (fp.lease_after && (fp.fresh || !pf.lease_in_allowed))
+        add_change(changes, *fp.lease_after);
+    if (pf.lease && fp.lease_after != pf.lease && pf.lease_in_allowed)
+        remove_change(changes, *pf.lease);
+    return fp;
+}
+
+std::optional<Plan> LeaseServer::plan(const PublicKey& key, const Want& want) {
+    auto it = peers_.find(key);
+    if (it == peers_.end() || it->second.pending != 0)
+        return std::nullopt;
+    Peer& peer = it->second;
+    Want w = want;
+    if (w.no_address_key) {
+        w.v4 = pool4_.has_prefixes() ? Want::Kind::Any : Want::Kind::NotNamed;
+        w.v6 = pool6_.has_prefixes() ? Want::Kind::Any : Want::Kind::NotNamed;
+    }
+    Plan plan;
+    plan.id = next_plan_id_++;
+    plan.peer = key;
+    plan.changes.peer = key;
+    Pending pending;
+    pending.peer = key;
+    pending.p4 = plan_family<Ip4>(peer, w.v4, w.ipv4, plan.changes);
+    pending.p6 = plan_family<Ip6>(peer, w.v6, w.ipv6, plan.changes);
+
+    plan.ipv4 = pending.p4.grant;
+    plan.ipv6 = pending.p6.grant;
+    const bool short4 = pending.p4.asked && !pending.p4.grant;
+    const bool short6 = pending.p6.asked && !pending.p6.grant;
+    plan.error = short4 || short6 ? kErrnoUnavailable : kErrnoSuccess;
+    plan.leasestart = clock_.wall_seconds();
+    plan.leasetime = leasetime_;
+    pending.start_wall = plan.leasestart;
+    pending.expiry_wall = plan.leasestart + leasetime_;
+    pending.expiry_ms = clock_.boot_ms() + std::uint64_t{leasetime_} * 1000;
+    plan.record = LeaseRecord{key, pending.p4.lease_after, pending.p6.lease_after, 0, 0};
+    if (!plan.record.released()) {
+        plan.record.start_wall = pending.start_wall;
+        plan.record.expiry_wall = pending.expiry_wall;
+    }
+
+    unindex_expiry(key, peer); // a peer with a plan pending does not expire
+    peer.pending = plan.id;
+    pending_.emplace(plan.id, pending);
+    return plan;
+}
+
+bool LeaseServer::commit(const Plan& plan) {
+    auto it = pending_.find(plan.id);
+    if (it == pending_.end())
+        return false;
+    const Pending& pd = it->second;
+    Peer& peer = peers_.at(pd.peer);
+    auto apply = [&](auto& pf, const auto& fp, auto& lease_map, auto& family_pool) {
+        if (pf.lease && pf.lease != fp.lease_after) {
+            family_pool.release(*pf.lease);
+            lease_map.erase(*pf.lease);
+        }
+        if (fp.lease_after) {
+            lease_map[*fp.lease_after] = pd.peer;
+            pf.lease = fp.lease_after;
+            pf.lease_in_allowed = true;
+        } else {
+            pf.lease.reset();
+            pf.lease_in_allowed = false;
+        }
+    };
+    apply(peer.f4, pd.p4, leases4_, pool4_);
+    apply(peer.f6, pd.p6, leases6_, pool6_);
+    peer.start_wall = pd.start_wall;
+    peer.expiry_wall = pd.expiry_wall;
+    peer.expiry_ms = pd.expiry_ms;
+    peer.pending = 0;
+    index_expiry(pd.peer, peer);
+    pending_.erase(it);
+    return true;
+}
+
+AllowedIpChanges LeaseServer::abort(const Plan& plan) {
+    invalidate_plan(plan.id);
+    return plan.changes.inverse();
+}
+
+std::optional<std::uint64_t> LeaseServer::next_expiry() const {
+    if (expiry_.empty())
+        return std::nullopt;
+    return expiry_.begin()->first;
+}
+
+LeaseEvents LeaseServer::expire(std::uint64_t now_boot_ms, std::size_t max_leases) {
+    LeaseEvents events;
+    for (std::size_t n = 0;
+         n < max_leases && !expiry_.empty() && expiry_.begin()->first <= now_boot_ms; n++) {
+        const PublicKey key = expiry_.begin()->second;
+        expiry_.erase(expiry_.begin());
+        Peer& peer = peers_.at(key);
+        AllowedIpChanges changes{key, {}, {}, {}, {}};
+        drop_lease<Ip4>(key, peer, &changes);
+        drop_lease<Ip6>(key, peer, &changes);
+        if (!changes.empty())
+            events.changes.push_back(std::move(changes));
+        events.records.push_back(record_of(key, peer));
+    }
+    return events;
+}
+
+template <class Ip>
+bool LeaseServer::restore_family(const PublicKey& key, Peer& peer, const Ip& a,
+                                 AllowedIpChanges& changes) {
+    if (!pool<Ip>().in_pool(a))
+        return false;
+    auto& hosts = static_hosts<Ip>();
+    for (auto [it, end] = hosts.equal_range(a); it != end; ++it)
+        if (it->second != key)
+            return false; // an allowed IP of another peer
+    auto& pf = family<Ip>(peer);
+    auto found = std::find(pf.statics.begin(), pf.statics.end(), host(a));
+    if (found != pf.statics.end()) {
+        // What the facts showed as static is our restored lease.
+        auto statics = pf.statics;
+        statics.erase(statics.begin() + (found - pf.statics.begin()));
+        set_statics<Ip>(key, peer, statics);
+        if (!pool<Ip>().take(a)) {
+            statics.push_back(host(a));
+            set_statics<Ip>(key, peer, statics);
+            return false;
+        }
+        pf.lease_in_allowed = true;
+    } else {
+        if (!pool<Ip>().take(a))
+            return false;
+        pf.lease_in_allowed = false;
+        add_change(changes, a);
+    }
+    pf.lease = a;
+    leases<Ip>()[a] = key;
+    return true;
+}
+
+LeaseEvents LeaseServer::restore(const std::vector<LeaseRecord>& records) {
+    LeaseEvents events;
+    const std::int64_t now_wall = clock_.wall_seconds();
+    const std::uint64_t now_boot = clock_.boot_ms();
+    for (const auto& r : records) {
+        if (r.released())
+            continue;
+        auto it = peers_.find(r.peer);
+        if (it == peers_.end() || r.expiry_wall <= now_wall) {
+            events.records.push_back(LeaseRecord{r.peer, {}, {}, 0, 0});
+            continue;
+        }
+        if (it->second.pending != 0 || it->second.f4.lease || it->second.f6.lease)
+            continue; // already live: the table is newer than the file
+        Peer& peer = it->second;
+        AllowedIpChanges changes{r.peer, {}, {}, {}, {}};
+        if (r.ipv4)
+            restore_family<Ip4>(r.peer, peer, *r.ipv4, changes);
+        if (r.ipv6)
+            restore_family<Ip6>(r.peer, peer, *r.ipv6, changes);
+        peer.start_wall = r.start_wall;
+        peer.expiry_wall = r.expiry_wall;
+        peer.expiry_ms = now_boot + static_cast<std::uint64_t>(r.expiry_wall - now_wall) * 1000;
+        index_expiry(r.peer, peer);
+        if (!changes.empty())
+            events.changes.push_back(std::move(changes));
+        if (record_of(r.peer, peer) != r)
+            events.records.push_back(record_of(r.peer, peer));
+    }
+    return events;
+}
+
+std::vector<LeaseRecord> LeaseServer::live_records() const {
+    std::vector<LeaseRecord> out;
+    for (auto& [key, peer] : peers_)
+        if (peer.f4.lease || peer.f6.lease)
+            out.push_back(record_of(key, peer));
+    return out;
+}
+
+} // namespace wgd::leased

@@ -1,0 +1,202 @@
+// The server's lease table and its decisions (SPEC "Address allocation").
+//
+// Pure logic: netd's facts come in (peers and their allowed IPs, routed
+// prefixes, own addresses), decisions go out as allowed-IP changes and lease
+// records; the caller does the I/O. Decisions are two-phase, because an
+// answer may be sent only after netd changed the allowed IPs and the lease
+// file is synced:
+//
+//   plan = server.plan(peer, want)     addresses are held (no other plan gets them)
+//   netd applies plan.changes          on failure: server.abort(plan), then undo
+//   lease file: append(plan.record), sync   on failure: abort + netd applies the undo
+//   server.commit(plan)                the plan becomes the lease; answer
+//
+// A peer has at most one plan pending; its lease does not expire meanwhile.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <vector>
+
+#include "leased/clock.hpp"
+#include "leased/lease_record.hpp"
+#include "leased/pool.hpp"
+#include "leased/random.hpp"
+#include "privsep/addr.hpp"
+
+namespace wgd::leased {
+
+// The full WireGuard view of one peer, as netd reports it. The link-local
+// /128 in allowed6 is its identity; other allowed IPs that are not our
+// leases are static configuration (a /32 or /128 inside a pool is that
+// peer's reservation).
+struct PeerFacts {
+    PublicKey key;
+    std::vector<Prefix4> allowed4;
+    std::vector<Prefix6> allowed6;
+};
+
+// What a request asks for, per family.
+struct Want {
+    enum class Kind : std::uint8_t { NotNamed, Any, Specific };
+    Kind v4 = Kind::NotNamed;
+    Ip4 ipv4{}; // for Specific
+    Kind v6 = Kind::NotNamed;
+    Ip6 ipv6{};
+    // The request named no address at all: Any for each family with a pool.
+    bool no_address_key = false;
+};
+
+// Allowed-IP changes of one peer. Adds never touch static allowed IPs (a
+// reservation is already there); removals are only our leases.
+struct AllowedIpChanges {
+    PublicKey peer;
+    std::vector<Prefix4> add4, remove4;
+    std::vector<Prefix6> add6, remove6;
+    bool empty() const {
+        return add4.empty() && remove4.empty() && add6.empty() && remove6.empty();
+    }
+    AllowedIpChanges inverse() const { return {peer, remove4, add4, remove6, add6}; }
+};
+
+enum : int { kErrnoSuccess = 0, kErrnoUnavailable = 3 };
+
+struct Plan {
+    std::uint64_t id = 0;
+    PublicKey peer;
+    // The response.
+    std::optional<Ip4> ipv4;
+    std::optional<Ip6> ipv6;
+    std::int64_t leasestart = 0;
+    std::uint32_t leasetime = 0;
+    int error = kErrnoSuccess; // kErrnoUnavailable: a family asked for was not granted
+    // To do before answering, in this order.
+    AllowedIpChanges changes;
+    LeaseRecord record; // the peer's lease state once committed
+};
+
+// Leases taken away without a request (expiry, prefix removal, peer
+// removal, restore): the allowed-IP removals (or adds, for restore) and the
+// records to append.
+struct LeaseEvents {
+    std::vector<AllowedIpChanges> changes;
+    std::vector<LeaseRecord> records;
+};
+
+class LeaseServer {
+  public:
+    LeaseServer(RandomSource& rng, Clock& clock, std::uint32_t leasetime_seconds);
+
+    // Facts from netd. set_peers takes the full view each time; peers that
+    // disappeared lose their leases (records only: their allowed IPs are gone).
+    LeaseEvents set_peers(const std::vector<PeerFacts>& peers);
+    void set_own_addresses(const std::vector<Ip4>& own4, const std::vector<Ip6>& own6);
+    void add_prefix(const Prefix4& p);
+    void add_prefix(const Prefix6& p);
+    LeaseEvents remove_prefix(const Prefix4& p); // revokes the leases it leaves outside every pool
+    LeaseEvents remove_prefix(const Prefix6& p);
+    std::optional<PublicKey> lookup_peer(const Ip6& link_local) const;
+
+    // nullopt: unknown peer, or a plan of this peer is still pending.
+    std::optional<Plan> plan(const PublicKey& peer, const Want& want);
+    bool commit(const Plan& plan); // false when the plan is unknown (aborted, peer gone)
+    // Forgets the plan; returns the inverse of plan.changes for netd when
+    // some of them were already applied.
+    AllowedIpChanges abort(const Plan& plan);
+
+    // Boot-clock milliseconds of the next expiry, O(1).
+    std::optional<std::uint64_t> next_expiry() const;
+    // Leases expired at now_boot_ms, at most max_leases of them per call.
+    LeaseEvents expire(std::uint64_t now_boot_ms, std::size_t max_leases = SIZE_MAX);
+
+    // After a restart, once set_peers and the prefixes are known: the
+    // replayed records come back unless expired, of an unknown peer, outside
+    // the pools or an allowed IP of another peer. changes are the adds.
+    LeaseEvents restore(const std::vector<LeaseRecord>& records);
+    // One record per peer holding a lease: the live set, for compaction.
+    std::vector<LeaseRecord> live_records() const;
+
+    std::size_t lease_count() const { return leases4_.size() + leases6_.size(); }
+    const Pool4& pool4() const { return pool4_; }
+    const Pool6& pool6() const { return pool6_; }
+
+  private:
+    template <class Ip>
+    struct PeerFamily {
+        std::vector<typename FamilyTraits<Ip>::Prefix> statics; // sorted
+        std::optional<Ip> lease;
+        bool lease_in_allowed = false;
+    };
+    struct Peer {
+        PeerFamily<Ip4> f4;
+        PeerFamily<Ip6> f6;
+        std::vector<Ip6> link_locals;
+        std::int64_t start_wall = 0;
+        std::int64_t expiry_wall = 0;
+        std::uint64_t expiry_ms = 0;
+        std::uint64_t pending = 0; // id of its pending plan
+    };
+    template <class Ip>
+    struct FamilyPlan {
+        std::optional<Ip> grant;
+        std::optional<Ip> lease_after; // the dynamic lease once committed
+        bool fresh = false;            // lease_after was allocated by this plan
+        bool asked = false;
+    };
+    struct Pending {
+        PublicKey peer;
+        FamilyPlan<Ip4> p4;
+        FamilyPlan<Ip6> p6;
+        std::int64_t start_wall = 0;
+        std::int64_t expiry_wall = 0;
+        std::uint64_t expiry_ms = 0;
+    };
+
+    template <class Ip>
+    PeerFamily<Ip>& family(Peer& p);
+    template <class Ip>
+    AddressPool<Ip>& pool();
+    template <class Ip>
+    std::map<Ip, PublicKey>& leases();
+    template <class Ip>
+    std::multimap<Ip, PublicKey>& static_hosts();
+
+    template <class Ip>
+    FamilyPlan<Ip> plan_family(Peer& peer, Want::Kind kind, const Ip& requested,
+                               AllowedIpChanges& changes);
+    template <class Ip>
+    void drop_lease(const PublicKey& key, Peer& peer, AllowedIpChanges* changes);
+    template <class Ip>
+    void set_statics(const PublicKey& key, Peer& peer,
+                     std::vector<typename FamilyTraits<Ip>::Prefix> statics);
+    template <class Ip>
+    LeaseEvents remove_prefix_of(const typename FamilyTraits<Ip>::Prefix& p);
+    template <class Ip>
+    bool restore_family(const PublicKey& key, Peer& peer, const Ip& a, AllowedIpChanges& changes);
+    void invalidate_plan(std::uint64_t id);
+    void index_expiry(const PublicKey& key, Peer& peer);
+    void unindex_expiry(const PublicKey& key, const Peer& peer);
+    LeaseRecord record_of(const PublicKey& key, const Peer& peer) const;
+
+    RandomSource& rng_;
+    Clock& clock_;
+    std::uint32_t leasetime_;
+    Pool4 pool4_;
+    Pool6 pool6_;
+    std::map<PublicKey, Peer> peers_;
+    std::map<Ip6, PublicKey> by_link_local_;
+    std::map<Ip4, PublicKey> leases4_;
+    std::map<Ip6, PublicKey> leases6_;
+    std::multimap<Ip4, PublicKey> static_hosts4_; // static /32 allowed IPs
+    std::multimap<Ip6, PublicKey> static_hosts6_;
+    std::vector<Ip4> own4_;
+    std::vector<Ip6> own6_;
+    std::set<std::pair<std::uint64_t, PublicKey>> expiry_;
+    std::map<std::uint64_t, Pending> pending_;
+    std::uint64_t next_plan_id_ = 1;
+};
+
+} // namespace wgd::leased

@@ -1,0 +1,478 @@
+// One test per rule of SPEC "Address allocation", with the deterministic
+// random source and a fake clock.
+#include "leased/server.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+using namespace wgd;
+using namespace wgd::leased;
+
+namespace {
+
+Prefix4 p4(const char* text, int len) {
+    return Prefix4{*parse_ip4(text), static_cast<std::uint8_t>(len)};
+}
+Prefix6 p6(const char* text, int len) {
+    return Prefix6{*parse_ip6(text), static_cast<std::uint8_t>(len)};
+}
+Ip4 ip4(const char* text) {
+    return *parse_ip4(text);
+}
+Ip6 ip6(const char* text) {
+    return *parse_ip6(text);
+}
+
+PublicKey key(int n) {
+    PublicKey k;
+    k.bytes[0] = static_cast<std::uint8_t>(n);
+    k.bytes[31] = 0x5a;
+    return k;
+}
+
+Ip6 link_local(int n) {
+    Ip6 a = ip6("fe80::");
+    a.bytes[15] = static_cast<std::uint8_t>(n);
+    return a;
+}
+
+PeerFacts peer(int n, std::vector<Prefix4> extra4 = {}, std::vector<Prefix6> extra6 = {}) {
+    PeerFacts f{key(n), std::move(extra4), std::move(extra6)};
+    f.allowed6.push_back(Prefix6{link_local(n), 128});
+    return f;
+}
+
+Want any4() {
+    Want w;
+    w.v4 = Want::Kind::Any;
+    return w;
+}
+Want any6() {
+    Want w;
+    w.v6 = Want::Kind::Any;
+    return w;
+}
+Want both() {
+    Want w;
+    w.v4 = w.v6 = Want::Kind::Any;
+    return w;
+}
+Want ask4(const char* a) {
+    Want w;
+    w.v4 = Want::Kind::Specific;
+    w.ipv4 = ip4(a);
+    return w;
+}
+Want no_key() {
+    Want w;
+    w.no_address_key = true;
+    return w;
+}
+
+constexpr std::uint32_t kLeasetime = 3600;
+
+class ServerTest : public ::testing::Test {
+  protected:
+    DeterministicRandom rng{42};
+    FakeClock clock{1764201600, 1000000};
+    LeaseServer server{rng, clock, kLeasetime};
+
+    void SetUp() override {
+        server.add_prefix(p4("10.0.0.0", 24));
+        server.add_prefix(p6("2001:db8::", 64));
+        server.set_own_addresses({ip4("10.0.0.1")}, {ip6("2001:db8::1"), ip6("fe80::")});
+    }
+    // plan + commit, as the caller does after netd and the lease file succeeded.
+    Plan grant(int n, const Want& w) {
+        auto plan = server.plan(key(n), w);
+        EXPECT_TRUE(plan);
+        if (!plan)
+            return {};
+        EXPECT_TRUE(server.commit(*plan));
+        return *plan;
+    }
+};
+
+} // namespace
+
+TEST_F(ServerTest, AnyAddressIsDrawnFromThePoolAndAddedToAllowedIps) {
+    server.set_peers({peer(1)});
+    auto plan = grant(1, both());
+    ASSERT_TRUE(plan.ipv4 && plan.ipv6);
+    EXPECT_TRUE(p4("10.0.0.0", 24).contains(*plan.ipv4));
+    EXPECT_TRUE(p6("2001:db8::", 64).contains(*plan.ipv6));
+    EXPECT_EQ(plan.error, kErrnoSuccess);
+    EXPECT_EQ(plan.leasestart, 1764201600);
+    EXPECT_EQ(plan.leasetime, kLeasetime);
+    EXPECT_EQ(plan.changes.add4, (std::vector<Prefix4>{{*plan.ipv4, 32}}));
+    EXPECT_EQ(plan.changes.add6, (std::vector<Prefix6>{{*plan.ipv6, 128}}));
+    EXPECT_TRUE(plan.changes.remove4.empty() && plan.changes.remove6.empty());
+    EXPECT_EQ(plan.record,
+              (LeaseRecord{key(1), plan.ipv4, plan.ipv6, 1764201600, 1764201600 + 3600}));
+}
+
+TEST_F(ServerTest, OwnAddressesAreNeverGranted) {
+    LeaseServer small(rng, clock, kLeasetime);
+    small.add_prefix(p4("10.0.0.0", 30)); // .1 and .2 usable, .1 is ours
+    small.set_own_addresses({ip4("10.0.0.1")}, {});
+    std::vector<PeerFacts> peers{peer(1), peer(2)};
+    small.set_peers(peers);
+    auto a = small.plan(key(1), any4());
+    ASSERT_TRUE(a && a->ipv4);
+    EXPECT_EQ(*a->ipv4, ip4("10.0.0.2"));
+    small.commit(*a);
+    auto b = small.plan(key(2), any4());
+    EXPECT_FALSE(b->ipv4);
+    EXPECT_EQ(b->error, kErrnoUnavailable);
+}
+
+TEST_F(ServerTest, RequestedAddressAssignedToThisPeerIsGranted) {
+    server.set_peers({peer(1)});
+    auto first = grant(1, any4());
+    auto again = grant(1, ask4(to_string(*first.ipv4).c_str()));
+    EXPECT_EQ(again.ipv4, first.ipv4);
+    EXPECT_TRUE(again.changes.empty()) << "already in allowed IPs";
+}
+
+TEST_F(ServerTest, RequestedAddressNotAssignedToThisPeerIsNotGrantedAndARandomOneIs) {
+    LeaseServer small(rng, clock, kLeasetime);
+    small.add_prefix(p4("10.0.0.0", 30)); // exactly .1 and .2
+    small.set_peers({peer(1)});
+    for (int i = 0; i < 20; i++) { // whatever the draw, never the requested one
+        auto plan = small.plan(key(1), ask4("10.0.0.2"));
+        ASSERT_TRUE(plan && plan->ipv4);
+        EXPECT_EQ(*plan->ipv4, ip4("10.0.0.1"));
+        small.abort(*plan);
+    }
+}
+
+TEST_F(ServerTest, RequestedAddressOfAnotherPeerIsNotGranted) {
+    server.set_peers({peer(1), peer(2)});
+    auto other = grant(2, any4());
+    auto plan = grant(1, ask4(to_string(*other.ipv4).c_str()));
+    ASSERT_TRUE(plan.ipv4);
+    EXPECT_NE(*plan.ipv4, *other.ipv4);
+}
+
+TEST_F(ServerTest, RestoredLeaseCountsAsAssignedToThePeer) {
+    server.set_peers({peer(1)});
+    LeaseRecord saved{key(1), ip4("10.0.0.77"), std::nullopt, 1764201000, 1764201600 + 100};
+    auto restored = server.restore({saved});
+    ASSERT_EQ(restored.changes.size(), 1u);
+    EXPECT_EQ(restored.changes[0].add4, (std::vector<Prefix4>{p4("10.0.0.77", 32)}));
+    auto plan = grant(1, ask4("10.0.0.77"));
+    EXPECT_EQ(plan.ipv4, ip4("10.0.0.77"));
+}
+
+TEST_F(ServerTest, AnyForAFamilyAlreadyHeldGivesTheSameAddress) {
+    server.set_peers({peer(1)});
+    auto first = grant(1, both());
+    for (int i = 0; i < 5; i++) {
+        clock.advance_ms(1000);
+        auto again = grant(1, both());
+        EXPECT_EQ(again.ipv4, first.ipv4);
+        EXPECT_EQ(again.ipv6, first.ipv6);
+        EXPECT_TRUE(again.changes.empty());
+    }
+}
+
+TEST_F(ServerTest, NoAddressKeyAsksOneAddressOfEachFamilyWithAPool) {
+    LeaseServer only4(rng, clock, kLeasetime);
+    only4.add_prefix(p4("10.0.0.0", 24));
+    only4.set_peers({peer(1)});
+    auto plan = only4.plan(key(1), no_key());
+    ASSERT_TRUE(plan);
+    EXPECT_TRUE(plan->ipv4);
+    EXPECT_FALSE(plan->ipv6);
+    EXPECT_EQ(plan->error, kErrnoSuccess) << "no IPv6 pool: IPv6 was not asked for";
+
+    server.set_peers({peer(1)});
+    auto both_families = grant(1, no_key());
+    EXPECT_TRUE(both_families.ipv4 && both_families.ipv6);
+}
+
+TEST_F(ServerTest, OnlyOneFamilyNamedReleasesTheOther) {
+    server.set_peers({peer(1)});
+    auto first = grant(1, both());
+    auto v4only = grant(1, any4());
+    EXPECT_EQ(v4only.ipv4, first.ipv4);
+    EXPECT_FALSE(v4only.ipv6);
+    EXPECT_EQ(v4only.changes.remove6, (std::vector<Prefix6>{{*first.ipv6, 128}}));
+    EXPECT_FALSE(v4only.record.ipv6);
+    EXPECT_TRUE(server.pool6().is_free(*first.ipv6)) << "back in the pool";
+}
+
+TEST_F(ServerTest, FamilyAskedWithNothingAvailableIsPartialWithErrno3) {
+    LeaseServer full(rng, clock, kLeasetime);
+    full.add_prefix(p4("10.0.0.0", 30));
+    full.add_prefix(p6("2001:db8::", 64));
+    full.set_peers({peer(1), peer(2), peer(3)});
+    for (int n : {1, 2}) {
+        auto p = full.plan(key(n), any4());
+        full.commit(*p);
+    }
+    auto plan = full.plan(key(3), both());
+    ASSERT_TRUE(plan);
+    EXPECT_FALSE(plan->ipv4);
+    EXPECT_TRUE(plan->ipv6);
+    EXPECT_EQ(plan->error, kErrnoUnavailable);
+    EXPECT_TRUE(plan->changes.add4.empty());
+}
+
+TEST_F(ServerTest, ReservationIsGivenToItsPeerWithoutChangingAllowedIps) {
+    server.set_peers({peer(1, {p4("10.0.0.50", 32)}), peer(2)});
+    auto plan = grant(1, any4());
+    EXPECT_EQ(plan.ipv4, ip4("10.0.0.50"));
+    EXPECT_TRUE(plan.changes.empty());
+    EXPECT_FALSE(plan.record.ipv4) << "a reservation is not a lease";
+    auto asked = grant(1, ask4("10.0.0.50"));
+    EXPECT_EQ(asked.ipv4, ip4("10.0.0.50"));
+}
+
+TEST_F(ServerTest, ReservationIsNeverGivenToAnotherPeer) {
+    LeaseServer small(rng, clock, kLeasetime);
+    small.add_prefix(p4("10.0.0.0", 30));
+    small.set_peers({peer(1, {p4("10.0.0.2", 32)}), peer(2)});
+    auto a = small.plan(key(2), ask4("10.0.0.2"));
+    ASSERT_TRUE(a && a->ipv4);
+    EXPECT_EQ(*a->ipv4, ip4("10.0.0.1"));
+    small.commit(*a);
+    auto b = small.plan(key(3), any4());
+    EXPECT_FALSE(b) << "unknown peer";
+}
+
+TEST_F(ServerTest, ReservationIsNeverRemovedOnExpiry) {
+    server.set_peers({peer(1, {p4("10.0.0.50", 32)})});
+    grant(1, both());
+    clock.advance_ms(kLeasetime * 1000ull + 1);
+    auto expired = server.expire(clock.boot_ms());
+    ASSERT_EQ(expired.changes.size(), 1u);
+    EXPECT_TRUE(expired.changes[0].remove4.empty());
+    EXPECT_EQ(expired.changes[0].remove6.size(), 1u);
+    EXPECT_FALSE(server.pool4().is_free(ip4("10.0.0.50")));
+}
+
+TEST_F(ServerTest, AnAllowedIpOfAnyOtherPeerIsNeverGranted) {
+    // Peer 2 routes a /25 statically and holds a static /32 in the other half.
+    server.set_peers({peer(1), peer(2, {p4("10.0.0.0", 25), p4("10.0.0.200", 32)})});
+    for (int i = 0; i < 200; i++) {
+        auto plan = server.plan(key(1), any4());
+        ASSERT_TRUE(plan && plan->ipv4);
+        EXPECT_FALSE(p4("10.0.0.0", 25).contains(*plan->ipv4));
+        EXPECT_NE(*plan->ipv4, ip4("10.0.0.200"));
+        server.abort(*plan);
+    }
+    auto asked = grant(1, ask4("10.0.0.200"));
+    EXPECT_NE(asked.ipv4, ip4("10.0.0.200"));
+}
+
+TEST_F(ServerTest, GrantingNeverTouchesLinkLocalOrStaticAllowedIps) {
+    server.set_peers({peer(1, {p4("192.168.1.0", 24)}, {p6("2001:db8:1::", 48)})});
+    auto first = grant(1, both());
+    auto release = grant(1, Want{});
+    for (auto& p : release.changes.remove6)
+        EXPECT_FALSE(p.addr.is_link_local() || p6("2001:db8:1::", 48).contains(p.addr));
+    EXPECT_EQ(release.changes.remove4, (std::vector<Prefix4>{{*first.ipv4, 32}}));
+    EXPECT_EQ(release.changes.remove6, (std::vector<Prefix6>{{*first.ipv6, 128}}));
+    EXPECT_TRUE(release.changes.add4.empty() && release.changes.add6.empty());
+}
+
+TEST_F(ServerTest, ExpiredLeaseIsRemovedFromAllowedIpsAndReturnsToThePool) {
+    server.set_peers({peer(1), peer(2)});
+    auto a = grant(1, any4());
+    clock.advance_ms(10000);
+    auto b = grant(2, any4());
+    EXPECT_EQ(server.next_expiry(), 1000000u + kLeasetime * 1000ull);
+    clock.advance_ms(kLeasetime * 1000ull - 10000);
+    EXPECT_TRUE(server.expire(clock.boot_ms() - 1).records.empty());
+    auto expired = server.expire(clock.boot_ms());
+    ASSERT_EQ(expired.changes.size(), 1u);
+    EXPECT_EQ(expired.changes[0].peer, key(1));
+    EXPECT_EQ(expired.changes[0].remove4, (std::vector<Prefix4>{{*a.ipv4, 32}}));
+    EXPECT_TRUE(expired.records[0].released());
+    EXPECT_TRUE(server.pool4().is_free(*a.ipv4));
+    EXPECT_FALSE(server.pool4().is_free(*b.ipv4));
+    EXPECT_EQ(server.next_expiry(), 1000000u + 10000 + kLeasetime * 1000ull);
+}
+
+TEST_F(ServerTest, RenewalMovesStartAndExpiry) {
+    server.set_peers({peer(1)});
+    grant(1, any4());
+    clock.advance_ms(1800 * 1000);
+    auto renewed = grant(1, any4());
+    EXPECT_EQ(renewed.leasestart, 1764201600 + 1800);
+    EXPECT_EQ(server.next_expiry(), 1000000u + (1800 + kLeasetime) * 1000ull);
+    clock.advance_ms(kLeasetime * 1000ull - 1);
+    EXPECT_TRUE(server.expire(clock.boot_ms()).records.empty());
+}
+
+TEST_F(ServerTest, ExpiryComesInBatches) {
+    std::vector<PeerFacts> peers;
+    for (int n = 1; n <= 10; n++)
+        peers.push_back(peer(n));
+    server.set_peers(peers);
+    for (int n = 1; n <= 10; n++)
+        grant(n, any4());
+    clock.advance_ms(kLeasetime * 1000ull);
+    EXPECT_EQ(server.expire(clock.boot_ms(), 4).records.size(), 4u);
+    EXPECT_EQ(server.expire(clock.boot_ms(), 4).records.size(), 4u);
+    EXPECT_EQ(server.expire(clock.boot_ms(), 4).records.size(), 2u);
+    EXPECT_FALSE(server.next_expiry());
+    EXPECT_EQ(server.lease_count(), 0u);
+}
+
+TEST_F(ServerTest, RemovedRouteRevokesTheLeasesInsideIt) {
+    server.remove_prefix(p4("10.0.0.0", 24));
+    server.add_prefix(p4("10.9.0.0", 24));
+    server.set_peers({peer(1)});
+    auto a = grant(1, both());
+    ASSERT_TRUE(p4("10.9.0.0", 24).contains(*a.ipv4));
+    server.remove_prefix(p4("10.9.0.0", 24));
+    // Peer 1's IPv4 lease is revoked; its IPv6 lease stays.
+    auto live = server.live_records();
+    ASSERT_EQ(live.size(), 1u);
+    EXPECT_FALSE(live[0].ipv4);
+    EXPECT_EQ(live[0].ipv6, a.ipv6);
+}
+
+TEST_F(ServerTest, RemovedRouteReturnsTheAllowedIpRemovals) {
+    server.set_peers({peer(1)});
+    server.add_prefix(p4("10.0.0.0", 25)); // overlaps: removing it keeps the /24 leases
+    auto a = grant(1, any4());
+    EXPECT_TRUE(server.remove_prefix(p4("10.0.0.0", 25)).changes.empty());
+    auto revoked = server.remove_prefix(p4("10.0.0.0", 24));
+    ASSERT_EQ(revoked.changes.size(), 1u);
+    EXPECT_EQ(revoked.changes[0].remove4, (std::vector<Prefix4>{{*a.ipv4, 32}}));
+    EXPECT_TRUE(revoked.records[0].released());
+    EXPECT_EQ(server.lease_count(), 0u);
+}
+
+TEST_F(ServerTest, NewRouteGrowsThePoolAtOnce) {
+    LeaseServer empty(rng, clock, kLeasetime);
+    empty.set_peers({peer(1)});
+    auto none = empty.plan(key(1), any4());
+    EXPECT_EQ(none->error, kErrnoUnavailable);
+    empty.abort(*none);
+    empty.add_prefix(p4("10.3.0.0", 16));
+    auto some = empty.plan(key(1), any4());
+    EXPECT_TRUE(some->ipv4);
+}
+
+TEST_F(ServerTest, AbortReturnsEverythingToThePreviousState) {
+    server.set_peers({peer(1)});
+    auto first = grant(1, both());
+    const auto free4 = server.pool4().free_count();
+    const auto free6 = server.pool6().free_count();
+    const auto expiry = server.next_expiry();
+    auto plan = server.plan(key(1), any6()); // would release IPv4
+    ASSERT_TRUE(plan);
+    EXPECT_FALSE(server.next_expiry()) << "a pending peer does not expire";
+    auto undo = server.abort(*plan);
+    EXPECT_EQ(undo.add4, plan->changes.remove4);
+    EXPECT_EQ(server.pool4().free_count(), free4);
+    EXPECT_EQ(server.pool6().free_count(), free6);
+    EXPECT_EQ(server.next_expiry(), expiry);
+    EXPECT_FALSE(server.commit(*plan));
+    auto again = grant(1, both());
+    EXPECT_EQ(again.ipv4, first.ipv4);
+    EXPECT_EQ(again.ipv6, first.ipv6);
+}
+
+TEST_F(ServerTest, AbortOfAFreshPlanFreesItsAddress) {
+    server.set_peers({peer(1)});
+    const auto free4 = server.pool4().free_count();
+    auto plan = server.plan(key(1), any4());
+    EXPECT_EQ(server.pool4().free_count(), free4 - 1) << "held while pending";
+    server.abort(*plan);
+    EXPECT_EQ(server.pool4().free_count(), free4);
+    EXPECT_EQ(server.lease_count(), 0u);
+}
+
+TEST_F(ServerTest, ConcurrentPlansNeverGetTheSameAddress) {
+    LeaseServer small(rng, clock, kLeasetime);
+    small.add_prefix(p4("10.0.0.0", 30));
+    small.set_peers({peer(1), peer(2), peer(3)});
+    auto a = small.plan(key(1), any4());
+    auto b = small.plan(key(2), any4());
+    auto c = small.plan(key(3), any4());
+    ASSERT_TRUE(a->ipv4 && b->ipv4);
+    EXPECT_NE(*a->ipv4, *b->ipv4);
+    EXPECT_FALSE(c->ipv4);
+    EXPECT_FALSE(small.plan(key(1), any4())) << "one pending plan per peer";
+}
+
+TEST_F(ServerTest, RemovedPeerLosesItsLeases) {
+    server.set_peers({peer(1), peer(2)});
+    auto a = grant(1, both());
+    auto events = server.set_peers({peer(2)});
+    ASSERT_EQ(events.records.size(), 1u);
+    EXPECT_TRUE(events.records[0].released());
+    EXPECT_TRUE(server.pool4().is_free(*a.ipv4));
+    EXPECT_FALSE(server.lookup_peer(link_local(1)));
+    EXPECT_FALSE(server.next_expiry());
+}
+
+TEST_F(ServerTest, PeersAreFoundByTheirLinkLocalAddress) {
+    server.set_peers({peer(1), peer(2)});
+    EXPECT_EQ(server.lookup_peer(link_local(2)), key(2));
+    EXPECT_FALSE(server.lookup_peer(link_local(3)));
+}
+
+TEST_F(ServerTest, LeasedAddressesInTheFactsAreNotMistakenForReservations) {
+    server.set_peers({peer(1)});
+    auto a = grant(1, any4());
+    server.set_peers({peer(1, {Prefix4{*a.ipv4, 32}})}); // netd's view after the add
+    auto plan = server.plan(key(1), Want{});
+    EXPECT_EQ(plan->changes.remove4, (std::vector<Prefix4>{{*a.ipv4, 32}}));
+}
+
+TEST_F(ServerTest, LeaseMovedToAnotherPeerByTheOperatorIsDropped) {
+    server.set_peers({peer(1), peer(2)});
+    auto a = grant(1, any4());
+    auto events = server.set_peers({peer(1), peer(2, {Prefix4{*a.ipv4, 32}})});
+    ASSERT_EQ(events.records.size(), 1u);
+    EXPECT_FALSE(events.records[0].ipv4);
+    auto again = grant(1, any4());
+    EXPECT_NE(again.ipv4, a.ipv4);
+}
+
+TEST_F(ServerTest, RestoreDropsExpiredLeasesAndUnknownPeers) {
+    server.set_peers({peer(1)});
+    auto events = server.restore({
+        {key(1), ip4("10.0.0.9"), std::nullopt, 1764200000, 1764201600}, // expired now
+        {key(7), ip4("10.0.0.8"), std::nullopt, 1764201000, 1764209999}, // no such peer
+    });
+    EXPECT_TRUE(events.changes.empty());
+    EXPECT_EQ(events.records.size(), 2u);
+    EXPECT_EQ(server.lease_count(), 0u);
+}
+
+TEST_F(ServerTest, RestoredLeaseAlreadyInAllowedIpsIsALeaseNotAReservation) {
+    server.set_peers({peer(1, {p4("10.0.0.9", 32)})}); // after a restart: looks static
+    auto events = server.restore({{key(1), ip4("10.0.0.9"), std::nullopt, 1764201000, 1764201700}});
+    EXPECT_TRUE(events.changes.empty()) << "already there";
+    EXPECT_EQ(server.next_expiry(), 1000000u + 100 * 1000);
+    auto expired = server.expire(1000000u + 100 * 1000);
+    ASSERT_EQ(expired.changes.size(), 1u);
+    EXPECT_EQ(expired.changes[0].remove4, (std::vector<Prefix4>{p4("10.0.0.9", 32)}));
+}
+
+TEST_F(ServerTest, WithoutALeaseFileAllowedIpsAreReservations) {
+    server.set_peers({peer(1, {p4("10.0.0.9", 32)}), peer(2)});
+    server.restore({});
+    for (int i = 0; i < 100; i++) {
+        auto plan = server.plan(key(2), any4());
+        EXPECT_NE(plan->ipv4, ip4("10.0.0.9"));
+        server.abort(*plan);
+    }
+}
+
+TEST_F(ServerTest, RestoreRefusesAnAddressOfAnotherPeer) {
+    server.set_peers({peer(1), peer(2, {p4("10.0.0.9", 32)})});
+    auto events =
+        server.restore({{key(1), ip4("10.0.0.9"), ip6("2001:db8::9"), 1764201000, 1764209000}});
+    ASSERT_EQ(events.records.size(), 1u);
+    EXPECT_FALSE(events.records[0].ipv4);
+    EXPECT_EQ(events.records[0].ipv6, ip6("2001:db8::9"));
+}
