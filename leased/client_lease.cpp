@@ -1,6 +1,7 @@
 #include "leased/client_lease.hpp"
 
 #include <algorithm>
+#include <type_traits>
 #include <utility>
 
 // Which input each state accepts (anything else is ignored and logged):
@@ -39,6 +40,13 @@ std::string seconds(Millis ms) {
 
 LogLine log(Severity severity, std::string text) {
     return LogLine{severity, std::move(text)};
+}
+
+// Constructs the alternative inside the vector: pushing a temporary variant
+// trips a false -Wmaybe-uninitialized in GCC 12 at -O2.
+template <class Action>
+void emit(ClientActions& out, Action&& action) {
+    out.emplace_back(std::in_place_type<std::decay_t<Action>>, std::forward<Action>(action));
 }
 
 } // namespace
@@ -98,7 +106,7 @@ ClientActions ClientLeaseMachine::finish(ClientActions out) {
     const auto deadline = next_deadline();
     if (deadline != announced_deadline_) {
         announced_deadline_ = deadline;
-        out.push_back(SetTimer{deadline});
+        emit(out, SetTimer{deadline});
     }
     return out;
 }
@@ -107,7 +115,7 @@ ClientActions ClientLeaseMachine::start(Millis now, const ExistingAddresses& exi
                                         bool link_is_up) {
     ClientActions out;
     if (state_ != ClientState::init) {
-        out.push_back(log(Severity::warning, "start ignored: already started"));
+        emit(out, log(Severity::warning, "start ignored: already started"));
         return finish(std::move(out));
     }
     // Only what this client could have been granted qualifies: a /32 or
@@ -133,15 +141,14 @@ ClientActions ClientLeaseMachine::start(Millis now, const ExistingAddresses& exi
         lease_.expires_at = now + kInceptionLeaseMs;
         lease_.renew_at = now; // ask at once
         lease_.granted = false;
-        out.push_back(
-            log(Severity::info,
-                "inception: taking " + describe(lease_.ipv4, lease_.ipv6) + " as a lease of 15 s"));
+        emit(out, log(Severity::info, "inception: taking " + describe(lease_.ipv4, lease_.ipv6) +
+                                          " as a lease of 15 s"));
     }
     if (link_is_up) {
         send_request(now, out);
     } else {
         state_ = ClientState::link_down;
-        out.push_back(log(Severity::info, "interface is down: waiting for it to come up"));
+        emit(out, log(Severity::info, "interface is down: waiting for it to come up"));
     }
     return finish(std::move(out));
 }
@@ -149,13 +156,13 @@ ClientActions ClientLeaseMachine::start(Millis now, const ExistingAddresses& exi
 ClientActions ClientLeaseMachine::link_up(Millis now) {
     ClientActions out;
     if (state_ != ClientState::link_down) {
-        out.push_back(
-            log(Severity::debug, std::string("link up ignored in state ") + to_string(state_)));
+        emit(out,
+             log(Severity::debug, std::string("link up ignored in state ") + to_string(state_)));
         return finish(std::move(out));
     }
     expire_if_due(now, out);
     next_backoff_ = kFirstBackoffMs;
-    out.push_back(log(Severity::info, "interface is up: requesting a lease"));
+    emit(out, log(Severity::info, "interface is up: requesting a lease"));
     send_request(now, out);
     return finish(std::move(out));
 }
@@ -169,11 +176,11 @@ ClientActions ClientLeaseMachine::link_down(Millis now) {
         expire_if_due(now, out);
         in_flight_ = false; // its result, if any, is stale from now on
         state_ = ClientState::link_down;
-        out.push_back(log(Severity::info, "interface is down: waiting for it to come up"));
+        emit(out, log(Severity::info, "interface is down: waiting for it to come up"));
         break;
     default:
-        out.push_back(
-            log(Severity::debug, std::string("link down ignored in state ") + to_string(state_)));
+        emit(out,
+             log(Severity::debug, std::string("link down ignored in state ") + to_string(state_)));
         break;
     }
     return finish(std::move(out));
@@ -187,8 +194,8 @@ ClientActions ClientLeaseMachine::link_deleted() {
     in_flight_ = false;
     lease_ = ClientLease{};
     state_ = ClientState::exited;
-    out.push_back(log(Severity::info, "interface deleted: exiting"));
-    out.push_back(Exit{0});
+    emit(out, log(Severity::info, "interface deleted: exiting"));
+    emit(out, Exit{0});
     return finish(std::move(out));
 }
 
@@ -201,8 +208,8 @@ ClientActions ClientLeaseMachine::stop() {
     in_flight_ = false;
     lease_ = ClientLease{};
     state_ = ClientState::exited;
-    out.push_back(log(Severity::info, "stopping"));
-    out.push_back(Exit{0});
+    emit(out, log(Severity::info, "stopping"));
+    emit(out, Exit{0});
     return finish(std::move(out));
 }
 
@@ -219,7 +226,7 @@ ClientActions ClientLeaseMachine::timer(Millis now) {
     case ClientState::bound:
         // An expired lease (a timer that fired very late) is requested anew.
         if (!lease_.active() || now >= lease_.renew_at) {
-            out.push_back(log(Severity::debug, "renewing " + describe(lease_.ipv4, lease_.ipv6)));
+            emit(out, log(Severity::debug, "renewing " + describe(lease_.ipv4, lease_.ipv6)));
             send_request(now, out);
         }
         break;
@@ -236,17 +243,20 @@ ClientActions ClientLeaseMachine::timer(Millis now) {
 ClientActions ClientLeaseMachine::response(Millis now, const LeaseResponse& response) {
     ClientActions out;
     if (state_ != ClientState::requesting || !in_flight_ || response.exchange != last_exchange_) {
-        out.push_back(log(Severity::warning, "ignoring a response to exchange " +
-                                                 std::to_string(response.exchange) + " in state " +
-                                                 to_string(state_)));
+        emit(out, log(Severity::warning, "ignoring a response to exchange " +
+                                             std::to_string(response.exchange) + " in state " +
+                                             to_string(state_)));
         return finish(std::move(out));
     }
     in_flight_ = false;
-    expire_if_due(now, out);
-    if (auto problem = check_grant(now, response))
+    // A good grant is valid at `now`, so it replaces even a lease that has
+    // just run out: expiring that one first would drop and re-add addresses.
+    if (auto problem = check_grant(now, response)) {
+        expire_if_due(now, out);
         fail_attempt(now, "rejected response: " + *problem, out);
-    else
+    } else {
         apply_grant(now, response, out);
+    }
     return finish(std::move(out));
 }
 
@@ -254,9 +264,9 @@ ClientActions ClientLeaseMachine::exchange_failed(Millis now, std::uint64_t exch
                                                   std::string_view reason) {
     ClientActions out;
     if (state_ != ClientState::requesting || !in_flight_ || exchange != last_exchange_) {
-        out.push_back(log(Severity::debug, "ignoring the failure of exchange " +
-                                               std::to_string(exchange) + " in state " +
-                                               to_string(state_)));
+        emit(out,
+             log(Severity::debug, "ignoring the failure of exchange " + std::to_string(exchange) +
+                                      " in state " + to_string(state_)));
         return finish(std::move(out));
     }
     in_flight_ = false;
@@ -279,7 +289,7 @@ void ClientLeaseMachine::send_request(Millis now, ClientActions& out) {
     sent_at_ = now;
     guard_at_ = now + kExchangeGuardMs;
     state_ = ClientState::requesting;
-    out.push_back(std::move(request));
+    emit(out, std::move(request));
 }
 
 void ClientLeaseMachine::fail_attempt(Millis now, std::string_view reason, ClientActions& out) {
@@ -288,23 +298,22 @@ void ClientLeaseMachine::fail_attempt(Millis now, std::string_view reason, Clien
     next_backoff_ = std::min(wait * 2, kMaxBackoffMs);
     retry_at_ = now + wait;
     state_ = ClientState::backing_off;
-    out.push_back(log(Severity::warning, std::string(reason) + "; retrying in " + seconds(wait)));
+    emit(out, log(Severity::warning, std::string(reason) + "; retrying in " + seconds(wait)));
 }
 
 void ClientLeaseMachine::expire_if_due(Millis now, ClientActions& out) {
     if (!lease_.active() || now < lease_.expires_at)
         return;
-    out.push_back(
-        log(Severity::info, "lease expired: removing " + describe(lease_.ipv4, lease_.ipv6)));
+    emit(out, log(Severity::info, "lease expired: removing " + describe(lease_.ipv4, lease_.ipv6)));
     remove_lease_addresses(out);
     lease_ = ClientLease{};
 }
 
 void ClientLeaseMachine::remove_lease_addresses(ClientActions& out) {
     if (lease_.ipv4)
-        out.push_back(RemoveAddress{*lease_.ipv4});
+        emit(out, RemoveAddress{*lease_.ipv4});
     if (lease_.ipv6)
-        out.push_back(RemoveAddress{*lease_.ipv6});
+        emit(out, RemoveAddress{*lease_.ipv6});
 }
 
 std::optional<std::string> ClientLeaseMachine::check_grant(Millis now,
@@ -352,13 +361,13 @@ void ClientLeaseMachine::apply_grant(Millis now, const LeaseResponse& r, ClientA
     // New addresses first, then the old ones go: a family being replaced
     // always has one address on IFACE.
     if (new4 && new4 != lease_.ipv4)
-        out.push_back(AddAddress{*new4});
+        emit(out, AddAddress{*new4});
     if (new6 && new6 != lease_.ipv6)
-        out.push_back(AddAddress{*new6});
+        emit(out, AddAddress{*new6});
     if (lease_.ipv4 && lease_.ipv4 != new4)
-        out.push_back(RemoveAddress{*lease_.ipv4});
+        emit(out, RemoveAddress{*lease_.ipv4});
     if (lease_.ipv6 && lease_.ipv6 != new6)
-        out.push_back(RemoveAddress{*lease_.ipv6});
+        emit(out, RemoveAddress{*lease_.ipv6});
 
     const Millis lease_ms = r.leasetime * 1000;
     lease_.ipv4 = new4;
@@ -375,7 +384,7 @@ void ClientLeaseMachine::apply_grant(Millis now, const LeaseResponse& r, ClientA
                        seconds(lease_.renew_at > now ? lease_.renew_at - now : 0);
     if (r.errnum == 3)
         text += " (partial: the server could not grant every family)";
-    out.push_back(log(Severity::info, std::move(text)));
+    emit(out, log(Severity::info, std::move(text)));
 }
 
 } // namespace wgd::leased

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -324,6 +326,15 @@ TEST(ClientLease, ExchangeWithoutResultTimesOutAsAFailure) {
     EXPECT_EQ(m.next_deadline(), kExchangeGuardMs + 1000);
     auto out = m.response(kExchangeGuardMs + 10, grant(1, p4("10.0.0.5"), std::nullopt));
     EXPECT_FALSE(has_address_orders(out)); // the abandoned exchange's late answer
+}
+
+TEST_F(Bound, GrantArrivingAsTheOldLeaseExpiresKeepsAddressesInPlace) {
+    m.timer(1800'000);
+    m.exchange_failed(1800'001, 2, "refused");
+    m.timer(1801'001);
+    auto out = m.response(3600'000, grant(3, p4("10.0.0.5"), p6("2001:db8::5")));
+    EXPECT_FALSE(has_address_orders(out)) << "no remove-then-add of the same address";
+    EXPECT_EQ(m.lease().expires_at, 1801'001u + 3600'000u);
 }
 
 TEST(ClientLease, GrantArrivingAfterItsLeaseEndedIsRejected) {
@@ -658,6 +669,140 @@ TEST(ClientLease, StateNamesAreDistinct) {
         names.emplace_back(to_string(s));
     std::sort(names.begin(), names.end());
     EXPECT_EQ(std::unique(names.begin(), names.end()), names.end());
+}
+
+// --- Invariants over long random event sequences ---
+
+// IFACE as the caller would see it after executing the orders.
+struct SimulatedInterface {
+    std::set<Ip4> v4;
+    std::set<Ip6> v6;
+    bool lost_a_family_midway = false;
+
+    // Executes one input's actions in order, checking that no order is
+    // pointless and that a family present before and after the input was
+    // never absent in between (replacement adds before it removes).
+    void execute(const ClientActions& actions) {
+        const bool had4 = !v4.empty(), had6 = !v6.empty();
+        bool gap4 = false, gap6 = false;
+        for (const auto& action : actions) {
+            if (auto* add = std::get_if<AddAddress>(&action)) {
+                if (auto* a = std::get_if<Ip4>(&add->address))
+                    EXPECT_TRUE(v4.insert(*a).second) << "added twice";
+                else
+                    EXPECT_TRUE(v6.insert(std::get<Ip6>(add->address)).second) << "added twice";
+            } else if (auto* remove = std::get_if<RemoveAddress>(&action)) {
+                if (auto* a = std::get_if<Ip4>(&remove->address))
+                    EXPECT_EQ(v4.erase(*a), 1u) << "removed an absent address";
+                else
+                    EXPECT_EQ(v6.erase(std::get<Ip6>(remove->address)), 1u)
+                        << "removed an absent address";
+            }
+            gap4 = gap4 || v4.empty();
+            gap6 = gap6 || v6.empty();
+        }
+        if ((had4 && gap4 && !v4.empty()) || (had6 && gap6 && !v6.empty()))
+            lost_a_family_midway = true;
+    }
+};
+
+TEST(ClientLease, RandomEventSequencesKeepInterfaceEqualToLease) {
+    const Prefix4 pool4[] = {p4("10.0.0.5"), p4("10.0.0.6"), p4("10.0.0.0", 24), p4("169.254.0.9"),
+                             p4("224.0.0.5")};
+    const Prefix6 pool6[] = {p6("2001:db8::5"), p6("2001:db8::6"), p6("2001:db8::", 64),
+                             p6("fe80::9"), p6("ff02::2")};
+    for (unsigned seed = 1; seed <= 200; ++seed) {
+        SCOPED_TRACE("seed " + std::to_string(seed));
+        std::mt19937_64 rng(seed);
+        auto pick = [&](std::uint64_t n) { return rng() % n; };
+        ClientLeaseMachine m([&](std::uint64_t bound) { return rng() % bound; });
+        SimulatedInterface iface;
+        ExistingAddresses existing;
+        if (pick(2)) {
+            existing.ipv4 = {p4("10.0.0.6")};
+            iface.v4.insert(ip4("10.0.0.6"));
+        }
+        if (pick(2)) {
+            existing.ipv6 = {p6("2001:db8::6")};
+            iface.v6.insert(ip6("2001:db8::6"));
+        }
+        Millis now = 1000;
+        bool link_up = true;
+        iface.execute(m.start(now, existing));
+        for (int step = 0; step < 300 && m.state() != ClientState::exited; ++step) {
+            ClientActions out;
+            switch (pick(8)) {
+            case 0:
+            case 1:
+            case 2: // the timer the machine asked for
+                if (auto deadline = m.next_deadline()) {
+                    now = std::max(now, *deadline);
+                    out = m.timer(now);
+                    ASSERT_TRUE(!m.lease().active() || now < m.lease().expires_at);
+                }
+                break;
+            case 3:
+            case 4: { // an answer, good or bad, usually to the current exchange
+                now += pick(2000);
+                LeaseResponse r;
+                r.exchange = m.exchange_in_flight().value_or(0) - (pick(8) == 0 ? 1 : 0);
+                if (pick(4))
+                    r.ipv4 = pool4[pick(pick(3) ? 2 : 5)];
+                if (pick(4))
+                    r.ipv6 = pool6[pick(pick(3) ? 2 : 5)];
+                r.leasetime = pick(10) ? 2 + pick(60) : 0;
+                r.errnum = static_cast<std::uint32_t>(pick(3) ? 0 : pick(5));
+                out = m.response(now, r);
+                break;
+            }
+            case 5:
+                now += pick(2000);
+                out = m.exchange_failed(now, m.exchange_in_flight().value_or(0), "refused");
+                break;
+            case 6:
+                now += pick(5000);
+                out = link_up ? m.link_down(now) : m.link_up(now);
+                link_up = !link_up;
+                break;
+            default:
+                now += pick(30'000);
+                break;
+            }
+            iface.execute(out);
+            ASSERT_FALSE(iface.lost_a_family_midway);
+            // IFACE carries exactly the lease's addresses.
+            std::set<Ip4> lease4;
+            std::set<Ip6> lease6;
+            if (m.lease().ipv4)
+                lease4.insert(*m.lease().ipv4);
+            if (m.lease().ipv6)
+                lease6.insert(*m.lease().ipv6);
+            ASSERT_EQ(iface.v4, lease4);
+            ASSERT_EQ(iface.v6, lease6);
+            for (const auto& a : iface.v4)
+                ASSERT_TRUE(is_leasable(a));
+            for (const auto& a : iface.v6)
+                ASSERT_TRUE(is_leasable(a));
+            ASSERT_EQ(m.state() == ClientState::requesting, m.exchange_in_flight().has_value());
+            if (m.lease().active()) {
+                ASSERT_TRUE(m.next_deadline());
+                ASSERT_LE(*m.next_deadline(), m.lease().expires_at);
+            }
+            if (m.lease().granted) {
+                const Millis length = m.lease().expires_at - m.lease().obtained_at;
+                ASSERT_GE(m.lease().renew_at - m.lease().obtained_at, length * 7 / 16);
+                ASSERT_LE(m.lease().renew_at - m.lease().obtained_at, length * 9 / 16 + 1);
+            }
+        }
+        if (m.state() == ClientState::exited)
+            continue;
+        const bool granted = m.lease().granted;
+        iface.execute(m.stop());
+        if (granted) {
+            EXPECT_TRUE(iface.v4.empty());
+            EXPECT_TRUE(iface.v6.empty());
+        }
+    }
 }
 
 } // namespace
