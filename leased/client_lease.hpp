@@ -4,6 +4,14 @@
 // actions it returns, in order: requests go to netd and protod, address
 // orders to netd, the timer is armed for next_deadline().
 //
+// The caller's side of the contract: execute actions in the order given
+// (that order is what keeps a replaced family on IFACE); tag each exchange
+// with SendRequest::exchange and report its end exactly once, as response()
+// or exchange_failed(); call timer() once the last SetTimer deadline has
+// passed; on Exit, carry out the RemoveAddress orders before it (wait for
+// netd's answers) and then exit with its status. Log lines come back as
+// LogLine actions, so this file needs nothing but privsep/addr.hpp.
+//
 // Decisions this machine makes (the SPEC leaves them open):
 // - Lease times are counted on the client's own clock from the moment the
 //   request was sent (the server began the lease later, so the client's view
@@ -26,6 +34,8 @@
 //   attempt and nothing of it is applied. The granted addresses become the
 //   whole lease: a held family missing from the grant is removed.
 // - Replacement: every new address is added before any old one is removed.
+//   A good grant that arrives just as the old lease runs out replaces it
+//   directly (an address in both is never removed and re-added).
 // - Inception: the first /32 global IPv4 and the first /128 global IPv6
 //   found on IFACE (of the enabled families) become a lease of 15 s that is
 //   requested at once. Such a lease is "assumed" until a server grant
