@@ -1,0 +1,380 @@
+#include "leased/lease_file.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <unordered_map>
+
+namespace wgd::leased {
+
+namespace {
+
+constexpr char kMagic[8] = {'W', 'G', 'D', 'L', 'E', 'A', 'S', 'E'};
+constexpr std::uint8_t kTypePeerState = 1;
+constexpr std::size_t kIfaceField = 16;
+
+struct CrcTable {
+    std::uint32_t t[256];
+    constexpr CrcTable() : t() {
+        for (std::uint32_t i = 0; i < 256; i++) {
+            std::uint32_t c = i;
+            for (int k = 0; k < 8; k++)
+                c = (c & 1) ? (c >> 1) ^ 0x82f63b78u : c >> 1; // Castagnoli
+            t[i] = c;
+        }
+    }
+};
+constexpr CrcTable kCrc;
+
+void put32(std::uint8_t* p, std::uint32_t v) {
+    for (int i = 0; i < 4; i++)
+        p[i] = static_cast<std::uint8_t>(v >> (8 * i));
+}
+void put64(std::uint8_t* p, std::uint64_t v) {
+    for (int i = 0; i < 8; i++)
+        p[i] = static_cast<std::uint8_t>(v >> (8 * i));
+}
+std::uint32_t get32(const std::uint8_t* p) {
+    std::uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+std::uint64_t get64(const std::uint8_t* p) {
+    std::uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+int pwrite_all(int fd, const std::uint8_t* data, std::size_t len, std::uint64_t offset) {
+    while (len > 0) {
+        ssize_t n = ::pwrite(fd, data, len, static_cast<off_t>(offset));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        if (n == 0)
+            return EIO;
+        data += n, len -= static_cast<std::size_t>(n), offset += static_cast<std::uint64_t>(n);
+    }
+    return 0;
+}
+
+// Reads up to len bytes; returns the count, or -errno.
+long pread_full(int fd, std::uint8_t* data, std::size_t len, std::uint64_t offset) {
+    std::size_t got = 0;
+    while (got < len) {
+        ssize_t n = ::pread(fd, data + got, len - got, static_cast<off_t>(offset + got));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            break;
+        got += static_cast<std::size_t>(n);
+    }
+    return static_cast<long>(got);
+}
+
+struct KeyHash {
+    std::size_t operator()(const PublicKey& k) const {
+        std::size_t h;
+        std::memcpy(&h, k.bytes.data(), sizeof h);
+        return h;
+    }
+};
+
+enum class HeaderState { Absent, Garbage, Torn, Valid };
+struct Header {
+    HeaderState state = HeaderState::Absent;
+    std::uint64_t generation = 0;
+    std::uint64_t size = 0;
+};
+
+} // namespace
+
+std::uint32_t crc32c(const std::uint8_t* data, std::size_t len) {
+    std::uint32_t c = ~0u;
+    for (std::size_t i = 0; i < len; i++)
+        c = kCrc.t[(c ^ data[i]) & 0xff] ^ (c >> 8);
+    return ~c;
+}
+
+void encode_record(const LeaseRecord& r, std::uint8_t* out) {
+    std::memset(out, 0, kLeaseRecordSize);
+    out[0] = kTypePeerState;
+    out[1] = static_cast<std::uint8_t>((r.ipv4 ? 1 : 0) | (r.ipv6 ? 2 : 0));
+    std::memcpy(out + 4, r.peer.bytes.data(), 32);
+    if (r.ipv4)
+        std::memcpy(out + 36, r.ipv4->bytes.data(), 4);
+    if (r.ipv6)
+        std::memcpy(out + 40, r.ipv6->bytes.data(), 16);
+    put64(out + 56, static_cast<std::uint64_t>(r.start_wall));
+    put64(out + 64, static_cast<std::uint64_t>(r.expiry_wall));
+    put32(out + 72, crc32c(out, 72));
+}
+
+std::optional<LeaseRecord> decode_record(const std::uint8_t* in) {
+    if (get32(in + 72) != crc32c(in, 72))
+        return std::nullopt;
+    if (in[0] != kTypePeerState || in[1] > 3 || in[2] != 0 || in[3] != 0)
+        return std::nullopt;
+    LeaseRecord r;
+    std::memcpy(r.peer.bytes.data(), in + 4, 32);
+    if (in[1] & 1) {
+        Ip4 a;
+        std::memcpy(a.bytes.data(), in + 36, 4);
+        r.ipv4 = a;
+    }
+    if (in[1] & 2) {
+        Ip6 a;
+        std::memcpy(a.bytes.data(), in + 40, 16);
+        r.ipv6 = a;
+    }
+    r.start_wall = static_cast<std::int64_t>(get64(in + 56));
+    r.expiry_wall = static_cast<std::int64_t>(get64(in + 64));
+    return r;
+}
+
+int LeaseFile::write_header(int fd, std::uint64_t generation) {
+    std::uint8_t h[kLeaseHeaderSize] = {};
+    std::memcpy(h, kMagic, 8);
+    put32(h + 8, kLeaseFileVersion);
+    put32(h + 12, kLeaseRecordSize);
+    put64(h + 16, generation);
+    std::memcpy(h + 24, iface_.data(), std::min(iface_.size(), kIfaceField));
+    put32(h + 60, crc32c(h, 60));
+    return pwrite_all(fd, h, sizeof h, 0);
+}
+
+LeaseFileOpen LeaseFile::open(UniqueFd first, UniqueFd second, std::string_view iface) {
+    LeaseFileOpen out;
+    if (!first || !second) {
+        out.error = "lease file: descriptors not open";
+        return out;
+    }
+    if (iface.empty() || iface.size() > kIfaceField) {
+        out.error = "lease file: bad interface name";
+        return out;
+    }
+    LeaseFile file;
+    file.fds_[0] = std::move(first);
+    file.fds_[1] = std::move(second);
+    file.iface_ = std::string(iface);
+
+    Header headers[2];
+    for (int i = 0; i < 2; i++) {
+        struct stat st {};
+        if (::fstat(file.fds_[i].get(), &st) != 0) {
+            out.error = std::string("lease file: fstat: ") + std::strerror(errno);
+            return out;
+        }
+        Header& h = headers[i];
+        h.size = static_cast<std::uint64_t>(st.st_size);
+        if (h.size == 0)
+            continue;
+        std::uint8_t b[kLeaseHeaderSize];
+        long n = pread_full(file.fds_[i].get(), b, sizeof b, 0);
+        if (n < 0) {
+            out.error = std::string("lease file: read: ") + std::strerror(static_cast<int>(-n));
+            return out;
+        }
+        if (static_cast<std::size_t>(n) < sizeof b || std::memcmp(b, kMagic, 8) != 0) {
+            h.state = HeaderState::Garbage;
+            continue;
+        }
+        if (get32(b + 60) != crc32c(b, 60)) {
+            h.state = HeaderState::Torn; // a header being written when we crashed
+            continue;
+        }
+        const std::uint32_t version = get32(b + 8);
+        if (version > kLeaseFileVersion || version == 0) {
+            out.error = "lease file: written by format version " + std::to_string(version) +
+                        ", this server reads version " + std::to_string(kLeaseFileVersion) +
+                        " (refusing to overwrite it)";
+            return out;
+        }
+        if (get32(b + 12) != kLeaseRecordSize) {
+            out.error = "lease file: unexpected record size " + std::to_string(get32(b + 12));
+            return out;
+        }
+        char name[kIfaceField + 1] = {};
+        std::memcpy(name, b + 24, kIfaceField);
+        if (std::string_view(name) != iface) {
+            out.error = "lease file: belongs to interface \"" + std::string(name) + "\", not \"" +
+                        std::string(iface) + "\"";
+            return out;
+        }
+        h.state = HeaderState::Valid;
+        h.generation = get64(b + 16);
+    }
+
+    int active = -1;
+    for (int i = 0; i < 2; i++)
+        if (headers[i].state == HeaderState::Valid &&
+            (active < 0 || headers[i].generation > headers[active].generation))
+            active = i;
+    for (auto& h : headers)
+        if (h.state == HeaderState::Garbage)
+            out.report.unreadable = true;
+
+    if (active < 0) { // a first start, or nothing readable: begin a new file
+        out.report.fresh = true;
+        file.active_ = 0;
+        file.generation_ = 1;
+        const int fd = file.fds_[0].get();
+        if (::ftruncate(fd, 0) != 0 || file.write_header(fd, 1) != 0 || ::fdatasync(fd) != 0) {
+            out.error = std::string("lease file: cannot initialise: ") + std::strerror(errno);
+            return out;
+        }
+        out.report.generation = 1;
+        out.file.emplace(std::move(file));
+        return out;
+    }
+
+    file.active_ = active;
+    file.generation_ = headers[active].generation;
+    const int fd = file.fds_[active].get();
+    const std::uint64_t size = headers[active].size;
+    std::unordered_map<PublicKey, LeaseRecord, KeyHash> state;
+    std::vector<std::uint8_t> buf(kLeaseRecordSize * 8192);
+    std::uint64_t offset = kLeaseHeaderSize, good_end = kLeaseHeaderSize;
+    std::size_t bad_run = 0;
+    while (offset + kLeaseRecordSize <= size) {
+        long n = pread_full(fd, buf.data(), buf.size(), offset);
+        if (n < 0) {
+            out.error = std::string("lease file: read: ") + std::strerror(static_cast<int>(-n));
+            return out;
+        }
+        const std::size_t whole = static_cast<std::size_t>(n) / kLeaseRecordSize;
+        if (whole == 0)
+            break;
+        for (std::size_t i = 0; i < whole; i++) {
+            auto r = decode_record(buf.data() + i * kLeaseRecordSize);
+            if (!r) {
+                bad_run++;
+                continue;
+            }
+            out.report.corrupt_skipped += bad_run;
+            bad_run = 0;
+            out.report.records++;
+            good_end = offset + (i + 1) * kLeaseRecordSize;
+            state.insert_or_assign(r->peer, *r);
+        }
+        offset += whole * kLeaseRecordSize;
+    }
+    if (size > good_end) { // a torn tail: bad records and a partial one
+        out.report.tail_cut_bytes = size - good_end;
+        if (::ftruncate(fd, static_cast<off_t>(good_end)) != 0) {
+            out.error =
+                std::string("lease file: cannot cut the torn tail: ") + std::strerror(errno);
+            return out;
+        }
+        if (::fdatasync(fd) != 0) {
+            out.error = std::string("lease file: sync: ") + std::strerror(errno);
+            return out;
+        }
+    }
+    file.end_ = good_end;
+    file.records_ = (good_end - kLeaseHeaderSize) / kLeaseRecordSize;
+    out.report.generation = file.generation_;
+    out.leases.reserve(state.size());
+    for (auto& [key, r] : state)
+        if (!r.released())
+            out.leases.push_back(r);
+    out.file.emplace(std::move(file));
+    return out;
+}
+
+int LeaseFile::append(const std::vector<LeaseRecord>& batch) {
+    if (batch.empty())
+        return 0;
+    std::vector<std::uint8_t> buf(batch.size() * kLeaseRecordSize);
+    for (std::size_t i = 0; i < batch.size(); i++)
+        encode_record(batch[i], buf.data() + i * kLeaseRecordSize);
+    const int fd = fds_[active_].get();
+    if (int rc = pwrite_all(fd, buf.data(), buf.size(), end_); rc != 0) {
+        // Leave no partial record behind for the next batch to follow.
+        (void)::ftruncate(fd, static_cast<off_t>(end_));
+        return rc;
+    }
+    end_ += buf.size();
+    records_ += batch.size();
+    if (compaction_) {
+        const std::uint64_t at =
+            kLeaseHeaderSize +
+            (compaction_->snapshot.size() + compaction_->queued) * kLeaseRecordSize;
+        if (pwrite_all(fds_[1 - active_].get(), buf.data(), buf.size(), at) != 0)
+            compaction_.reset(); // the active file is intact; try again later
+        else
+            compaction_->queued += batch.size();
+    }
+    return 0;
+}
+
+int LeaseFile::sync() {
+    if (::fdatasync(fds_[active_].get()) != 0)
+        return errno;
+    return 0;
+}
+
+bool LeaseFile::compaction_due(std::size_t live) const {
+    return !compaction_ && records_ >= 128 && records_ > 2 * live;
+}
+
+int LeaseFile::start_compaction(std::vector<LeaseRecord> live_snapshot) {
+    if (compaction_)
+        return EBUSY;
+    if (::ftruncate(fds_[1 - active_].get(), 0) != 0)
+        return errno;
+    compaction_ = Compaction{std::move(live_snapshot), 0, 0};
+    return 0;
+}
+
+int LeaseFile::compaction_step(std::size_t max_records) {
+    if (!compaction_)
+        return 0;
+    Compaction& c = *compaction_;
+    const int fd = fds_[1 - active_].get();
+    const std::size_t n = std::min(max_records, c.snapshot.size() - c.written);
+    if (n > 0) {
+        std::vector<std::uint8_t> buf(n * kLeaseRecordSize);
+        for (std::size_t i = 0; i < n; i++)
+            encode_record(c.snapshot[c.written + i], buf.data() + i * kLeaseRecordSize);
+        if (int rc = pwrite_all(fd, buf.data(), buf.size(),
+                                kLeaseHeaderSize + c.written * kLeaseRecordSize);
+            rc != 0) {
+            compaction_.reset();
+            return rc;
+        }
+        c.written += n;
+        if (c.written < c.snapshot.size())
+            return 0;
+    }
+    // Everything is in place: make it durable, then make it the active file.
+    int rc = ::fdatasync(fd) != 0 ? errno : 0;
+    if (rc == 0)
+        rc = write_header(fd, generation_ + 1);
+    if (rc == 0 && ::fdatasync(fd) != 0)
+        rc = errno;
+    if (rc != 0) {
+        (void)::ftruncate(fd, 0);
+        compaction_.reset();
+        return rc;
+    }
+    const std::size_t total = c.snapshot.size() + c.queued;
+    active_ = 1 - active_;
+    generation_++;
+    end_ = kLeaseHeaderSize + total * kLeaseRecordSize;
+    records_ = total;
+    compaction_.reset();
+    return 0;
+}
+
+} // namespace wgd::leased

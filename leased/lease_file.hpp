@@ -1,0 +1,119 @@
+// The lease file: durable leases for a server that runs chrooted and can
+// open no file, so it works only on two file descriptors handed in by the
+// privileged parent (both opened O_RDWR|O_CREAT on e.g. wg0.leases.0 and
+// wg0.leases.1 in the state directory).
+//
+// Layout of each file (little-endian):
+//   header, 64 bytes: "WGDLEASE", format version (u32), record size (u32),
+//     generation (u64), interface name (16 bytes, NUL padded), reserved,
+//     CRC32C of the header (u32, last).
+//   records, 76 bytes each: type (u8, 1 = a peer's lease state), flags (u8:
+//     bit 0 IPv4 present, bit 1 IPv6 present), reserved (u16), peer key (32),
+//     IPv4 (4), IPv6 (16), start (i64, Unix s), expiry (i64, Unix s: wall
+//     time survives a reboot, CLOCK_BOOTTIME does not), CRC32C (u32).
+// A record is the peer's whole lease state after a change; the last record
+// of a peer wins; a record with neither address is a release.
+//
+// Durability: append(batch) writes a batch with one pwrite; sync() makes it
+// durable (fdatasync). Nothing may be acknowledged before sync() returned 0
+// (group commit: many grants share one sync). A failed append or sync
+// returns the errno (ENOSPC, EROFS, EIO...): the caller refuses the grants of
+// that batch and aborts their plans.
+//
+// Replay (open): of the two files the one with a valid header and the
+// highest generation is active. Its records are read in order; a bad record
+// followed by good ones is corruption (skipped, counted); bad or partial
+// records at the end are a torn tail, cut off (ftruncate) and reported. A
+// header of a newer format version or of another interface is refused.
+//
+// Compaction, without renaming files and without stopping grants: the
+// inactive file is truncated and receives the live set (a snapshot taken by
+// the caller) in steps of at most one batch (compaction_step), while
+// appends go on to the active file and are also queued behind the snapshot
+// in the new file, so that its order stays "snapshot, then newer". When the
+// snapshot is written, the new file is synced, then its header with
+// generation + 1 is written and synced: from that moment replay picks it.
+// A crash at any point leaves either the old file (the new one has no valid
+// header, or a lower generation) or the complete new one.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "leased/lease_record.hpp"
+#include "privsep/fd.hpp"
+
+namespace wgd::leased {
+
+inline constexpr std::uint32_t kLeaseFileVersion = 1;
+inline constexpr std::size_t kLeaseHeaderSize = 64;
+inline constexpr std::size_t kLeaseRecordSize = 76;
+
+struct ReplayReport {
+    std::size_t records = 0;         // good records read from the active file
+    std::size_t corrupt_skipped = 0; // bad records with good ones after them
+    std::uint64_t tail_cut_bytes = 0;
+    bool fresh = false;      // no valid file: started a new one
+    bool unreadable = false; // a file had content but no valid header
+    std::uint64_t generation = 0;
+};
+
+struct LeaseFileOpen;
+
+class LeaseFile {
+  public:
+    static LeaseFileOpen open(UniqueFd first, UniqueFd second, std::string_view iface);
+
+    int append(const std::vector<LeaseRecord>& batch); // 0 or an errno
+    int sync();                                        // 0 or an errno
+
+    // Records in the active file; compaction is due when they exceed twice
+    // the live set (and a small floor).
+    std::size_t record_count() const { return records_; }
+    bool compaction_due(std::size_t live) const;
+    int start_compaction(std::vector<LeaseRecord> live_snapshot); // 0 or an errno
+    // Writes up to max_records of the snapshot; at the end switches files.
+    // Returns 0 while more remains or when done (see compacting()), or an
+    // errno (the compaction is then abandoned; the active file is intact).
+    int compaction_step(std::size_t max_records = 64);
+    bool compacting() const { return compaction_.has_value(); }
+    std::uint64_t generation() const { return generation_; }
+
+    LeaseFile(LeaseFile&&) = default;
+    LeaseFile& operator=(LeaseFile&&) = default;
+
+  private:
+    LeaseFile() = default;
+    struct Compaction {
+        std::vector<LeaseRecord> snapshot;
+        std::size_t written = 0; // of the snapshot
+        std::size_t queued = 0;  // newer records written behind the snapshot
+    };
+    int write_header(int fd, std::uint64_t generation);
+
+    UniqueFd fds_[2];
+    int active_ = 0;
+    std::uint64_t generation_ = 0;
+    std::string iface_;
+    std::uint64_t end_ = kLeaseHeaderSize; // append offset in the active file
+    std::size_t records_ = 0;
+    std::optional<Compaction> compaction_;
+};
+
+struct LeaseFileOpen {
+    std::optional<LeaseFile> file;   // empty: refused, see error
+    std::vector<LeaseRecord> leases; // the last state of every peer that holds a lease
+    ReplayReport report;
+    std::string error;
+};
+
+// Exposed for tests and the fuzzer: one record to bytes and back.
+void encode_record(const LeaseRecord& r, std::uint8_t* out);
+std::optional<LeaseRecord> decode_record(const std::uint8_t* in);
+std::uint32_t crc32c(const std::uint8_t* data, std::size_t len);
+
+} // namespace wgd::leased
