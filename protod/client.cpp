@@ -1,0 +1,222 @@
+// The client protod: netd hands it a socket that is connecting to the
+// server; protod sends the request, parses the response and gives leased the
+// typed result. The steps and timeouts live in Exchange; this file does only
+// the socket calls.
+#include "privsep/log.hpp"
+#include "privsep/messages.hpp"
+#include "privsep/sandbox.hpp"
+#include "protod/exchange.hpp"
+#include "protod/protod.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <vector>
+
+namespace wgd::protod {
+namespace {
+
+using TimePoint = Exchange::TimePoint;
+using Clock = Exchange::Clock;
+
+const privsep::Acceptance& netd_acceptance() {
+    static const privsep::Acceptance acceptance{{0, msg::exchange_request, true}};
+    return acceptance;
+}
+
+// leased never writes to protod on the client: any message is a violation.
+const privsep::Acceptance& leased_acceptance() {
+    static const privsep::Acceptance acceptance{std::vector<privsep::AcceptRule>{}};
+    return acceptance;
+}
+
+class Client {
+  public:
+    Client(privsep::Channel leased, privsep::Channel netd, const ClientLoopConfig& config)
+        : leased_(std::move(leased)),
+          netd_(std::move(netd)), timeouts_{config.connect_timeout, config.answer_timeout} {}
+
+    int run();
+
+  private:
+    bool dispatch_leased();
+    bool dispatch_netd(TimePoint now);
+    void step(short revents, TimePoint now);
+    bool report(); // false: leased is gone
+
+    privsep::Channel leased_;
+    privsep::Channel netd_;
+    ExchangeTimeouts timeouts_;
+    std::optional<Exchange> exchange_;
+    UniqueFd socket_;
+};
+
+bool Client::dispatch_leased() {
+    auto received = leased_.recv();
+    if (auto* error = std::get_if<privsep::RecvError>(&received)) {
+        if (*error == privsep::RecvError::would_block)
+            return true;
+        WGD_LOG_ERROR("channel to leased: %s", privsep::to_string(*error));
+        return false;
+    }
+    auto& m = std::get<privsep::Message>(received);
+    WGD_LOG_ERROR("leased sent message type %u: %s", m.type,
+                  privsep::to_string(leased_acceptance().check(0, m)));
+    return false;
+}
+
+bool Client::dispatch_netd(TimePoint now) {
+    for (;;) {
+        auto received = netd_.recv();
+        if (auto* error = std::get_if<privsep::RecvError>(&received)) {
+            if (*error == privsep::RecvError::would_block)
+                return true;
+            WGD_LOG_ERROR("channel to netd: %s", privsep::to_string(*error));
+            return false;
+        }
+        auto& m = std::get<privsep::Message>(received);
+        if (auto verdict = netd_acceptance().check(0, m); verdict != privsep::Verdict::accepted) {
+            WGD_LOG_ERROR("netd sent message type %u: %s", m.type, privsep::to_string(verdict));
+            return false;
+        }
+        auto request = msg::decode_exchange_request(m.body);
+        if (!request) {
+            WGD_LOG_ERROR("netd sent a malformed ExchangeRequest");
+            return false;
+        }
+        if (exchange_ && !exchange_->done()) {
+            exchange_->failed("superseded by exchange " + std::to_string(m.id));
+            if (!report())
+                return false;
+        }
+        int flags = ::fcntl(m.fd.get(), F_GETFL);
+        if (flags >= 0)
+            (void)::fcntl(m.fd.get(), F_SETFL, flags | O_NONBLOCK);
+        socket_ = std::move(m.fd);
+        exchange_.emplace(m.id, *request, now, timeouts_);
+        WGD_LOG_DEBUG("exchange %u: connecting", m.id);
+    }
+}
+
+void Client::step(short revents, TimePoint now) {
+    const int fd = socket_.get();
+    if (exchange_->phase() == Exchange::Phase::connecting) {
+        int so_error = 0;
+        socklen_t len = sizeof so_error;
+        if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) < 0)
+            so_error = errno;
+        exchange_->connected(so_error, now);
+    }
+    while (exchange_->phase() == Exchange::Phase::sending) {
+        std::string_view out = exchange_->output();
+        ssize_t n = ::send(fd, out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                exchange_->failed(std::string("send: ") + std::strerror(errno));
+            return;
+        }
+        exchange_->wrote(static_cast<std::size_t>(n));
+    }
+    if (!(revents & (POLLIN | POLLHUP | POLLERR)))
+        return;
+    std::uint8_t buf[proto::max_message_bytes];
+    while (exchange_->phase() == Exchange::Phase::receiving) {
+        const std::size_t space = std::min(exchange_->read_space(), sizeof buf);
+        ssize_t n = ::recv(fd, buf, space, MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                exchange_->failed(std::string("recv: ") + std::strerror(errno));
+            return;
+        }
+        if (n == 0) {
+            exchange_->peer_closed();
+            return;
+        }
+        exchange_->received({buf, static_cast<std::size_t>(n)});
+    }
+}
+
+bool Client::report() {
+    const msg::ExchangeResult& result = *exchange_->result();
+    if (result.answered)
+        WGD_LOG_DEBUG("exchange %u: answered, errno %u", exchange_->id(), result.errnum);
+    else
+        WGD_LOG_INFO("exchange %u: %s", exchange_->id(), result.error.c_str());
+    // Reset on close so no TIME_WAIT keeps port 970 from the next exchange.
+    const linger reset{1, 0};
+    (void)::setsockopt(socket_.get(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+    socket_.reset();
+    const std::uint32_t id = exchange_->id();
+    exchange_.reset();
+    if (!leased_.send(msg::exchange_result, id, msg::encode(result))) {
+        WGD_LOG_ERROR("cannot send to leased: %s", std::strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+int Client::run() {
+    for (;;) {
+        pollfd fds[3] = {{leased_.fd(), POLLIN, 0}, {netd_.fd(), POLLIN, 0}, {-1, 0, 0}};
+        int timeout_ms = -1;
+        if (exchange_) {
+            const bool receiving = exchange_->phase() == Exchange::Phase::receiving;
+            fds[2] = {socket_.get(), static_cast<short>(receiving ? POLLIN : POLLOUT), 0};
+            auto wait =
+                std::chrono::ceil<std::chrono::milliseconds>(exchange_->deadline() - Clock::now());
+            timeout_ms = static_cast<int>(std::clamp<std::int64_t>(wait.count(), 0, 60'000));
+        }
+        if (::poll(fds, 3, timeout_ms) < 0) {
+            if (errno == EINTR)
+                continue;
+            WGD_LOG_ERROR("poll: %s", std::strerror(errno));
+            return 1;
+        }
+        const TimePoint now = Clock::now();
+        if (fds[0].revents != 0 && !dispatch_leased())
+            return 1;
+        if (exchange_ && fds[2].revents != 0)
+            step(fds[2].revents, now);
+        if (exchange_) {
+            exchange_->check_timeout(now);
+            if (exchange_->done() && !report())
+                return 1;
+        }
+        // After the socket: a new order may replace the exchange just served.
+        if (fds[1].revents != 0 && !dispatch_netd(now))
+            return 1;
+    }
+}
+
+} // namespace
+
+int run_client_loop(privsep::Channel leased, privsep::Channel netd,
+                    const ClientLoopConfig& config) {
+    Client client(std::move(leased), std::move(netd), config);
+    return client.run();
+}
+
+int client_main(const Options& options) {
+    log_set_verbosity(options.verbosity);
+    privsep::SandboxSpec spec;
+    spec.role = privsep::Role::protod;
+    spec.side = Side::client;
+    spec.user = options.user;
+    if (privsep::Outcome sandbox = privsep::enter_sandbox(spec); !sandbox.ok()) {
+        WGD_LOG_ERROR("sandbox: %s", sandbox.error.c_str());
+        return 1;
+    }
+    return run_client_loop(privsep::Channel(UniqueFd(kLeasedFd)),
+                           privsep::Channel(UniqueFd(kNetdFd)), ClientLoopConfig{});
+}
+
+} // namespace wgd::protod

@@ -1,0 +1,197 @@
+#include "protod/connections.hpp"
+
+#include <algorithm>
+#include <variant>
+
+namespace wgd::protod {
+
+proto::Response response_for(const msg::LeaseAnswer& answer, proto::Dialect dialect) {
+    proto::Response r;
+    r.ipv4 = answer.ipv4;
+    r.ipv6 = answer.ipv6;
+    r.leasestart = answer.leasestart;
+    r.leasetime = answer.leasetime;
+    r.errnum = answer.errnum;
+    if (answer.errnum != 0)
+        r.errmsg = std::string(proto::errmsg_for(answer.errnum));
+    r.dialect = dialect;
+    return r;
+}
+
+proto::Response response_for(const proto::ParseError& error) {
+    proto::Response r;
+    r.errnum = error.errnum();
+    r.errmsg = std::string(proto::errmsg_for(r.errnum));
+    r.dialect = proto::Dialect::modern;
+    return r;
+}
+
+struct ConnectionTable::Conn {
+    Ip6 source;
+    proto::RequestParser parser;
+    std::string output;
+    proto::Dialect dialect = proto::Dialect::modern; // of the request in flight
+    bool awaiting_answer = false;
+    bool closing = false;   // an invalid request was answered: close after the write
+    bool peer_done = false; // EOF from the peer
+    TimePoint last_progress;
+    std::optional<TimePoint> request_started; // first byte of the incomplete request
+};
+
+ConnectionTable::ConnectionTable(Limits limits) : limits_(limits) {}
+ConnectionTable::~ConnectionTable() = default;
+
+ConnectionTable::Conn* ConnectionTable::find(ConnId id) const {
+    auto it = conns_.find(id);
+    return it == conns_.end() ? nullptr : it->second.get();
+}
+
+std::optional<ConnId> ConnectionTable::open(const Ip6& source, TimePoint now) {
+    if (conns_.size() >= limits_.max_connections)
+        return std::nullopt;
+    // The counter wraps after 2^32 connections; skip 0 and ids still alive.
+    while (next_id_ == 0 || conns_.count(next_id_) != 0)
+        ++next_id_;
+    const ConnId id = next_id_++;
+    auto c = std::make_unique<Conn>();
+    c->source = source;
+    c->last_progress = now;
+    conns_.emplace(id, std::move(c));
+    return id;
+}
+
+void ConnectionTable::close(ConnId id) {
+    conns_.erase(id);
+}
+
+bool ConnectionTable::contains(ConnId id) const {
+    return find(id) != nullptr;
+}
+
+std::vector<ConnId> ConnectionTable::ids() const {
+    std::vector<ConnId> out;
+    out.reserve(conns_.size());
+    for (const auto& [id, c] : conns_)
+        out.push_back(id);
+    return out;
+}
+
+std::size_t ConnectionTable::read_space(ConnId id) const {
+    const Conn* c = find(id);
+    if (c == nullptr || c->awaiting_answer || c->closing || c->peer_done)
+        return 0;
+    return c->parser.space();
+}
+
+std::optional<msg::QueryLease> ConnectionTable::take_request(Conn& c, TimePoint now) {
+    if (c.awaiting_answer || c.closing)
+        return std::nullopt;
+    auto result = c.parser.next();
+    if (auto* request = std::get_if<proto::Request>(&result)) {
+        c.awaiting_answer = true;
+        c.dialect = request->dialect;
+        // Bytes already buffered belong to the next request; its clock starts
+        // when this one is answered (see answered()).
+        c.request_started.reset();
+        return msg::QueryLease{c.source, request->ipv4, request->ipv6};
+    }
+    if (auto* error = std::get_if<proto::ParseError>(&result)) {
+        c.output += proto::serialize(response_for(*error));
+        c.closing = true;
+        c.request_started.reset();
+        return std::nullopt;
+    }
+    // NeedMore: the clock of a partial request runs from its first byte.
+    if (c.parser.buffered() > 0 && !c.request_started)
+        c.request_started = now;
+    if (c.parser.buffered() == 0)
+        c.request_started.reset();
+    return std::nullopt;
+}
+
+std::optional<msg::QueryLease>
+ConnectionTable::received(ConnId id, std::span<const std::uint8_t> bytes, TimePoint now) {
+    Conn* c = find(id);
+    if (c == nullptr || bytes.empty())
+        return std::nullopt;
+    c->last_progress = now;
+    if (c->parser.buffered() == 0 && !c->request_started)
+        c->request_started = now;
+    c->parser.feed(bytes);
+    return take_request(*c, now);
+}
+
+void ConnectionTable::peer_closed(ConnId id) {
+    if (Conn* c = find(id)) {
+        c->peer_done = true;
+        c->request_started.reset();
+    }
+}
+
+ConnectionTable::AnswerOutcome ConnectionTable::answered(ConnId id, const msg::LeaseAnswer& answer,
+                                                         TimePoint now) {
+    AnswerOutcome outcome;
+    Conn* c = find(id);
+    if (c == nullptr || !c->awaiting_answer)
+        return outcome;
+    outcome.delivered = true;
+    c->output += proto::serialize(response_for(answer, c->dialect));
+    c->awaiting_answer = false;
+    c->last_progress = now;
+    if (c->parser.buffered() > 0)
+        c->request_started = now;
+    outcome.next = take_request(*c, now);
+    return outcome;
+}
+
+std::string_view ConnectionTable::pending_output(ConnId id) const {
+    const Conn* c = find(id);
+    return c == nullptr ? std::string_view() : std::string_view(c->output);
+}
+
+void ConnectionTable::wrote(ConnId id, std::size_t n, TimePoint now) {
+    if (Conn* c = find(id)) {
+        c->output.erase(0, std::min(n, c->output.size()));
+        if (n > 0)
+            c->last_progress = now;
+    }
+}
+
+bool ConnectionTable::finished(ConnId id) const {
+    const Conn* c = find(id);
+    if (c == nullptr)
+        return true;
+    return (c->closing || c->peer_done) && !c->awaiting_answer && c->output.empty();
+}
+
+std::optional<TimePoint> ConnectionTable::deadline(const Conn& c) const {
+    // While leased decides, the peer is owed an answer: no timeout runs.
+    if (c.awaiting_answer)
+        return std::nullopt;
+    TimePoint d = c.last_progress + limits_.idle_timeout;
+    if (c.request_started)
+        d = std::min(d, *c.request_started + limits_.request_timeout);
+    return d;
+}
+
+std::vector<ConnId> ConnectionTable::expired(TimePoint now) const {
+    std::vector<ConnId> out;
+    for (const auto& [id, c] : conns_) {
+        auto d = deadline(*c);
+        if (d && *d <= now)
+            out.push_back(id);
+    }
+    return out;
+}
+
+std::optional<TimePoint> ConnectionTable::next_deadline() const {
+    std::optional<TimePoint> earliest;
+    for (const auto& [id, c] : conns_) {
+        auto d = deadline(*c);
+        if (d && (!earliest || *d < *earliest))
+            earliest = d;
+    }
+    return earliest;
+}
+
+} // namespace wgd::protod

@@ -1,0 +1,97 @@
+// The server protod's connections as pure state: limits, timeouts, one
+// request in flight per connection, answers in the dialect of their request.
+// No I/O: the loop in server.cpp reads and writes the sockets and tells the
+// table what happened; the table says what to forward, write and close.
+#pragma once
+
+#include "privsep/addr.hpp"
+#include "privsep/messages.hpp"
+#include "protod/codec.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace wgd::protod {
+
+using Clock = std::chrono::steady_clock;
+using TimePoint = Clock::time_point;
+using ConnId = std::uint32_t; // header id of QueryLease / LeaseAnswer
+
+struct Limits {
+    std::size_t max_connections = 1024;
+    // No byte received or written and no answer of leased pending for this long: closed.
+    std::chrono::milliseconds idle_timeout{10'000};
+    // A request must be complete this long after its first byte (slow senders are cut).
+    std::chrono::milliseconds request_timeout{10'000};
+};
+
+// The response to a request whose answer leased decided, in the request's dialect.
+proto::Response response_for(const msg::LeaseAnswer& answer, proto::Dialect dialect);
+// The response to an invalid request (errno 1 or 2); always the modern dialect.
+proto::Response response_for(const proto::ParseError& error);
+
+class ConnectionTable {
+  public:
+    explicit ConnectionTable(Limits limits = {});
+    ~ConnectionTable();
+    ConnectionTable(const ConnectionTable&) = delete;
+    ConnectionTable& operator=(const ConnectionTable&) = delete;
+
+    // A new connection from `source`; nullopt when max_connections are open.
+    // Ids are never reused while their connection lives.
+    std::optional<ConnId> open(const Ip6& source, TimePoint now);
+    void close(ConnId id);
+    bool contains(ConnId id) const;
+    std::size_t size() const { return conns_.size(); }
+    std::vector<ConnId> ids() const;
+
+    // How many bytes the owner may read from the peer now; 0 means do not
+    // read (an answer is awaited, the connection is closing, or the peer is done).
+    std::size_t read_space(ConnId id) const;
+    // Bytes read from the peer (at most read_space()). Returns the query to
+    // send to leased when they completed a request. An invalid request queues
+    // the error response and marks the connection to close once it is written.
+    std::optional<msg::QueryLease> received(ConnId id, std::span<const std::uint8_t> bytes,
+                                            TimePoint now);
+    // The peer closed its side: an incomplete request is dropped, and the
+    // connection closes once nothing more is owed to the peer.
+    void peer_closed(ConnId id);
+
+    struct AnswerOutcome {
+        bool delivered = false;              // false: no such connection or nothing asked
+        std::optional<msg::QueryLease> next; // a pipelined request that was waiting
+    };
+    // leased's answer for connection `id`: the response is queued for writing.
+    AnswerOutcome answered(ConnId id, const msg::LeaseAnswer& answer, TimePoint now);
+
+    // Bytes owed to the peer; wrote() after writing n of them.
+    std::string_view pending_output(ConnId id) const;
+    void wrote(ConnId id, std::size_t n, TimePoint now);
+
+    // Nothing is owed and nothing more will be read: the owner closes it.
+    bool finished(ConnId id) const;
+    // Connections past their idle or request timeout at `now`.
+    std::vector<ConnId> expired(TimePoint now) const;
+    // The earliest timeout of any connection (for poll's timeout).
+    std::optional<TimePoint> next_deadline() const;
+
+  private:
+    struct Conn;
+    Conn* find(ConnId id) const;
+    std::optional<msg::QueryLease> take_request(Conn& c, TimePoint now);
+    std::optional<TimePoint> deadline(const Conn& c) const;
+
+    Limits limits_;
+    ConnId next_id_ = 1;
+    std::map<ConnId, std::unique_ptr<Conn>> conns_;
+};
+
+} // namespace wgd::protod

@@ -1,0 +1,50 @@
+// protod: the process that speaks the network protocol (DESIGN.md). It reads
+// untrusted bytes only on sockets handed to it and talks to leased over a
+// channel; it creates no socket and opens no file.
+#pragma once
+
+#include "privsep/channel.hpp"
+#include "privsep/cli.hpp"
+#include "privsep/fd.hpp"
+
+#include <chrono>
+#include <cstddef>
+
+namespace wgd::protod {
+
+// fd conventions (set by netd when it spawns protod):
+//   server: fd 3 = channel to leased, fd 4 = the listening TCP socket on [fe80::%IFACE]:970
+//   client: fd 3 = channel to leased, fd 4 = channel to netd
+inline constexpr int kLeasedFd = 3, kListenFd = 4, kNetdFd = 4;
+
+// Enter the sandbox, then run the loop on the fds above. Return the exit status.
+int server_main(const Options& options);
+int client_main(const Options& options);
+
+struct ServerLoopConfig {
+    // SPEC "Transport": only source port 970 from a link-local address. Always
+    // on in the daemon; tests over ::1 turn it off.
+    bool require_link_local_port_970 = true;
+    std::size_t max_connections = 1024;
+    std::chrono::milliseconds idle_timeout{10'000};
+    std::chrono::milliseconds request_timeout{10'000};
+    int accepts_per_round = 64; // fairness between the listener and open connections
+    std::chrono::seconds full_warning_interval{10};
+};
+
+// The server loop without the sandbox: accepts on `listener`, forwards
+// requests to leased, writes leased's answers. Returns 1 when leased goes
+// away or breaks the protocol (it never returns otherwise).
+int run_server_loop(privsep::Channel leased, UniqueFd listener, const ServerLoopConfig& config);
+
+struct ClientLoopConfig {
+    std::chrono::milliseconds connect_timeout{10'000};
+    std::chrono::milliseconds answer_timeout{10'000};
+};
+
+// The client loop without the sandbox: takes connecting sockets from netd
+// (ExchangeRequest with an fd), runs each exchange and sends the result to
+// leased. Returns 1 when leased or netd goes away or breaks the protocol.
+int run_client_loop(privsep::Channel leased, privsep::Channel netd, const ClientLoopConfig& config);
+
+} // namespace wgd::protod

@@ -1,0 +1,312 @@
+// The server protod: accepts on the listening socket netd handed in, forwards
+// each complete request to leased and writes leased's answers back. The
+// per-connection rules (limits, timeouts, one request in flight, dialects)
+// live in ConnectionTable; this file does only the socket calls.
+#include "privsep/log.hpp"
+#include "privsep/messages.hpp"
+#include "privsep/sandbox.hpp"
+#include "protod/connections.hpp"
+#include "protod/protod.hpp"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <vector>
+
+namespace wgd::protod {
+namespace {
+
+constexpr std::uint16_t kProtocolPort = 970;
+// About 1,024 connections, the listener, the channel, stdio and some spare.
+constexpr std::uint64_t kServerMaxOpenFiles = 1100;
+constexpr int kLeasedMessagesPerRound = 256;
+constexpr int kReadsPerConnectionPerRound = 4;
+
+const privsep::Acceptance& leased_acceptance() {
+    static const privsep::Acceptance acceptance{
+        {0, msg::lease_answer, false},
+        {0, msg::refuse_connection, false},
+    };
+    return acceptance;
+}
+
+// SPEC "Transport": an IPv6 link-local source and source port 970. Fills
+// `source` with the peer's address when it is IPv6 (else ::).
+bool peer_allowed(const sockaddr_storage& peer, socklen_t len, bool require_link_local_970,
+                  Ip6& source) {
+    source = Ip6{};
+    const bool ipv6 = peer.ss_family == AF_INET6 && len >= sizeof(sockaddr_in6);
+    if (ipv6) {
+        const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&peer);
+        std::memcpy(source.bytes.data(), &sin6->sin6_addr, 16);
+        if (!require_link_local_970)
+            return true;
+        return ntohs(sin6->sin6_port) == kProtocolPort && source.is_link_local();
+    }
+    return !require_link_local_970;
+}
+
+class Server {
+  public:
+    Server(privsep::Channel leased, UniqueFd listener, const ServerLoopConfig& config)
+        : leased_(std::move(leased)), listener_(std::move(listener)), config_(config),
+          table_(Limits{config.max_connections, config.idle_timeout, config.request_timeout}) {}
+
+    int run();
+
+  private:
+    void accept_some(TimePoint now);
+    bool dispatch_leased(TimePoint now); // false: leased is gone or broke the protocol
+    bool forward(ConnId id, const msg::QueryLease& query);
+    bool service(ConnId id, short revents, TimePoint now); // false: leased is gone
+    void flush(ConnId id, TimePoint now);
+    void drop(ConnId id);
+
+    privsep::Channel leased_;
+    UniqueFd listener_;
+    ServerLoopConfig config_;
+    ConnectionTable table_;
+    std::map<ConnId, UniqueFd> sockets_;
+    std::uint64_t refused_peers_ = 0; // wrong source port or address
+    std::uint64_t over_limit_ = 0;    // closed because max_connections were open
+    std::optional<TimePoint> last_full_warning_;
+};
+
+void Server::drop(ConnId id) {
+    auto it = sockets_.find(id);
+    if (it != sockets_.end()) {
+        // A graceful FIN after the last answer rather than a reset.
+        (void)::shutdown(it->second.get(), SHUT_WR);
+        sockets_.erase(it);
+    }
+    table_.close(id);
+}
+
+bool Server::forward(ConnId id, const msg::QueryLease& query) {
+    WGD_LOG_DEBUG("connection %u from %s: request forwarded to leased", id,
+                  to_string(query.source).c_str());
+    if (!leased_.send(msg::query_lease, id, msg::encode(query))) {
+        WGD_LOG_ERROR("cannot send to leased: %s", std::strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+void Server::accept_some(TimePoint now) {
+    for (int i = 0; i < config_.accepts_per_round; ++i) {
+        sockaddr_storage peer{};
+        socklen_t len = sizeof peer;
+        int fd = ::accept4(listener_.get(), reinterpret_cast<sockaddr*>(&peer), &len,
+                           SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                WGD_LOG_WARN("accept: %s", std::strerror(errno));
+            return;
+        }
+        UniqueFd conn(fd);
+        Ip6 source;
+        if (!peer_allowed(peer, len, config_.require_link_local_port_970, source)) {
+            ++refused_peers_;
+            WGD_LOG_DEBUG("connection refused: not from a link-local address and port 970 "
+                          "(%llu so far)",
+                          static_cast<unsigned long long>(refused_peers_));
+            continue;
+        }
+        auto id = table_.open(source, now);
+        if (!id) {
+            ++over_limit_;
+            if (!last_full_warning_ || now - *last_full_warning_ >= config_.full_warning_interval) {
+                last_full_warning_ = now;
+                WGD_LOG_WARN("%zu connections open: closing new ones (%llu closed so far)",
+                             table_.size(), static_cast<unsigned long long>(over_limit_));
+            }
+            continue;
+        }
+        WGD_LOG_DEBUG("connection %u from %s", *id, to_string(source).c_str());
+        sockets_.emplace(*id, std::move(conn));
+    }
+}
+
+bool Server::dispatch_leased(TimePoint now) {
+    for (int i = 0; i < kLeasedMessagesPerRound; ++i) {
+        auto received = leased_.recv();
+        if (auto* error = std::get_if<privsep::RecvError>(&received)) {
+            if (*error == privsep::RecvError::would_block)
+                return true;
+            WGD_LOG_ERROR("channel to leased: %s", privsep::to_string(*error));
+            return false;
+        }
+        auto& m = std::get<privsep::Message>(received);
+        if (auto verdict = leased_acceptance().check(0, m); verdict != privsep::Verdict::accepted) {
+            WGD_LOG_ERROR("leased sent message type %u: %s", m.type, privsep::to_string(verdict));
+            return false;
+        }
+        if (m.type == msg::refuse_connection) {
+            if (!msg::decode_empty(m.body)) {
+                WGD_LOG_ERROR("leased sent a malformed RefuseConnection");
+                return false;
+            }
+            WGD_LOG_DEBUG("connection %u refused by leased (not a peer)", m.id);
+            if (table_.contains(m.id))
+                drop(m.id);
+            continue;
+        }
+        auto answer = msg::decode_lease_answer(m.body);
+        if (!answer) {
+            WGD_LOG_ERROR("leased sent a malformed LeaseAnswer");
+            return false;
+        }
+        auto outcome = table_.answered(m.id, *answer, now);
+        if (!outcome.delivered) {
+            WGD_LOG_DEBUG("answer for connection %u dropped: it is closed", m.id);
+            continue;
+        }
+        if (outcome.next && !forward(m.id, *outcome.next))
+            return false;
+        flush(m.id, now);
+    }
+    return true;
+}
+
+void Server::flush(ConnId id, TimePoint now) {
+    auto it = sockets_.find(id);
+    if (it == sockets_.end())
+        return;
+    for (;;) {
+        std::string_view out = table_.pending_output(id);
+        if (out.empty())
+            break;
+        ssize_t n = ::send(it->second.get(), out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            WGD_LOG_DEBUG("connection %u: send: %s", id, std::strerror(errno));
+            drop(id);
+            return;
+        }
+        table_.wrote(id, static_cast<std::size_t>(n), now);
+    }
+    if (table_.finished(id))
+        drop(id);
+}
+
+bool Server::service(ConnId id, short revents, TimePoint now) {
+    auto it = sockets_.find(id);
+    if (it == sockets_.end())
+        return true;
+    const int fd = it->second.get();
+    if (revents & (POLLIN | POLLHUP | POLLERR)) {
+        std::uint8_t buf[proto::max_message_bytes];
+        for (int i = 0; i < kReadsPerConnectionPerRound; ++i) {
+            const std::size_t space = std::min(table_.read_space(id), sizeof buf);
+            if (space == 0)
+                break;
+            ssize_t n = ::recv(fd, buf, space, MSG_DONTWAIT);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    break;
+                WGD_LOG_DEBUG("connection %u: recv: %s", id, std::strerror(errno));
+                drop(id);
+                return true;
+            }
+            if (n == 0) {
+                table_.peer_closed(id);
+                break;
+            }
+            auto query = table_.received(id, {buf, static_cast<std::size_t>(n)}, now);
+            if (query && !forward(id, *query))
+                return false;
+        }
+    }
+    flush(id, now);
+    return true;
+}
+
+int Server::run() {
+    int flags = ::fcntl(listener_.get(), F_GETFL);
+    if (flags < 0 || ::fcntl(listener_.get(), F_SETFL, flags | O_NONBLOCK) < 0) {
+        WGD_LOG_ERROR("listening socket: %s", std::strerror(errno));
+        return 1;
+    }
+    std::vector<pollfd> fds;
+    std::vector<ConnId> polled;
+    for (;;) {
+        fds.clear();
+        polled.clear();
+        fds.push_back({listener_.get(), POLLIN, 0});
+        fds.push_back({leased_.fd(), POLLIN, 0});
+        for (const auto& [id, sock] : sockets_) {
+            short events = 0;
+            if (table_.read_space(id) > 0)
+                events |= POLLIN;
+            if (!table_.pending_output(id).empty())
+                events |= POLLOUT;
+            // A connection waiting for leased is not polled: its errors show
+            // when the answer is written.
+            if (events == 0)
+                continue;
+            fds.push_back({sock.get(), events, 0});
+            polled.push_back(id);
+        }
+        int timeout_ms = -1;
+        if (auto deadline = table_.next_deadline()) {
+            auto wait = std::chrono::ceil<std::chrono::milliseconds>(*deadline - Clock::now());
+            timeout_ms = static_cast<int>(std::clamp<std::int64_t>(wait.count(), 0, 60'000));
+        }
+        if (::poll(fds.data(), fds.size(), timeout_ms) < 0) {
+            if (errno == EINTR)
+                continue;
+            WGD_LOG_ERROR("poll: %s", std::strerror(errno));
+            return 1;
+        }
+        const TimePoint now = Clock::now();
+        if (fds[1].revents != 0 && !dispatch_leased(now))
+            return 1;
+        for (std::size_t i = 0; i < polled.size(); ++i) {
+            if (fds[i + 2].revents != 0 && !service(polled[i], fds[i + 2].revents, now))
+                return 1;
+        }
+        for (ConnId id : table_.expired(now)) {
+            WGD_LOG_DEBUG("connection %u: timed out", id);
+            drop(id);
+        }
+        if (fds[0].revents != 0)
+            accept_some(now);
+    }
+}
+
+} // namespace
+
+int run_server_loop(privsep::Channel leased, UniqueFd listener, const ServerLoopConfig& config) {
+    Server server(std::move(leased), std::move(listener), config);
+    return server.run();
+}
+
+int server_main(const Options& options) {
+    log_set_verbosity(options.verbosity);
+    privsep::SandboxSpec spec;
+    spec.role = privsep::Role::protod;
+    spec.side = Side::server;
+    spec.user = options.user;
+    spec.max_open_files = kServerMaxOpenFiles;
+    if (privsep::Outcome sandbox = privsep::enter_sandbox(spec); !sandbox.ok()) {
+        WGD_LOG_ERROR("sandbox: %s", sandbox.error.c_str());
+        return 1;
+    }
+    return run_server_loop(privsep::Channel(UniqueFd(kLeasedFd)), UniqueFd(kListenFd),
+                           ServerLoopConfig{});
+}
+
+} // namespace wgd::protod

@@ -1,0 +1,322 @@
+// The server protod's connection rules (issue 6), one test per rule, on the
+// pure ConnectionTable with a clock the tests move by hand.
+#include "protod/connections.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <string_view>
+#include <variant>
+
+using namespace wgd;
+using namespace wgd::protod;
+using namespace std::chrono_literals;
+
+namespace {
+
+const TimePoint t0 = TimePoint() + 1000h;
+
+Ip4 ip4(const char* text) {
+    return parse_ip4(text).value();
+}
+Ip6 ip6(const char* text) {
+    return parse_ip6(text).value();
+}
+
+std::span<const std::uint8_t> bytes(std::string_view s) {
+    return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+
+proto::Response parsed_response(std::string_view wire) {
+    auto result = proto::parse_response(wire);
+    if (auto* error = std::get_if<proto::ParseError>(&result))
+        ADD_FAILURE() << "response does not parse: " << error->detail << "\n" << wire;
+    return std::holds_alternative<proto::Response>(result) ? std::get<proto::Response>(result)
+                                                           : proto::Response{};
+}
+
+msg::LeaseAnswer granted(const char* v4, std::uint64_t start = 1764201600) {
+    msg::LeaseAnswer a;
+    a.ipv4 = ip4(v4);
+    a.leasestart = start;
+    a.leasetime = 3600;
+    return a;
+}
+
+constexpr std::string_view kAnyRequest = "request_ip=1\nipv4=0.0.0.0/32\n\n";
+
+} // namespace
+
+TEST(Connections, AtMost1024AreOpenAndTheNextIsRefused) {
+    ConnectionTable table;
+    for (int i = 0; i < 1024; ++i)
+        ASSERT_TRUE(table.open(ip6("fe80::1"), t0).has_value()) << "connection " << i;
+    EXPECT_FALSE(table.open(ip6("fe80::1"), t0).has_value());
+    EXPECT_EQ(table.size(), 1024u);
+}
+
+TEST(Connections, ClosedConnectionFreesItsSlot) {
+    ConnectionTable table(Limits{2, 10s, 10s});
+    auto a = table.open(ip6("fe80::1"), t0);
+    ASSERT_TRUE(table.open(ip6("fe80::2"), t0));
+    ASSERT_FALSE(table.open(ip6("fe80::3"), t0));
+    table.close(*a);
+    EXPECT_TRUE(table.open(ip6("fe80::3"), t0).has_value());
+}
+
+TEST(Connections, IdsAreUniqueAmongLiveConnections) {
+    ConnectionTable table(Limits{3, 10s, 10s});
+    auto a = table.open(ip6("fe80::1"), t0);
+    auto b = table.open(ip6("fe80::2"), t0);
+    table.close(*a);
+    auto c = table.open(ip6("fe80::3"), t0);
+    ASSERT_TRUE(a && b && c);
+    EXPECT_NE(*a, *b);
+    EXPECT_NE(*c, *b);
+    EXPECT_NE(*c, 0u);
+}
+
+TEST(Connections, CompleteRequestBecomesQueryWithSourceAndAddresses) {
+    ConnectionTable table;
+    auto id = *table.open(ip6("fe80::17"), t0);
+    auto query = table.received(id, bytes("request_ip=1\nipv4=10.0.0.5/32\nipv6=::/128\n\n"), t0);
+    ASSERT_TRUE(query.has_value());
+    EXPECT_EQ(query->source, ip6("fe80::17"));
+    EXPECT_EQ(query->ipv4, ip4("10.0.0.5"));
+    EXPECT_EQ(query->ipv6, ip6("::"));
+}
+
+TEST(Connections, RequestSplitOverReadsIsForwardedOnceComplete) {
+    ConnectionTable table;
+    auto id = *table.open(ip6("fe80::17"), t0);
+    EXPECT_FALSE(table.received(id, bytes("request_ip=1\nipv"), t0));
+    EXPECT_FALSE(table.received(id, bytes("4=0.0.0.0/32\n"), t0 + 1s));
+    auto query = table.received(id, bytes("\n"), t0 + 2s);
+    ASSERT_TRUE(query.has_value());
+    EXPECT_EQ(query->ipv4, ip4("0.0.0.0"));
+}
+
+TEST(Connections, IdleConnectionTimesOutAfterTenSeconds) {
+    ConnectionTable table;
+    auto id = *table.open(ip6("fe80::1"), t0);
+    EXPECT_TRUE(table.expired(t0 + 9999ms).empty());
+    EXPECT_EQ(table.expired(t0 + 10s), std::vector<ConnId>{id});
+    EXPECT_EQ(table.next_deadline(), t0 + 10s);
+}
+
+TEST(Connections, IdleTimeoutRestartsAfterEachAnswer) {
+    ConnectionTable table;
+    auto id = *table.open(ip6("fe80::1"), t0);
+    ASSERT_TRUE(table.received(id, bytes(kAnyRequest), t0 + 1s));
+    ASSERT_TRUE(table.answered(id, granted("10.0.0.1"), t0 + 5s).delivered);
+    table.wrote(id, table.pending_output(id).size(), t0 + 5s);
+    EXPECT_TRUE(table.expired(t0 + 14s).empty());
+    EXPECT_EQ(table.expired(t0 + 15s), std::vector<ConnId>{id});
+}
+
+TEST(Connections, NoTimeoutRunsWhileLeasedDecides) {
+    ConnectionTable table;
+    auto id = *table.open(ip6("fe80::1"), t0);
+    ASSERT_TRUE(table.received(id, bytes(kAnyRequest), t0));
+    EXPECT_TRUE(table.expired(t0 + 60s).empty());
+    EXPECT_FALSE(table.next_deadline().has_value());
+}
+
+TEST(Connections, RequestMustBeCompleteTenSecondsAfterItsFirstByte) {
+    ConnectionTable table;
+    auto id = *table.open(ip6("fe80::1"), t0);
+    // One byte per second keeps the connection from being idle but not from the request timeout.
+    const std::string_view trickle = "request_ip=1\nipv4=0.0.0.0/32\n";
+    for (int s = 0; s < 10; ++s) {
+        EXPECT_TRUE(table.expired(t0 + std::chrono::seconds(s)).empty()) << "second " << s;
+        table.received(id, bytes(trickle.substr(s, 1)), t0 + std::chrono::seconds(s));
+    }
+    EXPECT_EQ(table.expired(t0 + 10s), std::vector<ConnId>{id});
+}
+
+TEST(Connections, RequestTimeoutStartsWithTheNextRequestNotTheConnection) {
+    ConnectionTable table;
+    auto id = *table.open(ip6("fe80::1"), t0);
+    ASSERT_TRUE(table.received(id, bytes(kAnyRequest), t0));
+    ASSERT_TRUE(table.answered(id, granted("10.0.0.1"), t0 + 1s).delivered);
+    table.wrote(id, table.pending_output(id).size(), t0 + 1s);
+    table.received(id, bytes("request_ip=1\n"), t0 + 8s);
+    EXPECT_TRUE(table.expired(t0 + 17s).empty());
+    EXPECT_EQ(table.expired(t0 + 18s), std::vector<ConnId>{id});
+}
+
+TEST(Connections, OneRequestInFlightStopsReading) {
+    ConnectionTable table;
+    auto id = *table.open(ip6("fe80::1"), t0);
+    EXPECT_GT(table.read_space(id), 0u);
+    ASSERT_TRUE(table.received(id, bytes(kAnyRequest), t0));
+    EXPECT_EQ(table.read_space(id), 0u);
+    table.answered(id, granted("10.0.0.1"), t0);
+    EXPECT_GT(table.read_space(id), 0u);
+}
+
+TEST(Connections, PipelinedRequestsAreForwardedOneAtATimeAndAnsweredInOrder) {
+    ConnectionTable table;
+    auto id = *table.open(ip6("fe80::1"), t0);
+    auto first = table.received(
+        id, bytes("request_ip=1\nipv4=10.0.0.1/32\n\nrequest_ip=1\nipv4=10.0.0.2/32\n\n"), t0);
+    ASSERT_TRUE(first.has_value());
+    EXPECT_EQ(first->ipv4, ip4("10.0.0.1"));
+
+    auto outcome = table.answered(id, granted("10.0.0.1", 100), t0);
+    EXPECT_TRUE(outcome.delivered);
+    ASSERT_TRUE(outcome.next.has_value());
+    EXPECT_EQ(outcome.next->ipv4, ip4("10.0.0.2"));
+
+    auto last = table.answered(id, granted("10.0.0.2", 200), t0);
+    EXPECT_TRUE(last.delivered);
+    EXPECT_FALSE(last.next.has_value());
+
+    std::string out(table.pending_output(id));
+    proto::ResponseParser parser;
+    parser.feed(out);
+    auto r1 = parser.next();
+    auto r2 = parser.next();
+    ASSERT_TRUE(std::holds_alternative<proto::Response>(r1));
+    ASSERT_TRUE(std::holds_alternative<proto::Response>(r2));
+    EXPECT_EQ(std::get<proto::Response>(r1).leasestart, 100u);
+    EXPECT_EQ(std::get<proto::Response>(r2).leasestart, 200u);
+}
+
+TEST(Connections, AnswerForClosedConnectionIsDropped) {
+    ConnectionTable table;
+    auto id = *table.open(ip6("fe80::1"), t0);
+    ASSERT_TRUE(table.received(id, bytes(kAnyRequest), t0));
+    table.close(id);
+    EXPECT_FALSE(table.answered(id, granted("10.0.0.1"), t0).delivered);
+    EXPECT_TRUE(table.pending_output(id).empty());
+}
+
+TEST(Connections, AnswerNobodyAskedForIsDropped) {
+    ConnectionTable table;
+    auto id = *table.open(ip6("fe80::1"), t0);
+    EXPECT_FALSE(table.answered(id, granted("10.0.0.1"), t0).delivered);
+    EXPECT_TRUE(table.pending_output(id).empty());
+}
+
+TEST(Connections, ModernRequestGetsModernResponse) {
+    ConnectionTable table;
+    auto id = *table.open(ip6("fe80::1"), t0);
+    ASSERT_TRUE(table.received(id, bytes(kAnyRequest), t0));
+    table.answered(id, granted("10.0.0.9"), t0);
+    std::string out(table.pending_output(id));
+    EXPECT_EQ(out.rfind("request_ip=1\nipv4=10.0.0.9/32\n", 0), 0u) << out;
+    EXPECT_EQ(parsed_response(out).dialect, proto::Dialect::modern);
+}
+
+TEST(Connections, LegacyRequestGetsLegacyResponse) {
+    ConnectionTable table;
+    auto id = *table.open(ip6("fe80::1"), t0);
+    ASSERT_TRUE(table.received(id, bytes("request_ip=1\nip=0.0.0.0/32\n\n"), t0));
+    table.answered(id, granted("10.0.0.9"), t0);
+    std::string out(table.pending_output(id));
+    EXPECT_EQ(out.rfind("ip=10.0.0.9/32\n", 0), 0u) << out;
+    EXPECT_EQ(out.find("request_ip"), std::string::npos) << out;
+}
+
+TEST(Connections, InvalidRequestIsAnsweredWithErrno1ThenClosed) {
+    ConnectionTable table;
+    auto id = *table.open(ip6("fe80::1"), t0);
+    EXPECT_FALSE(table.received(id, bytes("request_ip=1\nipv4=10.0.0.1/24\n\n"), t0));
+    std::string out(table.pending_output(id));
+    auto response = parsed_response(out);
+    EXPECT_EQ(response.errnum, 1);
+    EXPECT_NE(out.find("errmsg=Invalid request\n"), std::string::npos) << out;
+    EXPECT_EQ(table.read_space(id), 0u);
+    EXPECT_FALSE(table.finished(id)); // the answer is not written yet
+    table.wrote(id, out.size(), t0);
+    EXPECT_TRUE(table.finished(id));
+}
+
+TEST(Connections, UnsupportedVersionIsAnsweredWithErrno2ThenClosed) {
+    ConnectionTable table;
+    auto id = *table.open(ip6("fe80::1"), t0);
+    EXPECT_FALSE(table.received(id, bytes("request_ip=2\n\n"), t0));
+    std::string out(table.pending_output(id));
+    EXPECT_EQ(parsed_response(out).errnum, 2);
+    EXPECT_NE(out.find("errmsg=Unsupported protocol\n"), std::string::npos) << out;
+    table.wrote(id, out.size(), t0);
+    EXPECT_TRUE(table.finished(id));
+}
+
+TEST(Connections, InvalidPipelinedRequestIsAnsweredAfterTheGoodOne) {
+    ConnectionTable table;
+    auto id = *table.open(ip6("fe80::1"), t0);
+    std::string two = std::string(kAnyRequest) + "garbage\n\n";
+    ASSERT_TRUE(table.received(id, bytes(two), t0));
+    EXPECT_TRUE(table.pending_output(id).empty());
+    auto outcome = table.answered(id, granted("10.0.0.1"), t0);
+    EXPECT_FALSE(outcome.next.has_value());
+    std::string out(table.pending_output(id));
+    proto::ResponseParser parser;
+    parser.feed(out);
+    auto r1 = parser.next();
+    auto r2 = parser.next();
+    ASSERT_TRUE(std::holds_alternative<proto::Response>(r1));
+    ASSERT_TRUE(std::holds_alternative<proto::Response>(r2));
+    EXPECT_EQ(std::get<proto::Response>(r1).errnum, 0);
+    EXPECT_EQ(std::get<proto::Response>(r2).errnum, 1);
+    table.wrote(id, out.size(), t0);
+    EXPECT_TRUE(table.finished(id));
+}
+
+TEST(Connections, PeerClosingWhileAwaitingAnswerStillGetsTheAnswer) {
+    ConnectionTable table;
+    auto id = *table.open(ip6("fe80::1"), t0);
+    ASSERT_TRUE(table.received(id, bytes(kAnyRequest), t0));
+    table.peer_closed(id);
+    EXPECT_FALSE(table.finished(id));
+    ASSERT_TRUE(table.answered(id, granted("10.0.0.1"), t0).delivered);
+    EXPECT_FALSE(table.finished(id));
+    table.wrote(id, table.pending_output(id).size(), t0);
+    EXPECT_TRUE(table.finished(id));
+}
+
+TEST(Connections, GoodConnectionStaysOpenForFurtherRequests) {
+    ConnectionTable table;
+    auto id = *table.open(ip6("fe80::1"), t0);
+    ASSERT_TRUE(table.received(id, bytes(kAnyRequest), t0));
+    table.answered(id, granted("10.0.0.1"), t0);
+    table.wrote(id, table.pending_output(id).size(), t0);
+    EXPECT_FALSE(table.finished(id));
+    EXPECT_TRUE(table.received(id, bytes(kAnyRequest), t0).has_value());
+}
+
+TEST(Connections, PartialWritesKeepTheRestPending) {
+    ConnectionTable table;
+    auto id = *table.open(ip6("fe80::1"), t0);
+    ASSERT_TRUE(table.received(id, bytes(kAnyRequest), t0));
+    table.answered(id, granted("10.0.0.1"), t0);
+    std::string all(table.pending_output(id));
+    table.wrote(id, 5, t0);
+    EXPECT_EQ(table.pending_output(id), all.substr(5));
+}
+
+TEST(ResponseFor, FailedAnswerCarriesTheSpecErrmsg) {
+    msg::LeaseAnswer a;
+    a.errnum = 3;
+    auto r = response_for(a, proto::Dialect::modern);
+    EXPECT_EQ(r.errnum, 3);
+    EXPECT_EQ(r.errmsg, "Chosen IP(s) unavailable");
+    EXPECT_FALSE(r.ipv4.has_value());
+}
+
+TEST(ResponseFor, PartialSuccessKeepsTheGrantedAddress) {
+    msg::LeaseAnswer a = granted("10.1.2.3");
+    a.errnum = 3;
+    std::string wire = proto::serialize(response_for(a, proto::Dialect::modern));
+    EXPECT_NE(wire.find("ipv4=10.1.2.3/32\n"), std::string::npos) << wire;
+    EXPECT_NE(wire.find("errno=3\n"), std::string::npos) << wire;
+}
+
+TEST(ResponseFor, SuccessHasNoErrmsg) {
+    auto r = response_for(granted("10.1.2.3"), proto::Dialect::legacy);
+    EXPECT_EQ(r.errnum, 0);
+    EXPECT_TRUE(r.errmsg.empty());
+    EXPECT_EQ(r.dialect, proto::Dialect::legacy);
+}
