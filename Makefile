@@ -59,7 +59,7 @@ fuzz: deps
 	  echo "== $$name: $(FUZZ_SECONDS) s"; \
 	  $$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -timeout=10 \
 	      -artifact_prefix=$(FUZZ_BUILD)/crash-$$name- $$work fuzz/corpus/$$name 2>&1 | \
-	      grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|#[0-9]+ +DONE|==[0-9]+==ERROR|SUMMARY)' ; \
+	      grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|#[0-9]+[[:space:]]+DONE|==[0-9]+==ERROR|SUMMARY)' ; \
 	  test $${PIPESTATUS[0]} -eq 0; \
 	done
 
