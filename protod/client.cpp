@@ -146,7 +146,7 @@ void Client::step(short revents, TimePoint now) {
 }
 
 bool Client::report() {
-    const msg::ExchangeResult& result = *exchange_->result();
+    const msg::ExchangeResult result = *exchange_->result(); // outlives the exchange
     if (result.answered)
         WGD_LOG_DEBUG("exchange %u: answered, errno %u", exchange_->id(), result.errnum);
     else

@@ -1,0 +1,238 @@
+// The server protod loop for real: a forked child runs run_server_loop (no
+// sandbox) on a listener on [::1]; the test plays leased on the other end of
+// the channel and the clients on TCP.
+#include "loop_harness.hpp"
+#include "privsep/messages.hpp"
+#include "protod/codec.hpp"
+#include "protod/protod.hpp"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <variant>
+
+using namespace wgd;
+using namespace wgd::protod;
+using namespace wgd::protod::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto kWait = 2000ms;
+
+class ServerLoop {
+  public:
+    explicit ServerLoop(ServerLoopConfig config) {
+        UniqueFd listener = listen_on_loopback(port_);
+        auto [ours, theirs] = privsep::make_channel_pair();
+        leased_ = privsep::Channel(std::move(ours));
+        child_ = std::make_unique<ForkedLoop>([&] {
+            leased_ = privsep::Channel(); // only the test holds leased's end
+            return run_server_loop(privsep::Channel(std::move(theirs)), std::move(listener),
+                                   config);
+        });
+    }
+    std::uint16_t port() const { return port_; }
+    privsep::Channel& leased() { return leased_; }
+    ForkedLoop& child() { return *child_; }
+
+    // The next message to leased, or nullopt after `limit`.
+    std::optional<privsep::Message> to_leased(std::chrono::milliseconds limit = kWait) {
+        auto r = leased_.recv_wait(static_cast<int>(limit.count()));
+        if (auto* m = std::get_if<privsep::Message>(&r))
+            return std::move(*m);
+        return std::nullopt;
+    }
+
+  private:
+    std::uint16_t port_ = 0;
+    privsep::Channel leased_;
+    std::unique_ptr<ForkedLoop> child_;
+};
+
+ServerLoopConfig without_source_check() {
+    ServerLoopConfig c;
+    c.require_link_local_port_970 = false;
+    return c;
+}
+
+proto::Response parse(const std::string& wire) {
+    auto r = proto::parse_response(wire);
+    if (auto* e = std::get_if<proto::ParseError>(&r))
+        ADD_FAILURE() << "bad response (" << e->detail << "): " << wire;
+    return std::holds_alternative<proto::Response>(r) ? std::get<proto::Response>(r)
+                                                      : proto::Response{};
+}
+
+msg::LeaseAnswer answer_v4(const char* addr) {
+    msg::LeaseAnswer a;
+    a.ipv4 = parse_ip4(addr).value();
+    a.leasestart = 1764201600;
+    a.leasetime = 3600;
+    return a;
+}
+
+} // namespace
+
+TEST(ServerLoop, WithSourceCheckLoopbackPeerIsClosedWithoutAnswer) {
+    ServerLoop loop{ServerLoopConfig{}};
+    UniqueFd client = connect_to_loopback(loop.port());
+    ASSERT_TRUE(client);
+    send_all(client.get(), "request_ip=1\n\n");
+    ReadResult r = read_until(client.get(), kWait, never);
+    EXPECT_TRUE(r.closed);
+    EXPECT_EQ(r.bytes, "");
+    EXPECT_FALSE(loop.to_leased(200ms).has_value());
+}
+
+TEST(ServerLoop, RequestIsForwardedToLeasedAndItsAnswerWritten) {
+    ServerLoop loop{without_source_check()};
+    UniqueFd client = connect_to_loopback(loop.port());
+    ASSERT_TRUE(send_all(client.get(), "request_ip=1\nipv4=0.0.0.0/32\n\n"));
+
+    auto m = loop.to_leased();
+    ASSERT_TRUE(m.has_value());
+    ASSERT_EQ(m->type, msg::query_lease);
+    auto query = msg::decode_query_lease(m->body);
+    ASSERT_TRUE(query.has_value());
+    EXPECT_EQ(query->source, parse_ip6("::1").value());
+    EXPECT_EQ(query->ipv4, parse_ip4("0.0.0.0").value());
+    EXPECT_FALSE(query->ipv6.has_value());
+
+    ASSERT_TRUE(loop.leased().send(msg::lease_answer, m->id, msg::encode(answer_v4("10.9.8.7"))));
+    ReadResult r = read_until(client.get(), kWait, has_message);
+    proto::Response response = parse(r.bytes);
+    EXPECT_EQ(response.ipv4, parse_ip4("10.9.8.7").value());
+    EXPECT_EQ(response.leasetime, 3600u);
+    EXPECT_EQ(response.errnum, 0);
+    EXPECT_FALSE(r.closed); // a good request leaves the connection open
+}
+
+TEST(ServerLoop, SecondRequestOnTheSameConnectionIsServedAfterTheFirst) {
+    ServerLoop loop{without_source_check()};
+    UniqueFd client = connect_to_loopback(loop.port());
+    ASSERT_TRUE(send_all(client.get(), "request_ip=1\nipv4=10.0.0.1/32\n\n"
+                                       "request_ip=1\nip=10.0.0.2/32\n\n"));
+    auto first = loop.to_leased();
+    ASSERT_TRUE(first.has_value());
+    EXPECT_FALSE(loop.to_leased(200ms).has_value()) << "second request forwarded too early";
+    ASSERT_TRUE(
+        loop.leased().send(msg::lease_answer, first->id, msg::encode(answer_v4("10.0.0.1"))));
+    auto second = loop.to_leased();
+    ASSERT_TRUE(second.has_value());
+    EXPECT_EQ(second->id, first->id);
+    EXPECT_EQ(msg::decode_query_lease(second->body)->ipv4, parse_ip4("10.0.0.2").value());
+    ASSERT_TRUE(
+        loop.leased().send(msg::lease_answer, second->id, msg::encode(answer_v4("10.0.0.2"))));
+
+    ReadResult r = read_until(client.get(), kWait, [](const std::string& b) {
+        return b.find("\n\n") != std::string::npos && b.find("\n\n") != b.rfind("\n\n");
+    });
+    const auto split = r.bytes.find("\n\n") + 2;
+    EXPECT_EQ(parse(r.bytes.substr(0, split)).dialect, proto::Dialect::modern);
+    proto::Response legacy = parse(r.bytes.substr(split));
+    EXPECT_EQ(legacy.dialect, proto::Dialect::legacy);
+    EXPECT_EQ(legacy.ipv4, parse_ip4("10.0.0.2").value());
+}
+
+TEST(ServerLoop, InvalidRequestGetsErrno1AndTheConnectionIsClosed) {
+    ServerLoop loop{without_source_check()};
+    UniqueFd client = connect_to_loopback(loop.port());
+    ASSERT_TRUE(send_all(client.get(), "request_ip=1\nipv4=10.0.0.1/8\n\n"));
+    ReadResult r = read_until(client.get(), kWait, never);
+    EXPECT_TRUE(r.closed);
+    EXPECT_EQ(parse(r.bytes).errnum, 1);
+    EXPECT_FALSE(loop.to_leased(100ms).has_value());
+}
+
+TEST(ServerLoop, RefusedConnectionIsClosedSilently) {
+    ServerLoop loop{without_source_check()};
+    UniqueFd client = connect_to_loopback(loop.port());
+    ASSERT_TRUE(send_all(client.get(), "request_ip=1\n\n"));
+    auto m = loop.to_leased();
+    ASSERT_TRUE(m.has_value());
+    ASSERT_TRUE(loop.leased().send(msg::refuse_connection, m->id, {}));
+    ReadResult r = read_until(client.get(), kWait, never);
+    EXPECT_TRUE(r.closed);
+    EXPECT_EQ(r.bytes, "");
+}
+
+TEST(ServerLoop, AnswerForAClosedConnectionIsDroppedAndServingGoesOn) {
+    ServerLoop loop{without_source_check()};
+    UniqueFd gone = connect_to_loopback(loop.port());
+    ASSERT_TRUE(send_all(gone.get(), "request_ip=1\n\n"));
+    auto m = loop.to_leased();
+    ASSERT_TRUE(m.has_value());
+    // The refusal closes the connection; a late answer for it must be ignored.
+    ASSERT_TRUE(loop.leased().send(msg::refuse_connection, m->id, {}));
+    ASSERT_TRUE(loop.leased().send(msg::lease_answer, m->id, msg::encode(answer_v4("10.0.0.1"))));
+
+    UniqueFd client = connect_to_loopback(loop.port());
+    ASSERT_TRUE(send_all(client.get(), "request_ip=1\n\n"));
+    auto next = loop.to_leased();
+    ASSERT_TRUE(next.has_value());
+    EXPECT_NE(next->id, m->id);
+    EXPECT_FALSE(loop.child().exit_status(0ms).has_value());
+}
+
+TEST(ServerLoop, IdleConnectionIsClosedAfterTheIdleTimeout) {
+    ServerLoopConfig config = without_source_check();
+    config.idle_timeout = 150ms;
+    ServerLoop loop{config};
+    UniqueFd client = connect_to_loopback(loop.port());
+    const auto start = std::chrono::steady_clock::now();
+    ReadResult r = read_until(client.get(), kWait, never);
+    EXPECT_TRUE(r.closed);
+    EXPECT_GE(std::chrono::steady_clock::now() - start, 140ms);
+}
+
+TEST(ServerLoop, SlowRequestIsCutAtTheRequestTimeout) {
+    ServerLoopConfig config = without_source_check();
+    config.request_timeout = 300ms;
+    ServerLoop loop{config};
+    UniqueFd client = connect_to_loopback(loop.port());
+    const std::string request = "request_ip=1\nipv4=0.0.0.0/32\n\n";
+    bool cut = false;
+    for (char c : request) {
+        if (!send_all(client.get(), std::string(1, c)) ||
+            read_until(client.get(), 50ms, never).closed) {
+            cut = true;
+            break;
+        }
+    }
+    EXPECT_TRUE(cut);
+    EXPECT_FALSE(loop.to_leased(100ms).has_value());
+}
+
+TEST(ServerLoop, ConnectionsBeyondTheLimitAreClosedAtOnce) {
+    ServerLoopConfig config = without_source_check();
+    config.max_connections = 2;
+    ServerLoop loop{config};
+    UniqueFd a = connect_to_loopback(loop.port());
+    UniqueFd b = connect_to_loopback(loop.port());
+    ASSERT_TRUE(send_all(b.get(), "request_ip=1\n\n")); // b is surely accepted once this arrives
+    ASSERT_TRUE(loop.to_leased().has_value());
+    UniqueFd c = connect_to_loopback(loop.port());
+    EXPECT_TRUE(read_until(c.get(), kWait, never).closed);
+    EXPECT_FALSE(read_until(a.get(), 100ms, never).closed);
+}
+
+TEST(ServerLoop, LeasedGoingAwayEndsTheLoopWithStatus1) {
+    ServerLoop loop{without_source_check()};
+    loop.leased() = privsep::Channel();
+    EXPECT_EQ(loop.child().exit_status(kWait), 1);
+}
+
+TEST(ServerLoop, UnexpectedMessageFromLeasedEndsTheLoop) {
+    ServerLoop loop{without_source_check()};
+    ASSERT_TRUE(loop.leased().send(msg::exchange_result, 1, msg::encode(msg::ExchangeResult{})));
+    EXPECT_EQ(loop.child().exit_status(kWait), 1);
+}
+
+TEST(ServerLoop, MalformedAnswerFromLeasedEndsTheLoop) {
+    ServerLoop loop{without_source_check()};
+    const std::uint8_t junk[3] = {1, 2, 3};
+    ASSERT_TRUE(loop.leased().send(msg::lease_answer, 1, junk));
+    EXPECT_EQ(loop.child().exit_status(kWait), 1);
+}
