@@ -1,0 +1,155 @@
+// Framed messages between the processes of the suite, over SOCK_SEQPACKET
+// socketpairs (one datagram = one message, at most one fd per message).
+//
+// Frame layout (host byte order, both ends are on the same machine):
+//
+//     offset 0  u16 type     message type, defined by each pair of peers
+//     offset 2  u16 flags    bit 0: an fd is attached (SCM_RIGHTS); others must be 0
+//     offset 4  u32 id       free for the peers (connection id, request id, ...)
+//     offset 8  u32 length   body bytes that follow; header + length == datagram size
+//     offset 12 body         at most kMaxBody bytes
+//
+// The frame decoder is pure (no I/O) so it is unit-tested and fuzzed on its
+// own; Channel does the socket I/O and hands every datagram to it. Whether a
+// type is known and allowed is the receiver's business: Acceptance.
+#pragma once
+
+#include "privsep/fd.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <span>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace wgd::privsep {
+
+struct Header {
+    std::uint16_t type = 0;
+    std::uint16_t flags = 0;
+    std::uint32_t id = 0;
+    std::uint32_t length = 0;
+};
+
+inline constexpr std::size_t kHeaderSize = 12;
+inline constexpr std::size_t kMaxBody = 64 * 1024;
+inline constexpr std::size_t kMaxFrame = kHeaderSize + kMaxBody;
+inline constexpr std::uint16_t kFlagFd = 0x1;
+inline constexpr std::uint16_t kKnownFlags = kFlagFd;
+
+struct Frame {
+    Header header;
+    std::span<const std::uint8_t> body; // points into the decoded bytes
+};
+
+enum class FrameError {
+    short_header,   // fewer than kHeaderSize bytes
+    body_too_large, // length > kMaxBody
+    size_mismatch,  // header + length != datagram size
+    unknown_flags,  // a flag bit other than kFlagFd
+    fd_missing,     // flag says an fd is attached, none arrived
+    fd_unexpected,  // an fd arrived, flag says none
+};
+const char* to_string(FrameError e);
+
+// Checks one received datagram. fd_received: whether exactly one fd came with it.
+std::variant<Frame, FrameError> decode_frame(std::span<const std::uint8_t> datagram,
+                                             bool fd_received);
+// The datagram for one message; the body must be at most kMaxBody bytes.
+std::vector<std::uint8_t> encode_frame(std::uint16_t type, std::uint32_t id,
+                                       std::span<const std::uint8_t> body, bool with_fd);
+
+struct Message {
+    std::uint16_t type = 0;
+    std::uint32_t id = 0;
+    std::vector<std::uint8_t> body;
+    UniqueFd fd; // valid only when the sender attached one
+};
+
+enum class RecvError {
+    would_block,  // nothing to read now (not a failure): poll fd() again
+    peer_closed,  // EOF: the peer process is gone
+    truncated,    // MSG_TRUNC or MSG_CTRUNC: datagram or control data did not fit
+    bad_frame,    // decode_frame refused it (see last_frame_error())
+    too_many_fds, // more than one fd, or ancillary data other than SCM_RIGHTS
+    io_error,     // recvmsg failed (errno kept in last_errno())
+};
+const char* to_string(RecvError e);
+
+// Any RecvError but would_block means the peer cannot be trusted any more:
+// the owner logs it and ends the process (fail closed).
+class Channel {
+  public:
+    Channel() = default;
+    explicit Channel(UniqueFd fd) : fd_(std::move(fd)) {}
+
+    int fd() const { return fd_.get(); }
+    bool valid() const { return fd_.valid(); }
+
+    // Sends one message, waiting while the socket buffer is full. fd_to_pass
+    // (-1 for none) stays owned by the caller. Returns false with errno set
+    // (EMSGSIZE for a body over kMaxBody, EPIPE when the peer is gone).
+    [[nodiscard]] bool send(std::uint16_t type, std::uint32_t id,
+                            std::span<const std::uint8_t> body, int fd_to_pass = -1);
+
+    // Never blocks: receives one datagram if there is one.
+    std::variant<Message, RecvError> recv();
+    // Waits up to timeout_ms (-1: forever) for a message; would_block on timeout.
+    std::variant<Message, RecvError> recv_wait(int timeout_ms);
+
+    FrameError last_frame_error() const { return last_frame_error_; }
+    int last_errno() const { return last_errno_; }
+
+  private:
+    UniqueFd fd_;
+    std::vector<std::uint8_t> buf_ = std::vector<std::uint8_t>(kMaxFrame);
+    FrameError last_frame_error_ = FrameError::short_header;
+    int last_errno_ = 0;
+};
+
+// A SOCK_SEQPACKET socketpair, close-on-exec, buffers big enough for
+// several maximum-size messages in flight.
+std::pair<UniqueFd, UniqueFd> make_channel_pair();
+
+// What a receiver accepts, as a table: in state `state`, message `type` is
+// allowed, with an fd (fd_required) or without one. Everything not in the
+// table is a protocol violation. Like OpenSSH's monitor table, but per peer.
+struct AcceptRule {
+    std::uint32_t state;
+    std::uint16_t type;
+    bool fd_required;
+};
+
+enum class Verdict {
+    accepted,
+    unknown_type, // no rule mentions this type in any state
+    wrong_state,  // the type exists, not in this state
+    fd_missing,
+    fd_unexpected,
+};
+const char* to_string(Verdict v);
+
+class Acceptance {
+  public:
+    Acceptance(std::initializer_list<AcceptRule> rules) : rules_(rules) {}
+    explicit Acceptance(std::vector<AcceptRule> rules) : rules_(std::move(rules)) {}
+
+    Verdict check(std::uint32_t state, std::uint16_t type, bool has_fd) const;
+    Verdict check(std::uint32_t state, const Message& m) const {
+        return check(state, m.type, m.fd.valid());
+    }
+    // check(), and on anything but accepted: log "<peer> sent ...: <why>"
+    // and _exit(1). The suite then goes down through supervision.
+    void enforce(std::uint32_t state, const Message& m, const char* peer) const;
+
+  private:
+    std::vector<AcceptRule> rules_;
+};
+
+// Logs why a channel failed (peer gone, bad frame, ...) and _exit(1): for the
+// owner's loop when recv() returns anything but would_block.
+[[noreturn]] void channel_failed(const Channel& ch, RecvError e, const char* peer);
+
+} // namespace wgd::privsep

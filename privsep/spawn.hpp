@@ -1,0 +1,97 @@
+// Starting the processes of the suite and watching them.
+//
+// The parent (netd, still root) starts each role by fork + execve of its own
+// binary ("/proc/self/exe"), so each child gets a fresh address space. The
+// role is argv[1], "--privsep-role=<name>" (role_argument()); main() looks
+// for it before any other option parsing (parse_role_argument()). The
+// channels and other fds a child needs are placed at fixed numbers 3, 4, ...
+// (the caller's choice of numbers, documented per role); every other fd
+// above 2 is closed, and the signal mask and dispositions are reset.
+#pragma once
+
+#include "privsep/fd.hpp"
+#include "privsep/sandbox.hpp"
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace wgd::privsep {
+
+inline constexpr std::string_view kRoleArgPrefix = "--privsep-role=";
+std::string role_argument(Role role); // "--privsep-role=protod"
+// The role named by an argv element, or nullopt when it is not a role argument.
+std::optional<Role> parse_role_argument(std::string_view arg);
+
+// fork + execve(exe, argv). fds: {child fd number, parent fd}; the parent's
+// fds stay open in the parent. Returns the child's pid, or -1 (errno set).
+// Between fork and execve the child sets PR_SET_PDEATHSIG(SIGKILL) (kept
+// across execve of a binary that is not set-id) and checks that its parent
+// is still the caller, so a dead parent always takes its children down.
+// Must be called from a single-threaded parent (the death signal follows the
+// forking thread).
+pid_t spawn_role(const std::string& exe, const std::vector<std::string>& argv,
+                 const std::vector<std::pair<int, int>>& fds);
+
+// Signals as an fd for a poll loop: blocks the signals given and reads them
+// through a signalfd. The mask is restored on destruction.
+class SignalFd {
+  public:
+    explicit SignalFd(std::initializer_list<int> signals);
+    ~SignalFd();
+    SignalFd(const SignalFd&) = delete;
+    SignalFd& operator=(const SignalFd&) = delete;
+
+    bool valid() const { return fd_.valid(); }
+    int fd() const { return fd_.get(); }
+    // The next pending signal number, or nullopt when none is pending.
+    // (Do not put SIGCHLD in a SignalFd of your own: Supervisor has one.)
+    std::optional<int> take();
+
+  private:
+    UniqueFd fd_;
+    std::vector<int> signals_;
+};
+
+struct ChildExit {
+    pid_t pid = 0;
+    std::string role;
+    int status = 0; // as from waitpid
+    // "protod exited with status 1", "leased killed by signal SIGSYS (31)"
+    std::string describe() const;
+};
+
+// Watches the children. Construct it BEFORE spawning (it blocks SIGCHLD so
+// no exit is missed), add() each child, poll fd() for POLLIN and call reap()
+// when it is readable. Any exit is a failure of the suite: the owner logs
+// it, calls stop_all() and exits non-zero. On SIGTERM/SIGINT (SignalFd) the
+// owner calls stop_all() and exits 0.
+class Supervisor {
+  public:
+    Supervisor();
+    Supervisor(const Supervisor&) = delete;
+    Supervisor& operator=(const Supervisor&) = delete;
+    ~Supervisor();
+
+    void add(pid_t pid, std::string role);
+    int fd() const { return sigchld_.fd(); }
+    // Collects the children that have exited (logging each as an error).
+    std::vector<ChildExit> reap();
+    // SIGTERM to each child still running, wait up to `grace`, then SIGKILL
+    // and wait. Returns how each ended.
+    std::vector<ChildExit> stop_all(std::chrono::milliseconds grace = std::chrono::seconds(1));
+    std::size_t running() const { return children_.size(); }
+
+  private:
+    std::vector<ChildExit> collect(bool log);
+    SignalFd sigchld_;
+    std::vector<std::pair<pid_t, std::string>> children_;
+};
+
+} // namespace wgd::privsep
