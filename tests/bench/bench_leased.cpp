@@ -1,0 +1,241 @@
+// leased: allocation rate, memory per lease, lease-file replay and durable
+// group-commit rate. `make bench` runs each 5 times; read the medians.
+#include "leased/lease_file.hpp"
+#include "leased/pool.hpp"
+#include "leased/server.hpp"
+
+#include <benchmark/benchmark.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+#include <memory>
+
+using namespace wgd;
+using namespace wgd::leased;
+
+namespace {
+
+Prefix4 p4(const char* text, int len) {
+    return Prefix4{*parse_ip4(text), static_cast<std::uint8_t>(len)};
+}
+Prefix6 p6(const char* text, int len) {
+    return Prefix6{*parse_ip6(text), static_cast<std::uint8_t>(len)};
+}
+
+PublicKey key(std::uint32_t n) {
+    PublicKey k;
+    for (int i = 0; i < 4; i++)
+        k.bytes[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(n >> (8 * i));
+    k.bytes[31] = 1;
+    return k;
+}
+
+template <class Pool>
+void allocate_batches(benchmark::State& state, Pool& pool, std::size_t batch) {
+    SodiumRandom rng;
+    std::vector<std::remove_reference_t<decltype(*pool.allocate(rng))>> held;
+    held.reserve(batch);
+    for (auto _ : state) {
+        auto a = pool.allocate(rng);
+        if (!a) {
+            state.SkipWithError("pool exhausted");
+            break;
+        }
+        held.push_back(*a);
+        if (held.size() == batch) { // keep the fill level: give them back, untimed
+            state.PauseTiming();
+            for (auto& h : held)
+                pool.release(h);
+            held.clear();
+            state.ResumeTiming();
+        }
+    }
+    for (auto& h : held)
+        pool.release(h);
+    state.SetItemsProcessed(state.iterations());
+}
+
+// Pools kept across repetitions: filling one with 1,000,000 leases takes a while.
+template <class Pool, class Prefix>
+Pool& filled_pool(const Prefix& prefix, std::size_t leases) {
+    static std::map<std::pair<Prefix, std::size_t>, std::unique_ptr<Pool>> cache;
+    auto& slot = cache[{prefix, leases}];
+    if (!slot) {
+        slot = std::make_unique<Pool>();
+        slot->add_prefix(prefix);
+        DeterministicRandom rng(1);
+        for (std::size_t i = 0; i < leases; i++)
+            slot->allocate(rng);
+    }
+    return *slot;
+}
+
+void BM_Allocate_Ipv4Slash8(benchmark::State& state) {
+    auto& pool = filled_pool<Pool4>(p4("10.0.0.0", 8), static_cast<std::size_t>(state.range(0)));
+    allocate_batches(state, pool, 4096);
+}
+BENCHMARK(BM_Allocate_Ipv4Slash8)->Arg(0)->Arg(1000000)->ArgName("leases");
+
+void BM_Allocate_Ipv6Slash64(benchmark::State& state) {
+    auto& pool = filled_pool<Pool6>(p6("2001:db8::", 64), static_cast<std::size_t>(state.range(0)));
+    allocate_batches(state, pool, 4096);
+}
+BENCHMARK(BM_Allocate_Ipv6Slash64)->Arg(0)->Arg(1000000)->ArgName("leases");
+
+// A /16 at 99% full against the same /16 empty: the cost must not depend on it.
+void BM_Allocate_Ipv4Slash16(benchmark::State& state) {
+    const std::size_t usable = 65534;
+    const std::size_t leases = usable * static_cast<std::size_t>(state.range(0)) / 100;
+    auto& pool = filled_pool<Pool4>(p4("10.1.0.0", 16), leases);
+    allocate_batches(state, pool, 256);
+}
+BENCHMARK(BM_Allocate_Ipv4Slash16)->Arg(0)->Arg(99)->ArgName("percent_full");
+
+// Bytes per lease at 1,000,000 peers each holding an IPv4 and an IPv6 lease:
+// the pools alone, and the whole table (pools, peers, indexes), by mallinfo2.
+void BM_MemoryPerLease(benchmark::State& state) {
+    const std::uint32_t peers = 1000000;
+    for (auto _ : state) {
+        const std::size_t before = mallinfo2().uordblks;
+        {
+            DeterministicRandom rng(3);
+            FakeClock clock(1764201600, 1000);
+            auto server = std::make_unique<LeaseServer>(rng, clock, 3600);
+            server->add_prefix(p4("10.0.0.0", 8));
+            server->add_prefix(p6("2001:db8::", 64));
+            std::vector<PeerFacts> facts;
+            facts.reserve(peers);
+            for (std::uint32_t n = 0; n < peers; n++)
+                facts.push_back(PeerFacts{key(n), {}, {}});
+            server->set_peers(facts);
+            facts.clear();
+            facts.shrink_to_fit();
+            const std::size_t peers_only = mallinfo2().uordblks - before;
+            Want w;
+            w.v4 = w.v6 = Want::Kind::Any;
+            for (std::uint32_t n = 0; n < peers; n++)
+                server->commit(*server->plan(key(n), w));
+            const std::size_t total = mallinfo2().uordblks - before;
+            const double leases = 2.0 * peers;
+            state.counters["pool_bytes_per_lease"] =
+                static_cast<double>(server->pool4().memory_bytes() +
+                                    server->pool6().memory_bytes()) /
+                leases;
+            state.counters["table_bytes_per_lease"] =
+                static_cast<double>(total - peers_only) / leases;
+            state.counters["total_bytes_per_peer"] = static_cast<double>(total) / peers;
+        }
+    }
+}
+BENCHMARK(BM_MemoryPerLease)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+// Full decisions: plan + commit of a new lease (IPv4 and IPv6) per item.
+void BM_PlanAndCommit(benchmark::State& state) {
+    SodiumRandom rng;
+    FakeClock clock(1764201600, 1000);
+    LeaseServer server(rng, clock, 3600);
+    server.add_prefix(p4("10.0.0.0", 8));
+    server.add_prefix(p6("2001:db8::", 64));
+    const std::uint32_t peers = 100000;
+    std::vector<PeerFacts> facts;
+    for (std::uint32_t n = 0; n < peers; n++)
+        facts.push_back(PeerFacts{key(n), {}, {}});
+    server.set_peers(facts);
+    Want any, none;
+    any.v4 = any.v6 = Want::Kind::Any;
+    std::uint32_t n = 0;
+    for (auto _ : state) {
+        server.commit(*server.plan(key(n), any));
+        if (++n == peers) {
+            state.PauseTiming();
+            for (n = 0; n < peers; n++)
+                server.commit(*server.plan(key(n), none));
+            n = 0;
+            state.ResumeTiming();
+        }
+    }
+    state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_PlanAndCommit);
+
+struct TempFiles {
+    std::string dir;
+    TempFiles() {
+        std::string tmpl = (std::filesystem::temp_directory_path() / "wgd-bench-XXXXXX").string();
+        dir = ::mkdtemp(tmpl.data());
+    }
+    ~TempFiles() { std::filesystem::remove_all(dir); }
+    UniqueFd open(int i) const {
+        return UniqueFd(::open((dir + "/wg0.leases." + std::to_string(i)).c_str(),
+                               O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    }
+};
+
+LeaseRecord record(std::uint32_t n) {
+    Ip6 v6{};
+    v6.bytes[0] = 0x20, v6.bytes[1] = 0x01;
+    for (int i = 0; i < 4; i++)
+        v6.bytes[static_cast<std::size_t>(12 + i)] = static_cast<std::uint8_t>(n >> (8 * i));
+    return LeaseRecord{key(n), Ip4::from_u32(0x0a000000u + n), v6, 1764201600, 1764205200};
+}
+
+void BM_Replay1MLeases(benchmark::State& state) {
+    static TempFiles files;
+    static bool written = false;
+    if (!written) {
+        auto opened = LeaseFile::open(files.open(0), files.open(1), "wg0");
+        std::vector<LeaseRecord> batch;
+        for (std::uint32_t n = 0; n < 1000000; n++) {
+            batch.push_back(record(n));
+            if (batch.size() == 4096) {
+                opened.file->append(batch);
+                batch.clear();
+            }
+        }
+        opened.file->append(batch);
+        opened.file->sync();
+        written = true;
+    }
+    std::size_t leases = 0;
+    for (auto _ : state) {
+        auto opened = LeaseFile::open(files.open(0), files.open(1), "wg0");
+        leases = opened.leases.size();
+        benchmark::DoNotOptimize(opened.leases.data());
+    }
+    if (leases != 1000000)
+        state.SkipWithError("replay lost leases");
+    state.counters["leases"] = static_cast<double>(leases);
+}
+BENCHMARK(BM_Replay1MLeases)->Unit(benchmark::kMillisecond)->Iterations(3);
+
+// Durable grants: batches of 64 records, one fdatasync per batch.
+void BM_DurableGrantsGroupCommit64(benchmark::State& state) {
+    TempFiles files;
+    auto opened = LeaseFile::open(files.open(0), files.open(1), "wg0");
+    std::vector<LeaseRecord> batch;
+    std::uint32_t n = 0;
+    for (auto _ : state) {
+        batch.clear();
+        for (int i = 0; i < 64; i++)
+            batch.push_back(record(n++ % 100000));
+        if (opened.file->append(batch) != 0 || opened.file->sync() != 0) {
+            state.SkipWithError("write failed");
+            break;
+        }
+        if (opened.file->compaction_due(100000)) {
+            std::vector<LeaseRecord> live;
+            for (std::uint32_t i = 0; i < 100000; i++)
+                live.push_back(record(i));
+            opened.file->start_compaction(std::move(live));
+        }
+        if (opened.file->compacting())
+            opened.file->compaction_step(64); // one batch of compaction per group commit
+    }
+    state.SetItemsProcessed(state.iterations() * 64);
+}
+BENCHMARK(BM_DurableGrantsGroupCommit64)->UseRealTime();
+
+} // namespace
