@@ -1,0 +1,378 @@
+// netd of the client suite: preconditions, the children, then the orders of
+// leased: a socket connecting to the server (handed to protod, which alone
+// speaks to it) and the leased addresses on IFACE, each order re-checked.
+#include "netd/daemon.hpp"
+#include "netd/netd.hpp"
+#include "netd/rtnl.hpp"
+#include "netd/validate.hpp"
+#include "netd/wireguard.hpp"
+#include "privsep/channel.hpp"
+#include "privsep/log.hpp"
+#include "privsep/messages.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+
+namespace wgd::netd {
+
+namespace {
+
+using privsep::Channel;
+
+// After SIGTERM leased removes its addresses; it gets this long to do so.
+constexpr auto kStopGrace = std::chrono::seconds(3);
+
+struct Failure {
+    std::string reason;
+};
+
+const Ip6 kServerAddress{{0xfe, 0x80}}; // fe80::
+
+msg::LinkState link_state(const LinkInfo& link, const std::vector<IfAddr>& addrs) {
+    msg::LinkState s;
+    s.link = link.is_up() ? msg::Link::up : msg::Link::down;
+    for (const IfAddr& a : addrs) {
+        if (auto* p4 = std::get_if<Prefix4>(&a.prefix); p4 && is_leasable(p4->addr))
+            s.global4.push_back(*p4);
+        else if (auto* p6 = std::get_if<Prefix6>(&a.prefix); p6 && is_leasable(p6->addr))
+            s.global6.push_back(*p6);
+    }
+    return s;
+}
+
+class ClientNetd {
+  public:
+    explicit ClientNetd(const Options& options) : options_(options) {}
+    int run(const std::vector<std::string>& args);
+
+  private:
+    void check_preconditions();
+    void on_leased(privsep::Message& m);
+    void start_exchange(std::uint32_t id, const msg::ExchangeRequest& request);
+    void on_address_order(std::uint32_t id, const msg::AddressOrder& order);
+    void on_events();
+    bool send_leased(std::uint16_t type, std::uint32_t id, const msg::Bytes& body);
+    void send_link_state();
+
+    const Options& options_;
+    std::optional<Rtnl> rtnl_;
+    LinkInfo link_;
+    Ip6 lladdr_;
+    Channel leased_, protod_;
+    std::optional<RtnlEvents> events_;
+    bool deleted_ = false;
+    bool failed_ = false;
+};
+
+void ClientNetd::check_preconditions() {
+    const std::string& ifname = options_.iface;
+    auto rtnl = Rtnl::open();
+    if (!rtnl)
+        throw Failure{"cannot open rtnetlink: " + rtnl.error().message};
+    rtnl_.emplace(std::move(rtnl.value()));
+    auto link = rtnl_->link_by_name(ifname);
+    if (!link)
+        throw Failure{"no such interface '" + ifname + "'"};
+    link_ = *link;
+    auto backend = open_backend(ifname);
+    if (!backend)
+        throw Failure{"'" + ifname + "' is not a WireGuard interface (no UAPI socket " +
+                      "/var/run/wireguard/" + ifname + ".sock and no kernel WireGuard device)"};
+    auto addrs = rtnl_->addresses(link_.ifindex);
+    if (!addrs)
+        throw Failure{"cannot read the addresses of " + ifname + ": " + addrs.error().message};
+    std::vector<Prefix6> link_locals;
+    for (const IfAddr& a : *addrs)
+        if (auto* p6 = std::get_if<Prefix6>(&a.prefix); p6 && p6->addr.is_link_local())
+            link_locals.push_back(*p6);
+    if (link_locals.empty())
+        throw Failure{"'" + ifname + "' has no link-local address (ip addr add fe80::X/128 dev " +
+                      ifname + ")"};
+    if (link_locals.size() > 1)
+        throw Failure{"'" + ifname + "' has " + std::to_string(link_locals.size()) +
+                      " link-local addresses; it must have exactly one, a /128 (set addrgenmode " +
+                      "none before bringing it up)"};
+    if (link_locals[0].len != 128)
+        throw Failure{"the link-local address of '" + ifname + "' is " + to_string(link_locals[0]) +
+                      ", not a /128"};
+    lladdr_ = link_locals[0].addr;
+    auto device = (*backend)->read_device();
+    if (!device)
+        throw Failure{"cannot read WireGuard device " + ifname + ": " + device.error().message};
+    bool server_routed = std::any_of(device->peers.begin(), device->peers.end(), [](const Peer& p) {
+        return std::any_of(p.allowed6.begin(), p.allowed6.end(),
+                           [](const Prefix6& a) { return a.contains(kServerAddress); });
+    });
+    if (!server_routed)
+        throw Failure{"no peer of '" + ifname +
+                      "' has allowed IPs covering fe80::/128 (the server)"};
+}
+
+bool ClientNetd::send_leased(std::uint16_t type, std::uint32_t id, const msg::Bytes& body) {
+    if (leased_.send(type, id, body))
+        return true;
+    WGD_LOG_ERROR("cannot send to leased: %s", std::strerror(errno));
+    failed_ = true;
+    return false;
+}
+
+void ClientNetd::send_link_state() {
+    auto addrs = rtnl_->addresses(link_.ifindex);
+    std::vector<IfAddr> none;
+    send_leased(msg::link_state, 0, msg::encode(link_state(link_, addrs ? *addrs : none)));
+}
+
+void ClientNetd::start_exchange(std::uint32_t id, const msg::ExchangeRequest& request) {
+    auto fail = [&](const std::string& why) {
+        msg::ExchangeResult r;
+        r.error = why;
+        send_leased(msg::exchange_result, id, msg::encode(r));
+    };
+    UniqueFd fd(socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd)
+        return fail(std::string("socket: ") + std::strerror(errno));
+    int one = 1;
+    setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    // An abortive close leaves no TIME_WAIT on [LLADDR]:970, which would
+    // otherwise block the next exchange from the same address and port.
+    linger lg{1, 0};
+    setsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    sockaddr_in6 src{};
+    src.sin6_family = AF_INET6;
+    src.sin6_port = htons(970);
+    src.sin6_addr = *reinterpret_cast<const in6_addr*>(lladdr_.bytes.data());
+    src.sin6_scope_id = static_cast<std::uint32_t>(link_.ifindex);
+    if (bind(fd.get(), reinterpret_cast<sockaddr*>(&src), sizeof src) != 0)
+        return fail("bind [" + to_string(lladdr_) + "%" + options_.iface +
+                    "]:970: " + std::strerror(errno));
+    sockaddr_in6 dst{};
+    dst.sin6_family = AF_INET6;
+    dst.sin6_port = htons(970);
+    dst.sin6_addr = *reinterpret_cast<const in6_addr*>(kServerAddress.bytes.data());
+    dst.sin6_scope_id = static_cast<std::uint32_t>(link_.ifindex);
+    if (connect(fd.get(), reinterpret_cast<sockaddr*>(&dst), sizeof dst) != 0 &&
+        errno != EINPROGRESS)
+        return fail(std::string("connect [fe80::%") + options_.iface +
+                    "]:970: " + std::strerror(errno));
+    if (!protod_.send(msg::exchange_request, id, msg::encode(request), fd.get())) {
+        WGD_LOG_ERROR("cannot send to protod: %s", std::strerror(errno));
+        failed_ = true;
+    }
+}
+
+void ClientNetd::on_address_order(std::uint32_t id, const msg::AddressOrder& order) {
+    Prefix prefix =
+        order.ipv4 ? Prefix(Prefix4{*order.ipv4, 32}) : Prefix(Prefix6{*order.ipv6, 128});
+    std::string text = std::visit([](auto& p) { return to_string(p); }, prefix);
+    msg::Outcome outcome{true, ""};
+    if (auto valid = validate_address_order(link_.ifindex, link_.ifindex, prefix); !valid) {
+        outcome = {false, "refused: " + valid.error().message};
+        WGD_LOG_ERROR("refused an address order from leased (%s): %s", text.c_str(),
+                      valid.error().message.c_str());
+    } else if (order.add) {
+        auto r = rtnl_->add_address(link_.ifindex, prefix);
+        if (!r && r.error().code != EEXIST)
+            outcome = {false, r.error().message};
+        else
+            WGD_LOG_INFO("added %s to %s", text.c_str(), options_.iface.c_str());
+    } else {
+        auto r = rtnl_->remove_address(link_.ifindex, prefix);
+        if (!r && r.error().code != EADDRNOTAVAIL)
+            outcome = {false, r.error().message};
+        else
+            WGD_LOG_INFO("removed %s from %s", text.c_str(), options_.iface.c_str());
+    }
+    if (!outcome.ok)
+        WGD_LOG_ERROR("address %s on %s: %s", text.c_str(), options_.iface.c_str(),
+                      outcome.error.c_str());
+    send_leased(msg::address_result, id, msg::encode(outcome));
+}
+
+void ClientNetd::on_leased(privsep::Message& m) {
+    static const privsep::Acceptance accepts{
+        {0, msg::exchange_request, false},
+        {0, msg::address_order, false},
+    };
+    accepts.enforce(0, m, "leased");
+    if (m.type == msg::exchange_request) {
+        auto r = msg::decode_exchange_request(m.body);
+        if (!r) {
+            WGD_LOG_ERROR("leased sent a malformed exchange request");
+            std::exit(1);
+        }
+        start_exchange(m.id, *r);
+    } else {
+        auto o = msg::decode_address_order(m.body);
+        if (!o) {
+            WGD_LOG_ERROR("leased sent a malformed address order");
+            std::exit(1);
+        }
+        on_address_order(m.id, *o);
+    }
+}
+
+void ClientNetd::on_events() {
+    auto batch = events_->read();
+    if (!batch) {
+        WGD_LOG_WARN("rtnetlink events: %s", batch.error().message.c_str());
+        return;
+    }
+    bool changed = batch->resync_needed;
+    for (const RtnlEvent& ev : batch->events) {
+        if (auto* link = std::get_if<LinkEvent>(&ev)) {
+            if (link->deleted) {
+                WGD_LOG_INFO("interface %s was deleted; exiting", options_.iface.c_str());
+                deleted_ = true;
+                return;
+            }
+            if (link->link.is_up() != link_.is_up()) {
+                WGD_LOG_INFO("interface %s is %s", options_.iface.c_str(),
+                             link->link.is_up() ? "up" : "down");
+                changed = true;
+            }
+            link_ = link->link;
+        }
+    }
+    if (changed)
+        send_link_state();
+}
+
+int ClientNetd::run(const std::vector<std::string>& args) {
+    check_preconditions();
+    auto events = RtnlEvents::open(link_.ifindex);
+    if (!events)
+        throw Failure{"cannot subscribe to rtnetlink events: " + events.error().message};
+    events_.emplace(std::move(events.value()));
+    if (!options_.foreground)
+        detach(std::string(log_name()));
+    LogRelay relay(options_.foreground);
+    privsep::Supervisor supervisor;
+    privsep::SignalFd signals{SIGTERM, SIGINT, SIGHUP};
+
+    auto [netd_leased, leased_netd] = privsep::make_channel_pair();
+    auto [netd_protod, protod_netd] = privsep::make_channel_pair();
+    auto [leased_protod, protod_leased] = privsep::make_channel_pair();
+    pid_t leased_pid =
+        spawn_child(privsep::Role::leased, args, {leased_netd.get(), leased_protod.get()}, relay);
+    if (leased_pid < 0)
+        throw Failure{std::string("cannot start leased: ") + std::strerror(errno)};
+    supervisor.add(leased_pid, "leased");
+    pid_t protod_pid =
+        spawn_child(privsep::Role::protod, args, {protod_leased.get(), protod_netd.get()}, relay);
+    if (protod_pid < 0) {
+        stop_children(supervisor, {});
+        throw Failure{std::string("cannot start protod: ") + std::strerror(errno)};
+    }
+    supervisor.add(protod_pid, "protod");
+    leased_netd.reset();
+    leased_protod.reset();
+    protod_netd.reset();
+    protod_leased.reset();
+    relay.close_child_end();
+    leased_ = Channel(std::move(netd_leased));
+    protod_ = Channel(std::move(netd_protod));
+
+    if (auto sandboxed = privsep::enter_netd_sandbox(Side::client); !sandboxed.ok()) {
+        WGD_LOG_ERROR("netd sandbox: %s", sandboxed.error.c_str());
+        stop_children(supervisor, {&leased_, &protod_});
+        return 1;
+    }
+    WGD_LOG_INFO("requesting a lease on %s from [fe80::%%%s]:970 as %s", options_.iface.c_str(),
+                 options_.iface.c_str(), to_string(lladdr_).c_str());
+    send_link_state();
+
+    int status = 0;
+    std::optional<std::chrono::steady_clock::time_point> stop_deadline;
+    while (!failed_ && !deleted_) {
+        std::vector<pollfd> fds{{leased_.fd(), POLLIN, 0},
+                                {events_->fd(), POLLIN, 0},
+                                {supervisor.fd(), POLLIN, 0},
+                                {signals.fd(), POLLIN, 0},
+                                {protod_.fd(), POLLIN, 0}};
+        if (relay.fd() >= 0)
+            fds.push_back({relay.fd(), POLLIN, 0});
+        if (poll(fds.data(), fds.size(), 200) < 0 && errno != EINTR) {
+            status = 1;
+            break;
+        }
+        if (fds.size() > 5 && fds[5].revents)
+            relay.forward();
+        if (fds[2].revents) {
+            bool clean = false;
+            for (const auto& exit : supervisor.reap()) {
+                // After a stop, leased leaving with 0 is the plan.
+                clean = stop_deadline && exit.role == "leased" && WIFEXITED(exit.status) &&
+                        WEXITSTATUS(exit.status) == 0;
+                if (!clean)
+                    WGD_LOG_ERROR("%s; stopping the suite", exit.describe().c_str());
+            }
+            status = clean ? 0 : 1;
+            break;
+        }
+        if (fds[3].revents) {
+            if (auto sig = signals.take(); sig && !stop_deadline) {
+                WGD_LOG_INFO("signal %d: removing the leased addresses and stopping", *sig);
+                send_leased(msg::stop, 0, {});
+                stop_deadline = std::chrono::steady_clock::now() + kStopGrace;
+            }
+        }
+        if (fds[4].revents) {
+            // protod never writes to netd: only its end closing is expected.
+            WGD_LOG_ERROR("protod's channel to netd closed or spoke out of turn");
+            status = 1;
+            break;
+        }
+        if (fds[0].revents) {
+            for (int i = 0; i < 64 && !failed_; i++) {
+                auto r = leased_.recv();
+                if (auto* e = std::get_if<privsep::RecvError>(&r)) {
+                    if (*e == privsep::RecvError::would_block)
+                        break;
+                    if (stop_deadline && *e == privsep::RecvError::peer_closed)
+                        break; // leased is leaving after the stop; the supervisor tells
+                    WGD_LOG_ERROR("leased channel: %s", privsep::to_string(*e));
+                    status = 1;
+                    failed_ = true;
+                    break;
+                }
+                on_leased(std::get<privsep::Message>(r));
+            }
+        }
+        if (fds[1].revents)
+            on_events();
+        if (stop_deadline && std::chrono::steady_clock::now() > *stop_deadline) {
+            WGD_LOG_ERROR("leased did not stop in time");
+            status = 1;
+            break;
+        }
+    }
+    if (failed_)
+        status = 1;
+    if (relay.fd() >= 0)
+        relay.forward();
+    stop_children(supervisor, {&leased_, &protod_});
+    return status;
+}
+
+} // namespace
+
+int client_main(const Options& options, const std::vector<std::string>& args) {
+    try {
+        ClientNetd netd(options);
+        return netd.run(args);
+    } catch (const Failure& f) {
+        WGD_LOG_ERROR("%s", f.reason.c_str());
+        return 1;
+    }
+}
+
+} // namespace wgd::netd

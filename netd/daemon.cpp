@@ -1,0 +1,150 @@
+#include "netd/daemon.hpp"
+
+#include "privsep/log.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+
+namespace wgd::netd {
+
+namespace {
+
+int syslog_priority(LogLevel level) {
+    switch (level) {
+    case LogLevel::error:
+        return LOG_ERR;
+    case LogLevel::warning:
+        return LOG_WARNING;
+    case LogLevel::info:
+        return LOG_INFO;
+    case LogLevel::debug:
+        return LOG_DEBUG;
+    }
+    return LOG_INFO;
+}
+
+} // namespace
+
+void detach(const std::string& ident) {
+    pid_t pid = fork();
+    if (pid < 0) {
+        WGD_LOG_ERROR("cannot detach: fork: %s", std::strerror(errno));
+        std::exit(1);
+    }
+    if (pid > 0)
+        _exit(0);
+    setsid();
+    pid = fork();
+    if (pid < 0)
+        _exit(1);
+    if (pid > 0)
+        _exit(0);
+    if (chdir("/") != 0) {
+        // "/" always exists; nothing sensible to do otherwise.
+    }
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (devnull >= 0) {
+        dup2(devnull, 0);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        if (devnull > 2)
+            close(devnull);
+    }
+    static std::string ident_storage = ident; // openlog keeps the pointer
+    openlog(ident_storage.c_str(), LOG_PID | LOG_NDELAY, LOG_DAEMON);
+    log_set_sink([](LogLevel level, std::string_view line) {
+        syslog(syslog_priority(level), "%.*s", static_cast<int>(line.size()), line.data());
+    });
+}
+
+LogRelay::LogRelay(bool foreground) {
+    if (foreground)
+        return;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) == 0) {
+        parent_.reset(sv[0]);
+        child_.reset(sv[1]);
+    }
+}
+
+int LogRelay::child_stderr() const {
+    return child_.valid() ? child_.get() : STDERR_FILENO;
+}
+
+void LogRelay::forward() {
+    char buf[2048];
+    for (;;) {
+        ssize_t n = recv(parent_.get(), buf, sizeof buf, MSG_DONTWAIT);
+        if (n <= 0)
+            return;
+        std::string_view line(buf, static_cast<std::size_t>(n));
+        while (!line.empty() && line.back() == '\n')
+            line.remove_suffix(1);
+        // The children prefix their own name; keep their line as it is.
+        syslog(LOG_INFO, "%.*s", static_cast<int>(line.size()), line.data());
+    }
+}
+
+pid_t spawn_child(privsep::Role role, const std::vector<std::string>& args,
+                  const std::vector<int>& fds, const LogRelay& relay) {
+    std::vector<std::string> argv{std::string(log_name()), privsep::role_argument(role)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<std::pair<int, int>> placed{{STDERR_FILENO, relay.child_stderr()}};
+    int number = 3;
+    for (int fd : fds)
+        placed.emplace_back(number++, fd);
+    return privsep::spawn_role("/proc/self/exe", argv, placed);
+}
+
+Result<UniqueFd> listen_link_local(int ifindex, const std::string& ifname) {
+    UniqueFd fd(socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd)
+        return make_error(errno, std::string("socket: ") + std::strerror(errno));
+    int one = 1;
+    setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    // fe80:: may still be tentative (duplicate address detection) right
+    // after the interface came up; binding it anyway is what we want.
+    setsockopt(fd.get(), IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one);
+    sockaddr_in6 addr{};
+    addr.sin6_family = AF_INET6;
+    addr.sin6_port = htons(970);
+    addr.sin6_scope_id = static_cast<std::uint32_t>(ifindex);
+    inet_pton(AF_INET6, "fe80::", &addr.sin6_addr);
+    if (bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+        return make_error(errno,
+                          "cannot bind [fe80::%" + ifname + "]:970: " + std::strerror(errno));
+    if (listen(fd.get(), 4096) != 0)
+        return make_error(errno, std::string("listen: ") + std::strerror(errno));
+    return fd;
+}
+
+void stop_children(privsep::Supervisor& supervisor, std::vector<privsep::Channel*> channels) {
+    // netd has no CAP_KILL and the children run as another user, so a
+    // signal would be refused: closing their channels is how they are told
+    // to go, and PR_SET_PDEATHSIG takes any straggler down with netd.
+    for (privsep::Channel* ch : channels)
+        *ch = privsep::Channel{};
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (supervisor.running() > 0 && std::chrono::steady_clock::now() < deadline) {
+        pollfd p{supervisor.fd(), POLLIN, 0};
+        poll(&p, 1, 50);
+        for (auto& exit : supervisor.reap())
+            WGD_LOG_DEBUG("%s", exit.describe().c_str());
+    }
+    if (supervisor.running() > 0)
+        supervisor.stop_all(std::chrono::milliseconds(200));
+}
+
+} // namespace wgd::netd

@@ -1,0 +1,47 @@
+// What both netd mains share: detaching, the relay of the children's log
+// lines, spawning a role, and the supervision loop's common cases. Internal.
+#pragma once
+
+#include "netd/result.hpp"
+#include "privsep/channel.hpp"
+#include "privsep/fd.hpp"
+#include "privsep/sandbox.hpp"
+#include "privsep/spawn.hpp"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace wgd::netd {
+
+// Double fork and setsid, stdio to /dev/null, logs to syslog from then on.
+// Returns only in the daemon; the original process exits 0.
+void detach(const std::string& ident);
+
+// The children's stderr: in the foreground it is netd's own; detached it is
+// one end of a datagram socketpair whose lines netd forwards to syslog.
+class LogRelay {
+  public:
+    explicit LogRelay(bool foreground);
+    int child_stderr() const;                // the fd to place at 2 in each child
+    int fd() const { return parent_.get(); } // -1 in the foreground
+    void forward();                          // reads and logs what is pending
+    void close_child_end() { child_.reset(); }
+
+  private:
+    UniqueFd parent_, child_;
+};
+
+// fork + exec of this binary as `role`, with the fds given at 3, 4, ...
+// and stderr from the relay.
+pid_t spawn_child(privsep::Role role, const std::vector<std::string>& args,
+                  const std::vector<int>& fds, const LogRelay& relay);
+
+// The server's listening socket on [fe80::%ifindex]:970.
+Result<UniqueFd> listen_link_local(int ifindex, const std::string& ifname);
+
+// Asks the children to stop by closing their channels, waits up to a
+// second for them to go, then kills what is left; used on every exit path.
+void stop_children(privsep::Supervisor& supervisor, std::vector<privsep::Channel*> channels);
+
+} // namespace wgd::netd

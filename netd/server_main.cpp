@@ -1,0 +1,402 @@
+// netd of the server suite: preconditions, privileged opens, the children,
+// then the order loop. Every order from leased is validated here before it
+// reaches WireGuard (validate.hpp): leased is trusted with decisions, not
+// with the kernel.
+#include "netd/daemon.hpp"
+#include "netd/netd.hpp"
+#include "netd/rtnl.hpp"
+#include "netd/validate.hpp"
+#include "netd/wireguard.hpp"
+#include "privsep/channel.hpp"
+#include "privsep/log.hpp"
+#include "privsep/messages.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+
+namespace wgd::netd {
+
+namespace {
+
+using privsep::Channel;
+
+// How often the WireGuard device is read again without being asked: peers
+// removed by the operator lose their leases, and a restarted wireguard-go
+// (allowed IPs gone) is noticed and reconciled by leased.
+constexpr int kDeviceRefreshMs = 10'000;
+
+struct Failure {
+    std::string reason;
+};
+
+bool is_fe80_slash64(const IfAddr& a) {
+    auto* p = std::get_if<Prefix6>(&a.prefix);
+    return p && p->len == 64 && p->addr == Ip6{{0xfe, 0x80}};
+}
+
+bool has_link_local_identity(const Peer& peer) {
+    return std::any_of(peer.allowed6.begin(), peer.allowed6.end(),
+                       [](const Prefix6& p) { return p.len == 128 && p.addr.is_link_local(); });
+}
+
+msg::PoolsSnapshot snapshot(const Pools& pools, const std::vector<IfAddr>& addrs) {
+    msg::PoolsSnapshot s{pools.v4, pools.v6, {}, {}};
+    for (const IfAddr& a : addrs) {
+        if (auto* p4 = std::get_if<Prefix4>(&a.prefix))
+            s.own4.push_back(p4->addr);
+        else if (auto* p6 = std::get_if<Prefix6>(&a.prefix); p6 && !p6->addr.is_link_local())
+            s.own6.push_back(p6->addr);
+    }
+    return s;
+}
+
+std::vector<msg::PeerFacts> facts_of(const Device& device) {
+    std::vector<msg::PeerFacts> out;
+    out.reserve(device.peers.size());
+    for (const Peer& p : device.peers)
+        out.push_back({p.key, p.allowed4, p.allowed6});
+    return out;
+}
+
+std::vector<PeerChange> to_changes(const msg::ApplyAllowedIps& m) {
+    std::vector<PeerChange> out;
+    out.reserve(m.changes.size());
+    for (const msg::PeerChange& c : m.changes)
+        out.push_back({c.key, c.add4, c.remove4, c.add6, c.remove6});
+    return out;
+}
+
+class ServerNetd {
+  public:
+    ServerNetd(const Options& options) : options_(options) {}
+    int run(const std::vector<std::string>& args);
+
+  private:
+    void check_preconditions();
+    void open_lease_files();
+    bool send(std::uint16_t type, std::uint32_t id, const msg::Bytes& body);
+    bool send_pools();
+    bool send_peers();
+    bool refresh_device();
+    void handle_leased(privsep::Message& m);
+    void handle_events();
+
+    const Options& options_;
+    Rtnl rtnl_ = fail_open();
+    LinkInfo link_;
+    std::unique_ptr<WgBackend> wg_;
+    Device device_;
+    Pools pools_;
+    UniqueFd listener_;
+    UniqueFd state_dir_, lease_file_, lease_file_next_;
+    Channel leased_;
+    std::optional<RtnlEvents> events_;
+    bool stopping_ = false;
+    int exit_status_ = 0;
+
+    static Rtnl fail_open() {
+        auto r = Rtnl::open();
+        if (!r)
+            throw Failure{"cannot open rtnetlink: " + r.error().message};
+        return std::move(r.value());
+    }
+};
+
+void ServerNetd::check_preconditions() {
+    const std::string& ifname = options_.iface;
+    auto link = rtnl_.link_by_name(ifname);
+    if (!link)
+        throw Failure{"no such interface '" + ifname + "'"};
+    link_ = *link;
+    auto backend = open_backend(ifname);
+    if (!backend)
+        throw Failure{"'" + ifname + "' is not a WireGuard interface (no UAPI socket " +
+                      "/var/run/wireguard/" + ifname +
+                      ".sock and no kernel WireGuard device): " + backend.error().message};
+    wg_ = std::move(backend.value());
+    auto addrs = rtnl_.addresses(link_.ifindex);
+    if (!addrs)
+        throw Failure{"cannot read the addresses of " + ifname + ": " + addrs.error().message};
+    if (std::none_of(addrs->begin(), addrs->end(), is_fe80_slash64))
+        throw Failure{"'" + ifname + "' does not carry fe80::/64 (ip addr add fe80::/64 dev " +
+                      ifname + ")"};
+    auto device = wg_->read_device();
+    if (!device)
+        throw Failure{"cannot read WireGuard device " + ifname + ": " + device.error().message};
+    device_ = std::move(device.value());
+    if (std::none_of(device_.peers.begin(), device_.peers.end(), has_link_local_identity))
+        throw Failure{"no peer of '" + ifname +
+                      "' has a link-local /128 allowed IP (fe80::X/128): nobody to serve"};
+    auto pools = rtnl_.pools(link_.ifindex);
+    if (!pools)
+        throw Failure{"cannot read the routes of " + ifname + ": " + pools.error().message};
+    pools_ = std::move(pools.value());
+}
+
+void ServerNetd::open_lease_files() {
+    const std::string& dir = options_.state_dir;
+    if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+        throw Failure{"cannot create state directory " + dir + ": " + std::strerror(errno)};
+    state_dir_.reset(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!state_dir_)
+        throw Failure{"cannot open state directory " + dir + ": " + std::strerror(errno)};
+    auto open_file = [&](const std::string& name) {
+        UniqueFd fd(openat(state_dir_.get(), name.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+        if (!fd)
+            throw Failure{"cannot open lease file " + dir + "/" + name + ": " +
+                          std::strerror(errno)};
+        return fd;
+    };
+    lease_file_ = open_file(options_.iface + ".leases.0");
+    lease_file_next_ = open_file(options_.iface + ".leases.1");
+}
+
+bool ServerNetd::send(std::uint16_t type, std::uint32_t id, const msg::Bytes& body) {
+    if (leased_.send(type, id, body))
+        return true;
+    WGD_LOG_ERROR("cannot send to leased: %s", std::strerror(errno));
+    return false;
+}
+
+bool ServerNetd::send_pools() {
+    auto addrs = rtnl_.addresses(link_.ifindex);
+    if (!addrs) {
+        WGD_LOG_ERROR("cannot read the addresses of %s: %s", options_.iface.c_str(),
+                      addrs.error().message.c_str());
+        return true; // keep the last snapshot leased has
+    }
+    return send(msg::pools_snapshot, 0, msg::encode(snapshot(pools_, *addrs)));
+}
+
+bool ServerNetd::send_peers() {
+    if (!send(msg::peers_begin, 0, {}))
+        return false;
+    for (const msg::PeersChunk& chunk : msg::split_peers(facts_of(device_)))
+        if (!send(msg::peers_chunk, 0, msg::encode(chunk)))
+            return false;
+    return send(msg::peers_end, 0, {});
+}
+
+bool ServerNetd::refresh_device() {
+    auto device = wg_->read_device();
+    if (!device) {
+        WGD_LOG_WARN("cannot read WireGuard device %s: %s", options_.iface.c_str(),
+                     device.error().message.c_str());
+        // wireguard-go may be restarting: try the backend choice again.
+        if (auto backend = open_backend(options_.iface))
+            wg_ = std::move(backend.value());
+        return false;
+    }
+    device_ = std::move(device.value());
+    return true;
+}
+
+void ServerNetd::handle_leased(privsep::Message& m) {
+    static const privsep::Acceptance accepts{
+        {0, msg::refresh_peers, false},
+        {0, msg::apply_allowed_ips, false},
+    };
+    accepts.enforce(0, m, "leased");
+    if (m.type == msg::refresh_peers) {
+        if (!msg::decode_empty(m.body)) {
+            WGD_LOG_ERROR("leased sent a malformed refresh request");
+            std::exit(1);
+        }
+        refresh_device();
+        if (!send_peers())
+            stopping_ = true;
+        return;
+    }
+    auto order = msg::decode_apply_allowed_ips(m.body);
+    if (!order) {
+        WGD_LOG_ERROR("leased sent a malformed allowed-IP order");
+        std::exit(1);
+    }
+    msg::Outcome outcome{true, ""};
+    std::vector<PeerChange> changes = to_changes(*order);
+    if (!refresh_device()) {
+        outcome = {false, "cannot read the WireGuard device"};
+    } else if (auto valid = validate_peer_changes(device_, pools_, changes); !valid) {
+        outcome = {false, "refused: " + valid.error().message};
+        WGD_LOG_ERROR("refused an allowed-IP order from leased: %s", valid.error().message.c_str());
+    } else if (auto applied = wg_->apply(changes); !applied) {
+        outcome = {false, "WireGuard: " + applied.error().message};
+        WGD_LOG_ERROR("cannot change allowed IPs of %s: %s", options_.iface.c_str(),
+                      applied.error().message.c_str());
+    } else {
+        WGD_LOG_DEBUG("applied allowed-IP changes of %zu peers", changes.size());
+    }
+    if (!send(msg::allowed_ips_applied, m.id, msg::encode(outcome)))
+        stopping_ = true;
+}
+
+void ServerNetd::handle_events() {
+    auto batch = events_->read();
+    if (!batch) {
+        WGD_LOG_WARN("rtnetlink events: %s", batch.error().message.c_str());
+        return;
+    }
+    bool pools_changed = batch->resync_needed;
+    for (const RtnlEvent& ev : batch->events) {
+        if (auto* link = std::get_if<LinkEvent>(&ev)) {
+            if (link->deleted) {
+                WGD_LOG_INFO("interface %s was deleted; stopping", options_.iface.c_str());
+                stopping_ = true;
+                return;
+            }
+            if (link->link.is_up() != link_.is_up())
+                WGD_LOG_INFO("interface %s is %s", options_.iface.c_str(),
+                             link->link.is_up() ? "up" : "down");
+            link_ = link->link;
+        } else if (auto* route = std::get_if<RouteEvent>(&ev)) {
+            pools_changed = true;
+            std::string text = std::visit([](auto& p) { return to_string(p); }, route->prefix);
+            WGD_LOG_INFO("pool %s %s", text.c_str(), route->added ? "added" : "removed");
+        } else if (std::holds_alternative<AddrEvent>(ev)) {
+            pools_changed = true; // the server's own addresses are not leased
+        }
+    }
+    if (pools_changed) {
+        auto pools = rtnl_.pools(link_.ifindex);
+        if (pools)
+            pools_ = std::move(pools.value());
+        if (!send_pools())
+            stopping_ = true;
+    }
+}
+
+int ServerNetd::run(const std::vector<std::string>& args) {
+    check_preconditions();
+    open_lease_files();
+    auto listener = listen_link_local(link_.ifindex, options_.iface);
+    if (!listener)
+        throw Failure{listener.error().message};
+    listener_ = std::move(listener.value());
+    auto events = RtnlEvents::open(link_.ifindex);
+    if (!events)
+        throw Failure{"cannot subscribe to rtnetlink events: " + events.error().message};
+    events_.emplace(std::move(events.value()));
+
+    if (!options_.foreground)
+        detach(log_name().data());
+    LogRelay relay(options_.foreground);
+    privsep::Supervisor supervisor;
+    privsep::SignalFd signals{SIGTERM, SIGINT, SIGHUP};
+
+    auto [netd_end, leased_netd_end] = privsep::make_channel_pair();
+    auto [leased_protod_end, protod_end] = privsep::make_channel_pair();
+    pid_t leased_pid = spawn_child(
+        privsep::Role::leased, args,
+        {leased_netd_end.get(), leased_protod_end.get(), lease_file_.get(), lease_file_next_.get()},
+        relay);
+    if (leased_pid < 0)
+        throw Failure{std::string("cannot start leased: ") + std::strerror(errno)};
+    supervisor.add(leased_pid, "leased");
+    pid_t protod_pid =
+        spawn_child(privsep::Role::protod, args, {protod_end.get(), listener_.get()}, relay);
+    if (protod_pid < 0) {
+        stop_children(supervisor, {});
+        throw Failure{std::string("cannot start protod: ") + std::strerror(errno)};
+    }
+    supervisor.add(protod_pid, "protod");
+    // What the children hold, netd does not keep.
+    leased_netd_end.reset();
+    leased_protod_end.reset();
+    protod_end.reset();
+    listener_.reset();
+    state_dir_.reset();
+    lease_file_.reset();
+    lease_file_next_.reset();
+    relay.close_child_end();
+    leased_ = Channel(std::move(netd_end));
+
+    if (auto sandboxed = privsep::enter_netd_sandbox(Side::server); !sandboxed.ok()) {
+        WGD_LOG_ERROR("netd sandbox: %s", sandboxed.error.c_str());
+        stop_children(supervisor, {&leased_});
+        return 1;
+    }
+    WGD_LOG_INFO("serving %s on [fe80::%%%s]:970 (%s backend, %zu peers, %zu+%zu pools)",
+                 options_.iface.c_str(), options_.iface.c_str(), std::string(wg_->name()).c_str(),
+                 device_.peers.size(), pools_.v4.size(), pools_.v6.size());
+
+    if (!send_pools() || !send_peers())
+        stopping_ = true;
+
+    auto last_refresh = std::chrono::steady_clock::now();
+    while (!stopping_) {
+        std::vector<pollfd> fds{{leased_.fd(), POLLIN, 0},
+                                {events_->fd(), POLLIN, 0},
+                                {supervisor.fd(), POLLIN, 0},
+                                {signals.fd(), POLLIN, 0}};
+        if (relay.fd() >= 0)
+            fds.push_back({relay.fd(), POLLIN, 0});
+        int n = poll(fds.data(), fds.size(), 1000);
+        if (n < 0 && errno != EINTR) {
+            WGD_LOG_ERROR("poll: %s", std::strerror(errno));
+            exit_status_ = 1;
+            break;
+        }
+        if (fds.size() > 4 && fds[4].revents)
+            relay.forward();
+        if (fds[2].revents) {
+            for (const auto& exit : supervisor.reap())
+                WGD_LOG_ERROR("%s; stopping the suite", exit.describe().c_str());
+            exit_status_ = 1;
+            break;
+        }
+        if (fds[3].revents) {
+            if (auto sig = signals.take()) {
+                WGD_LOG_INFO("signal %d: stopping", *sig);
+                break;
+            }
+        }
+        if (fds[0].revents) {
+            for (int i = 0; i < 64 && !stopping_; i++) {
+                auto r = leased_.recv();
+                if (auto* e = std::get_if<privsep::RecvError>(&r)) {
+                    if (*e == privsep::RecvError::would_block)
+                        break;
+                    WGD_LOG_ERROR("leased channel: %s", privsep::to_string(*e));
+                    exit_status_ = 1;
+                    stopping_ = true;
+                    break;
+                }
+                handle_leased(std::get<privsep::Message>(r));
+            }
+        }
+        if (fds[1].revents)
+            handle_events();
+        auto now = std::chrono::steady_clock::now();
+        if (now - last_refresh > std::chrono::milliseconds(kDeviceRefreshMs)) {
+            last_refresh = now;
+            if (refresh_device() && !send_peers())
+                stopping_ = true;
+        }
+    }
+    if (relay.fd() >= 0)
+        relay.forward();
+    stop_children(supervisor, {&leased_});
+    return exit_status_;
+}
+
+} // namespace
+
+int server_main(const Options& options, const std::vector<std::string>& args) {
+    try {
+        ServerNetd netd(options);
+        return netd.run(args);
+    } catch (const Failure& f) {
+        WGD_LOG_ERROR("%s", f.reason.c_str());
+        return 1;
+    }
+}
+
+} // namespace wgd::netd

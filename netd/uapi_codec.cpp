@@ -1,0 +1,183 @@
+// The UAPI text protocol of userspace WireGuard (wireguard-go), pure.
+#include "netd/wireguard.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <map>
+
+namespace wgd::netd {
+namespace {
+
+template <class P, class Parse>
+std::optional<P> parse_prefix(std::string_view text, Parse parse, unsigned max_len) {
+    const auto slash = text.find('/');
+    if (slash == std::string_view::npos)
+        return std::nullopt;
+    auto addr = parse(text.substr(0, slash));
+    const auto len_text = text.substr(slash + 1);
+    unsigned len = 0;
+    auto [end, ec] = std::from_chars(len_text.data(), len_text.data() + len_text.size(), len);
+    if (!addr || ec != std::errc() || end != len_text.data() + len_text.size() ||
+        len_text.empty() || len_text.size() > 3 || len > max_len)
+        return std::nullopt;
+    P p;
+    p.addr = *addr;
+    p.len = static_cast<std::uint8_t>(len);
+    return p;
+}
+
+std::optional<int> parse_errno(std::string_view value) {
+    bool negative = false;
+    if (!value.empty() && value.front() == '-') {
+        negative = true; // wireguard-go answers -EINVAL and the like
+        value.remove_prefix(1);
+    }
+    int v = 0;
+    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+    if (value.empty() || ec != std::errc() || end != value.data() + value.size() || v < 0)
+        return std::nullopt;
+    (void)negative;
+    return v;
+}
+
+} // namespace
+
+const Peer* Device::find(const PublicKey& key) const {
+    for (const auto& p : peers)
+        if (p.key == key)
+            return &p;
+    return nullptr;
+}
+
+Result<Device> parse_uapi_get(std::string_view reply) {
+    Device dev;
+    Peer* peer = nullptr;
+    std::optional<int> err;
+    std::size_t pos = 0;
+    for (;;) {
+        const auto nl = reply.find('\n', pos);
+        if (nl == std::string_view::npos)
+            return make_error(EBADMSG, "UAPI reply not terminated by a blank line");
+        const auto line = reply.substr(pos, nl - pos);
+        pos = nl + 1;
+        if (line.empty())
+            break;
+        const auto eq = line.find('=');
+        if (eq == std::string_view::npos)
+            return make_error(EBADMSG, "UAPI reply line without '='");
+        const auto key = line.substr(0, eq);
+        const auto value = line.substr(eq + 1);
+        if (err)
+            return make_error(EBADMSG, "UAPI reply continues after errno=");
+        if (key == "errno") {
+            err = parse_errno(value);
+            if (!err)
+                return make_error(EBADMSG, "UAPI reply: bad errno value");
+        } else if (key == "public_key") {
+            auto k = key_from_hex(value);
+            if (!k)
+                return make_error(EBADMSG, "UAPI reply: bad public_key");
+            dev.peers.push_back(Peer{*k, {}, {}});
+            peer = &dev.peers.back();
+        } else if (key == "allowed_ip") {
+            if (!peer)
+                return make_error(EBADMSG, "UAPI reply: allowed_ip before any peer");
+            if (value.find(':') != std::string_view::npos) {
+                auto p = parse_prefix<Prefix6>(value, parse_ip6, 128);
+                if (!p)
+                    return make_error(EBADMSG, "UAPI reply: bad allowed_ip");
+                peer->allowed6.push_back(*p);
+            } else {
+                auto p = parse_prefix<Prefix4>(value, parse_ip4, 32);
+                if (!p)
+                    return make_error(EBADMSG, "UAPI reply: bad allowed_ip");
+                peer->allowed4.push_back(*p);
+            }
+        } else if (key == "listen_port" && !peer) {
+            unsigned port = 0;
+            auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), port);
+            if (ec != std::errc() || end != value.data() + value.size() || port > 65535)
+                return make_error(EBADMSG, "UAPI reply: bad listen_port");
+            dev.listen_port = static_cast<std::uint16_t>(port);
+        }
+        // other keys (private_key, endpoint, counters ...) are not netd's business
+    }
+    if (pos != reply.size())
+        return make_error(EBADMSG, "UAPI reply: data after the blank line");
+    if (!err)
+        return make_error(EBADMSG, "UAPI reply without errno=");
+    if (*err != 0)
+        return make_error(*err, "UAPI get failed: errno " + std::to_string(*err));
+    return dev;
+}
+
+Result<void> parse_uapi_errno(std::string_view reply) {
+    constexpr std::string_view prefix = "errno=";
+    if (reply.size() < prefix.size() + 3 || reply.substr(0, prefix.size()) != prefix ||
+        reply.substr(reply.size() - 2) != "\n\n")
+        return make_error(EBADMSG, "UAPI set: malformed answer");
+    const auto value = reply.substr(prefix.size(), reply.size() - prefix.size() - 2);
+    auto err = parse_errno(value);
+    if (!err)
+        return make_error(EBADMSG, "UAPI set: bad errno value");
+    if (*err != 0)
+        return make_error(*err, "UAPI set failed: errno " + std::to_string(*err));
+    return {};
+}
+
+void apply_change(const PeerChange& change, std::vector<Prefix4>& allowed4,
+                  std::vector<Prefix6>& allowed6) {
+    auto removed4 = [&](const Prefix4& p) {
+        return p.len == 32 && std::find(change.remove4.begin(), change.remove4.end(), p.addr) !=
+                                  change.remove4.end();
+    };
+    auto removed6 = [&](const Prefix6& p) {
+        return p.len == 128 && std::find(change.remove6.begin(), change.remove6.end(), p.addr) !=
+                                   change.remove6.end();
+    };
+    allowed4.erase(std::remove_if(allowed4.begin(), allowed4.end(), removed4), allowed4.end());
+    allowed6.erase(std::remove_if(allowed6.begin(), allowed6.end(), removed6), allowed6.end());
+    for (const auto& a : change.add4) {
+        const Prefix4 p{a, 32};
+        if (std::find(allowed4.begin(), allowed4.end(), p) == allowed4.end())
+            allowed4.push_back(p);
+    }
+    for (const auto& a : change.add6) {
+        const Prefix6 p{a, 128};
+        if (std::find(allowed6.begin(), allowed6.end(), p) == allowed6.end())
+            allowed6.push_back(p);
+    }
+}
+
+Result<std::string> build_uapi_set(const Device& current, std::span<const PeerChange> changes) {
+    std::map<PublicKey, const Peer*> index;
+    for (const auto& p : current.peers)
+        index.emplace(p.key, &p);
+    std::string out = "set=1\n";
+    for (const auto& change : changes) {
+        out += "public_key=" + to_hex(change.key) + "\nupdate_only=true\n";
+        if (change.remove4.empty() && change.remove6.empty()) {
+            for (const auto& a : change.add4)
+                out += "allowed_ip=" + to_string(a) + "/32\n";
+            for (const auto& a : change.add6)
+                out += "allowed_ip=" + to_string(a) + "/128\n";
+            continue;
+        }
+        auto it = index.find(change.key);
+        if (it == index.end())
+            return make_error(ENOENT, "no peer " + to_base64(change.key));
+        auto allowed4 = it->second->allowed4;
+        auto allowed6 = it->second->allowed6;
+        apply_change(change, allowed4, allowed6);
+        out += "replace_allowed_ips=true\n";
+        for (const auto& p : allowed4)
+            out += "allowed_ip=" + to_string(p) + "\n";
+        for (const auto& p : allowed6)
+            out += "allowed_ip=" + to_string(p) + "\n";
+    }
+    out += "\n";
+    return out;
+}
+
+} // namespace wgd::netd

@@ -1,0 +1,138 @@
+// The UAPI text protocol, pure.
+#include "netd/wireguard.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+
+using namespace wgd;
+using namespace wgd::netd;
+
+namespace {
+
+PublicKey key(std::uint8_t n) {
+    PublicKey k;
+    k.bytes.fill(n);
+    return k;
+}
+Ip4 ip4(const char* s) {
+    return *parse_ip4(s);
+}
+Ip6 ip6(const char* s) {
+    return *parse_ip6(s);
+}
+
+const std::string kTwoPeers = "private_key=" + std::string(64, 'a') +
+                              "\nlisten_port=51820\n"
+                              "public_key=" +
+                              to_hex(key(1)) + "\npreshared_key=" + std::string(64, '0') +
+                              "\nprotocol_version=1\nendpoint=10.200.0.2:4000\n"
+                              "last_handshake_time_sec=0\nlast_handshake_time_nsec=0\n"
+                              "tx_bytes=0\nrx_bytes=0\npersistent_keepalive_interval=0\n"
+                              "allowed_ip=fe80::1234/128\nallowed_ip=10.77.0.5/32\n"
+                              "allowed_ip=10.1.0.0/16\n"
+                              "public_key=" +
+                              to_hex(key(2)) +
+                              "\nprotocol_version=1\nallowed_ip=2001:db8::7/128\n"
+                              "errno=0\n\n";
+
+} // namespace
+
+TEST(UapiGet, ParsesPeersAndAllowedIps) {
+    auto dev = parse_uapi_get(kTwoPeers);
+    ASSERT_TRUE(dev) << dev.error().message;
+    EXPECT_EQ(dev->listen_port, 51820);
+    ASSERT_EQ(dev->peers.size(), 2u);
+    EXPECT_EQ(dev->peers[0].key, key(1));
+    EXPECT_EQ(dev->peers[0].allowed4,
+              (std::vector<Prefix4>{{ip4("10.77.0.5"), 32}, {ip4("10.1.0.0"), 16}}));
+    EXPECT_EQ(dev->peers[0].allowed6, (std::vector<Prefix6>{{ip6("fe80::1234"), 128}}));
+    EXPECT_EQ(dev->peers[1].key, key(2));
+    EXPECT_TRUE(dev->peers[1].allowed4.empty());
+    EXPECT_EQ(dev->peers[1].allowed6, (std::vector<Prefix6>{{ip6("2001:db8::7"), 128}}));
+    EXPECT_EQ(dev->find(key(2)), &dev->peers[1]);
+    EXPECT_EQ(dev->find(key(3)), nullptr);
+}
+
+TEST(UapiGet, ErrnoOfEitherSignIsAnError) {
+    auto neg = parse_uapi_get("errno=-22\n\n");
+    ASSERT_FALSE(neg);
+    EXPECT_EQ(neg.error().code, 22);
+    auto pos = parse_uapi_get("errno=19\n\n");
+    ASSERT_FALSE(pos);
+    EXPECT_EQ(pos.error().code, 19);
+    EXPECT_TRUE(parse_uapi_get("errno=0\n\n"));
+}
+
+TEST(UapiGet, MalformedRepliesAreRefused) {
+    EXPECT_FALSE(parse_uapi_get(""));
+    EXPECT_FALSE(parse_uapi_get("errno=0\n"));                           // no blank line
+    EXPECT_FALSE(parse_uapi_get("listen_port=1\n\n"));                   // no errno
+    EXPECT_FALSE(parse_uapi_get("allowed_ip=10.0.0.1/32\nerrno=0\n\n")); // before a peer
+    EXPECT_FALSE(parse_uapi_get("public_key=zz\nerrno=0\n\n"));
+    const std::string peer = "public_key=" + to_hex(key(1)) + "\n";
+    EXPECT_FALSE(parse_uapi_get(peer + "allowed_ip=10.0.0.1/33\nerrno=0\n\n"));
+    EXPECT_FALSE(parse_uapi_get(peer + "allowed_ip=10.0.0.1\nerrno=0\n\n"));
+    EXPECT_FALSE(parse_uapi_get(peer + "allowed_ip=fe80::1/129\nerrno=0\n\n"));
+    EXPECT_FALSE(parse_uapi_get(peer + "allowed_ip=10.0.0.1/\nerrno=0\n\n"));
+    EXPECT_FALSE(parse_uapi_get(peer + "garbage\nerrno=0\n\n"));
+    EXPECT_FALSE(parse_uapi_get("errno=0\nlisten_port=1\n\n")); // after errno
+    EXPECT_FALSE(parse_uapi_get("errno=0\n\nextra"));
+    EXPECT_FALSE(parse_uapi_get("errno=x\n\n"));
+    EXPECT_TRUE(parse_uapi_get(peer + "allowed_ip=10.0.0.1/32\nerrno=0\n\n"));
+}
+
+TEST(UapiSet, ErrnoAnswer) {
+    EXPECT_TRUE(parse_uapi_errno("errno=0\n\n"));
+    EXPECT_EQ(parse_uapi_errno("errno=-22\n\n").error().code, 22);
+    EXPECT_EQ(parse_uapi_errno("errno=22\n\n").error().code, 22);
+    EXPECT_FALSE(parse_uapi_errno("errno=0\n"));
+    EXPECT_FALSE(parse_uapi_errno("ok\n\n"));
+}
+
+TEST(UapiSet, AdditionsOnlyAreUpdateOnlyAllowedIpLines) {
+    Device dev;
+    std::vector<PeerChange> changes{
+        PeerChange{key(1), {ip4("10.77.0.9")}, {}, {ip6("2001:db8::9")}, {}}};
+    auto req = build_uapi_set(dev, changes);
+    ASSERT_TRUE(req);
+    EXPECT_EQ(*req,
+              "set=1\npublic_key=" + to_hex(key(1)) +
+                  "\nupdate_only=true\nallowed_ip=10.77.0.9/32\nallowed_ip=2001:db8::9/128\n\n");
+}
+
+TEST(UapiSet, RemovalReplacesTheListKeepingTheOtherEntries) {
+    auto dev = parse_uapi_get(kTwoPeers);
+    ASSERT_TRUE(dev);
+    std::vector<PeerChange> changes{
+        PeerChange{key(1), {ip4("10.77.0.9")}, {ip4("10.77.0.5")}, {}, {}},
+        PeerChange{key(2), {}, {}, {ip6("2001:db8::8")}, {ip6("2001:db8::7")}}};
+    auto req = build_uapi_set(*dev, changes);
+    ASSERT_TRUE(req);
+    EXPECT_EQ(*req, "set=1\npublic_key=" + to_hex(key(1)) +
+                        "\nupdate_only=true\nreplace_allowed_ips=true\n"
+                        "allowed_ip=10.1.0.0/16\nallowed_ip=10.77.0.9/32\n"
+                        "allowed_ip=fe80::1234/128\n"
+                        "public_key=" +
+                        to_hex(key(2)) +
+                        "\nupdate_only=true\nreplace_allowed_ips=true\n"
+                        "allowed_ip=2001:db8::8/128\n\n");
+}
+
+TEST(UapiSet, RemovalNeverTouchesAWiderEntryContainingTheAddress) {
+    auto dev = parse_uapi_get(kTwoPeers);
+    ASSERT_TRUE(dev);
+    std::vector<PeerChange> changes{PeerChange{key(1), {}, {ip4("10.1.0.0")}, {}, {}}};
+    auto req = build_uapi_set(*dev, changes);
+    ASSERT_TRUE(req);
+    EXPECT_NE(req->find("allowed_ip=10.1.0.0/16\n"), std::string::npos);
+    EXPECT_NE(req->find("allowed_ip=10.77.0.5/32\n"), std::string::npos);
+}
+
+TEST(UapiSet, RemovalForAnUnknownPeerIsRefused) {
+    Device dev;
+    std::vector<PeerChange> changes{PeerChange{key(5), {}, {ip4("10.77.0.5")}, {}, {}}};
+    auto req = build_uapi_set(dev, changes);
+    ASSERT_FALSE(req);
+    EXPECT_EQ(req.error().code, ENOENT);
+}

@@ -1,0 +1,140 @@
+// Order validation: each rule, one test on each side of the line.
+#include "netd/validate.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+
+using namespace wgd;
+using namespace wgd::netd;
+
+namespace {
+
+PublicKey key(std::uint8_t n) {
+    PublicKey k;
+    k.bytes.fill(n);
+    return k;
+}
+Ip4 ip4(const char* s) {
+    return *parse_ip4(s);
+}
+Ip6 ip6(const char* s) {
+    return *parse_ip6(s);
+}
+
+class Validate : public ::testing::Test {
+  protected:
+    Device device;
+    Pools pools;
+    void SetUp() override {
+        device.peers.push_back(Peer{key(1), {{ip4("10.77.0.5"), 32}}, {{ip6("fe80::1"), 128}}});
+        device.peers.push_back(Peer{key(2),
+                                    {{ip4("10.77.0.6"), 32}, {ip4("10.77.1.0"), 24}},
+                                    {{ip6("fe80::2"), 128}, {ip6("2001:db8:77::6"), 128}}});
+        pools.v4 = {{ip4("10.77.0.0"), 16}};
+        pools.v6 = {{ip6("2001:db8:77::"), 64}};
+    }
+    Result<void> check(std::vector<PeerChange> changes) {
+        return validate_peer_changes(device, pools, changes);
+    }
+};
+
+} // namespace
+
+TEST_F(Validate, EmptyBatchIsAccepted) {
+    EXPECT_TRUE(check({}));
+}
+
+TEST_F(Validate, ExistingPeerIsAcceptedUnknownPeerIsRefused) {
+    EXPECT_TRUE(check({PeerChange{key(1), {ip4("10.77.0.9")}, {}, {}, {}}}));
+    auto r = check({PeerChange{key(3), {ip4("10.77.0.9")}, {}, {}, {}}});
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ENOENT);
+}
+
+TEST_F(Validate, SamePeerTwiceInABatchIsRefused) {
+    EXPECT_FALSE(check({PeerChange{key(1), {ip4("10.77.0.9")}, {}, {}, {}},
+                        PeerChange{key(1), {ip4("10.77.0.10")}, {}, {}, {}}}));
+    EXPECT_TRUE(check({PeerChange{key(1), {ip4("10.77.0.9")}, {}, {}, {}},
+                       PeerChange{key(2), {ip4("10.77.0.10")}, {}, {}, {}}}));
+}
+
+TEST_F(Validate, AddInsideAPoolIsAcceptedOutsideIsRefused) {
+    EXPECT_TRUE(
+        check({PeerChange{key(1), {ip4("10.77.255.254")}, {}, {ip6("2001:db8:77::99")}, {}}}));
+    EXPECT_FALSE(check({PeerChange{key(1), {ip4("10.78.0.1")}, {}, {}, {}}}));
+    EXPECT_FALSE(check({PeerChange{key(1), {}, {}, {ip6("2001:db8:78::1")}, {}}}));
+    pools = {};
+    EXPECT_FALSE(check({PeerChange{key(1), {ip4("10.77.0.9")}, {}, {}, {}}}));
+}
+
+TEST_F(Validate, AddOfANonGlobalAddressIsRefusedEvenInsideAPool) {
+    pools.v4.push_back({ip4("169.254.0.0"), 16});
+    pools.v4.push_back({ip4("224.0.0.0"), 4});
+    pools.v6.push_back({ip6("fe80::"), 10});
+    pools.v6.push_back({ip6("ff00::"), 8});
+    EXPECT_FALSE(check({PeerChange{key(1), {ip4("169.254.0.9")}, {}, {}, {}}}));
+    EXPECT_FALSE(check({PeerChange{key(1), {ip4("224.0.0.9")}, {}, {}, {}}}));
+    EXPECT_FALSE(check({PeerChange{key(1), {}, {}, {ip6("fe80::9")}, {}}}));
+    EXPECT_FALSE(check({PeerChange{key(1), {}, {}, {ip6("ff02::9")}, {}}}));
+    EXPECT_TRUE(check({PeerChange{key(1), {ip4("10.77.0.9")}, {}, {ip6("2001:db8:77::9")}, {}}}));
+}
+
+TEST_F(Validate, AddOfAnotherPeersAllowedIpIsRefused) {
+    // exact /32 and /128 entries of peer 2
+    auto r = check({PeerChange{key(1), {ip4("10.77.0.6")}, {}, {}, {}}});
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, EEXIST);
+    EXPECT_FALSE(check({PeerChange{key(1), {}, {}, {ip6("2001:db8:77::6")}, {}}}));
+    // inside peer 2's wider 10.77.1.0/24
+    EXPECT_FALSE(check({PeerChange{key(1), {ip4("10.77.1.200")}, {}, {}, {}}}));
+    // just outside it, and the peer's own entry: fine
+    EXPECT_TRUE(check({PeerChange{key(1), {ip4("10.77.2.0")}, {}, {}, {}}}));
+    EXPECT_TRUE(check({PeerChange{key(1), {ip4("10.77.0.5")}, {}, {}, {}}}));
+    EXPECT_TRUE(check({PeerChange{key(2), {ip4("10.77.1.200")}, {}, {}, {}}}));
+}
+
+TEST_F(Validate, SameAddressAddedToTwoPeersInOneBatchIsRefused) {
+    EXPECT_FALSE(check({PeerChange{key(1), {ip4("10.77.0.9")}, {}, {}, {}},
+                        PeerChange{key(2), {ip4("10.77.0.9")}, {}, {}, {}}}));
+}
+
+TEST_F(Validate, RemovalOfLinkLocalIsRefusedOfGlobalIsAccepted) {
+    auto r = check({PeerChange{key(1), {}, {}, {}, {ip6("fe80::1")}}});
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("link-local"), std::string::npos);
+    EXPECT_FALSE(check({PeerChange{key(1), {}, {ip4("169.254.3.3")}, {}, {}}}));
+    EXPECT_TRUE(check({PeerChange{key(1), {}, {ip4("10.77.0.5")}, {}, {}}}));
+    EXPECT_TRUE(check({PeerChange{key(2), {}, {}, {}, {ip6("2001:db8:77::6")}}}));
+}
+
+TEST_F(Validate, AddAndRemoveOfTheSameAddressIsRefused) {
+    EXPECT_FALSE(check({PeerChange{key(1), {ip4("10.77.0.5")}, {ip4("10.77.0.5")}, {}, {}}}));
+}
+
+TEST_F(Validate, OneBadChangeRefusesTheWholeBatch) {
+    std::vector<PeerChange> batch{PeerChange{key(1), {ip4("10.77.0.9")}, {}, {}, {}},
+                                  PeerChange{key(2), {}, {}, {}, {ip6("fe80::2")}}};
+    EXPECT_FALSE(check(batch));
+    batch.pop_back();
+    EXPECT_TRUE(check(batch));
+}
+
+TEST(ValidateAddressOrder, OnlyHostGlobalAddressesOnTheConfiguredInterface) {
+    EXPECT_TRUE(validate_address_order(7, 7, Prefix4{ip4("192.0.2.1"), 32}));
+    EXPECT_TRUE(validate_address_order(7, 7, Prefix6{ip6("2001:db8::1"), 128}));
+    EXPECT_EQ(validate_address_order(7, 8, Prefix4{ip4("192.0.2.1"), 32}).error().code, ENODEV);
+    EXPECT_FALSE(validate_address_order(0, 0, Prefix4{ip4("192.0.2.1"), 32}));
+    EXPECT_FALSE(validate_address_order(7, 7, Prefix4{ip4("192.0.2.1"), 31}));
+    EXPECT_FALSE(validate_address_order(7, 7, Prefix6{ip6("2001:db8::1"), 127}));
+    EXPECT_FALSE(validate_address_order(7, 7, Prefix6{ip6("fe80::1"), 128}));
+    EXPECT_FALSE(validate_address_order(7, 7, Prefix4{ip4("224.0.0.1"), 32}));
+    EXPECT_FALSE(validate_address_order(7, 7, Prefix6{ip6("ff02::1"), 128}));
+    EXPECT_FALSE(validate_address_order(7, 7, Prefix4{ip4("127.0.0.1"), 32}));
+}
+
+TEST(ValidateInterface, OnlyTheConfiguredIndex) {
+    EXPECT_TRUE(validate_interface(3, 3));
+    EXPECT_FALSE(validate_interface(3, 4));
+    EXPECT_FALSE(validate_interface(-1, -1));
+}
