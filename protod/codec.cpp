@@ -437,7 +437,9 @@ std::variant<Response, ParseError> parse_response(std::string_view message) {
 }
 
 std::string serialize(const Request& request) {
-    std::string out = "request_ip=1\n";
+    std::string out;
+    out.reserve(80);
+    out = "request_ip=1\n";
     append_hosts(out, request.ipv4, request.ipv6, request.dialect);
     out += '\n';
     return out;
@@ -445,6 +447,7 @@ std::string serialize(const Request& request) {
 
 std::string serialize(const Response& response) {
     std::string out;
+    out.reserve(160); // a whole typical response, one allocation
     if (response.dialect == Dialect::modern)
         out = "request_ip=1\n";
     append_hosts(out, response.ipv4, response.ipv6, response.dialect);

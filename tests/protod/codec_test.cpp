@@ -602,3 +602,14 @@ TEST(Codec, ParseErrorMapsToErrno) {
     EXPECT_EQ((ParseError{ErrorKind::invalid_request, ""}.errnum()), 1);
     EXPECT_EQ((ParseError{ErrorKind::unsupported_protocol, ""}.errnum()), 2);
 }
+
+TEST(Codec, ErrorDetailIsShortAndPrintableWhateverTheInput) {
+    const auto hostile = req("ipv4=" + std::string(3000, '\x1b') + "\n");
+    auto result = parse_request(hostile);
+    ASSERT_TRUE(std::holds_alternative<ParseError>(result));
+    const auto& detail = std::get<ParseError>(result).detail;
+    EXPECT_FALSE(detail.empty());
+    EXPECT_LE(detail.size(), 100u);
+    for (char c : detail)
+        EXPECT_TRUE(c >= 0x20 && c < 0x7f) << static_cast<int>(c);
+}
