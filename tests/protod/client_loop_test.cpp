@@ -3,6 +3,7 @@
 // server on [::1]), the fake server, and leased (receives the result).
 #include "loop_harness.hpp"
 #include "privsep/messages.hpp"
+#include "privsep/sandbox.hpp"
 #include "protod/protod.hpp"
 
 #include <gtest/gtest.h>
@@ -22,7 +23,8 @@ constexpr auto kWait = 2000ms;
 
 class ClientLoop {
   public:
-    explicit ClientLoop(ClientLoopConfig config = {}) {
+    // with_seccomp: the child runs under protod's seccomp allowlist, as in the daemon.
+    explicit ClientLoop(ClientLoopConfig config = {}, bool with_seccomp = false) {
         auto [leased_ours, leased_theirs] = privsep::make_channel_pair();
         auto [netd_ours, netd_theirs] = privsep::make_channel_pair();
         leased_ = privsep::Channel(std::move(leased_ours));
@@ -30,6 +32,9 @@ class ClientLoop {
         child_ = std::make_unique<ForkedLoop>([&] {
             leased_ = privsep::Channel();
             netd_ = privsep::Channel();
+            if (with_seccomp &&
+                !privsep::apply_seccomp_filter(privsep::Role::protod, Side::client).ok())
+                return 99;
             return run_client_loop(privsep::Channel(std::move(leased_theirs)),
                                    privsep::Channel(std::move(netd_theirs)), config);
         });
@@ -180,4 +185,38 @@ TEST(ClientLoop, LeasedGoingAwayEndsTheLoop) {
     ClientLoop loop;
     loop.leased() = privsep::Channel();
     EXPECT_EQ(loop.child().exit_status(kWait), 1);
+}
+
+TEST(ClientLoop, EverySyscallOfTheLoopIsInProtodsClientAllowlist) {
+    std::uint16_t port = 0;
+    UniqueFd server = listen_on_loopback(port);
+    ClientLoopConfig config;
+    config.answer_timeout = 100ms;
+    ClientLoop loop(config, /*with_seccomp=*/true);
+    // An answered exchange, a refused one and a timed-out one.
+    ASSERT_TRUE(loop.order_exchange(1, port, any_of_both()));
+    UniqueFd conn = accept_one(server.get());
+    ASSERT_TRUE(conn);
+    read_until(conn.get(), kWait, has_message);
+    ASSERT_TRUE(send_all(conn.get(), "request_ip=1\nerrno=3\n\n"));
+    auto answered = loop.result();
+    ASSERT_TRUE(answered.has_value());
+    EXPECT_TRUE(answered->second.answered);
+
+    std::uint16_t closed_port = 0;
+    { UniqueFd gone = listen_on_loopback(closed_port); }
+    ASSERT_TRUE(loop.order_exchange(2, closed_port, any_of_both()));
+    auto refused = loop.result();
+    ASSERT_TRUE(refused.has_value());
+    EXPECT_EQ(refused->second.error, "connect: Connection refused");
+
+    ASSERT_TRUE(loop.order_exchange(3, port, any_of_both()));
+    UniqueFd silent = accept_one(server.get());
+    auto timed_out = loop.result();
+    ASSERT_TRUE(timed_out.has_value());
+    EXPECT_EQ(timed_out->second.error, "timeout waiting for the answer");
+
+    EXPECT_FALSE(loop.child().exit_status(0ms).has_value()) << "the loop died";
+    loop.netd() = privsep::Channel();
+    EXPECT_EQ(loop.child().exit_status(kWait), 1); // 1, not 128 + SIGSYS
 }

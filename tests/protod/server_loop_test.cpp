@@ -3,6 +3,7 @@
 // the channel and the clients on TCP.
 #include "loop_harness.hpp"
 #include "privsep/messages.hpp"
+#include "privsep/sandbox.hpp"
 #include "protod/codec.hpp"
 #include "protod/protod.hpp"
 
@@ -23,12 +24,16 @@ constexpr auto kWait = 2000ms;
 
 class ServerLoop {
   public:
-    explicit ServerLoop(ServerLoopConfig config) {
+    // with_seccomp: the child runs under protod's seccomp allowlist, as in the daemon.
+    explicit ServerLoop(ServerLoopConfig config, bool with_seccomp = false) {
         UniqueFd listener = listen_on_loopback(port_);
         auto [ours, theirs] = privsep::make_channel_pair();
         leased_ = privsep::Channel(std::move(ours));
         child_ = std::make_unique<ForkedLoop>([&] {
             leased_ = privsep::Channel(); // only the test holds leased's end
+            if (with_seccomp &&
+                !privsep::apply_seccomp_filter(privsep::Role::protod, Side::server).ok())
+                return 99;
             return run_server_loop(privsep::Channel(std::move(theirs)), std::move(listener),
                                    config);
         });
@@ -235,4 +240,33 @@ TEST(ServerLoop, MalformedAnswerFromLeasedEndsTheLoop) {
     const std::uint8_t junk[3] = {1, 2, 3};
     ASSERT_TRUE(loop.leased().send(msg::lease_answer, 1, junk));
     EXPECT_EQ(loop.child().exit_status(kWait), 1);
+}
+
+TEST(ServerLoop, EverySyscallOfTheLoopIsInProtodsServerAllowlist) {
+    ServerLoopConfig config = without_source_check();
+    config.idle_timeout = 100ms;
+    ServerLoop loop{config, /*with_seccomp=*/true};
+    // accept, read, forward, answer, write, a refusal, an invalid request, a timeout.
+    UniqueFd client = connect_to_loopback(loop.port());
+    ASSERT_TRUE(send_all(client.get(), "request_ip=1\n\n"));
+    auto m = loop.to_leased();
+    ASSERT_TRUE(m.has_value());
+    ASSERT_TRUE(loop.leased().send(msg::lease_answer, m->id, msg::encode(answer_v4("10.0.0.1"))));
+    EXPECT_EQ(parse(read_until(client.get(), kWait, has_message).bytes).errnum, 0);
+
+    UniqueFd refused = connect_to_loopback(loop.port());
+    ASSERT_TRUE(send_all(refused.get(), "request_ip=1\n\n"));
+    auto r = loop.to_leased();
+    ASSERT_TRUE(r.has_value());
+    ASSERT_TRUE(loop.leased().send(msg::refuse_connection, r->id, {}));
+    EXPECT_TRUE(read_until(refused.get(), kWait, never).closed);
+
+    UniqueFd invalid = connect_to_loopback(loop.port());
+    ASSERT_TRUE(send_all(invalid.get(), "bad\n\n"));
+    EXPECT_EQ(parse(read_until(invalid.get(), kWait, never).bytes).errnum, 1);
+
+    EXPECT_TRUE(read_until(client.get(), kWait, never).closed); // idle timeout
+    EXPECT_FALSE(loop.child().exit_status(0ms).has_value()) << "the loop died";
+    loop.leased() = privsep::Channel();
+    EXPECT_EQ(loop.child().exit_status(kWait), 1); // 1, not 128 + SIGSYS
 }
