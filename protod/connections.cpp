@@ -1,9 +1,25 @@
 #include "protod/connections.hpp"
 
+#include <netinet/in.h>
+
 #include <algorithm>
+#include <cstring>
 #include <variant>
 
 namespace wgd::protod {
+
+std::optional<Ip6> allowed_source(const sockaddr_storage& peer, socklen_t len,
+                                  bool require_link_local_port_970) {
+    if (peer.ss_family != AF_INET6 || len < static_cast<socklen_t>(sizeof(sockaddr_in6)))
+        return std::nullopt;
+    const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&peer);
+    Ip6 source;
+    std::memcpy(source.bytes.data(), &sin6->sin6_addr, source.bytes.size());
+    if (require_link_local_port_970 &&
+        (ntohs(sin6->sin6_port) != kProtocolPort || !source.is_link_local()))
+        return std::nullopt;
+    return source;
+}
 
 proto::Response response_for(const msg::LeaseAnswer& answer, proto::Dialect dialect) {
     proto::Response r;

@@ -8,6 +8,8 @@
 #include "privsep/messages.hpp"
 #include "protod/codec.hpp"
 
+#include <sys/socket.h>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -32,6 +34,14 @@ struct Limits {
     // A request must be complete this long after its first byte (slow senders are cut).
     std::chrono::milliseconds request_timeout{10'000};
 };
+
+inline constexpr std::uint16_t kProtocolPort = 970;
+
+// SPEC "Transport": the source of an accepted connection, as accept() gave it,
+// if the server talks to it: IPv6, link-local (fe80::/10) and port 970. With
+// the check off (tests over ::1) any IPv6 source is taken; other families never are.
+std::optional<Ip6> allowed_source(const sockaddr_storage& peer, socklen_t len,
+                                  bool require_link_local_port_970);
 
 // The response to a request whose answer leased decided, in the request's dialect.
 proto::Response response_for(const msg::LeaseAnswer& answer, proto::Dialect dialect);

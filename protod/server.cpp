@@ -22,7 +22,6 @@
 namespace wgd::protod {
 namespace {
 
-constexpr std::uint16_t kProtocolPort = 970;
 // About 1,024 connections, the listener, the channel, stdio and some spare.
 constexpr std::uint64_t kServerMaxOpenFiles = 1100;
 constexpr int kLeasedMessagesPerRound = 256;
@@ -34,22 +33,6 @@ const privsep::Acceptance& leased_acceptance() {
         {0, msg::refuse_connection, false},
     };
     return acceptance;
-}
-
-// SPEC "Transport": an IPv6 link-local source and source port 970. Fills
-// `source` with the peer's address when it is IPv6 (else ::).
-bool peer_allowed(const sockaddr_storage& peer, socklen_t len, bool require_link_local_970,
-                  Ip6& source) {
-    source = Ip6{};
-    const bool ipv6 = peer.ss_family == AF_INET6 && len >= sizeof(sockaddr_in6);
-    if (ipv6) {
-        const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&peer);
-        std::memcpy(source.bytes.data(), &sin6->sin6_addr, 16);
-        if (!require_link_local_970)
-            return true;
-        return ntohs(sin6->sin6_port) == kProtocolPort && source.is_link_local();
-    }
-    return !require_link_local_970;
 }
 
 class Server {
@@ -112,15 +95,15 @@ void Server::accept_some(TimePoint now) {
             return;
         }
         UniqueFd conn(fd);
-        Ip6 source;
-        if (!peer_allowed(peer, len, config_.require_link_local_port_970, source)) {
+        auto source = allowed_source(peer, len, config_.require_link_local_port_970);
+        if (!source) {
             ++refused_peers_;
             WGD_LOG_DEBUG("connection refused: not from a link-local address and port 970 "
                           "(%llu so far)",
                           static_cast<unsigned long long>(refused_peers_));
             continue;
         }
-        auto id = table_.open(source, now);
+        auto id = table_.open(*source, now);
         if (!id) {
             ++over_limit_;
             if (!last_full_warning_ || now - *last_full_warning_ >= config_.full_warning_interval) {
@@ -130,7 +113,7 @@ void Server::accept_some(TimePoint now) {
             }
             continue;
         }
-        WGD_LOG_DEBUG("connection %u from %s", *id, to_string(source).c_str());
+        WGD_LOG_DEBUG("connection %u from %s", *id, to_string(*source).c_str());
         sockets_.emplace(*id, std::move(conn));
     }
 }

@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <netinet/in.h>
+
+#include <cstring>
+
 #include <string>
 #include <string_view>
 #include <variant>
@@ -319,4 +323,55 @@ TEST(ResponseFor, SuccessHasNoErrmsg) {
     EXPECT_EQ(r.errnum, 0);
     EXPECT_TRUE(r.errmsg.empty());
     EXPECT_EQ(r.dialect, proto::Dialect::legacy);
+}
+
+namespace {
+
+sockaddr_storage peer6(const char* addr, std::uint16_t port) {
+    sockaddr_storage ss{};
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(port);
+    const Ip6 a = ip6(addr);
+    std::memcpy(&sin6->sin6_addr, a.bytes.data(), 16);
+    return ss;
+}
+
+constexpr socklen_t kLen6 = sizeof(sockaddr_in6);
+
+} // namespace
+
+TEST(AllowedSource, LinkLocalSourceFromPort970IsServed) {
+    EXPECT_EQ(allowed_source(peer6("fe80::1234", 970), kLen6, true), ip6("fe80::1234"));
+    EXPECT_EQ(allowed_source(peer6("febf::1", 970), kLen6, true),
+              ip6("febf::1")); // end of fe80::/10
+}
+
+TEST(AllowedSource, SourcePortOtherThan970IsRefused) {
+    EXPECT_FALSE(allowed_source(peer6("fe80::1234", 971), kLen6, true));
+    EXPECT_FALSE(allowed_source(peer6("fe80::1234", 40000), kLen6, true));
+}
+
+TEST(AllowedSource, SourceOutsideLinkLocalIsRefused) {
+    EXPECT_FALSE(allowed_source(peer6("2001:db8::1", 970), kLen6, true));
+    EXPECT_FALSE(allowed_source(peer6("::1", 970), kLen6, true));
+    EXPECT_FALSE(allowed_source(peer6("fec0::1", 970), kLen6, true)); // just past fe80::/10
+    EXPECT_FALSE(allowed_source(peer6("::ffff:169.254.0.1", 970), kLen6, true));
+}
+
+TEST(AllowedSource, Ipv4PeerIsRefusedEvenWithoutTheCheck) {
+    sockaddr_storage ss{};
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(970);
+    EXPECT_FALSE(allowed_source(ss, sizeof(sockaddr_in), true));
+    EXPECT_FALSE(allowed_source(ss, sizeof(sockaddr_in), false));
+}
+
+TEST(AllowedSource, WithoutTheCheckAnyIpv6SourceIsTaken) {
+    EXPECT_EQ(allowed_source(peer6("::1", 51234), kLen6, false), ip6("::1"));
+}
+
+TEST(AllowedSource, TruncatedAddressIsRefused) {
+    EXPECT_FALSE(allowed_source(peer6("fe80::1", 970), kLen6 - 1, true));
 }
