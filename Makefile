@@ -18,7 +18,8 @@ endif
 # Debian packages the build, the tests and the demo need.
 DEPS := cmake g++ clang pkg-config make libmnl-dev libseccomp-dev libcap-ng-dev \
         libsodium-dev libgtest-dev libgmock-dev libbenchmark-dev iproute2 \
-        wireguard-tools wireguard-go mandoc python3 libclang-rt-14-dev
+        wireguard-tools wireguard-go mandoc python3 libclang-rt-14-dev \
+        iputils-ping procps
 
 .PHONY: all build deps check demo fuzz bench install uninstall format clean
 

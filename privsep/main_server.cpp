@@ -1,5 +1,11 @@
-// wg-dynamic-server: parse the command line and start the suite.
+// wg-dynamic-server: parse the command line and start the suite, or, when
+// started by netd with a role argument, become that role.
+#include "leased/leased.hpp"
+#include "netd/netd.hpp"
 #include "privsep/cli.hpp"
+#include "privsep/log.hpp"
+#include "privsep/spawn.hpp"
+#include "protod/protod.hpp"
 
 #include <cstdio>
 #include <string>
@@ -8,6 +14,10 @@
 int main(int argc, char** argv) {
     const wgd::Side side = wgd::Side::server;
     std::vector<std::string> args(argv + 1, argv + argc);
+    std::optional<wgd::privsep::Role> role;
+    if (!args.empty() && (role = wgd::privsep::parse_role_argument(args[0])))
+        args.erase(args.begin());
+
     wgd::CliResult result = wgd::parse_command_line(side, args);
     if (std::holds_alternative<wgd::HelpRequested>(result)) {
         std::fputs(wgd::usage_text(side).c_str(), stdout);
@@ -21,6 +31,24 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "%s: %s\n", wgd::program_name(side).c_str(), err->message.c_str());
         return 1;
     }
-    std::fprintf(stderr, "%s: the daemon is not assembled yet\n", wgd::program_name(side).c_str());
+    if (auto* show = std::get_if<wgd::ShowCommand>(&result))
+        return wgd::leased::show_main(*show);
+
+    const auto& options = std::get<wgd::Options>(result);
+    wgd::log_set_verbosity(options.verbosity);
+    if (!role) {
+        wgd::log_set_name(wgd::program_name(side));
+        return wgd::netd::server_main(options, args);
+    }
+    wgd::log_set_name(wgd::program_name(side) + ": " + wgd::privsep::role_name(*role));
+    switch (*role) {
+    case wgd::privsep::Role::leased:
+        return wgd::leased::server_main(options);
+    case wgd::privsep::Role::protod:
+        return wgd::protod::server_main(options);
+    case wgd::privsep::Role::netd:
+        break;
+    }
+    std::fprintf(stderr, "%s: netd is not a child role\n", wgd::program_name(side).c_str());
     return 1;
 }

@@ -19,6 +19,7 @@
 //   protod -> leased  ExchangeResult      id = exchange        (the server's answer, parsed)
 //   leased -> netd    AddressOrder        id = order
 //   netd   -> leased  AddressResult       id = order
+//   netd   -> leased  Stop                                     (SIGTERM: remove addresses, exit 0)
 #pragma once
 
 #include "privsep/addr.hpp"
@@ -47,6 +48,7 @@ enum Type : std::uint16_t {
     exchange_result,
     address_order,
     address_result,
+    stop,
 };
 
 using Bytes = std::vector<std::uint8_t>;
@@ -74,7 +76,7 @@ struct LeaseAnswer {
 Bytes encode(const LeaseAnswer& m);
 std::optional<LeaseAnswer> decode_lease_answer(Body body);
 
-// Empty bodies: RefuseConnection, RefreshPeers, PeersBegin, PeersEnd.
+// Empty bodies: RefuseConnection, RefreshPeers, PeersBegin, PeersEnd, Stop.
 bool decode_empty(Body body);
 
 struct PeerFacts {

@@ -1,0 +1,262 @@
+// leased of the client suite: the loop around ClientLeaseMachine. Events
+// from netd (link state, address results) and protod (the server's answers)
+// go into the machine; its actions go out as orders to netd.
+#include "leased/client_lease.hpp"
+#include "leased/clock.hpp"
+#include "leased/leased.hpp"
+#include "leased/random.hpp"
+#include "privsep/channel.hpp"
+#include "privsep/log.hpp"
+#include "privsep/messages.hpp"
+#include "privsep/sandbox.hpp"
+
+#include <poll.h>
+#include <sodium.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace wgd::leased {
+
+namespace {
+
+using privsep::Channel;
+
+// After Exit, the address removals ordered before it get this long to be
+// confirmed by netd.
+constexpr std::uint64_t kExitGraceMs = 2000;
+
+std::string text_of(const std::variant<Ip4, Ip6>& a) {
+    return std::visit([](auto& ip) { return to_string(ip); }, a);
+}
+
+class ClientLeased {
+  public:
+    explicit ClientLeased(const Options& options)
+        : options_(options),
+          machine_([this](std::uint64_t bound) { return random_.uniform(bound); }) {}
+    int run();
+
+  private:
+    void execute(ClientActions actions);
+    void on_netd(privsep::Message& m);
+    void on_protod(privsep::Message& m);
+    bool send_netd(std::uint16_t type, std::uint32_t id, const msg::Bytes& body);
+    int timeout_ms();
+
+    const Options& options_;
+    SodiumRandom random_;
+    SystemClock clock_;
+    ClientLeaseMachine machine_;
+    Channel netd_{UniqueFd(kNetdFd)};
+    Channel protod_{UniqueFd(kProtodFd)};
+    bool started_ = false;
+    bool link_up_ = true;
+    std::uint32_t next_order_ = 1;
+    std::size_t orders_outstanding_ = 0;
+    std::optional<int> exit_status_;
+    std::uint64_t exit_deadline_ = 0;
+    bool failed_ = false;
+};
+
+bool ClientLeased::send_netd(std::uint16_t type, std::uint32_t id, const msg::Bytes& body) {
+    if (netd_.send(type, id, body))
+        return true;
+    WGD_LOG_ERROR("cannot send to netd: %s", std::strerror(errno));
+    failed_ = true;
+    return false;
+}
+
+void ClientLeased::execute(ClientActions actions) {
+    for (ClientAction& action : actions) {
+        if (auto* req = std::get_if<SendRequest>(&action)) {
+            msg::ExchangeRequest r{req->want4, req->want6};
+            send_netd(msg::exchange_request, static_cast<std::uint32_t>(req->exchange),
+                      msg::encode(r));
+        } else if (auto* add = std::get_if<AddAddress>(&action)) {
+            msg::AddressOrder o{true, std::nullopt, std::nullopt};
+            if (auto* a4 = std::get_if<Ip4>(&add->address))
+                o.ipv4 = *a4;
+            else
+                o.ipv6 = std::get<Ip6>(add->address);
+            WGD_LOG_INFO("adding %s", text_of(add->address).c_str());
+            orders_outstanding_++;
+            send_netd(msg::address_order, next_order_++, msg::encode(o));
+        } else if (auto* rem = std::get_if<RemoveAddress>(&action)) {
+            msg::AddressOrder o{false, std::nullopt, std::nullopt};
+            if (auto* a4 = std::get_if<Ip4>(&rem->address))
+                o.ipv4 = *a4;
+            else
+                o.ipv6 = std::get<Ip6>(rem->address);
+            WGD_LOG_INFO("removing %s", text_of(rem->address).c_str());
+            orders_outstanding_++;
+            send_netd(msg::address_order, next_order_++, msg::encode(o));
+        } else if (std::holds_alternative<SetTimer>(action)) {
+            // The deadline is read from the machine at every poll.
+        } else if (auto* exit = std::get_if<Exit>(&action)) {
+            exit_status_ = exit->status;
+            exit_deadline_ = clock_.boot_ms() + kExitGraceMs;
+        } else if (auto* line = std::get_if<LogLine>(&action)) {
+            switch (line->severity) {
+            case Severity::debug:
+                WGD_LOG_DEBUG("%s", line->text.c_str());
+                break;
+            case Severity::info:
+                WGD_LOG_INFO("%s", line->text.c_str());
+                break;
+            case Severity::warning:
+                WGD_LOG_WARN("%s", line->text.c_str());
+                break;
+            }
+        }
+    }
+}
+
+void ClientLeased::on_netd(privsep::Message& m) {
+    enum State : std::uint32_t { before_link = 0, running = 1 };
+    static const privsep::Acceptance accepts{
+        {before_link, msg::link_state, false},
+        {running, msg::link_state, false},
+        {running, msg::exchange_result, false},
+        {running, msg::address_result, false},
+        {running, msg::stop, false},
+        {before_link, msg::stop, false},
+    };
+    accepts.enforce(started_ ? running : before_link, m, "netd");
+    auto malformed = [&] {
+        WGD_LOG_ERROR("netd sent a malformed message of type %u", m.type);
+        std::exit(1);
+    };
+    std::uint64_t now = clock_.boot_ms();
+    switch (m.type) {
+    case msg::link_state: {
+        auto s = msg::decode_link_state(m.body);
+        if (!s)
+            malformed();
+        bool up = s->link == msg::Link::up;
+        if (s->link == msg::Link::deleted) {
+            execute(machine_.link_deleted());
+        } else if (!started_) {
+            started_ = true;
+            link_up_ = up;
+            ExistingAddresses existing{s->global4, s->global6};
+            execute(machine_.start(now, existing, up));
+        } else if (up != link_up_) {
+            link_up_ = up;
+            execute(up ? machine_.link_up(now) : machine_.link_down(now));
+        }
+        break;
+    }
+    case msg::exchange_result: {
+        auto r = msg::decode_exchange_result(m.body);
+        if (!r)
+            malformed();
+        // netd could not even make the socket.
+        execute(machine_.exchange_failed(now, m.id, r->error));
+        break;
+    }
+    case msg::address_result: {
+        auto o = msg::decode_outcome(m.body);
+        if (!o)
+            malformed();
+        if (orders_outstanding_ > 0)
+            orders_outstanding_--;
+        if (!o->ok)
+            WGD_LOG_ERROR("netd could not apply an address order: %s", o->error.c_str());
+        break;
+    }
+    case msg::stop:
+        if (!msg::decode_empty(m.body))
+            malformed();
+        execute(machine_.stop());
+        if (!exit_status_) { // stop() always ends in Exit; be safe anyway
+            exit_status_ = 0;
+            exit_deadline_ = now + kExitGraceMs;
+        }
+        break;
+    }
+}
+
+void ClientLeased::on_protod(privsep::Message& m) {
+    static const privsep::Acceptance accepts{{0, msg::exchange_result, false}};
+    accepts.enforce(0, m, "protod");
+    auto r = msg::decode_exchange_result(m.body);
+    if (!r) {
+        WGD_LOG_ERROR("protod sent a malformed exchange result");
+        std::exit(1);
+    }
+    std::uint64_t now = clock_.boot_ms();
+    if (!r->answered) {
+        execute(machine_.exchange_failed(now, m.id, r->error));
+        return;
+    }
+    // The machine checks the grant again (lengths, classes, families):
+    // protod is the process that read the network.
+    LeaseResponse response{m.id, r->ipv4, r->ipv6, r->leasestart, r->leasetime, r->errnum};
+    execute(machine_.response(now, response));
+}
+
+int ClientLeased::timeout_ms() {
+    std::uint64_t now = clock_.boot_ms();
+    std::uint64_t wait = 1000;
+    if (auto deadline = machine_.next_deadline())
+        wait = *deadline > now ? std::min<std::uint64_t>(wait, *deadline - now) : 0;
+    if (exit_status_)
+        wait = std::min<std::uint64_t>(wait, 50);
+    return static_cast<int>(wait);
+}
+
+int ClientLeased::run() {
+    while (!failed_) {
+        if (exit_status_ && (orders_outstanding_ == 0 || clock_.boot_ms() >= exit_deadline_))
+            return *exit_status_;
+        pollfd fds[2] = {{netd_.fd(), POLLIN, 0}, {protod_.fd(), POLLIN, 0}};
+        if (poll(fds, 2, timeout_ms()) < 0 && errno != EINTR) {
+            WGD_LOG_ERROR("poll: %s", std::strerror(errno));
+            return 1;
+        }
+        auto drain = [&](Channel& ch, const char* peer, auto handle) {
+            for (int i = 0; i < 64 && !failed_; i++) {
+                auto r = ch.recv();
+                if (auto* e = std::get_if<privsep::RecvError>(&r)) {
+                    if (*e == privsep::RecvError::would_block)
+                        return;
+                    privsep::channel_failed(ch, *e, peer);
+                }
+                handle(std::get<privsep::Message>(r));
+            }
+        };
+        if (fds[0].revents)
+            drain(netd_, "netd", [&](privsep::Message& m) { on_netd(m); });
+        if (fds[1].revents)
+            drain(protod_, "protod", [&](privsep::Message& m) { on_protod(m); });
+        if (started_ && !exit_status_) {
+            auto deadline = machine_.next_deadline();
+            if (deadline && *deadline <= clock_.boot_ms())
+                execute(machine_.timer(clock_.boot_ms()));
+        }
+    }
+    return 1;
+}
+
+} // namespace
+
+int client_main(const Options& options) {
+    privsep::SandboxSpec spec;
+    spec.role = privsep::Role::leased;
+    spec.side = Side::client;
+    spec.user = options.user;
+    // libsodium picks its random source before the filter forbids looking.
+    if (sodium_init() < 0) {
+        WGD_LOG_ERROR("libsodium cannot start");
+        return 1;
+    }
+    if (auto sandboxed = privsep::enter_sandbox(spec); !sandboxed.ok()) {
+        WGD_LOG_ERROR("sandbox: %s", sandboxed.error.c_str());
+        return 1;
+    }
+    ClientLeased leased(options);
+    return leased.run();
+}
+
+} // namespace wgd::leased

@@ -1,0 +1,593 @@
+// leased of the server suite: the loop around LeaseServer. It turns queries
+// from protod into plans, has netd apply their allowed-IP changes, makes
+// them durable in the lease file with one sync per batch (group commit),
+// and only then answers. Nothing is answered that is not applied and
+// written; a failed step aborts the batch and leaves the table as it was.
+#include "leased/clock.hpp"
+#include "leased/lease_file.hpp"
+#include "leased/leased.hpp"
+#include "leased/random.hpp"
+#include "leased/server.hpp"
+#include "privsep/channel.hpp"
+#include "privsep/log.hpp"
+#include "privsep/messages.hpp"
+#include "privsep/sandbox.hpp"
+
+#include <poll.h>
+#include <sodium.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <set>
+
+namespace wgd::leased {
+
+namespace {
+
+using privsep::Channel;
+
+// A grant batch must fit in one message to netd, so that netd validates
+// and applies it whole: a plan changes at most four addresses of one peer.
+constexpr std::size_t kMaxPlansPerBatch = 256;
+// A source that is not a known peer makes leased read the device again, at
+// most this often; queries wait for that refresh.
+constexpr std::uint64_t kRefreshIntervalMs = 1000;
+
+struct Query {
+    std::uint32_t conn = 0;
+    msg::QueryLease query;
+};
+
+Want want_of(const msg::QueryLease& q) {
+    Want w;
+    if (!q.ipv4 && !q.ipv6) {
+        w.no_address_key = true;
+        return w;
+    }
+    if (q.ipv4) {
+        w.v4 = q.ipv4->is_unspecified() ? Want::Kind::Any : Want::Kind::Specific;
+        w.ipv4 = *q.ipv4;
+    }
+    if (q.ipv6) {
+        w.v6 = q.ipv6->is_unspecified() ? Want::Kind::Any : Want::Kind::Specific;
+        w.ipv6 = *q.ipv6;
+    }
+    return w;
+}
+
+msg::PeerChange to_msg(const AllowedIpChanges& c) {
+    msg::PeerChange m{c.peer, {}, {}, {}, {}};
+    for (auto& p : c.add4)
+        m.add4.push_back(p.addr);
+    for (auto& p : c.remove4)
+        m.remove4.push_back(p.addr);
+    for (auto& p : c.add6)
+        m.add6.push_back(p.addr);
+    for (auto& p : c.remove6)
+        m.remove6.push_back(p.addr);
+    return m;
+}
+
+// One unit of work that goes to netd and then to the lease file.
+struct Batch {
+    std::uint32_t id = 0;
+    std::vector<std::pair<std::uint32_t, Plan>> plans; // connection, plan
+    LeaseEvents maintenance;                           // expiry, revocation, restore
+    std::size_t parts_outstanding = 0;
+    bool failed = false;
+    std::string error;
+};
+
+class ServerLeased {
+  public:
+    ServerLeased(const Options& options, LeaseFileOpen opened)
+        : options_(options), opened_(std::move(opened)),
+          server_(random_, clock_, options.leasetime) {}
+    int run();
+
+  private:
+    bool send_netd(std::uint16_t type, std::uint32_t id, const msg::Bytes& body);
+    bool send_protod(std::uint16_t type, std::uint32_t id, const msg::Bytes& body);
+    void on_netd(privsep::Message& m);
+    void on_protod(privsep::Message& m);
+    void on_pools(const msg::PoolsSnapshot& s);
+    void on_peers_end();
+    void maybe_start_serving();
+    void reconcile(const std::vector<PeerFacts>& peers);
+    void on_applied(std::uint32_t id, const msg::Outcome& outcome);
+    void handle_query(const Query& q);
+    void refuse(std::uint32_t conn);
+    void answer(std::uint32_t conn, const Plan& plan);
+    void answer_error(std::uint32_t conn);
+    void queue_maintenance(LeaseEvents events, const char* why);
+    void start_next_batch();
+    void finish_batch();
+    bool write_records(const std::vector<LeaseRecord>& records);
+    void compact_a_little();
+    int timeout_ms();
+    void on_timer();
+
+    const Options& options_;
+    LeaseFileOpen opened_;
+    LeaseFile* file_ = nullptr;
+    SodiumRandom random_;
+    SystemClock clock_;
+    LeaseServer server_;
+    Channel netd_{UniqueFd(kNetdFd)};
+    Channel protod_{UniqueFd(kProtodFd)};
+
+    std::set<Prefix4> pools4_;
+    std::set<Prefix6> pools6_;
+    bool have_pools_ = false;
+    bool have_peers_ = false;
+    bool serving_ = false;
+    std::vector<PeerFacts> incoming_peers_;
+    bool receiving_peers_ = false;
+    std::vector<LeaseRecord> replayed_;
+
+    std::vector<Query> waiting_for_facts_; // before the first facts
+    std::vector<Query> waiting_for_peers_; // unknown source: after the next refresh
+    bool refresh_in_flight_ = false;
+    std::uint64_t last_refresh_ms_ = 0;
+    std::deque<Query> deferred_; // the peer had a plan in flight
+
+    Batch next_; // being filled
+    std::optional<Batch> in_flight_;
+    std::deque<Batch> maintenance_;
+    std::uint32_t next_batch_id_ = 1;
+    bool failed_ = false;
+};
+
+bool ServerLeased::send_netd(std::uint16_t type, std::uint32_t id, const msg::Bytes& body) {
+    if (netd_.send(type, id, body))
+        return true;
+    WGD_LOG_ERROR("cannot send to netd: %s", std::strerror(errno));
+    failed_ = true;
+    return false;
+}
+
+bool ServerLeased::send_protod(std::uint16_t type, std::uint32_t id, const msg::Bytes& body) {
+    if (protod_.send(type, id, body))
+        return true;
+    WGD_LOG_ERROR("cannot send to protod: %s", std::strerror(errno));
+    failed_ = true;
+    return false;
+}
+
+void ServerLeased::on_netd(privsep::Message& m) {
+    // Peers arrive as begin, chunks, end; nothing else may interleave.
+    enum State : std::uint32_t { idle = 0, in_peers = 1 };
+    static const privsep::Acceptance accepts{
+        {idle, msg::pools_snapshot, false},      {idle, msg::peers_begin, false},
+        {idle, msg::allowed_ips_applied, false}, {in_peers, msg::peers_chunk, false},
+        {in_peers, msg::peers_end, false},
+    };
+    accepts.enforce(receiving_peers_ ? in_peers : idle, m, "netd");
+    auto malformed = [&] {
+        WGD_LOG_ERROR("netd sent a malformed message of type %u", m.type);
+        std::exit(1);
+    };
+    switch (m.type) {
+    case msg::pools_snapshot: {
+        auto s = msg::decode_pools_snapshot(m.body);
+        if (!s)
+            malformed();
+        on_pools(*s);
+        break;
+    }
+    case msg::peers_begin:
+        if (!msg::decode_empty(m.body))
+            malformed();
+        receiving_peers_ = true;
+        incoming_peers_.clear();
+        break;
+    case msg::peers_chunk: {
+        auto c = msg::decode_peers_chunk(m.body);
+        if (!c)
+            malformed();
+        for (auto& p : c->peers)
+            incoming_peers_.push_back({p.key, std::move(p.allowed4), std::move(p.allowed6)});
+        break;
+    }
+    case msg::peers_end:
+        if (!msg::decode_empty(m.body))
+            malformed();
+        receiving_peers_ = false;
+        on_peers_end();
+        break;
+    case msg::allowed_ips_applied: {
+        auto o = msg::decode_outcome(m.body);
+        if (!o)
+            malformed();
+        on_applied(m.id, *o);
+        break;
+    }
+    }
+}
+
+void ServerLeased::on_pools(const msg::PoolsSnapshot& s) {
+    std::set<Prefix4> new4;
+    std::set<Prefix6> new6;
+    for (const auto& p : s.pools4)
+        new4.insert(p.masked());
+    for (const auto& p : s.pools6)
+        new6.insert(p.masked());
+    server_.set_own_addresses(s.own4, s.own6);
+    for (const auto& p : new4)
+        if (!pools4_.count(p))
+            server_.add_prefix(p);
+    for (const auto& p : new6)
+        if (!pools6_.count(p))
+            server_.add_prefix(p);
+    for (const auto& p : pools4_)
+        if (!new4.count(p))
+            queue_maintenance(server_.remove_prefix(p), "pool removed");
+    for (const auto& p : pools6_)
+        if (!new6.count(p))
+            queue_maintenance(server_.remove_prefix(p), "pool removed");
+    pools4_ = std::move(new4);
+    pools6_ = std::move(new6);
+    have_pools_ = true;
+    maybe_start_serving();
+}
+
+void ServerLeased::on_peers_end() {
+    std::vector<PeerFacts> peers = std::move(incoming_peers_);
+    incoming_peers_.clear();
+    queue_maintenance(server_.set_peers(peers), "peers removed");
+    have_peers_ = true;
+    refresh_in_flight_ = false;
+    if (serving_)
+        reconcile(peers);
+    maybe_start_serving();
+    auto waiting = std::move(waiting_for_peers_);
+    waiting_for_peers_.clear();
+    for (const Query& q : waiting) {
+        if (server_.lookup_peer(q.query.source))
+            handle_query(q);
+        else
+            refuse(q.conn);
+    }
+}
+
+void ServerLeased::maybe_start_serving() {
+    if (serving_ || !have_pools_ || !have_peers_)
+        return;
+    serving_ = true;
+    std::size_t replayed = replayed_.size();
+    queue_maintenance(server_.restore(replayed_), "restore");
+    replayed_.clear();
+    WGD_LOG_INFO("serving: %zu leases restored from %zu records", server_.lease_count(), replayed);
+    auto waiting = std::move(waiting_for_facts_);
+    waiting_for_facts_.clear();
+    for (const Query& q : waiting)
+        handle_query(q);
+}
+
+// A lease whose address is missing from its peer's allowed IPs (wireguard-go
+// restarted, an operator's `wg set`) is put back. Only while nothing is in
+// flight: a batch under way may be moving exactly those addresses.
+void ServerLeased::reconcile(const std::vector<PeerFacts>& peers) {
+    if (in_flight_ || !next_.plans.empty())
+        return;
+    std::map<PublicKey, const PeerFacts*> by_key;
+    for (const PeerFacts& p : peers)
+        by_key[p.key] = &p;
+    LeaseEvents fixes;
+    for (const LeaseRecord& r : server_.live_records()) {
+        auto it = by_key.find(r.peer);
+        if (it == by_key.end())
+            continue;
+        AllowedIpChanges c{r.peer, {}, {}, {}, {}};
+        const PeerFacts& f = *it->second;
+        if (r.ipv4 && std::none_of(f.allowed4.begin(), f.allowed4.end(), [&](const Prefix4& p) {
+                return p.len == 32 && p.addr == *r.ipv4;
+            }))
+            c.add4.push_back({*r.ipv4, 32});
+        if (r.ipv6 && std::none_of(f.allowed6.begin(), f.allowed6.end(), [&](const Prefix6& p) {
+                return p.len == 128 && p.addr == *r.ipv6;
+            }))
+            c.add6.push_back({*r.ipv6, 128});
+        if (!c.empty())
+            fixes.changes.push_back(std::move(c));
+    }
+    if (!fixes.changes.empty())
+        WGD_LOG_WARN("%zu peers lost leased allowed IPs (WireGuard restarted?); putting them back",
+                     fixes.changes.size());
+    queue_maintenance(std::move(fixes), "reconcile");
+}
+
+void ServerLeased::on_protod(privsep::Message& m) {
+    static const privsep::Acceptance accepts{{0, msg::query_lease, false}};
+    accepts.enforce(0, m, "protod");
+    auto q = msg::decode_query_lease(m.body);
+    if (!q) {
+        WGD_LOG_ERROR("protod sent a malformed query");
+        std::exit(1);
+    }
+    // protod parsed untrusted bytes: check again what only a sound parser
+    // lets through, so a compromised protod cannot ask for a multicast lease.
+    if (!q->source.is_link_local() ||
+        (q->ipv4 && !q->ipv4->is_unspecified() && !is_leasable(*q->ipv4)) ||
+        (q->ipv6 && !q->ipv6->is_unspecified() && !is_leasable(*q->ipv6))) {
+        WGD_LOG_ERROR("protod sent a query that no valid request can produce");
+        std::exit(1);
+    }
+    Query query{m.id, *q};
+    if (!serving_) {
+        waiting_for_facts_.push_back(query);
+        return;
+    }
+    handle_query(query);
+}
+
+void ServerLeased::handle_query(const Query& q) {
+    auto peer = server_.lookup_peer(q.query.source);
+    if (!peer) {
+        waiting_for_peers_.push_back(q);
+        std::uint64_t now = clock_.boot_ms();
+        if (!refresh_in_flight_ && now >= last_refresh_ms_ + kRefreshIntervalMs) {
+            refresh_in_flight_ = true;
+            last_refresh_ms_ = now;
+            send_netd(msg::refresh_peers, 0, {});
+        }
+        return;
+    }
+    auto plan = server_.plan(*peer, want_of(q.query));
+    if (!plan) {
+        deferred_.push_back(q); // this peer's previous plan is still in flight
+        return;
+    }
+    next_.plans.emplace_back(q.conn, std::move(*plan));
+    if (next_.plans.size() >= kMaxPlansPerBatch)
+        start_next_batch();
+}
+
+void ServerLeased::refuse(std::uint32_t conn) {
+    WGD_LOG_DEBUG("connection %u: source is not a peer's link-local address", conn);
+    send_protod(msg::refuse_connection, conn, {});
+}
+
+void ServerLeased::answer(std::uint32_t conn, const Plan& plan) {
+    msg::LeaseAnswer a{plan.ipv4, plan.ipv6, static_cast<std::uint64_t>(plan.leasestart),
+                       plan.leasetime, static_cast<std::uint8_t>(plan.error)};
+    send_protod(msg::lease_answer, conn, msg::encode(a));
+}
+
+void ServerLeased::answer_error(std::uint32_t conn) {
+    // SPEC has no errno for "the server could not apply or store the
+    // lease"; 3 tells the client that nothing was granted, and it retries.
+    msg::LeaseAnswer a{};
+    a.errnum = kErrnoUnavailable;
+    send_protod(msg::lease_answer, conn, msg::encode(a));
+}
+
+void ServerLeased::queue_maintenance(LeaseEvents events, const char* why) {
+    if (events.changes.empty() && events.records.empty())
+        return;
+    WGD_LOG_DEBUG("%s: %zu allowed-IP changes, %zu records", why, events.changes.size(),
+                  events.records.size());
+    Batch b;
+    b.maintenance = std::move(events);
+    maintenance_.push_back(std::move(b));
+}
+
+void ServerLeased::start_next_batch() {
+    if (in_flight_)
+        return;
+    Batch batch;
+    if (!maintenance_.empty()) {
+        batch = std::move(maintenance_.front());
+        maintenance_.pop_front();
+    } else if (!next_.plans.empty()) {
+        batch = std::move(next_);
+        next_ = Batch{};
+    } else {
+        return;
+    }
+    batch.id = next_batch_id_++;
+    std::vector<msg::PeerChange> changes;
+    for (auto& [conn, plan] : batch.plans)
+        if (!plan.changes.empty())
+            changes.push_back(to_msg(plan.changes));
+    for (auto& c : batch.maintenance.changes)
+        if (!c.empty())
+            changes.push_back(to_msg(c));
+    in_flight_ = std::move(batch);
+    if (changes.empty()) {
+        finish_batch(); // renewals of what the peers already hold
+        return;
+    }
+    auto parts = msg::split_changes(changes);
+    in_flight_->parts_outstanding = parts.size();
+    for (const auto& part : parts)
+        if (!send_netd(msg::apply_allowed_ips, in_flight_->id, msg::encode(part)))
+            return;
+}
+
+void ServerLeased::on_applied(std::uint32_t id, const msg::Outcome& outcome) {
+    if (!in_flight_ || in_flight_->id != id || in_flight_->parts_outstanding == 0) {
+        WGD_LOG_ERROR("netd answered batch %u, which is not in flight", id);
+        std::exit(1);
+    }
+    if (!outcome.ok) {
+        in_flight_->failed = true;
+        in_flight_->error = outcome.error;
+    }
+    if (--in_flight_->parts_outstanding == 0)
+        finish_batch();
+}
+
+bool ServerLeased::write_records(const std::vector<LeaseRecord>& records) {
+    if (records.empty())
+        return true;
+    int err = file_->append(records);
+    if (err == 0)
+        err = file_->sync();
+    if (err == 0)
+        return true;
+    WGD_LOG_ERROR("lease file: cannot write %zu records: %s", records.size(), std::strerror(err));
+    return false;
+}
+
+void ServerLeased::finish_batch() {
+    Batch batch = std::move(*in_flight_);
+    in_flight_.reset();
+    if (!batch.plans.empty()) {
+        bool ok = !batch.failed;
+        if (batch.failed)
+            WGD_LOG_ERROR("netd refused %zu grants: %s", batch.plans.size(), batch.error.c_str());
+        std::vector<LeaseRecord> records;
+        for (auto& [conn, plan] : batch.plans)
+            records.push_back(plan.record);
+        if (ok && !write_records(records))
+            ok = false;
+        LeaseEvents undo;
+        for (auto& [conn, plan] : batch.plans) {
+            if (ok && server_.commit(plan)) {
+                answer(conn, plan);
+                continue;
+            }
+            AllowedIpChanges inverse = server_.abort(plan);
+            // netd applied the batch but the file refused it: take the
+            // changes back so that nothing unrecorded stays in WireGuard.
+            if (!batch.failed && !inverse.empty())
+                undo.changes.push_back(std::move(inverse));
+            answer_error(conn);
+        }
+        queue_maintenance(std::move(undo), "undo of an unrecorded batch");
+        if (batch.failed && !refresh_in_flight_) {
+            // A refusal most often means the device changed under us.
+            refresh_in_flight_ = true;
+            last_refresh_ms_ = clock_.boot_ms();
+            send_netd(msg::refresh_peers, 0, {});
+        }
+    } else {
+        if (batch.failed)
+            WGD_LOG_ERROR("netd refused maintenance changes: %s", batch.error.c_str());
+        write_records(batch.maintenance.records);
+    }
+    compact_a_little();
+    auto deferred = std::move(deferred_);
+    deferred_.clear();
+    for (const Query& q : deferred)
+        handle_query(q);
+}
+
+// Compaction advances by one step per batch, so grants never wait for more
+// than one step's writes.
+void ServerLeased::compact_a_little() {
+    int err = 0;
+    if (file_->compacting())
+        err = file_->compaction_step(256);
+    else if (file_->compaction_due(server_.lease_count()))
+        err = file_->start_compaction(server_.live_records());
+    if (err != 0)
+        WGD_LOG_ERROR("lease file compaction abandoned: %s", std::strerror(err));
+}
+
+int ServerLeased::timeout_ms() {
+    std::uint64_t now = clock_.boot_ms();
+    std::uint64_t wait = 1000;
+    if (auto next = server_.next_expiry())
+        wait = *next > now ? std::min<std::uint64_t>(wait, *next - now) : 0;
+    if (!waiting_for_peers_.empty() && !refresh_in_flight_)
+        wait = std::min<std::uint64_t>(wait, 100);
+    return static_cast<int>(wait);
+}
+
+void ServerLeased::on_timer() {
+    if (!serving_)
+        return;
+    std::uint64_t now = clock_.boot_ms();
+    if (auto next = server_.next_expiry(); next && *next <= now) {
+        LeaseEvents expired = server_.expire(now, 4096);
+        if (!expired.changes.empty() || !expired.records.empty())
+            WGD_LOG_INFO("%zu leases expired", expired.records.size());
+        queue_maintenance(std::move(expired), "expiry");
+    }
+    if (!waiting_for_peers_.empty() && !refresh_in_flight_ &&
+        now >= last_refresh_ms_ + kRefreshIntervalMs) {
+        refresh_in_flight_ = true;
+        last_refresh_ms_ = now;
+        send_netd(msg::refresh_peers, 0, {});
+    }
+}
+
+int ServerLeased::run() {
+    if (!opened_.file) {
+        WGD_LOG_ERROR("lease file refused: %s", opened_.error.c_str());
+        return 1;
+    }
+    file_ = &*opened_.file;
+    const ReplayReport& report = opened_.report;
+    // SPEC: a missing or unreadable lease file is reported, and the
+    // addresses found in allowed IPs are then reservations: set_peers treats
+    // every allowed IP it holds no lease for as static.
+    if (report.unreadable)
+        WGD_LOG_ERROR("lease file unreadable: started a new one; addresses in allowed IPs are "
+                      "kept as reservations");
+    else if (report.fresh)
+        WGD_LOG_INFO("no lease file yet: started a new one");
+    if (report.tail_cut_bytes > 0)
+        WGD_LOG_WARN("lease file: cut a torn tail of %llu bytes (a write interrupted by a crash)",
+                     static_cast<unsigned long long>(report.tail_cut_bytes));
+    if (report.corrupt_skipped > 0)
+        WGD_LOG_WARN("lease file: skipped %zu corrupt records", report.corrupt_skipped);
+    replayed_ = std::move(opened_.leases);
+
+    while (!failed_) {
+        pollfd fds[2] = {{netd_.fd(), POLLIN, 0}, {protod_.fd(), POLLIN, 0}};
+        int n = poll(fds, 2, timeout_ms());
+        if (n < 0 && errno != EINTR) {
+            WGD_LOG_ERROR("poll: %s", std::strerror(errno));
+            return 1;
+        }
+        auto drain = [&](Channel& ch, const char* peer, auto handle) {
+            for (int i = 0; i < 1024 && !failed_; i++) {
+                auto r = ch.recv();
+                if (auto* e = std::get_if<privsep::RecvError>(&r)) {
+                    if (*e == privsep::RecvError::would_block)
+                        return;
+                    privsep::channel_failed(ch, *e, peer);
+                }
+                handle(std::get<privsep::Message>(r));
+            }
+        };
+        if (fds[0].revents)
+            drain(netd_, "netd", [&](privsep::Message& m) { on_netd(m); });
+        if (fds[1].revents)
+            drain(protod_, "protod", [&](privsep::Message& m) { on_protod(m); });
+        on_timer();
+        start_next_batch();
+    }
+    return 1;
+}
+
+} // namespace
+
+int server_main(const Options& options) {
+    privsep::SandboxSpec spec;
+    spec.role = privsep::Role::leased;
+    spec.side = Side::server;
+    spec.user = options.user;
+    // libsodium picks its random source before the filter forbids looking.
+    if (sodium_init() < 0) {
+        WGD_LOG_ERROR("libsodium cannot start");
+        return 1;
+    }
+    if (auto sandboxed = privsep::enter_sandbox(spec); !sandboxed.ok()) {
+        WGD_LOG_ERROR("sandbox: %s", sandboxed.error.c_str());
+        return 1;
+    }
+    // The lease file is read inside the sandbox: it is input like any other.
+    LeaseFileOpen opened =
+        LeaseFile::open(UniqueFd(kLeaseFileFd), UniqueFd(kLeaseFileNextFd), options.iface);
+    ServerLeased leased(options, std::move(opened));
+    return leased.run();
+}
+
+} // namespace wgd::leased

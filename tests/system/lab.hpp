@@ -1,0 +1,108 @@
+// A test lab of real WireGuard (LAB.md): a server namespace and N client
+// namespaces joined by veth to a bridge-less star (one veth per client), each
+// with a wireguard-go interface, fresh keys, fe80::/64 on the server and
+// fe80::X/128 on each client. Everything made is removed by the destructor,
+// also when a test fails half-way.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace wgd::lab {
+
+bool running_as_root();
+// Runs a shell command; returns its exit status (-1 if it did not exit).
+int sh(const std::string& command);
+// Runs a shell command and returns its standard output.
+std::string sh_out(const std::string& command);
+
+struct LabClient {
+    std::string ns;      // network namespace
+    std::string iface;   // its wireguard-go interface
+    std::string lladdr;  // fe80::X, its identity on the server
+    std::string pubkey;  // base64
+    std::string privkey; // base64
+    pid_t wg_pid = -1;
+};
+
+struct LabOptions {
+    int clients = 1;
+    bool pools = true;              // 10.77.0.0/24 and 2001:db8:77::/64 on the server
+    bool client_adds_lladdr = true; // fe80::X/128 on the client interface
+};
+
+class Lab {
+  public:
+    explicit Lab(LabOptions options = {});
+    ~Lab();
+    Lab(const Lab&) = delete;
+    Lab& operator=(const Lab&) = delete;
+
+    const std::string& id() const { return id_; }
+    std::string server_ns;
+    std::string server_iface;
+    std::string server_pubkey;
+    std::string state_dir; // a fresh temporary directory for lease files
+    std::vector<LabClient> clients;
+
+    // Runs a command in a namespace.
+    int in(const std::string& ns, const std::string& command) const;
+    std::string out(const std::string& ns, const std::string& command) const;
+    // `wg show IFACE allowed-ips` on the server as "pubkey\tips" lines.
+    std::string server_allowed_ips() const;
+    // The allowed IPs of one peer on the server, space separated, sorted.
+    std::string allowed_ips_of(const std::string& pubkey) const;
+
+    // Starts a daemon from the build directory inside a namespace, in the
+    // foreground (-f), with its stderr captured to a file; returns its pid.
+    pid_t start(const std::string& ns, const std::string& binary,
+                const std::vector<std::string>& args, const std::string& log_path);
+
+  private:
+    std::string id_;
+    pid_t server_wg_pid_ = -1;
+    std::vector<pid_t> daemons_;
+    bool ok_ = false;
+    pid_t start_wireguard_go(const std::string& ns, const std::string& iface);
+    void teardown();
+};
+
+// One protocol exchange from a client namespace: binds [lladdr%iface]:port,
+// connects to [fe80::%iface]:970, sends `request`, and reads until the peer
+// closes, `wait_ms` passes, or (when stop_at_message) one complete message
+// ("\n\n") arrived. Returns what was read; `closed` tells whether the server
+// closed the connection.
+struct Exchange {
+    bool connected = false;
+    bool closed = false;
+    std::string reply;
+    int error = 0; // errno of a failed connect
+};
+Exchange exchange(const std::string& ns, const std::string& iface, const std::string& lladdr,
+                  const std::string& request, int source_port = 970, int wait_ms = 3000,
+                  bool stop_at_message = true);
+
+// Waits until `predicate` holds or `timeout_ms` passes.
+template <class Predicate>
+bool eventually(Predicate predicate, int timeout_ms = 5000);
+
+// Reads the value of `key=` from a protocol message, "" when absent.
+std::string field(const std::string& message, const std::string& key);
+
+} // namespace wgd::lab
+
+#include <chrono>
+#include <thread>
+
+template <class Predicate>
+bool wgd::lab::eventually(Predicate predicate, int timeout_ms) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (predicate())
+            return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return predicate();
+}
