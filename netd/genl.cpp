@@ -1,7 +1,119 @@
-#include "netd/wireguard.hpp"
+// The kernel backend: generic netlink family "wireguard".
+#include "netd/genl_codec.hpp"
+#include "netd/nl_io.hpp"
+
+#include <libmnl/libmnl.h>
+#include <sys/socket.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <array>
 #include <cerrno>
+#include <cstring>
+
 namespace wgd::netd {
+namespace {
+
+constexpr int kDumpAttempts = 10;
+
+class GenlBackend final : public WgBackend {
+  public:
+    GenlBackend(mnl_socket* sock, std::uint16_t family, std::string ifname)
+        : sock_(sock), family_(family), ifname_(std::move(ifname)),
+          seq_(static_cast<std::uint32_t>(::getpid()) << 8) {
+        utsname u{};
+        removal_ =
+            ::uname(&u) == 0 ? genl::removal_for_kernel(u.release) : genl::Removal::replace_list;
+    }
+    ~GenlBackend() override { mnl_socket_close(sock_); }
+    GenlBackend(const GenlBackend&) = delete;
+    GenlBackend& operator=(const GenlBackend&) = delete;
+
+    Result<Device> read_device() override {
+        for (int attempt = 0; attempt < kDumpAttempts; ++attempt) {
+            std::array<std::uint8_t, 64> buf{};
+            const std::size_t len = genl::build_get_device(buf, family_, ++seq_, ifname_);
+            genl::DeviceDumpDecoder decoder;
+            bool interrupted = false;
+            auto r = nl::exchange(
+                sock_, std::span(buf.data(), len),
+                [&](const nlmsghdr* nlh) { return decoder.feed(nlh); }, &interrupted);
+            if (!r)
+                return r.error();
+            if (!interrupted)
+                return decoder.take();
+        }
+        return make_error(EAGAIN, "wireguard device dump kept changing");
+    }
+
+    Result<void> apply(std::span<const PeerChange> changes) override {
+        if (changes.empty())
+            return {};
+        Device current;
+        if (removal_ == genl::Removal::replace_list) {
+            bool removals = false;
+            for (const auto& c : changes)
+                removals = removals || !c.remove4.empty() || !c.remove6.empty();
+            if (removals) {
+                auto dev = read_device();
+                if (!dev)
+                    return dev.error();
+                current = std::move(*dev);
+            }
+        }
+        auto messages =
+            genl::build_set_device(family_, seq_ + 1, ifname_, current, changes, removal_);
+        if (!messages)
+            return messages.error();
+        seq_ += static_cast<std::uint32_t>(messages->size());
+        for (const auto& m : *messages) {
+            if (auto r = nl::exchange(
+                    sock_, m, [](const nlmsghdr*) -> Result<void> { return {}; }, nullptr);
+                !r)
+                return r;
+        }
+        return {};
+    }
+
+    std::string_view name() const override { return "genl"; }
+
+  private:
+    mnl_socket* sock_;
+    std::uint16_t family_;
+    std::string ifname_;
+    std::uint32_t seq_;
+    genl::Removal removal_;
+};
+
+} // namespace
+
 Result<std::unique_ptr<WgBackend>> make_genl_backend(const std::string& ifname) {
-    return make_error(ENOTSUP, "generic netlink family wireguard not available for " + ifname);
+    mnl_socket* sock = mnl_socket_open2(NETLINK_GENERIC, SOCK_CLOEXEC);
+    if (!sock)
+        return make_error(errno, std::string("generic netlink socket: ") + std::strerror(errno));
+    if (mnl_socket_bind(sock, 0, MNL_SOCKET_AUTOPID) < 0) {
+        const int code = errno;
+        mnl_socket_close(sock);
+        return make_error(code, std::string("generic netlink bind: ") + std::strerror(code));
+    }
+    std::array<std::uint8_t, 64> buf{};
+    const std::size_t len = genl::build_get_family(buf, static_cast<std::uint32_t>(::getpid()));
+    std::optional<std::uint16_t> family;
+    auto r = nl::exchange(
+        sock, std::span(buf.data(), len),
+        [&](const nlmsghdr* nlh) -> Result<void> {
+            if (auto id = genl::parse_family_id(nlh))
+                family = id;
+            return {};
+        },
+        nullptr);
+    if (!r || !family) {
+        mnl_socket_close(sock);
+        return make_error(r ? EBADMSG : r.error().code,
+                          "no generic netlink family wireguard (no kernel WireGuard): " +
+                              (r ? std::string("no family id") : r.error().message));
+    }
+    return std::unique_ptr<WgBackend>(std::make_unique<GenlBackend>(sock, *family, ifname));
 }
+
 } // namespace wgd::netd

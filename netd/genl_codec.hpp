@@ -1,0 +1,63 @@
+// Generic netlink messages of the kernel's "wireguard" family, pure: the
+// controller lookup, the device dump decoder (peers continued across
+// messages) and the set-device encoder (split by size like wireguard-tools).
+#pragma once
+
+#include "netd/result.hpp"
+#include "netd/wireguard.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+struct nlmsghdr;
+
+namespace wgd::netd::genl {
+
+// Linux 6.16 added single-entry removal of allowed IPs; Debian 12's
+// linux/wireguard.h predates it, so the two values are defined here (they
+// are part of the kernel's stable UAPI: enum wgallowedip_attribute and
+// enum wgallowedip_flag).
+inline constexpr std::uint16_t kAllowedIpAttrFlags = 4; // WGALLOWEDIP_A_FLAGS, NLA_U32
+inline constexpr std::uint32_t kAllowedIpRemoveMe = 1;  // WGALLOWEDIP_F_REMOVE_ME
+
+// Kernels older than 6.16 ignore the unknown flags attribute and would add
+// instead of remove: there removals replace the peer's whole list.
+enum class Removal { remove_flag, replace_list };
+Removal removal_for_kernel(const std::string& release); // uname -r
+
+// wireguard-tools sizes its messages by the page size (at most 8 KiB).
+inline constexpr std::size_t kMaxMessage = 4096;
+
+std::size_t build_get_family(std::span<std::uint8_t> buf, std::uint32_t seq);
+std::optional<std::uint16_t> parse_family_id(const nlmsghdr* nlh);
+
+std::size_t build_get_device(std::span<std::uint8_t> buf, std::uint16_t family_id,
+                             std::uint32_t seq, const std::string& ifname);
+
+// Feed every message of one WG_CMD_GET_DEVICE dump, in order.
+class DeviceDumpDecoder {
+  public:
+    Result<void> feed(const nlmsghdr* nlh);
+    const Device& device() const { return device_; }
+    Device take() { return std::move(device_); }
+
+  private:
+    Device device_;
+};
+
+// WG_CMD_SET_DEVICE messages (NLM_F_REQUEST|NLM_F_ACK, seq, seq+1, ...) for
+// a batch: every peer with WGPEER_F_UPDATE_ONLY; each message at most
+// max_message bytes; a peer whose entries do not fit continues in the next
+// message (without WGPEER_F_REPLACE_ALLOWEDIPS there). With replace_list,
+// a peer with removals gets its whole new list and REPLACE_ALLOWEDIPS;
+// `current` is needed only then.
+Result<std::vector<std::vector<std::uint8_t>>>
+build_set_device(std::uint16_t family_id, std::uint32_t seq, const std::string& ifname,
+                 const Device& current, std::span<const PeerChange> changes, Removal removal,
+                 std::size_t max_message = kMaxMessage);
+
+} // namespace wgd::netd::genl
