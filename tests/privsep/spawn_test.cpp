@@ -266,3 +266,33 @@ TEST(SignalFd, BlockedSignalIsReadFromTheFd) {
     ASSERT_TRUE(sig);
     EXPECT_EQ(*sig, SIGINT);
 }
+
+TEST(Supervisor, WorksInsideTheNetdSandbox) {
+    if (::geteuid() != 0)
+        GTEST_SKIP() << "needs root (netd keeps capabilities of root)";
+    int status = wgd::privsep::testing::wait_status_of([] {
+        Supervisor sup;
+        pid_t a = spawn_role("/bin/sleep", {"sleep", "30"}, {});
+        pid_t b = spawn_role("/bin/sleep", {"sleep", "30"}, {});
+        if (a < 0 || b < 0)
+            return 10;
+        sup.add(a, "protod");
+        sup.add(b, "leased");
+        SignalFd term({SIGTERM, SIGINT});
+        if (!enter_netd_sandbox(Side::server).ok())
+            return 11;
+        ::kill(a, SIGKILL);
+        std::chrono::milliseconds took{};
+        auto exits = wait_for_exit(sup, 2s, took);
+        if (exits.size() != 1 || exits[0].describe() != "protod killed by signal SIGKILL (9)")
+            return 12;
+        ::kill(::getpid(), SIGTERM); // the service manager stops the suite
+        pollfd p{term.fd(), POLLIN, 0};
+        if (::poll(&p, 1, 1000) != 1 || term.take() != SIGTERM)
+            return 13;
+        auto rest = sup.stop_all();
+        return rest.size() == 1 && rest[0].pid == b ? 0 : 14;
+    });
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << wgd::privsep::testing::describe_status(status);
+}
