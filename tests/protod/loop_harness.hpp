@@ -39,6 +39,7 @@ class ForkedLoop {
     ForkedLoop& operator=(const ForkedLoop&) = delete;
 
     bool started() const { return pid_ > 0; }
+    pid_t pid() const { return pid_; }
     // The exit status, or nullopt when the child is still running after `limit`.
     std::optional<int> exit_status(std::chrono::milliseconds limit) {
         const auto end = std::chrono::steady_clock::now() + limit;
