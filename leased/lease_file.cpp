@@ -243,7 +243,7 @@ LeaseFileOpen LeaseFile::open(UniqueFd first, UniqueFd second, std::string_view 
     const int fd = file.fds_[active].get();
     const std::uint64_t size = headers[active].size;
     std::unordered_map<PublicKey, LeaseRecord, KeyHash> state;
-    std::vector<std::uint8_t> buf(kLeaseRecordSize * 8192);
+    std::vector<std::uint8_t> buf(std::min<std::uint64_t>(kLeaseRecordSize * 8192, size));
     std::uint64_t offset = kLeaseHeaderSize, good_end = kLeaseHeaderSize;
     std::size_t bad_run = 0;
     while (offset + kLeaseRecordSize <= size) {

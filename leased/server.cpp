@@ -259,15 +259,15 @@ LeaseEvents LeaseServer::remove_prefix_of(const typename FamilyTraits<Ip>::Prefi
         return events;
     // Plans holding an address that left the pools cannot be committed.
     std::vector<std::uint64_t> stale;
-    for (auto& [id, pending] : pending_) {
-        const auto& fp = [&]() -> const FamilyPlan<Ip>& {
-            if constexpr (std::is_same_v<Ip, Ip4>)
-                return pending.p4;
-            else
-                return pending.p6;
-        }();
-        if (fp.lease_after && !pool<Ip>().in_pool(*fp.lease_after))
-            stale.push_back(id);
+    for (auto& entry : pending_) {
+        const Pending& pending = entry.second;
+        const FamilyPlan<Ip>* fp;
+        if constexpr (std::is_same_v<Ip, Ip4>)
+            fp = &pending.p4;
+        else
+            fp = &pending.p6;
+        if (fp->lease_after && !pool<Ip>().in_pool(*fp->lease_after))
+            stale.push_back(entry.first);
     }
     for (auto id : stale)
         invalidate_plan(id);
