@@ -29,6 +29,7 @@ struct ServerLoopConfig {
     std::chrono::milliseconds idle_timeout{10'000};
     std::chrono::milliseconds request_timeout{10'000};
     int accepts_per_round = 64; // fairness between the listener and open connections
+    // At most one "too many connections" warning (and one accept error) per interval.
     std::chrono::seconds full_warning_interval{10};
 };
 

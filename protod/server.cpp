@@ -59,6 +59,15 @@ class Server {
     std::uint64_t refused_peers_ = 0; // wrong source port or address
     std::uint64_t over_limit_ = 0;    // closed because max_connections were open
     std::optional<TimePoint> last_full_warning_;
+    std::optional<TimePoint> last_accept_warning_;
+
+    // At most one warning of a kind per interval, so a flood cannot flood the log.
+    bool warn_now(std::optional<TimePoint>& last, TimePoint now) const {
+        if (last && now - *last < config_.full_warning_interval)
+            return false;
+        last = now;
+        return true;
+    }
 };
 
 void Server::drop(ConnId id) {
@@ -90,7 +99,7 @@ void Server::accept_some(TimePoint now) {
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
                 continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
+            if (errno != EAGAIN && errno != EWOULDBLOCK && warn_now(last_accept_warning_, now))
                 WGD_LOG_WARN("accept: %s", std::strerror(errno));
             return;
         }
@@ -106,8 +115,7 @@ void Server::accept_some(TimePoint now) {
         auto id = table_.open(*source, now);
         if (!id) {
             ++over_limit_;
-            if (!last_full_warning_ || now - *last_full_warning_ >= config_.full_warning_interval) {
-                last_full_warning_ = now;
+            if (warn_now(last_full_warning_, now)) {
                 WGD_LOG_WARN("%zu connections open: closing new ones (%llu closed so far)",
                              table_.size(), static_cast<unsigned long long>(over_limit_));
             }

@@ -220,3 +220,28 @@ TEST(ClientLoop, EverySyscallOfTheLoopIsInProtodsClientAllowlist) {
     loop.netd() = privsep::Channel();
     EXPECT_EQ(loop.child().exit_status(kWait), 1); // 1, not 128 + SIGSYS
 }
+
+TEST(ClientLoop, NewOrderSupersedesAnUnfinishedExchange) {
+    std::uint16_t port = 0;
+    UniqueFd server = listen_on_loopback(port);
+    ClientLoop loop;
+    ASSERT_TRUE(loop.order_exchange(1, port, any_of_both()));
+    UniqueFd first = accept_one(server.get());
+    ASSERT_TRUE(first);
+    read_until(first.get(), kWait, has_message); // the first request is out; no answer comes
+    ASSERT_TRUE(loop.order_exchange(2, port, any_of_both()));
+    auto superseded = loop.result();
+    ASSERT_TRUE(superseded.has_value());
+    EXPECT_EQ(superseded->first, 1u);
+    EXPECT_FALSE(superseded->second.answered);
+    EXPECT_EQ(superseded->second.error, "superseded by exchange 2");
+
+    UniqueFd second = accept_one(server.get());
+    ASSERT_TRUE(second);
+    read_until(second.get(), kWait, has_message);
+    ASSERT_TRUE(send_all(second.get(), "request_ip=1\nerrno=3\n\n"));
+    auto result = loop.result();
+    ASSERT_TRUE(result.has_value());
+    EXPECT_EQ(result->first, 2u);
+    EXPECT_TRUE(result->second.answered);
+}

@@ -70,7 +70,7 @@ inline UniqueFd listen_on_loopback(std::uint16_t& port) {
     addr.sin6_addr = in6addr_loopback;
     socklen_t len = sizeof addr;
     if (!fd || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0 ||
-        ::listen(fd.get(), 64) < 0 ||
+        ::listen(fd.get(), 1024) < 0 ||
         ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len) < 0)
         return UniqueFd();
     port = ntohs(addr.sin6_port);

@@ -10,8 +10,10 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <set>
 #include <string>
 #include <variant>
+#include <vector>
 
 using namespace wgd;
 using namespace wgd::protod;
@@ -269,4 +271,31 @@ TEST(ServerLoop, EverySyscallOfTheLoopIsInProtodsServerAllowlist) {
     EXPECT_FALSE(loop.child().exit_status(0ms).has_value()) << "the loop died";
     loop.leased() = privsep::Channel();
     EXPECT_EQ(loop.child().exit_status(kWait), 1); // 1, not 128 + SIGSYS
+}
+
+TEST(ServerLoop, ServesTheFull1024ConnectionsAtOnceAndClosesThe1025th) {
+    ServerLoop loop{without_source_check()};
+    std::vector<UniqueFd> clients;
+    for (int i = 0; i < 1024; ++i) {
+        clients.push_back(connect_to_loopback(loop.port()));
+        ASSERT_TRUE(clients.back()) << "connection " << i;
+        ASSERT_TRUE(send_all(clients.back().get(), "request_ip=1\n\n"));
+    }
+    // Every request reaches leased, each under its own id, before any is answered.
+    std::set<std::uint32_t> ids;
+    std::vector<std::uint32_t> order;
+    for (int i = 0; i < 1024; ++i) {
+        auto m = loop.to_leased();
+        ASSERT_TRUE(m.has_value()) << "only " << i << " requests arrived";
+        ids.insert(m->id);
+        order.push_back(m->id);
+    }
+    EXPECT_EQ(ids.size(), 1024u);
+    UniqueFd extra = connect_to_loopback(loop.port());
+    EXPECT_TRUE(read_until(extra.get(), kWait, never).closed);
+
+    for (std::uint32_t id : order)
+        ASSERT_TRUE(loop.leased().send(msg::lease_answer, id, msg::encode(answer_v4("10.0.0.1"))));
+    for (auto& c : clients)
+        ASSERT_EQ(parse(read_until(c.get(), kWait, has_message).bytes).errnum, 0);
 }
