@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -307,16 +308,22 @@ int ClientNetd::run(const std::vector<std::string>& args) {
         if (fds.size() > 5 && fds[5].revents)
             relay.forward();
         if (fds[2].revents) {
-            bool clean = false;
+            bool done = false;
             for (const auto& exit : supervisor.reap()) {
-                // After a stop, leased leaving with 0 is the plan.
-                clean = stop_deadline && exit.role == "leased" && WIFEXITED(exit.status) &&
-                        WEXITSTATUS(exit.status) == 0;
-                if (!clean)
+                if (!stop_deadline) {
                     WGD_LOG_ERROR("%s; stopping the suite", exit.describe().c_str());
+                    status = 1;
+                    done = true;
+                } else if (exit.role == "leased") {
+                    // After a stop, leased leaving with 0 is the plan; protod
+                    // leaves when leased's channel closes, also expected.
+                    bool clean = WIFEXITED(exit.status) && WEXITSTATUS(exit.status) == 0;
+                    status = clean ? 0 : 1;
+                    done = true;
+                }
             }
-            status = clean ? 0 : 1;
-            break;
+            if (done)
+                break;
         }
         if (fds[3].revents) {
             if (auto sig = signals.take(); sig && !stop_deadline) {

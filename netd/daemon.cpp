@@ -68,9 +68,10 @@ void detach(const std::string& ident) {
     });
 }
 
-LogRelay::LogRelay(bool foreground) {
-    if (foreground)
-        return;
+LogRelay::LogRelay(bool foreground) : foreground_(foreground) {
+    // Always a socket, never netd's own stderr: protod runs with
+    // RLIMIT_FSIZE 0, and a write to a regular file (stderr redirected to a
+    // log) would kill it with SIGXFSZ.
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) == 0) {
         parent_.reset(sv[0]);
@@ -92,7 +93,13 @@ void LogRelay::forward() {
         while (!line.empty() && line.back() == '\n')
             line.remove_suffix(1);
         // The children prefix their own name; keep their line as it is.
-        syslog(LOG_INFO, "%.*s", static_cast<int>(line.size()), line.data());
+        if (foreground_) {
+            std::string out(line);
+            out.push_back('\n');
+            (void)!write(STDERR_FILENO, out.data(), out.size());
+        } else {
+            syslog(LOG_INFO, "%.*s", static_cast<int>(line.size()), line.data());
+        }
     }
 }
 

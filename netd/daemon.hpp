@@ -18,17 +18,18 @@ namespace wgd::netd {
 // Returns only in the daemon; the original process exits 0.
 void detach(const std::string& ident);
 
-// The children's stderr: in the foreground it is netd's own; detached it is
-// one end of a datagram socketpair whose lines netd forwards to syslog.
+// The children's stderr: one end of a datagram socketpair whose lines netd
+// forwards to its own stderr (foreground) or to syslog (detached).
 class LogRelay {
   public:
     explicit LogRelay(bool foreground);
-    int child_stderr() const;                // the fd to place at 2 in each child
-    int fd() const { return parent_.get(); } // -1 in the foreground
-    void forward();                          // reads and logs what is pending
+    int child_stderr() const; // the fd to place at 2 in each child
+    int fd() const { return parent_.get(); }
+    void forward(); // reads and logs what is pending
     void close_child_end() { child_.reset(); }
 
   private:
+    bool foreground_;
     UniqueFd parent_, child_;
 };
 
