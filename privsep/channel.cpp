@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 namespace wgd::privsep {
@@ -122,18 +123,26 @@ bool Channel::send(std::uint16_t type, std::uint32_t id, std::span<const std::ui
         c->cmsg_len = CMSG_LEN(sizeof(int));
         std::memcpy(CMSG_DATA(c), &fd_to_pass, sizeof(int));
     }
+    using Clock = std::chrono::steady_clock;
+    const auto deadline = Clock::now() + std::chrono::milliseconds(send_timeout_ms_);
     for (;;) {
-        ssize_t n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
+        ssize_t n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n >= 0)
             return true; // SOCK_SEQPACKET sends a datagram whole or not at all
         if (errno == EINTR)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return false;
-        // A non-blocking socket with a full buffer: the peer always reads,
-        // so waiting here is short.
+        // A full socket buffer: the peer always reads,
+        // so waiting here is short unless the peer is broken.
+        auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+        if (left <= 0) {
+            errno = ETIMEDOUT;
+            return false;
+        }
         pollfd p{fd_.get(), POLLOUT, 0};
-        if (::poll(&p, 1, -1) < 0 && errno != EINTR)
+        if (::poll(&p, 1, int(left)) < 0 && errno != EINTR)
             return false;
     }
 }

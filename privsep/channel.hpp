@@ -88,9 +88,11 @@ class Channel {
     int fd() const { return fd_.get(); }
     bool valid() const { return fd_.valid(); }
 
-    // Sends one message, waiting while the socket buffer is full. fd_to_pass
-    // (-1 for none) stays owned by the caller. Returns false with errno set
-    // (EMSGSIZE for a body over kMaxBody, EPIPE when the peer is gone).
+    // Sends one message, waiting while the socket buffer is full, at most
+    // send_timeout_ms in all (a peer that stops reading cannot freeze us).
+    // fd_to_pass (-1 for none) stays owned by the caller. Returns false with
+    // errno set (EMSGSIZE for a body over kMaxBody, EPIPE when the peer is
+    // gone, ETIMEDOUT when it does not read): all fatal for the suite.
     [[nodiscard]] bool send(std::uint16_t type, std::uint32_t id,
                             std::span<const std::uint8_t> body, int fd_to_pass = -1);
 
@@ -98,6 +100,8 @@ class Channel {
     std::variant<Message, RecvError> recv();
     // Waits up to timeout_ms (-1: forever) for a message; would_block on timeout.
     std::variant<Message, RecvError> recv_wait(int timeout_ms);
+
+    void set_send_timeout_ms(int ms) { send_timeout_ms_ = ms; }
 
     FrameError last_frame_error() const { return last_frame_error_; }
     int last_errno() const { return last_errno_; }
@@ -107,6 +111,7 @@ class Channel {
     std::vector<std::uint8_t> buf_ = std::vector<std::uint8_t>(kMaxFrame);
     FrameError last_frame_error_ = FrameError::short_header;
     int last_errno_ = 0;
+    int send_timeout_ms_ = 10000;
 };
 
 // A SOCK_SEQPACKET socketpair, close-on-exec, buffers big enough for

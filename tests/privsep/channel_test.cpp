@@ -252,6 +252,20 @@ TEST(Channel, SendWaitsOnAFullNonBlockingSocketInsteadOfFailing) {
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+TEST(Channel, SendGivesUpOnAPeerThatStopsReading) {
+    auto [a, b] = make_channel_pair(); // blocking sockets: the timeout still holds
+    Channel ca(std::move(a));
+    ca.set_send_timeout_ms(200);
+    std::vector<std::uint8_t> max(kMaxBody, 1);
+    bool sent = true;
+    int i = 0;
+    for (; i < 1000 && sent; ++i)
+        sent = ca.send(1, 1, max);
+    EXPECT_FALSE(sent);
+    EXPECT_EQ(errno, ETIMEDOUT);
+    EXPECT_GT(i, 1); // the buffer took some messages before it was full
+}
+
 namespace {
 enum : std::uint32_t { kStarting = 0, kRunning = 1 };
 enum : std::uint16_t { kHello = 1, kSocket = 2, kOrder = 3 };
