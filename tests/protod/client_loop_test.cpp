@@ -25,18 +25,18 @@ class ClientLoop {
   public:
     // with_seccomp: the child runs under protod's seccomp allowlist, as in the daemon.
     explicit ClientLoop(ClientLoopConfig config = {}, bool with_seccomp = false) {
-        auto [leased_ours, leased_theirs] = privsep::make_channel_pair();
-        auto [netd_ours, netd_theirs] = privsep::make_channel_pair();
-        leased_ = privsep::Channel(std::move(leased_ours));
-        netd_ = privsep::Channel(std::move(netd_ours));
+        ChannelEnds leased_ends = channel_ends();
+        ChannelEnds netd_ends = channel_ends();
+        leased_ = privsep::Channel(std::move(leased_ends.ours));
+        netd_ = privsep::Channel(std::move(netd_ends.ours));
         child_ = std::make_unique<ForkedLoop>([&] {
             leased_ = privsep::Channel();
             netd_ = privsep::Channel();
             if (with_seccomp &&
                 !privsep::apply_seccomp_filter(privsep::Role::protod, Side::client).ok())
                 return 99;
-            return run_client_loop(privsep::Channel(std::move(leased_theirs)),
-                                   privsep::Channel(std::move(netd_theirs)), config);
+            return run_client_loop(privsep::Channel(std::move(leased_ends.theirs)),
+                                   privsep::Channel(std::move(netd_ends.theirs)), config);
         });
     }
     privsep::Channel& leased() { return leased_; }

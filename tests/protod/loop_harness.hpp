@@ -2,6 +2,7 @@
 // the sandbox, sockets on ::1, bounded waits.
 #pragma once
 
+#include "privsep/channel.hpp"
 #include "privsep/fd.hpp"
 
 #include <netinet/in.h>
@@ -61,6 +62,16 @@ class ForkedLoop {
     pid_t pid_ = -1;
     std::optional<int> status_;
 };
+
+// Both ends of a channel. (Not a structured binding: lambdas capture these,
+// which clang 14 does not allow for bindings.)
+struct ChannelEnds {
+    UniqueFd ours, theirs;
+};
+inline ChannelEnds channel_ends() {
+    auto pair = privsep::make_channel_pair();
+    return {std::move(pair.first), std::move(pair.second)};
+}
 
 // A TCP listener on [::1]:<ephemeral>.
 inline UniqueFd listen_on_loopback(std::uint16_t& port) {

@@ -126,8 +126,8 @@ TEST(ServerMain, ServesLinkLocalPort970AndRefusesOtherPortsInsideTheSandbox) {
 
     std::uint16_t port = 0;
     UniqueFd listener, good, other_port;
-    auto [leased_ours, leased_theirs] = privsep::make_channel_pair();
-    privsep::Channel leased(std::move(leased_ours));
+    ChannelEnds leased_ends = channel_ends();
+    privsep::Channel leased(std::move(leased_ends.ours));
 
     // The listener on [::]:<ephemeral> inside the namespace (netd binds [fe80::%IFACE]:970).
     ASSERT_TRUE(ns.inside([&] {
@@ -146,10 +146,10 @@ TEST(ServerMain, ServesLinkLocalPort970AndRefusesOtherPortsInsideTheSandbox) {
 
     ForkedLoop protod([&] {
         leased = privsep::Channel();
-        place_fds(leased_theirs.get(), listener.get());
+        place_fds(leased_ends.theirs.get(), listener.get());
         return server_main(daemon_options());
     });
-    leased_theirs.reset();
+    leased_ends.theirs.reset();
     listener.reset();
 
     ASSERT_TRUE(ns.inside([&] {
@@ -194,18 +194,18 @@ TEST(ClientMain, RunsAnExchangeInsideTheSandbox) {
         GTEST_SKIP() << "needs root (sandbox)";
     std::uint16_t port = 0;
     UniqueFd server = listen_on_loopback(port);
-    auto [leased_ours, leased_theirs] = privsep::make_channel_pair();
-    auto [netd_ours, netd_theirs] = privsep::make_channel_pair();
-    privsep::Channel leased(std::move(leased_ours));
-    privsep::Channel netd(std::move(netd_ours));
+    ChannelEnds leased_ends = channel_ends();
+    ChannelEnds netd_ends = channel_ends();
+    privsep::Channel leased(std::move(leased_ends.ours));
+    privsep::Channel netd(std::move(netd_ends.ours));
     ForkedLoop protod([&] {
         leased = privsep::Channel();
         netd = privsep::Channel();
-        place_fds(leased_theirs.get(), netd_theirs.get());
+        place_fds(leased_ends.theirs.get(), netd_ends.theirs.get());
         return client_main(daemon_options());
     });
-    leased_theirs.reset();
-    netd_theirs.reset();
+    leased_ends.theirs.reset();
+    netd_ends.theirs.reset();
 
     UniqueFd sock = connect_to_loopback(port, true);
     ASSERT_TRUE(

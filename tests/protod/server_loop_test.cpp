@@ -29,14 +29,14 @@ class ServerLoop {
     // with_seccomp: the child runs under protod's seccomp allowlist, as in the daemon.
     explicit ServerLoop(ServerLoopConfig config, bool with_seccomp = false) {
         UniqueFd listener = listen_on_loopback(port_);
-        auto [ours, theirs] = privsep::make_channel_pair();
-        leased_ = privsep::Channel(std::move(ours));
+        ChannelEnds ends = channel_ends();
+        leased_ = privsep::Channel(std::move(ends.ours));
         child_ = std::make_unique<ForkedLoop>([&] {
             leased_ = privsep::Channel(); // only the test holds leased's end
             if (with_seccomp &&
                 !privsep::apply_seccomp_filter(privsep::Role::protod, Side::server).ok())
                 return 99;
-            return run_server_loop(privsep::Channel(std::move(theirs)), std::move(listener),
+            return run_server_loop(privsep::Channel(std::move(ends.theirs)), std::move(listener),
                                    config);
         });
     }
