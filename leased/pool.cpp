@@ -246,6 +246,11 @@ std::optional<Addr> CountingTrie<Addr, Count, W>::draw(RandomSource& rng) const 
         in_pool = in_pool || nd.pools > 0;
         if (nd.len == W)
             return nd.key;
+        // Both children are read below: fetch them together, one miss per level.
+        if (nd.child[0] != 0)
+            __builtin_prefetch(&node(nd.child[0]));
+        if (nd.child[1] != 0)
+            __builtin_prefetch(&node(nd.child[1]));
         bool descended = false;
         for (unsigned s = 0; s < 2 && !descended; s++) {
             const unsigned half_len = nd.len + 1u;

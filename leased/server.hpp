@@ -19,6 +19,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <unordered_map>
 #include <vector>
 
 #include "leased/clock.hpp"
@@ -186,7 +187,16 @@ class LeaseServer {
     std::uint32_t leasetime_;
     Pool4 pool4_;
     Pool6 pool6_;
-    std::map<PublicKey, Peer> peers_;
+    struct KeyHash {
+        // Public keys are uniformly random curve points: any 8 bytes hash them.
+        std::size_t operator()(const PublicKey& k) const {
+            std::size_t h = 0;
+            for (int i = 0; i < 8; i++)
+                h = (h << 8) | k.bytes[static_cast<std::size_t>(i)];
+            return h ^ k.bytes[31];
+        }
+    };
+    std::unordered_map<PublicKey, Peer, KeyHash> peers_;
     std::map<Ip6, PublicKey> by_link_local_;
     std::map<Ip4, PublicKey> leases4_;
     std::map<Ip6, PublicKey> leases6_;
@@ -195,7 +205,7 @@ class LeaseServer {
     std::vector<Ip4> own4_;
     std::vector<Ip6> own6_;
     std::set<std::pair<std::uint64_t, PublicKey>> expiry_;
-    std::map<std::uint64_t, Pending> pending_;
+    std::unordered_map<std::uint64_t, Pending> pending_;
     std::uint64_t next_plan_id_ = 1;
 };
 
