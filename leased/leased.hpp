@@ -16,7 +16,4 @@ inline constexpr int kNetdFd = 3, kProtodFd = 4, kLeaseFileFd = 5, kLeaseFileNex
 int server_main(const Options& options);
 int client_main(const Options& options);
 
-// wg-dynamic-server show IFACE: the leases in the lease file, as a table or JSON.
-int show_main(const ShowCommand& command);
-
 } // namespace wgd::leased

@@ -298,7 +298,8 @@ int ClientNetd::run(const std::vector<std::string>& args) {
                                 {events_->fd(), POLLIN, 0},
                                 {supervisor.fd(), POLLIN, 0},
                                 {signals.fd(), POLLIN, 0},
-                                {protod_.fd(), POLLIN, 0}};
+                                // After a stop protod leaves first: not an error.
+                                {stop_deadline ? -1 : protod_.fd(), POLLIN, 0}};
         if (relay.fd() >= 0)
             fds.push_back({relay.fd(), POLLIN, 0});
         if (poll(fds.data(), fds.size(), 200) < 0 && errno != EINTR) {

@@ -1,15 +1,45 @@
 // wg-dynamic-server: parse the command line and start the suite, or, when
 // started by netd with a role argument, become that role.
 #include "leased/leased.hpp"
+#include "leased/show.hpp"
 #include "netd/netd.hpp"
+#include "netd/wireguard.hpp"
 #include "privsep/cli.hpp"
 #include "privsep/log.hpp"
 #include "privsep/spawn.hpp"
 #include "protod/protod.hpp"
 
 #include <cstdio>
+#include <ctime>
 #include <string>
 #include <vector>
+
+namespace {
+
+// show: the lease file, plus the WireGuard device when it can be read (as
+// root) for the peers' link-local identities and their reservations.
+int show(const wgd::ShowCommand& command) {
+    wgd::leased::ReadLeases read = wgd::leased::read_leases(command.state_dir, command.iface);
+    if (!read.error.empty()) {
+        std::fprintf(stderr, "wg-dynamic-server: %s\n", read.error.c_str());
+        return 1;
+    }
+    wgd::leased::ShowInput input{std::move(read.leases), std::nullopt, std::time(nullptr)};
+    if (auto backend = wgd::netd::open_backend(command.iface)) {
+        if (auto device = (*backend)->read_device()) {
+            std::vector<wgd::leased::PeerFacts> peers;
+            for (auto& p : device->peers)
+                peers.push_back({p.key, p.allowed4, p.allowed6});
+            input.device = std::move(peers);
+        }
+    }
+    std::string out =
+        command.json ? wgd::leased::format_json(input) : wgd::leased::format_table(input);
+    std::fputs(out.c_str(), stdout);
+    return 0;
+}
+
+} // namespace
 
 int main(int argc, char** argv) {
     const wgd::Side side = wgd::Side::server;
@@ -31,8 +61,8 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "%s: %s\n", wgd::program_name(side).c_str(), err->message.c_str());
         return 1;
     }
-    if (auto* show = std::get_if<wgd::ShowCommand>(&result))
-        return wgd::leased::show_main(*show);
+    if (auto* show_command = std::get_if<wgd::ShowCommand>(&result))
+        return show(*show_command);
 
     const auto& options = std::get<wgd::Options>(result);
     wgd::log_set_verbosity(options.verbosity);
