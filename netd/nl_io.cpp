@@ -5,7 +5,9 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,37 +49,43 @@ Result<void> exchange(mnl_socket* sock, std::span<const std::uint8_t> request,
     if (mnl_socket_sendto(sock, request.data(), request.size()) < 0)
         return make_error(errno, std::string("netlink send: ") + std::strerror(errno));
 
+    // nullopt: keep reading; a value: the exchange is over with that result
+    auto handle = [&](const nlmsghdr* nlh) -> std::optional<Result<void>> {
+        if (nlh->nlmsg_seq != seq || nlh->nlmsg_pid != portid)
+            return std::nullopt; // a late answer to an earlier, abandoned request
+        if ((nlh->nlmsg_flags & NLM_F_DUMP_INTR) && interrupted)
+            *interrupted = true;
+        if (nlh->nlmsg_type == NLMSG_ERROR) {
+            if (mnl_nlmsg_get_payload_len(nlh) < sizeof(nlmsgerr))
+                return Result<void>(make_error(EBADMSG, "truncated netlink error message"));
+            const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
+            if (err->error == 0)
+                return Result<void>();
+            const int code =
+                err->error == INT_MIN ? EPROTO : (err->error < 0 ? -err->error : err->error);
+            return Result<void>(make_error(code, std::strerror(code)));
+        }
+        if (nlh->nlmsg_type == NLMSG_DONE)
+            return Result<void>();
+        if (nlh->nlmsg_type < NLMSG_MIN_TYPE)
+            return std::nullopt; // NLMSG_NOOP, NLMSG_OVERRUN
+        if (auto r = on_message(nlh); !r)
+            return r;
+        return std::nullopt;
+    };
     std::vector<std::uint8_t> buf(kRecvBufferSize);
     for (;;) {
         const long n = recv_from_kernel(mnl_socket_get_fd(sock), buf, false);
         if (n < 0)
             return make_error(errno, std::string("netlink receive: ") + std::strerror(errno));
-        int len = static_cast<int>(n);
-        for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buf.data()); mnl_nlmsg_ok(nlh, len);
-             nlh = mnl_nlmsg_next(nlh, &len)) {
-            if (nlh->nlmsg_seq != seq || nlh->nlmsg_pid != portid)
-                continue; // a late answer to an earlier, abandoned request
-            if (nlh->nlmsg_flags & NLM_F_DUMP_INTR) {
-                if (interrupted)
-                    *interrupted = true;
-            }
-            if (nlh->nlmsg_type == NLMSG_ERROR) {
-                if (mnl_nlmsg_get_payload_len(nlh) < sizeof(nlmsgerr))
-                    return make_error(EBADMSG, "truncated netlink error message");
-                const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
-                if (err->error == 0)
-                    return {};
-                const int code = err->error < 0 ? -err->error : err->error;
-                return make_error(code, std::strerror(code));
-            }
-            if (nlh->nlmsg_type == NLMSG_DONE)
-                return {};
-            if (nlh->nlmsg_type < NLMSG_MIN_TYPE)
-                continue; // NLMSG_NOOP, NLMSG_OVERRUN
-            if (auto r = on_message(nlh); !r)
-                return r;
-            // a single answer without NLM_F_ACK would end here; we always ask for one
-        }
+        std::optional<Result<void>> finished;
+        for_each_message(std::span<const std::uint8_t>(buf.data(), static_cast<std::size_t>(n)),
+                         [&](const nlmsghdr* nlh) {
+                             finished = handle(nlh);
+                             return !finished;
+                         });
+        if (finished)
+            return *finished;
     }
 }
 

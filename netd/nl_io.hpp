@@ -5,6 +5,8 @@
 
 #include "netd/result.hpp"
 
+#include <linux/netlink.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -22,7 +24,25 @@ inline constexpr std::size_t kRecvBufferSize = 65536;
 // ports are dropped. Returns bytes or -1 with errno (EAGAIN, ENOBUFS ...).
 long recv_from_kernel(int fd, std::span<std::uint8_t> buf, bool nonblocking);
 
-enum class Step { more, done };
+// Calls f(nlh) for each whole message of buf until f returns false. Safe on
+// hostile lengths (libmnl's mnl_nlmsg_ok trusts an nlmsg_len above INT_MAX).
+// buf must be 4-byte aligned, as the kernel's datagrams are.
+template <class F>
+void for_each_message(std::span<const std::uint8_t> buf, F f) {
+    std::size_t off = 0;
+    while (buf.size() - off >= sizeof(nlmsghdr)) {
+        const auto* nlh = reinterpret_cast<const nlmsghdr*>(buf.data() + off);
+        const std::size_t len = nlh->nlmsg_len;
+        if (len < sizeof(nlmsghdr) || len > buf.size() - off)
+            return;
+        if (!f(nlh))
+            return;
+        const std::size_t aligned = NLMSG_ALIGN(len);
+        if (aligned >= buf.size() - off)
+            return;
+        off += aligned;
+    }
+}
 
 // What a request/answer exchange does with each answer message (neither
 // error nor done). Returning an Error aborts the exchange.

@@ -198,12 +198,12 @@ Result<RtnlEvents::Batch> RtnlEvents::read() {
             }
             return errno_error("rtnetlink event receive");
         }
-        int len = static_cast<int>(n);
-        for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buf.data()); mnl_nlmsg_ok(nlh, len);
-             nlh = mnl_nlmsg_next(nlh, &len)) {
-            if (auto ev = parse_event(nlh, ifindex_))
-                batch.events.push_back(std::move(*ev));
-        }
+        nl::for_each_message(std::span<const std::uint8_t>(buf.data(), static_cast<std::size_t>(n)),
+                             [&](const nlmsghdr* nlh) {
+                                 if (auto ev = parse_event(nlh, ifindex_))
+                                     batch.events.push_back(std::move(*ev));
+                                 return true;
+                             });
     }
 }
 

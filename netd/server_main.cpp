@@ -21,6 +21,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <map>
 
 namespace wgd::netd {
 
@@ -32,6 +33,12 @@ using privsep::Channel;
 // removed by the operator lose their leases, and a restarted wireguard-go
 // (allowed IPs gone) is noticed and reconciled by leased.
 constexpr int kDeviceRefreshMs = 10'000;
+// Orders are validated against netd's copy of the device, which netd keeps
+// up to date with its own changes; reading all peers before every order
+// (a 3 MB answer at 10,000 peers) cost more than applying the order. Others
+// may change the device too (an operator's `wg set`), so the copy is read
+// again when it is older than this, and after any failed order.
+constexpr int kOrderCacheMs = 1'000;
 
 struct Failure {
     std::string reason;
@@ -86,6 +93,8 @@ class ServerNetd {
     bool send_pools();
     bool send_peers();
     bool refresh_device();
+    void set_device(Device device);
+    void record_applied(const std::vector<PeerChange>& changes);
     void handle_leased(privsep::Message& m);
     void handle_events();
 
@@ -94,6 +103,9 @@ class ServerNetd {
     LinkInfo link_;
     std::unique_ptr<WgBackend> wg_;
     Device device_;
+    std::map<PublicKey, std::size_t> peer_index_; // into device_.peers
+    std::chrono::steady_clock::time_point device_read_at_;
+    bool device_trusted_ = false; // false: read it again before the next order
     Pools pools_;
     UniqueFd listener_;
     UniqueFd state_dir_, lease_file_, lease_file_next_;
@@ -131,7 +143,7 @@ void ServerNetd::check_preconditions() {
     auto device = wg_->read_device();
     if (!device)
         throw Failure{"cannot read WireGuard device " + ifname + ": " + device.error().message};
-    device_ = std::move(device.value());
+    set_device(std::move(device.value()));
     if (std::none_of(device_.peers.begin(), device_.peers.end(), has_link_local_identity))
         throw Failure{"no peer of '" + ifname +
                       "' has a link-local /128 allowed IP (fe80::X/128): nobody to serve"};
@@ -195,8 +207,30 @@ bool ServerNetd::refresh_device() {
             wg_ = std::move(backend.value());
         return false;
     }
-    device_ = std::move(device.value());
+    set_device(std::move(device.value()));
     return true;
+}
+
+void ServerNetd::set_device(Device device) {
+    device_ = std::move(device);
+    peer_index_.clear();
+    for (std::size_t i = 0; i < device_.peers.size(); i++)
+        peer_index_.emplace(device_.peers[i].key, i);
+    device_read_at_ = std::chrono::steady_clock::now();
+    device_trusted_ = true;
+}
+
+// What WireGuard now holds after an order that it accepted.
+void ServerNetd::record_applied(const std::vector<PeerChange>& changes) {
+    for (const PeerChange& c : changes) {
+        auto it = peer_index_.find(c.key);
+        if (it == peer_index_.end()) {
+            device_trusted_ = false;
+            continue;
+        }
+        Peer& peer = device_.peers[it->second];
+        apply_change(c, peer.allowed4, peer.allowed6);
+    }
 }
 
 void ServerNetd::handle_leased(privsep::Message& m) {
@@ -222,7 +256,9 @@ void ServerNetd::handle_leased(privsep::Message& m) {
     }
     msg::Outcome outcome{true, ""};
     std::vector<PeerChange> changes = to_changes(*order);
-    if (!refresh_device()) {
+    bool stale = !device_trusted_ || std::chrono::steady_clock::now() - device_read_at_ >
+                                         std::chrono::milliseconds(kOrderCacheMs);
+    if (stale && !refresh_device()) {
         outcome = {false, "cannot read the WireGuard device"};
     } else if (auto valid = validate_peer_changes(device_, pools_, changes); !valid) {
         outcome = {false, "refused: " + valid.error().message};
@@ -232,8 +268,11 @@ void ServerNetd::handle_leased(privsep::Message& m) {
         WGD_LOG_ERROR("cannot change allowed IPs of %s: %s", options_.iface.c_str(),
                       applied.error().message.c_str());
     } else {
+        record_applied(changes);
         WGD_LOG_DEBUG("applied allowed-IP changes of %zu peers", changes.size());
     }
+    if (!outcome.ok)
+        device_trusted_ = false; // most often the device changed under us
     if (!send(msg::allowed_ips_applied, m.id, msg::encode(outcome)))
         stopping_ = true;
 }
