@@ -86,7 +86,7 @@ pid_t spawn_role(const std::string& exe, const std::vector<std::string>& argv,
                  const std::vector<std::pair<int, int>>& fds) {
     int highest = 2;
     for (const auto& [child_fd, parent_fd] : fds) {
-        if (child_fd < 3 || parent_fd < 0) {
+        if (child_fd < 2 || parent_fd < 0) { // 2: a child's stderr may be redirected
             errno = EINVAL;
             return -1;
         }

@@ -29,13 +29,12 @@ std::string role_argument(Role role); // "--privsep-role=protod"
 // The role named by an argv element, or nullopt when it is not a role argument.
 std::optional<Role> parse_role_argument(std::string_view arg);
 
-// fork + execve(exe, argv). fds: {child fd number, parent fd}; the parent's
-// fds stay open in the parent. Returns the child's pid, or -1 (errno set).
-// Between fork and execve the child sets PR_SET_PDEATHSIG(SIGKILL) (kept
-// across execve of a binary that is not set-id) and checks that its parent
-// is still the caller, so a dead parent always takes its children down.
-// Must be called from a single-threaded parent (the death signal follows the
-// forking thread).
+// fork + execve(exe, argv). fds: {child fd number (>= 2; 2 replaces the
+// child's stderr), parent fd}; the parent's fds stay open in the parent. Returns the child's pid,
+// or -1 (errno set). Between fork and execve the child sets PR_SET_PDEATHSIG(SIGKILL) (kept across
+// execve of a binary that is not set-id) and checks that its parent is still the caller, so a dead
+// parent always takes its children down. Must be called from a single-threaded parent (the death
+// signal follows the forking thread).
 pid_t spawn_role(const std::string& exe, const std::vector<std::string>& argv,
                  const std::vector<std::pair<int, int>>& fds);
 

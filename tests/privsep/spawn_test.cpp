@@ -296,3 +296,23 @@ TEST(Supervisor, WorksInsideTheNetdSandbox) {
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
         << wgd::privsep::testing::describe_status(status);
 }
+
+TEST(SpawnRole, ChildStderrCanBeRedirected) {
+    int out[2];
+    ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+    UniqueFd r(out[0]), w(out[1]);
+    pid_t pid = spawn_role("/bin/sh", {"sh", "-c", "echo to-stderr >&2"}, {{2, w.get()}});
+    ASSERT_GT(pid, 0);
+    w.reset();
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    EXPECT_EQ(read_all(r.get()), "to-stderr\n");
+}
+
+TEST(SpawnRole, StdinAndStdoutCannotBeTargets) {
+    int fd = ::dup(1);
+    UniqueFd keep(fd);
+    errno = 0;
+    EXPECT_EQ(spawn_role("/bin/true", {"true"}, {{1, fd}}), -1);
+    EXPECT_EQ(errno, EINVAL);
+}
