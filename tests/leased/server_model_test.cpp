@@ -184,8 +184,9 @@ TEST(ServerModel, AgreesWithTheSpecRulesOverRandomOperationSequences) {
                     }
                 } else {
                     ASSERT_EQ(plan->ipv4.has_value(), expect.has_value());
-                    if (expect)
+                    if (expect) {
                         ASSERT_EQ(plan->ipv4->to_u32(), *expect);
+                    }
                 }
                 ASSERT_EQ(plan->error, asked && !plan->ipv4 ? kErrnoUnavailable : kErrnoSuccess);
                 const bool dynamic = plan->ipv4 && !model.statics[n].count(plan->ipv4->to_u32());
