@@ -140,6 +140,20 @@ TEST(Pool, MemoryReturnsToBaselineAfterAllReleases) {
         held = kept;
     }
     EXPECT_GT(pool.node_count(), nodes);
+    // The copies made when memory was given back still hold the same leases.
+    EXPECT_EQ(pool.free_count(), (u128{1} << 64) - 1 - held.size());
+    for (auto& a : held)
+        ASSERT_FALSE(pool.is_free(a));
+    for (std::size_t i = 0; i + 1 < held.size(); i += 2)
+        pool.release(held[i]);
+    EXPECT_LT(pool.memory_bytes(), 4 * 1024 * 1024u) << "most chunks given back";
+    for (std::size_t i = 1; i < held.size(); i += 2)
+        ASSERT_FALSE(pool.is_free(held[i]));
+    for (std::size_t i = 0; i + 1 < held.size(); i += 2)
+        ASSERT_TRUE(pool.is_free(held[i]));
+    for (std::size_t i = 1; i < held.size(); i += 2)
+        pool.release(held[i]);
+    held.clear();
     for (auto& a : held)
         pool.release(a);
     EXPECT_EQ(pool.node_count(), nodes);
