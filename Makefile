@@ -21,7 +21,7 @@ DEPS := cmake g++ clang pkg-config make libmnl-dev libseccomp-dev libcap-ng-dev 
         wireguard-tools wireguard-go mandoc python3 libclang-rt-14-dev \
         iputils-ping procps
 
-.PHONY: all build deps check demo fuzz bench install uninstall format clean
+.PHONY: all build deps check demo fuzz bench bench-load install uninstall format clean
 
 all: build
 
@@ -68,12 +68,20 @@ bench: deps build
 	@set -e; for b in $(BUILD)/bench/*; do echo "== $$(basename $$b)"; \
 	  $$b --benchmark_repetitions=5 --benchmark_report_aggregates_only=true; done
 
+# The server under load (issue 9): N peers, C concurrent clients, and
+# optionally M leases before the restart (RESTART_LEASES=100000). Needs root.
+N              ?= 10000
+C              ?= 1000
+RESTART_LEASES ?= 0
+bench-load: deps build
+	$(BUILD)/tests/wgd-load -n $(N) -c $(C) --restart-leases $(RESTART_LEASES)
+
 install: build
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
 
 uninstall:
 	@if [ -f $(BUILD)/install_manifest.txt ]; then \
-	  while read -r f; do rm -fv "$(DESTDIR)$$f"; done < $(BUILD)/install_manifest.txt; fi
+	  while read -r f || [ -n "$$f" ]; do rm -fv "$(DESTDIR)$$f"; done < $(BUILD)/install_manifest.txt; fi
 
 format:
 	git ls-files '*.cpp' '*.hpp' | xargs clang-format -i

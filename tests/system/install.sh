@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# make install honours PREFIX and DESTDIR: install into a temporary DESTDIR
+# and check that the daemons, the manual pages and the systemd units landed
+# where an administrator looks for them, then that uninstall removes them.
+set -euo pipefail
+build=$(cd "${1:?build directory}" && pwd)
+dest=$(mktemp -d /tmp/wgd-install.XXXXXX)
+trap 'rm -rf "$dest"' EXIT
+
+DESTDIR=$dest cmake --install "$build" --prefix /usr >/dev/null
+echo "installed:"
+(cd "$dest" && find . -type f | sort | sed 's/^\./   /')
+
+fail=0
+for f in usr/sbin/wg-dynamic-server usr/sbin/wg-dynamic-client \
+         usr/share/man/man8/wg-dynamic-server.8 usr/share/man/man8/wg-dynamic-client.8 \
+         usr/share/man/man7/wg-dynamic.7 \
+         usr/lib/systemd/system/wg-dynamic-server@.service \
+         usr/lib/systemd/system/wg-dynamic-client@.service; do
+    if [ ! -f "$dest/$f" ]; then echo "missing: /$f"; fail=1; fi
+done
+[ -x "$dest/usr/sbin/wg-dynamic-server" ] || { echo "wg-dynamic-server is not executable"; fail=1; }
+grep -q '^ExecStart=/usr/sbin/wg-dynamic-server ' "$dest/usr/lib/systemd/system/wg-dynamic-server@.service" ||
+    { echo "the server unit does not start /usr/sbin/wg-dynamic-server"; fail=1; }
+"$dest/usr/sbin/wg-dynamic-server" --version | grep -q '^wg-dynamic-server ' ||
+    { echo "the installed server does not run"; fail=1; }
+
+# uninstall: everything the manifest lists goes away.
+while read -r f || [ -n "$f" ]; do rm -f "$dest$f"; done < "$build/install_manifest.txt"
+left=$(find "$dest" -type f | wc -l)
+[ "$left" -eq 0 ] || { echo "uninstall left $left files"; fail=1; }
+exit $fail
