@@ -52,7 +52,31 @@ struct ConnectionTable::Conn {
     bool peer_done = false; // EOF from the peer
     TimePoint last_progress;
     std::optional<TimePoint> request_started; // first byte of the incomplete request
+    // The bytes the parser holds (its unconsumed tail), so that each line of
+    // an incomplete request is checked as soon as it ends: a request that can
+    // never become valid (CRLF, an HTTP request) is answered at once instead
+    // of waiting for an empty line that may never come.
+    std::string unparsed;
+    std::size_t lines_checked_upto = 0; // offset in `unparsed` of the first unchecked line
 };
+
+namespace {
+
+// The verdict on one complete line of a request whose message has not ended:
+// the line decoded in a minimal request (as the command line when first).
+// Every error found so is final: more lines cannot repair it.
+std::optional<proto::ParseError> line_error(std::string_view line, bool first) {
+    std::string message;
+    if (!first)
+        message = "request_ip=1\n";
+    message.append(line).append("\n\n");
+    auto result = proto::parse_request(message);
+    if (auto* error = std::get_if<proto::ParseError>(&result))
+        return *error;
+    return std::nullopt;
+}
+
+} // namespace
 
 ConnectionTable::ConnectionTable(Limits limits) : limits_(limits) {}
 ConnectionTable::~ConnectionTable() = default;
@@ -74,6 +98,22 @@ std::optional<ConnId> ConnectionTable::open(const Ip6& source, TimePoint now) {
     c->last_progress = now;
     conns_.emplace(id, std::move(c));
     return id;
+}
+
+std::optional<ConnId> ConnectionTable::evictable(TimePoint now) const {
+    if (conns_.size() < limits_.max_connections)
+        return std::nullopt;
+    std::optional<ConnId> quietest;
+    TimePoint quietest_since = now - limits_.evict_after_quiet;
+    for (const auto& [id, c] : conns_) {
+        if (c->awaiting_answer || !c->output.empty() || c->last_progress > quietest_since)
+            continue;
+        if (!quietest || c->last_progress < quietest_since) {
+            quietest = id;
+            quietest_since = c->last_progress;
+        }
+    }
+    return quietest;
 }
 
 void ConnectionTable::close(ConnId id) {
@@ -103,6 +143,26 @@ std::optional<msg::QueryLease> ConnectionTable::take_request(Conn& c, TimePoint 
     if (c.awaiting_answer || c.closing)
         return std::nullopt;
     auto result = c.parser.next();
+    // Keep `unparsed` equal to the parser's tail.
+    const std::size_t consumed = c.unparsed.size() - c.parser.buffered();
+    if (consumed > 0) {
+        c.unparsed.erase(0, consumed);
+        c.lines_checked_upto = 0;
+    }
+    if (std::holds_alternative<proto::NeedMore>(result)) {
+        // Everything held is the current, incomplete request: check its new lines.
+        std::size_t end;
+        while ((end = c.unparsed.find('\n', c.lines_checked_upto)) != std::string::npos) {
+            const std::string_view line =
+                std::string_view(c.unparsed)
+                    .substr(c.lines_checked_upto, end - c.lines_checked_upto);
+            if (auto error = line_error(line, c.lines_checked_upto == 0)) {
+                result = *error;
+                break;
+            }
+            c.lines_checked_upto = end + 1;
+        }
+    }
     if (auto* request = std::get_if<proto::Request>(&result)) {
         c.awaiting_answer = true;
         c.dialect = request->dialect;
@@ -133,7 +193,8 @@ ConnectionTable::received(ConnId id, std::span<const std::uint8_t> bytes, TimePo
     c->last_progress = now;
     if (c->parser.buffered() == 0 && !c->request_started)
         c->request_started = now;
-    c->parser.feed(bytes);
+    const std::size_t taken = c->parser.feed(bytes);
+    c->unparsed.append(reinterpret_cast<const char*>(bytes.data()), taken);
     return take_request(*c, now);
 }
 

@@ -375,3 +375,62 @@ TEST(AllowedSource, WithoutTheCheckAnyIpv6SourceIsTaken) {
 TEST(AllowedSource, TruncatedAddressIsRefused) {
     EXPECT_FALSE(allowed_source(peer6("fe80::1", 970), kLen6 - 1, true));
 }
+
+TEST(Connections, CrlfRequestIsAnsweredWithoutWaitingForAnEmptyLine) {
+    ConnectionTable table;
+    auto id = *table.open(ip6("fe80::1"), t0);
+    // With CRLF the empty line never comes; the first line is already invalid.
+    EXPECT_FALSE(table.received(id, bytes("request_ip=1\r\nipv4=0.0.0.0/32\r\n\r\n"), t0));
+    EXPECT_EQ(parsed_response(std::string(table.pending_output(id))).errnum, 1);
+    table.wrote(id, table.pending_output(id).size(), t0);
+    EXPECT_TRUE(table.finished(id));
+}
+
+TEST(Connections, HttpRequestIsAnsweredAtItsFirstLine) {
+    ConnectionTable table;
+    auto id = *table.open(ip6("fe80::1"), t0);
+    EXPECT_FALSE(table.received(id, bytes("GET / HTTP/1.1\r\n"), t0));
+    EXPECT_EQ(parsed_response(std::string(table.pending_output(id))).errnum, 1);
+}
+
+TEST(Connections, UnknownCommandIsAnsweredWithErrno2AtItsFirstLine) {
+    ConnectionTable table;
+    auto id = *table.open(ip6("fe80::1"), t0);
+    EXPECT_FALSE(table.received(id, bytes("request_ip=2\n"), t0));
+    EXPECT_EQ(parsed_response(std::string(table.pending_output(id))).errnum, 2);
+}
+
+TEST(Connections, BadLaterLineIsAnsweredBeforeTheMessageEnds) {
+    ConnectionTable table;
+    auto id = *table.open(ip6("fe80::1"), t0);
+    EXPECT_FALSE(table.received(id, bytes("request_ip=1\n"), t0));
+    EXPECT_TRUE(table.pending_output(id).empty());
+    EXPECT_FALSE(table.received(id, bytes("ipv4=10.0.0.1/24\n"), t0));
+    EXPECT_EQ(parsed_response(std::string(table.pending_output(id))).errnum, 1);
+}
+
+TEST(Connections, GoodLinesOfAnIncompleteRequestWaitForItsEnd) {
+    ConnectionTable table;
+    auto id = *table.open(ip6("fe80::1"), t0);
+    EXPECT_FALSE(table.received(id, bytes("request_ip=1\nfuture_key=x\nipv6=::/128\n"), t0));
+    EXPECT_TRUE(table.pending_output(id).empty());
+    EXPECT_GT(table.read_space(id), 0u);
+    EXPECT_TRUE(table.received(id, bytes("\n"), t0).has_value());
+}
+
+TEST(Connections, BadLineOfAPipelinedRequestIsAnsweredInItsTurn) {
+    ConnectionTable table;
+    auto id = *table.open(ip6("fe80::1"), t0);
+    ASSERT_TRUE(table.received(id, bytes("request_ip=1\n\nGET / HTTP/1.1\r\n"), t0));
+    EXPECT_TRUE(table.pending_output(id).empty()); // the first is with leased
+    table.answered(id, granted("10.0.0.1"), t0);
+    std::string out(table.pending_output(id));
+    proto::ResponseParser parser;
+    parser.feed(out);
+    auto r1 = parser.next();
+    auto r2 = parser.next();
+    ASSERT_TRUE(std::holds_alternative<proto::Response>(r1));
+    ASSERT_TRUE(std::holds_alternative<proto::Response>(r2));
+    EXPECT_EQ(std::get<proto::Response>(r1).errnum, 0);
+    EXPECT_EQ(std::get<proto::Response>(r2).errnum, 1);
+}
