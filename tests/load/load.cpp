@@ -1,0 +1,711 @@
+// wgd-load: the server under load (issue 9). Inside a lab namespace it makes
+// a wireguard-go interface with N peers (fe80::X/128 each), puts the N
+// link-local addresses on that same interface so that local sockets can
+// bind them, routes two pools over it, starts wg-dynamic-server, and drives
+// C concurrent clients from this one process: first leases, renewals, a mix
+// of renewals and "any address" requests, a paced phase for latency at a
+// fixed rate, optionally more peers up to M leases, then a restart. Every
+// answer is checked (family, pool, stability, no address given twice) and
+// `wg show` is compared with what the answers said. Exit status 0 only when
+// every answer was checked and nothing was wrong.
+#include "privsep/addr.hpp"
+#include "tests/system/lab.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using wgd::Ip4;
+using wgd::Ip6;
+using wgd::lab::sh;
+using wgd::lab::sh_out;
+
+const wgd::Prefix4 kPool4{*wgd::parse_ip4("10.0.0.0"), 8};
+const wgd::Prefix6 kPool6{*wgd::parse_ip6("2001:db8::"), 64};
+constexpr int kMaxAttempts = 5;
+constexpr auto kRequestTimeout = std::chrono::seconds(20);
+
+struct Config {
+    int peers = 10'000;
+    int concurrency = 1'000;
+    int restart_leases = 0; // grow to this many leases before the restart
+    int paced_rate = 2'000; // requests per second in the paced phase
+    bool quick = false;
+    std::string server = std::string(WGD_BINARY_DIR) + "/wg-dynamic-server";
+};
+
+[[noreturn]] void usage() {
+    std::fprintf(stderr,
+                 "usage: wgd-load [-n PEERS] [-c CONCURRENT] [--restart-leases M] [--rate R]\n"
+                 "                [--quick] [--server PATH]\n");
+    std::exit(2);
+}
+
+Config parse(int argc, char** argv) {
+    Config c;
+    bool peers_given = false, conc_given = false;
+    for (int i = 1; i < argc; i++) {
+        std::string a = argv[i];
+        auto value = [&] {
+            if (i + 1 >= argc)
+                usage();
+            return std::string(argv[++i]);
+        };
+        if (a == "-n")
+            c.peers = std::stoi(value()), peers_given = true;
+        else if (a == "-c")
+            c.concurrency = std::stoi(value()), conc_given = true;
+        else if (a == "--restart-leases")
+            c.restart_leases = std::stoi(value());
+        else if (a == "--rate")
+            c.paced_rate = std::stoi(value());
+        else if (a == "--server")
+            c.server = value();
+        else if (a == "--quick")
+            c.quick = true;
+        else
+            usage();
+    }
+    if (c.quick) {
+        if (!peers_given)
+            c.peers = 500;
+        if (!conc_given)
+            c.concurrency = 50;
+    }
+    if (c.peers < 1 || c.peers > 200'000 || c.concurrency < 1 || c.concurrency > 5'000 ||
+        c.restart_leases > 200'000 || c.paced_rate < 1)
+        usage();
+    return c;
+}
+
+double seconds_since(Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Peer i's identity: fe80::H:L with H:L = i + 1, so 2^32 peers fit.
+Ip6 lladdr_of(int i) {
+    Ip6 a{};
+    a.bytes[0] = 0xfe;
+    a.bytes[1] = 0x80;
+    std::uint32_t v = static_cast<std::uint32_t>(i) + 1;
+    a.bytes[12] = static_cast<std::uint8_t>(v >> 24);
+    a.bytes[13] = static_cast<std::uint8_t>(v >> 16);
+    a.bytes[14] = static_cast<std::uint8_t>(v >> 8);
+    a.bytes[15] = static_cast<std::uint8_t>(v);
+    return a;
+}
+
+std::string field(const std::string& message, const std::string& key) {
+    std::size_t pos = 0;
+    while (pos < message.size()) {
+        std::size_t end = message.find('\n', pos);
+        if (end == std::string::npos)
+            end = message.size();
+        if (message.compare(pos, key.size() + 1, key + "=") == 0)
+            return message.substr(pos + key.size() + 1, end - pos - key.size() - 1);
+        pos = end + 1;
+    }
+    return "";
+}
+
+// What the load generator believes each peer holds.
+struct Holding {
+    std::optional<Ip4> v4;
+    std::optional<Ip6> v6;
+};
+
+class Checker {
+  public:
+    explicit Checker(int peers) : held_(static_cast<std::size_t>(peers)) {}
+
+    // A lease answer for `peer`; `must_keep`: the peer held a lease already,
+    // so the same addresses must come back.
+    void check(int peer, const std::string& reply, bool must_keep) {
+        checked_++;
+        auto fail = [&](const std::string& why) {
+            if (errors_++ < 10)
+                std::fprintf(stderr, "load: peer %d: %s; answer:\n%s", peer, why.c_str(),
+                             reply.c_str());
+        };
+        if (field(reply, "errno") != "0")
+            return fail("errno is not 0");
+        std::string a4 = field(reply, "ipv4"), a6 = field(reply, "ipv6");
+        if (a4.size() < 4 || a4.compare(a4.size() - 3, 3, "/32") != 0)
+            return fail("no /32 IPv4 address");
+        if (a6.size() < 5 || a6.compare(a6.size() - 4, 4, "/128") != 0)
+            return fail("no /128 IPv6 address");
+        auto ip4 = wgd::parse_ip4(a4.substr(0, a4.size() - 3));
+        auto ip6 = wgd::parse_ip6(a6.substr(0, a6.size() - 4));
+        if (!ip4 || !kPool4.contains(*ip4))
+            return fail("IPv4 address outside the pool");
+        if (!ip6 || !kPool6.contains(*ip6))
+            return fail("IPv6 address outside the pool");
+        Holding& h = held_[static_cast<std::size_t>(peer)];
+        if (must_keep && (h.v4 != ip4 || h.v6 != ip6))
+            return fail("a renewal changed the addresses");
+        if (h.v4 != ip4) {
+            auto [it, fresh] = owner4_.emplace(*ip4, peer);
+            if (!fresh && it->second != peer)
+                return fail("IPv4 address already given to peer " + std::to_string(it->second));
+            if (h.v4)
+                owner4_.erase(*h.v4);
+            h.v4 = ip4;
+        }
+        if (h.v6 != ip6) {
+            auto [it, fresh] = owner6_.emplace(*ip6, peer);
+            if (!fresh && it->second != peer)
+                return fail("IPv6 address already given to peer " + std::to_string(it->second));
+            if (h.v6)
+                owner6_.erase(*h.v6);
+            h.v6 = ip6;
+        }
+    }
+    void transport_failure(int peer, const std::string& why) {
+        if (errors_++ < 10)
+            std::fprintf(stderr, "load: peer %d: no answer after %d attempts (%s)\n", peer,
+                         kMaxAttempts, why.c_str());
+    }
+    void error(const std::string& why) {
+        if (errors_++ < 10)
+            std::fprintf(stderr, "load: %s\n", why.c_str());
+    }
+    const Holding& held(int peer) const { return held_[static_cast<std::size_t>(peer)]; }
+    long checked() const { return checked_; }
+    long errors() const { return errors_; }
+
+  private:
+    std::vector<Holding> held_;
+    std::map<Ip4, int> owner4_;
+    std::map<Ip6, int> owner6_;
+    long checked_ = 0;
+    long errors_ = 0;
+};
+
+struct Job {
+    int peer;
+    std::string request;
+    bool must_keep;
+};
+
+struct PhaseResult {
+    int done = 0;
+    double seconds = 0;
+    long retries = 0;
+    std::vector<double> latencies_ms;
+};
+
+// Runs the jobs with at most `concurrency` connections open, each job one
+// connection: bind [fe80::X%if]:970, connect to [fe80::%if]:970, send, read
+// one answer, close with a reset (no TIME_WAIT, so the next job of the same
+// peer may bind again at once). With `rate` > 0 jobs start at that pace.
+class Driver {
+  public:
+    Driver(unsigned ifindex, Checker& checker) : ifindex_(ifindex), checker_(checker) {
+        epfd_ = epoll_create1(EPOLL_CLOEXEC);
+        if (epfd_ < 0)
+            throw std::runtime_error("epoll_create1 failed");
+    }
+    ~Driver() { close(epfd_); }
+
+    PhaseResult run(const std::vector<Job>& jobs, int concurrency, int rate = 0) {
+        PhaseResult result;
+        result.latencies_ms.reserve(jobs.size());
+        slots_.assign(static_cast<std::size_t>(concurrency), Slot{});
+        std::vector<std::size_t> free_slots;
+        for (std::size_t i = slots_.size(); i-- > 0;)
+            free_slots.push_back(i);
+        std::vector<std::pair<std::size_t, int>> retry; // job, attempt
+        std::size_t next = 0;
+        int open = 0;
+        auto start = Clock::now();
+        auto last_sweep = start;
+        std::vector<epoll_event> events(static_cast<std::size_t>(concurrency));
+        auto finish = [&](std::size_t s) {
+            Slot& slot = slots_[s];
+            epoll_ctl(epfd_, EPOLL_CTL_DEL, slot.fd, nullptr);
+            close(slot.fd);
+            slot.fd = -1;
+            free_slots.push_back(s);
+            open--;
+        };
+        auto failed = [&](std::size_t s, const char* why) {
+            Slot& slot = slots_[s];
+            std::size_t job = slot.job;
+            int attempt = slot.attempt;
+            finish(s);
+            if (attempt + 1 < kMaxAttempts) {
+                result.retries++;
+                retry.emplace_back(job, attempt + 1);
+            } else {
+                checker_.transport_failure(jobs[job].peer, why);
+                result.done++;
+            }
+        };
+        while (result.done < static_cast<int>(jobs.size())) {
+            auto now = Clock::now();
+            while (!free_slots.empty() && (!retry.empty() || next < jobs.size())) {
+                std::size_t job;
+                int attempt = 0;
+                if (!retry.empty()) {
+                    job = retry.back().first;
+                    attempt = retry.back().second;
+                    retry.pop_back();
+                } else {
+                    if (rate > 0 && now < start + std::chrono::microseconds(
+                                                      static_cast<long>(next) * 1'000'000 / rate))
+                        break;
+                    job = next++;
+                }
+                std::size_t s = free_slots.back();
+                free_slots.pop_back();
+                open++;
+                if (!begin(s, jobs[job], job, attempt))
+                    failed(s, std::strerror(errno));
+            }
+            int wait_ms = rate > 0 ? 1 : 100;
+            int n = epoll_wait(epfd_, events.data(), static_cast<int>(events.size()), wait_ms);
+            for (int i = 0; i < n; i++) {
+                std::size_t s = events[static_cast<std::size_t>(i)].data.u32;
+                Slot& slot = slots_[s];
+                if (slot.fd < 0)
+                    continue;
+                const Job& job = jobs[slot.job];
+                if (!slot.connected) {
+                    int err = 0;
+                    socklen_t len = sizeof err;
+                    getsockopt(slot.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+                    if (err != 0) {
+                        failed(s, std::strerror(err));
+                        continue;
+                    }
+                    slot.connected = true;
+                    ssize_t sent =
+                        send(slot.fd, job.request.data(), job.request.size(), MSG_NOSIGNAL);
+                    if (sent != static_cast<ssize_t>(job.request.size())) {
+                        failed(s, "short send");
+                        continue;
+                    }
+                    epoll_event ev{};
+                    ev.events = EPOLLIN;
+                    ev.data.u32 = static_cast<std::uint32_t>(s);
+                    epoll_ctl(epfd_, EPOLL_CTL_MOD, slot.fd, &ev);
+                    continue;
+                }
+                char buf[2048];
+                ssize_t got = recv(slot.fd, buf, sizeof buf, 0);
+                if (got < 0 && (errno == EAGAIN || errno == EINTR))
+                    continue;
+                if (got <= 0) {
+                    failed(s, got == 0 ? "closed without an answer" : std::strerror(errno));
+                    continue;
+                }
+                slot.reply.append(buf, static_cast<std::size_t>(got));
+                if (slot.reply.find("\n\n") == std::string::npos)
+                    continue;
+                result.latencies_ms.push_back(
+                    std::chrono::duration<double, std::milli>(Clock::now() - slot.started).count());
+                checker_.check(job.peer, slot.reply, job.must_keep);
+                result.done++;
+                finish(s);
+            }
+            if (Clock::now() - last_sweep > std::chrono::milliseconds(200)) {
+                last_sweep = Clock::now();
+                for (std::size_t s = 0; s < slots_.size(); s++)
+                    if (slots_[s].fd >= 0 && last_sweep - slots_[s].started > kRequestTimeout)
+                        failed(s, "timed out");
+            }
+        }
+        (void)open;
+        result.seconds = seconds_since(start);
+        return result;
+    }
+
+  private:
+    struct Slot {
+        int fd = -1;
+        std::size_t job = 0;
+        int attempt = 0;
+        bool connected = false;
+        std::string reply;
+        Clock::time_point started;
+    };
+
+    bool begin(std::size_t s, const Job& job, std::size_t job_index, int attempt) {
+        Slot& slot = slots_[s];
+        slot.job = job_index;
+        slot.attempt = attempt;
+        slot.connected = false;
+        slot.reply.clear();
+        slot.started = Clock::now();
+        slot.fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (slot.fd < 0)
+            return false;
+        int one = 1;
+        setsockopt(slot.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        linger lg{1, 0};
+        setsockopt(slot.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        sockaddr_in6 src{};
+        src.sin6_family = AF_INET6;
+        src.sin6_port = htons(970);
+        Ip6 ll = lladdr_of(job.peer);
+        std::memcpy(&src.sin6_addr, ll.bytes.data(), 16);
+        src.sin6_scope_id = ifindex_;
+        if (bind(slot.fd, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0)
+            return false;
+        sockaddr_in6 dst{};
+        dst.sin6_family = AF_INET6;
+        dst.sin6_port = htons(970);
+        dst.sin6_addr.s6_addr[0] = 0xfe;
+        dst.sin6_addr.s6_addr[1] = 0x80;
+        dst.sin6_scope_id = ifindex_;
+        if (connect(slot.fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) != 0 &&
+            errno != EINPROGRESS)
+            return false;
+        epoll_event ev{};
+        ev.events = EPOLLOUT;
+        ev.data.u32 = static_cast<std::uint32_t>(s);
+        return epoll_ctl(epfd_, EPOLL_CTL_ADD, slot.fd, &ev) == 0;
+    }
+
+    unsigned ifindex_;
+    Checker& checker_;
+    int epfd_ = -1;
+    std::vector<Slot> slots_;
+};
+
+std::string renewal(const Holding& h) {
+    std::string r = "request_ip=1\n";
+    if (h.v4)
+        r += "ipv4=" + wgd::to_string(*h.v4) + "/32\n";
+    if (h.v6)
+        r += "ipv6=" + wgd::to_string(*h.v6) + "/128\n";
+    return r + "\n";
+}
+
+double percentile(std::vector<double> v, double p) {
+    if (v.empty())
+        return 0;
+    std::size_t k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
+    std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
+    return v[k];
+}
+
+void report(const char* name, const PhaseResult& r) {
+    double max = r.latencies_ms.empty()
+                     ? 0
+                     : *std::max_element(r.latencies_ms.begin(), r.latencies_ms.end());
+    std::printf("%-9s %7d in %6.3f s = %8.0f /s   latency ms: median %7.2f  p99 %7.2f  max "
+                "%7.2f   retries %ld\n",
+                name, r.done, r.seconds, r.done / r.seconds, percentile(r.latencies_ms, 0.5),
+                percentile(r.latencies_ms, 0.99), max, r.retries);
+    std::fflush(stdout);
+}
+
+std::string proc_status(pid_t pid, const std::string& key) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(f, line))
+        if (line.rfind(key + ":", 0) == 0) {
+            std::istringstream words(line.substr(key.size() + 1));
+            std::string kb;
+            words >> kb;
+            return kb;
+        }
+    return "?";
+}
+
+std::vector<pid_t> children_of(pid_t parent) {
+    std::vector<pid_t> out;
+    std::ifstream f("/proc/" + std::to_string(parent) + "/task/" + std::to_string(parent) +
+                    "/children");
+    pid_t pid;
+    while (f >> pid)
+        out.push_back(pid);
+    return out;
+}
+
+std::string role_of(pid_t pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/cmdline");
+    std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (all.find("leased") != std::string::npos)
+        return "leased";
+    if (all.find("protod") != std::string::npos)
+        return "protod";
+    return "child";
+}
+
+void report_memory(pid_t server) {
+    std::printf("memory    peak (VmHWM) / now (VmRSS) kB:  netd %s / %s",
+                proc_status(server, "VmHWM").c_str(), proc_status(server, "VmRSS").c_str());
+    for (pid_t child : children_of(server))
+        std::printf("  %s %s / %s", role_of(child).c_str(), proc_status(child, "VmHWM").c_str(),
+                    proc_status(child, "VmRSS").c_str());
+    std::printf("\n");
+    std::fflush(stdout);
+}
+
+// Builds the peers: one `wg addconf` and one `ip -batch`, which LAB.md
+// measured at about a second each for 10,000.
+std::vector<std::string> add_peers(const wgd::lab::Lab& lab, int peers) {
+    std::vector<std::string> keys;
+    keys.reserve(static_cast<std::size_t>(peers));
+    std::string conf_path = lab.state_dir + "/../wgd-load-" + lab.id() + ".conf";
+    std::string batch_path = lab.state_dir + "/../wgd-load-" + lab.id() + ".batch";
+    {
+        std::ofstream conf(conf_path), batch(batch_path);
+        for (int i = 0; i < peers; i++) {
+            wgd::PublicKey key;
+            if (getrandom(key.bytes.data(), key.bytes.size(), 0) != 32)
+                throw std::runtime_error("getrandom failed");
+            keys.push_back(wgd::to_base64(key));
+            std::string ll = wgd::to_string(lladdr_of(i));
+            conf << "[Peer]\nPublicKey = " << keys.back() << "\nAllowedIPs = " << ll << "/128\n";
+            batch << "address add " << ll << "/128 dev " << lab.server_iface << " nodad\n";
+        }
+    }
+    int a =
+        sh("ip netns exec " + lab.server_ns + " wg addconf " + lab.server_iface + " " + conf_path);
+    int b = sh("ip -n " + lab.server_ns + " -batch " + batch_path + " >/dev/null");
+    std::remove(conf_path.c_str());
+    std::remove(batch_path.c_str());
+    if (a != 0 || b != 0)
+        throw std::runtime_error("cannot add the peers (wg addconf or ip -batch failed)");
+    return keys;
+}
+
+// `wg show` must hold exactly what the answers said for every peer.
+void check_device(const wgd::lab::Lab& lab, const std::vector<std::string>& keys,
+                  const Checker& checker, int peers) {
+    std::map<std::string, int> index;
+    for (int i = 0; i < static_cast<int>(keys.size()); i++)
+        index[keys[static_cast<std::size_t>(i)]] = i;
+    std::istringstream lines(lab.server_allowed_ips());
+    std::string line;
+    std::vector<bool> seen(keys.size(), false);
+    int compared = 0;
+    auto& mutable_checker = const_cast<Checker&>(checker);
+    while (std::getline(lines, line)) {
+        auto tab = line.find('\t');
+        if (tab == std::string::npos)
+            continue;
+        auto it = index.find(line.substr(0, tab));
+        if (it == index.end()) {
+            mutable_checker.error("wg show lists an unknown peer");
+            continue;
+        }
+        int i = it->second;
+        seen[static_cast<std::size_t>(i)] = true;
+        std::istringstream words(line.substr(tab + 1));
+        std::string w;
+        std::optional<Ip4> v4;
+        std::optional<Ip6> v6;
+        bool has_ll = false, extra = false;
+        while (words >> w) {
+            auto slash = w.find('/');
+            std::string addr = w.substr(0, slash), len = w.substr(slash + 1);
+            if (auto a4 = wgd::parse_ip4(addr); a4 && len == "32" && !v4)
+                v4 = a4;
+            else if (auto a6 = wgd::parse_ip6(addr); a6 && len == "128" && a6 == lladdr_of(i))
+                has_ll = true;
+            else if (a6 && len == "128" && !a6->is_link_local() && !v6)
+                v6 = a6;
+            else
+                extra = true;
+        }
+        const Holding& h = checker.held(i);
+        if (i >= peers) {
+            if (!has_ll || extra)
+                mutable_checker.error("wg show: peer " + std::to_string(i) + " changed: " + line);
+            continue;
+        }
+        compared++;
+        if (!has_ll || extra || v4 != h.v4 || v6 != h.v6)
+            mutable_checker.error("wg show disagrees with the answers for peer " +
+                                  std::to_string(i) + ": " + line);
+    }
+    for (std::size_t i = 0; i < seen.size(); i++)
+        if (!seen[i])
+            mutable_checker.error("wg show lacks peer " + std::to_string(i));
+    std::printf("wg show   %d peers agree with the answers\n", compared);
+}
+
+std::vector<Job> renewals(const Checker& checker, int from, int to) {
+    std::vector<Job> jobs;
+    for (int i = from; i < to; i++)
+        jobs.push_back({i, renewal(checker.held(i)), true});
+    return jobs;
+}
+
+// One blocking attempt at a renewal by peer 0, for the restart measurement.
+std::optional<std::string> try_once(unsigned ifindex, const std::string& request) {
+    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    linger lg{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    timeval tv{2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in6 src{}, dst{};
+    src.sin6_family = dst.sin6_family = AF_INET6;
+    src.sin6_port = dst.sin6_port = htons(970);
+    Ip6 ll = lladdr_of(0);
+    std::memcpy(&src.sin6_addr, ll.bytes.data(), 16);
+    dst.sin6_addr.s6_addr[0] = 0xfe;
+    dst.sin6_addr.s6_addr[1] = 0x80;
+    src.sin6_scope_id = dst.sin6_scope_id = ifindex;
+    std::optional<std::string> out;
+    if (bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) == 0 &&
+        connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) == 0 &&
+        send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+            static_cast<ssize_t>(request.size())) {
+        std::string reply;
+        char buf[2048];
+        ssize_t n;
+        while ((n = recv(fd, buf, sizeof buf, 0)) > 0) {
+            reply.append(buf, static_cast<std::size_t>(n));
+            if (reply.find("\n\n") != std::string::npos) {
+                out = reply;
+                break;
+            }
+        }
+    }
+    close(fd);
+    return out;
+}
+
+int run(const Config& cfg) {
+    if (!wgd::lab::running_as_root()) {
+        std::fprintf(stderr, "wgd-load needs root (network namespaces, wireguard-go)\n");
+        return 77;
+    }
+    rlimit nofile{};
+    getrlimit(RLIMIT_NOFILE, &nofile);
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+    if (static_cast<rlim_t>(cfg.concurrency) + 64 > nofile.rlim_cur) {
+        std::fprintf(stderr, "wgd-load: -c %d needs more open files than the limit %lu\n",
+                     cfg.concurrency, static_cast<unsigned long>(nofile.rlim_cur));
+        return 2;
+    }
+    int total = std::max(cfg.peers, cfg.restart_leases);
+    std::printf("wgd-load: %d peers, %d concurrent clients%s\n", cfg.peers, cfg.concurrency,
+                cfg.restart_leases > cfg.peers
+                    ? (", " + std::to_string(total) + " leases before the restart").c_str()
+                    : "");
+
+    auto setup_start = Clock::now();
+    wgd::lab::Lab lab({.clients = 0, .pools = false, .client_adds_lladdr = false});
+    std::vector<std::string> keys = add_peers(lab, total);
+    if (sh("ip -n " + lab.server_ns + " route add 10.0.0.0/8 dev " + lab.server_iface) != 0 ||
+        sh("ip -n " + lab.server_ns + " route add 2001:db8::/64 dev " + lab.server_iface) != 0)
+        throw std::runtime_error("cannot route the pools");
+    int nsfd = open(("/run/netns/" + lab.server_ns).c_str(), O_RDONLY | O_CLOEXEC);
+    if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) != 0)
+        throw std::runtime_error("cannot enter the lab namespace");
+    close(nsfd);
+    unsigned ifindex = if_nametoindex(lab.server_iface.c_str());
+    std::printf("setup     %.2f s (wireguard-go, %d peers, %d addresses)\n",
+                seconds_since(setup_start), total, total);
+
+    std::string log = lab.state_dir + ".log";
+    std::vector<std::string> args{"-f", "--state-dir", lab.state_dir, lab.server_iface};
+    pid_t server = lab.start(lab.server_ns, cfg.server, args, log);
+
+    Checker checker(total);
+    Driver driver(ifindex, checker);
+    auto wait_start = Clock::now();
+    // The first leases include the start: the first jobs wait in the
+    // kernel's accept queue or are retried until the server listens.
+    while (!try_once(ifindex, "request_ip=1\nipv4=10.0.0.1/24\n\n")) {
+        if (seconds_since(wait_start) > 30)
+            throw std::runtime_error("the server did not start; log: " + log);
+        usleep(10'000);
+    }
+    std::printf("start     serving after %.3f s\n", seconds_since(wait_start));
+
+    std::vector<Job> grants;
+    for (int i = 0; i < cfg.peers; i++)
+        grants.push_back({i, "request_ip=1\n\n", false});
+    report("grants", driver.run(grants, cfg.concurrency));
+    report("renewals", driver.run(renewals(checker, 0, cfg.peers), cfg.concurrency));
+    std::vector<Job> mix = renewals(checker, 0, cfg.peers);
+    for (std::size_t i = 1; i < mix.size(); i += 2)
+        mix[i].request = "request_ip=1\nipv4=0.0.0.0/32\nipv6=::/128\n\n";
+    std::reverse(mix.begin(), mix.end());
+    report("mix", driver.run(mix, cfg.concurrency));
+    int paced_count = std::min(cfg.peers, cfg.paced_rate * (cfg.quick ? 1 : 3));
+    PhaseResult paced =
+        driver.run(renewals(checker, 0, paced_count), cfg.concurrency, cfg.paced_rate);
+    std::printf("paced at %d/s: ", cfg.paced_rate);
+    report("renewals", paced);
+    if (total > cfg.peers) {
+        std::vector<Job> more;
+        for (int i = cfg.peers; i < total; i++)
+            more.push_back({i, "request_ip=1\n\n", false});
+        report("grants+", driver.run(more, cfg.concurrency));
+    }
+    check_device(lab, keys, checker, total);
+    report_memory(server);
+
+    // Restart: SIGTERM, wait, start again; time until a renewal is answered.
+    kill(server, SIGTERM);
+    int status = 0;
+    waitpid(server, &status, 0);
+    auto restart = Clock::now();
+    server = lab.start(lab.server_ns, cfg.server, args, log);
+    std::string request = renewal(checker.held(0));
+    std::optional<std::string> reply;
+    while (!(reply = try_once(ifindex, request))) {
+        if (seconds_since(restart) > 60)
+            throw std::runtime_error("the server did not come back; log: " + log);
+        usleep(2'000);
+    }
+    std::printf("restart   %d leases: first answer after %.3f s\n", total, seconds_since(restart));
+    checker.check(0, *reply, true);
+    report_memory(server);
+
+    std::printf("checked %ld answers, %ld errors\n", checker.checked(), checker.errors());
+    if (checker.errors() != 0)
+        std::printf("server log: %s\n", log.c_str());
+    else
+        std::remove(log.c_str());
+    return checker.errors() == 0 && checker.checked() > 0 ? 0 : 1;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    Config cfg = parse(argc, argv);
+    signal(SIGPIPE, SIG_IGN);
+    try {
+        return run(cfg);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "wgd-load: %s\n", e.what());
+        return 1;
+    }
+}
