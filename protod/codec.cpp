@@ -194,6 +194,16 @@ struct SeenKeys {
     }
 };
 
+// A request's first line: the command and its version.
+std::optional<ParseError> check_request_command(const Line& line) {
+    if (line.key != "request_ip") {
+        if (is_request_key(line.key))
+            return invalid("first line is not the command: " + quoted(line.key));
+        return unsupported("unknown command " + quoted(line.key));
+    }
+    return check_version(line.value);
+}
+
 std::variant<Request, ParseError> decode(std::string_view message, Request*) {
     if (message.size() <= 1)
         return invalid("empty message, no command");
@@ -203,13 +213,8 @@ std::variant<Request, ParseError> decode(std::string_view message, Request*) {
     auto error = for_each_line(
         message, [&](std::size_t index, const Line& line) -> std::optional<ParseError> {
             if (index == 0) {
-                if (line.key != "request_ip") {
-                    if (is_request_key(line.key))
-                        return invalid("first line is not the command: " + quoted(line.key));
-                    return unsupported("unknown command " + quoted(line.key));
-                }
                 seen.request_ip = true;
-                return check_version(line.value);
+                return check_request_command(line);
             }
             if (!is_request_key(line.key))
                 return std::nullopt; // forward compatibility
@@ -313,6 +318,27 @@ std::variant<Response, ParseError> decode(std::string_view message, Response*) {
     return response;
 }
 
+// The verdict on a message's first line as soon as it is complete, the same
+// that decode() gives when it reaches that line: a peer that does not speak
+// the protocol (CR LF line ends, HTTP, TLS) is answered at once instead of
+// after the request timeout, since its message may never end in "\n\n".
+std::optional<ParseError> first_line_error(std::string_view line, Request*) {
+    auto split = split_line(line);
+    if (auto* error = std::get_if<ParseError>(&split))
+        return std::move(*error);
+    return check_request_command(std::get<Line>(split));
+}
+
+std::optional<ParseError> first_line_error(std::string_view line, Response*) {
+    auto split = split_line(line);
+    if (auto* error = std::get_if<ParseError>(&split))
+        return std::move(*error);
+    // Without request_ip= it is a legacy response: only the whole message tells.
+    if (std::get<Line>(split).key == "request_ip")
+        return check_version(std::get<Line>(split).value);
+    return std::nullopt;
+}
+
 // Keeps a server's text on its one line whatever it holds.
 std::string sanitized_errmsg(std::string_view text) {
     constexpr std::size_t max_text = max_line_bytes - std::string_view("errmsg=\n").size();
@@ -396,6 +422,13 @@ ParseResult<Message> Parser<Message>::next() {
             return std::get<Message>(std::move(decoded));
         }
         if (c == '\n') {
+            if (line_start_ == 0) {
+                if (auto error = first_line_error(std::string_view(buf_, scanned_),
+                                                  static_cast<Message*>(nullptr))) {
+                    error_ = std::move(*error);
+                    return *error_;
+                }
+            }
             line_start_ = scanned_ + 1;
         } else if (scanned_ - line_start_ + 1 >= max_line_bytes) {
             error_ = invalid("line longer than 4096 bytes");
