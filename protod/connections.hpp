@@ -33,6 +33,9 @@ struct Limits {
     std::chrono::milliseconds idle_timeout{10'000};
     // A request must be complete this long after its first byte (slow senders are cut).
     std::chrono::milliseconds request_timeout{10'000};
+    // When every slot is taken, a connection quiet for this long may make
+    // room for a new one (see evictable()).
+    std::chrono::milliseconds evict_after_quiet{1'000};
 };
 
 inline constexpr std::uint16_t kProtocolPort = 970;
@@ -58,6 +61,13 @@ class ConnectionTable {
     // A new connection from `source`; nullopt when max_connections are open.
     // Ids are never reused while their connection lives.
     std::optional<ConnId> open(const Ip6& source, TimePoint now);
+    // With every slot taken, the connection to close so that a new one fits:
+    // the one quiet longest, if it owes nothing, awaits no answer and has been
+    // quiet for evict_after_quiet. Without it, peers holding silent
+    // connections would lock every other peer out until the idle timeout;
+    // with it, a peer that connects and sends its request at once is served,
+    // since its connection is never the quiet one.
+    std::optional<ConnId> evictable(TimePoint now) const;
     void close(ConnId id);
     bool contains(ConnId id) const;
     std::size_t size() const { return conns_.size(); }

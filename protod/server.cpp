@@ -58,6 +58,7 @@ class Server {
     std::map<ConnId, UniqueFd> sockets_;
     std::uint64_t refused_peers_ = 0; // wrong source port or address
     std::uint64_t over_limit_ = 0;    // closed because max_connections were open
+    std::uint64_t evicted_ = 0;       // quiet connections closed to make room
     std::optional<TimePoint> last_full_warning_;
     std::optional<TimePoint> last_accept_warning_;
 
@@ -113,6 +114,15 @@ void Server::accept_some(TimePoint now) {
             continue;
         }
         auto id = table_.open(*source, now);
+        if (!id) {
+            if (auto quiet = table_.evictable(now)) {
+                ++evicted_;
+                WGD_LOG_DEBUG("connection %u closed to make room (quiet longest; %llu so far)",
+                              *quiet, static_cast<unsigned long long>(evicted_));
+                drop(*quiet);
+                id = table_.open(*source, now);
+            }
+        }
         if (!id) {
             ++over_limit_;
             if (warn_now(last_full_warning_, now)) {
