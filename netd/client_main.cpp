@@ -76,6 +76,8 @@ class ClientNetd {
 
 void ClientNetd::check_preconditions() {
     const std::string& ifname = options_.iface;
+    if (std::string bad_user = check_sandbox_user(options_.user); !bad_user.empty())
+        throw Failure{bad_user};
     auto rtnl = Rtnl::open();
     if (!rtnl)
         throw Failure{"cannot open rtnetlink: " + rtnl.error().message};

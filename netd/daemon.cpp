@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <syslog.h>
@@ -112,6 +113,15 @@ pid_t spawn_child(privsep::Role role, const std::vector<std::string>& args,
     for (int fd : fds)
         placed.emplace_back(number++, fd);
     return privsep::spawn_role("/proc/self/exe", argv, placed);
+}
+
+std::string check_sandbox_user(const std::string& user) {
+    const passwd* pw = getpwnam(user.c_str());
+    if (!pw)
+        return "no such user '" + user + "' (--user)";
+    if (pw->pw_uid == 0 || pw->pw_gid == 0)
+        return "--user " + user + " is root: the sandboxed processes must run unprivileged";
+    return "";
 }
 
 Result<UniqueFd> listen_link_local(int ifindex, const std::string& ifname) {

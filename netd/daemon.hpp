@@ -38,6 +38,11 @@ class LogRelay {
 pid_t spawn_child(privsep::Role role, const std::vector<std::string>& args,
                   const std::vector<int>& fds, const LogRelay& relay);
 
+// The --user for leased and protod must exist and not be root: checked
+// before anything starts, so that a typo is a one-line usage error rather
+// than a child dying in its sandbox set-up. Empty when fine.
+std::string check_sandbox_user(const std::string& user);
+
 // The server's listening socket on [fe80::%ifindex]:970.
 Result<UniqueFd> listen_link_local(int ifindex, const std::string& ifname);
 

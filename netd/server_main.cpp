@@ -124,6 +124,8 @@ class ServerNetd {
 
 void ServerNetd::check_preconditions() {
     const std::string& ifname = options_.iface;
+    if (std::string bad_user = check_sandbox_user(options_.user); !bad_user.empty())
+        throw Failure{bad_user};
     auto link = rtnl_.link_by_name(ifname);
     if (!link)
         throw Failure{"no such interface '" + ifname + "'"};

@@ -286,3 +286,18 @@ TEST_F(Server, FailedPreconditionsExitOneWithAReason) {
     EXPECT_NE(no_ll.find("fe80::/64"), std::string::npos) << no_ll;
     EXPECT_NE(no_ll.find("exit=1"), std::string::npos);
 }
+
+TEST_F(Server, UnknownOrRootUserIsRefusedBeforeAnythingStarts) {
+    lab_ = std::make_unique<Lab>(LabOptions{1});
+    auto run = [&](const std::string& user) {
+        return lab_->out(lab_->server_ns, binary("wg-dynamic-server") + " -f --user " + user +
+                                              " --state-dir " + lab_->state_dir + " " +
+                                              lab_->server_iface + " 2>&1; echo exit=$?");
+    };
+    std::string unknown = run("no-such-user-wgd");
+    EXPECT_NE(unknown.find("no such user 'no-such-user-wgd'"), std::string::npos) << unknown;
+    EXPECT_NE(unknown.find("exit=1"), std::string::npos);
+    std::string root = run("root");
+    EXPECT_NE(root.find("is root"), std::string::npos) << root;
+    EXPECT_NE(root.find("exit=1"), std::string::npos);
+}
