@@ -81,6 +81,8 @@ Lab::Lab(LabOptions options) : id_(next_id()) {
         must("ip netns add " + server_ns);
         server_wg_pid_ = start_wireguard_go(server_ns, server_iface);
         std::string server_key = trim(sh_out("wg genkey"));
+        server_privkey_ = server_key;
+        pools_ = options.pools;
         server_pubkey = trim(sh_out("echo " + server_key + " | wg pubkey"));
         must("ip -n " + server_ns + " link set " + server_iface + " addrgenmode none");
         must("ip netns exec " + server_ns + " sh -c 'wg set " + server_iface +
@@ -190,6 +192,31 @@ void Lab::teardown() {
         sh("rm -rf '" + state_dir + "'");
 }
 
+void Lab::restart_server_wireguard() {
+    if (server_wg_pid_ > 0) {
+        kill(server_wg_pid_, SIGTERM);
+        if (!eventually([&] { return waitpid(server_wg_pid_, nullptr, WNOHANG) != 0; }, 3000)) {
+            kill(server_wg_pid_, SIGKILL);
+            waitpid(server_wg_pid_, nullptr, 0);
+        }
+        unlink(("/run/wireguard/" + server_iface + ".sock").c_str());
+        server_wg_pid_ = -1;
+    }
+    server_wg_pid_ = start_wireguard_go(server_ns, server_iface);
+    must("ip -n " + server_ns + " link set " + server_iface + " addrgenmode none");
+    must("ip netns exec " + server_ns + " sh -c 'wg set " + server_iface +
+         " private-key /dev/stdin listen-port 51820 <<EOF\n" + server_privkey_ + "\nEOF'");
+    for (const LabClient& c : clients)
+        must("ip netns exec " + server_ns + " wg set " + server_iface + " peer " + c.pubkey +
+             " allowed-ips " + c.lladdr + "/128");
+    must("ip -n " + server_ns + " addr add fe80::/64 dev " + server_iface);
+    must("ip -n " + server_ns + " link set " + server_iface + " up");
+    if (pools_) {
+        must("ip -n " + server_ns + " addr add 10.77.0.1/24 dev " + server_iface);
+        must("ip -n " + server_ns + " addr add 2001:db8:77::1/64 dev " + server_iface);
+    }
+}
+
 int Lab::in(const std::string& ns, const std::string& command) const {
     return sh("ip netns exec " + ns + " sh -c '" + command + "'");
 }
@@ -245,7 +272,8 @@ pid_t Lab::start(const std::string& ns, const std::string& binary,
 }
 
 Exchange exchange(const std::string& ns, const std::string& iface, const std::string& lladdr,
-                  const std::string& request, int source_port, int wait_ms, bool stop_at_message) {
+                  const std::string& request, int source_port, int wait_ms, bool stop_at_message,
+                  bool half_close) {
     int pipefd[2];
     if (pipe(pipefd) != 0)
         return {};
@@ -299,6 +327,8 @@ Exchange exchange(const std::string& ns, const std::string& iface, const std::st
                 break;
             off += static_cast<std::size_t>(n);
         }
+        if (half_close)
+            shutdown(fd, SHUT_WR);
         auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
         for (;;) {
             auto left = std::chrono::duration_cast<std::chrono::milliseconds>(

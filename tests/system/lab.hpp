@@ -55,6 +55,12 @@ class Lab {
     // The allowed IPs of one peer on the server, space separated, sorted.
     std::string allowed_ips_of(const std::string& pubkey) const;
 
+    // Stops the server's wireguard-go (SIGTERM by its pid: the interface
+    // goes away), starts a new one with the same name and key, and puts back
+    // what an operator's configuration would: listen port, peers with their
+    // link-local /128 only, fe80::/64, the pools' addresses, link up.
+    void restart_server_wireguard();
+
     // Starts a daemon from the build directory inside a namespace, in the
     // foreground (-f), with its stderr captured to a file; returns its pid.
     pid_t start(const std::string& ns, const std::string& binary,
@@ -63,6 +69,8 @@ class Lab {
   private:
     std::string id_;
     pid_t server_wg_pid_ = -1;
+    std::string server_privkey_;
+    bool pools_ = true;
     std::vector<pid_t> daemons_;
     bool ok_ = false;
     pid_t start_wireguard_go(const std::string& ns, const std::string& iface);
@@ -73,7 +81,8 @@ class Lab {
 // connects to [fe80::%iface]:970, sends `request`, and reads until the peer
 // closes, `wait_ms` passes, or (when stop_at_message) one complete message
 // ("\n\n") arrived. Returns what was read; `closed` tells whether the server
-// closed the connection.
+// closed the connection. With half_close the client shuts down its sending
+// side after the request (a client that gives up before the empty line).
 struct Exchange {
     bool connected = false;
     bool closed = false;
@@ -82,7 +91,7 @@ struct Exchange {
 };
 Exchange exchange(const std::string& ns, const std::string& iface, const std::string& lladdr,
                   const std::string& request, int source_port = 970, int wait_ms = 3000,
-                  bool stop_at_message = true);
+                  bool stop_at_message = true, bool half_close = false);
 
 // Waits until `predicate` holds or `timeout_ms` passes.
 template <class Predicate>
