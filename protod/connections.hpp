@@ -35,7 +35,7 @@ struct Limits {
     std::chrono::milliseconds request_timeout{10'000};
     // When every slot is taken, a connection quiet for this long may make
     // room for a new one (see evictable()).
-    std::chrono::milliseconds evict_after_quiet{1'000};
+    std::chrono::milliseconds evict_after_quiet{250};
 };
 
 inline constexpr std::uint16_t kProtocolPort = 970;
