@@ -301,3 +301,22 @@ TEST_F(Server, UnknownOrRootUserIsRefusedBeforeAnythingStarts) {
     EXPECT_NE(root.find("is root"), std::string::npos) << root;
     EXPECT_NE(root.find("exit=1"), std::string::npos);
 }
+
+TEST_F(Server, PrototypeDialectIsAnsweredInThePrototypesDialect) {
+    start_lab();
+    // What the upstream prototype's client sends.
+    Exchange ex = ask(0, "request_ip=1\nip=0.0.0.0/32\nip=::/128\nleasestart=0\nleasetime=0\n\n");
+    ASSERT_TRUE(ex.connected);
+    EXPECT_EQ(ex.reply.find("request_ip="), std::string::npos) << ex.reply;
+    EXPECT_EQ(ex.reply.find("ipv4="), std::string::npos) << ex.reply;
+    EXPECT_EQ(field(ex.reply, "errno"), "0") << ex.reply;
+    std::size_t first = ex.reply.find("ip=");
+    ASSERT_NE(first, std::string::npos) << ex.reply;
+    EXPECT_NE(ex.reply.find("ip=", first + 1), std::string::npos) << "one ip= per family\n"
+                                                                  << ex.reply;
+    EXPECT_NE(ex.reply.find("/32\n"), std::string::npos);
+    EXPECT_NE(ex.reply.find("/128\n"), std::string::npos);
+    // Mixing the dialects is invalid.
+    Exchange mixed = ask(0, "request_ip=1\nip=0.0.0.0/32\nipv6=::/128\n\n");
+    EXPECT_EQ(field(mixed.reply, "errno"), "1") << mixed.reply;
+}
