@@ -293,9 +293,13 @@ void ServerNetd::handle_events() {
                 stopping_ = true;
                 return;
             }
-            if (link->link.is_up() != link_.is_up())
+            if (link->link.is_up() != link_.is_up()) {
                 WGD_LOG_INFO("interface %s is %s", options_.iface.c_str(),
                              link->link.is_up() ? "up" : "down");
+                // Back up: its routes may differ from those before.
+                if (link->link.is_up())
+                    pools_changed = true;
+            }
             link_ = link->link;
         } else if (auto* route = std::get_if<RouteEvent>(&ev)) {
             pools_changed = true;
@@ -306,6 +310,16 @@ void ServerNetd::handle_events() {
         }
     }
     if (pools_changed) {
+        // Routes vanish with a link that goes down or away (wireguard-go
+        // stopping, `ip link set down`): that is no pool removed by the
+        // operator, and revoking every lease for it would lose them all. The
+        // pools stand until the link is up again and its routes say otherwise.
+        auto now_link = rtnl_.link_by_name(options_.iface);
+        if (!now_link || now_link->ifindex != link_.ifindex || !now_link->is_up()) {
+            WGD_LOG_DEBUG("route change while %s is down or gone: pools kept",
+                          options_.iface.c_str());
+            return;
+        }
         auto pools = rtnl_.pools(link_.ifindex);
         if (pools)
             pools_ = std::move(pools.value());
