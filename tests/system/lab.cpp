@@ -215,6 +215,17 @@ void Lab::restart_server_wireguard() {
         must("ip -n " + server_ns + " addr add 10.77.0.1/24 dev " + server_iface);
         must("ip -n " + server_ns + " addr add 2001:db8:77::1/64 dev " + server_iface);
     }
+    // The clients' sessions died with the old wireguard-go; left alone they
+    // would start new handshakes only after about 15 s. Re-adding the server
+    // peer makes them handshake at their next packet.
+    for (std::size_t i = 0; i < clients.size(); i++) {
+        const LabClient& c = clients[i];
+        must("ip netns exec " + c.ns + " wg set " + c.iface + " peer " + server_pubkey + " remove");
+        std::string net = "10.200." + std::to_string(i);
+        must("ip netns exec " + c.ns + " wg set " + c.iface + " peer " + server_pubkey +
+             " allowed-ips fe80::/128,0.0.0.0/0,::/0 endpoint " + net +
+             ".1:51820 persistent-keepalive 1");
+    }
 }
 
 int Lab::in(const std::string& ns, const std::string& command) const {
