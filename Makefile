@@ -3,6 +3,7 @@ SHELL := /bin/bash
 BUILD        ?= build
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_SECONDS ?= 60
+SOAK_SECONDS ?= 600
 PREFIX       ?= /usr/local
 DESTDIR      ?=
 JOBS         ?= $(shell nproc)
@@ -21,7 +22,7 @@ DEPS := cmake g++ clang pkg-config make libmnl-dev libseccomp-dev libcap-ng-dev 
         wireguard-tools wireguard-go mandoc python3 libclang-rt-14-dev \
         iputils-ping procps
 
-.PHONY: all build deps check demo fuzz bench bench-load install uninstall format clean
+.PHONY: all build deps check demo fuzz soak bench bench-load install uninstall format clean
 
 all: build
 
@@ -63,6 +64,13 @@ fuzz: deps
 	      grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|#[0-9]+[[:space:]]+DONE|==[0-9]+==ERROR|SUMMARY)' ; \
 	  test $${PIPESTATUS[0]} -eq 0; \
 	done
+
+# The robustness campaign (issue 10): SIGKILLs of the server suite's processes
+# during grants for SOAK_SECONDS, every acknowledged lease checked after each
+# restart; then the other fault, flood and hostile-input tests once. Needs root.
+soak: deps build
+	cd $(BUILD) && WGD_SOAK_SECONDS=$(SOAK_SECONDS) ./tests/test_system \
+	  --gtest_filter='Faults.*:Floods.*:Hostile.*'
 
 bench: deps build
 	@set -e; for b in $(BUILD)/bench/*; do echo "== $$(basename $$b)"; \
