@@ -25,10 +25,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -459,6 +461,65 @@ std::string role_of(pid_t pid) {
     return "child";
 }
 
+// CPU time (user + system) of a process in seconds, 0 when it is gone.
+double cpu_seconds(pid_t pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    auto close_paren = stat.rfind(')');
+    if (close_paren == std::string::npos)
+        return 0;
+    std::istringstream rest(stat.substr(close_paren + 2));
+    std::string skip;
+    for (int i = 0; i < 11; i++) // fields 3 to 13
+        rest >> skip;
+    unsigned long long utime = 0, stime = 0;
+    rest >> utime >> stime;
+    return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+pid_t wireguard_go_of(const std::string& iface) {
+    std::string wanted = std::string("wireguard-go") + '\0' + "-f" + '\0' + iface + '\0';
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+        std::string name = entry.path().filename();
+        if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0])))
+            continue;
+        std::ifstream f(entry.path() / "cmdline");
+        std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+        if (all == wanted)
+            return static_cast<pid_t>(std::stol(name));
+    }
+    return -1;
+}
+
+// CPU used by each process of the server, by wireguard-go and by this
+// generator: on a shared machine the rates depend on who else runs, the CPU
+// per request much less.
+struct CpuSample {
+    double netd = 0, leased = 0, protod = 0, wg = 0, self = 0;
+};
+
+CpuSample cpu_sample(pid_t server, pid_t wg) {
+    CpuSample c;
+    c.netd = cpu_seconds(server);
+    for (pid_t child : children_of(server)) {
+        std::string role = role_of(child);
+        (role == "leased" ? c.leased : c.protod) += cpu_seconds(child);
+    }
+    c.wg = wg > 0 ? cpu_seconds(wg) : 0;
+    c.self = cpu_seconds(getpid());
+    return c;
+}
+
+void report_cpu(const CpuSample& a, const CpuSample& b, int requests) {
+    auto us = [&](double x, double y) { return (y - x) * 1e6 / std::max(requests, 1); };
+    double server = us(a.netd + a.leased + a.protod, b.netd + b.leased + b.protod);
+    std::printf("          cpu us/request: netd %.0f  leased %.0f  protod %.0f  (server %.0f)  "
+                "wireguard-go %.0f  generator %.0f\n",
+                us(a.netd, b.netd), us(a.leased, b.leased), us(a.protod, b.protod), server,
+                us(a.wg, b.wg), us(a.self, b.self));
+    std::fflush(stdout);
+}
+
 void report_memory(pid_t server) {
     std::printf("memory    peak (VmHWM) / now (VmRSS) kB:  netd %s / %s",
                 proc_status(server, "VmHWM").c_str(), proc_status(server, "VmRSS").c_str());
@@ -474,6 +535,11 @@ void report_memory(pid_t server) {
 std::vector<std::string> add_peers(const wgd::lab::Lab& lab, int peers) {
     std::vector<std::string> keys;
     keys.reserve(static_cast<std::size_t>(peers));
+    // wireguard-go dies of the netlink storm when thousands of addresses
+    // arrive while its interface is up; added while it is down they stay
+    // (going down flushes the IPv6 addresses, so fe80::/64 comes again).
+    if (sh("ip -n " + lab.server_ns + " link set " + lab.server_iface + " down") != 0)
+        throw std::runtime_error("cannot take the interface down");
     std::string conf_path = lab.state_dir + "/../wgd-load-" + lab.id() + ".conf";
     std::string batch_path = lab.state_dir + "/../wgd-load-" + lab.id() + ".batch";
     {
@@ -487,6 +553,8 @@ std::vector<std::string> add_peers(const wgd::lab::Lab& lab, int peers) {
             conf << "[Peer]\nPublicKey = " << keys.back() << "\nAllowedIPs = " << ll << "/128\n";
             batch << "address add " << ll << "/128 dev " << lab.server_iface << " nodad\n";
         }
+        batch << "address replace fe80::/64 dev " << lab.server_iface << " nodad\n";
+        batch << "link set " << lab.server_iface << " up\n";
     }
     int a =
         sh("ip netns exec " + lab.server_ns + " wg addconf " + lab.server_iface + " " + conf_path);
@@ -651,23 +719,29 @@ int run(const Config& cfg) {
     std::vector<Job> grants;
     for (int i = 0; i < cfg.peers; i++)
         grants.push_back({i, "request_ip=1\n\n", false});
-    report("grants", driver.run(grants, cfg.concurrency));
-    report("renewals", driver.run(renewals(checker, 0, cfg.peers), cfg.concurrency));
+    pid_t wg = wireguard_go_of(lab.server_iface);
+    auto phase = [&](const char* name, const std::vector<Job>& jobs, int rate = 0) {
+        CpuSample before = cpu_sample(server, wg);
+        PhaseResult r = driver.run(jobs, cfg.concurrency, rate);
+        CpuSample after = cpu_sample(server, wg);
+        report(name, r);
+        report_cpu(before, after, r.done);
+    };
+    phase("grants", grants);
+    phase("renewals", renewals(checker, 0, cfg.peers));
     std::vector<Job> mix = renewals(checker, 0, cfg.peers);
     for (std::size_t i = 1; i < mix.size(); i += 2)
         mix[i].request = "request_ip=1\nipv4=0.0.0.0/32\nipv6=::/128\n\n";
     std::reverse(mix.begin(), mix.end());
-    report("mix", driver.run(mix, cfg.concurrency));
+    phase("mix", mix);
     int paced_count = std::min(cfg.peers, cfg.paced_rate * (cfg.quick ? 1 : 3));
-    PhaseResult paced =
-        driver.run(renewals(checker, 0, paced_count), cfg.concurrency, cfg.paced_rate);
-    std::printf("paced at %d/s: ", cfg.paced_rate);
-    report("renewals", paced);
+    std::printf("paced at %d/s:\n", cfg.paced_rate);
+    phase("renewals", renewals(checker, 0, paced_count), cfg.paced_rate);
     if (total > cfg.peers) {
         std::vector<Job> more;
         for (int i = cfg.peers; i < total; i++)
             more.push_back({i, "request_ip=1\n\n", false});
-        report("grants+", driver.run(more, cfg.concurrency));
+        phase("grants+", more);
     }
     check_device(lab, keys, checker, total);
     report_memory(server);
