@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <utility>
 
 namespace wgd::leased {
 
@@ -234,11 +235,53 @@ void CountingTrie<Addr, Count, W>::compact() {
 }
 
 template <class Addr, class Count, unsigned W>
-std::optional<Addr> CountingTrie<Addr, Count, W>::draw(RandomSource& rng) const {
-    const Count total = node(1).free_open;
-    if (total == 0)
+Count CountingTrie<Addr, Count, W>::rank(Addr a) const {
+    Count below = 0;
+    std::uint32_t n = 1;
+    bool in_pool = false;
+    for (;;) {
+        const Node& nd = node(n);
+        if (nd.blocks > 0 || nd.len == W)
+            return below; // nothing open in this subtree before a
+        in_pool = in_pool || nd.pools > 0;
+        const unsigned half_len = nd.len + 1u;
+        // Open addresses of a child slot's half, or of its part outside the child.
+        auto half_open = [&](std::uint32_t c) -> Count {
+            if (c == 0)
+                return in_pool ? capacity<Count, W>(half_len) : Count{0};
+            const Node& cn = node(c);
+            return in_pool ? static_cast<Count>(capacity<Count, W>(half_len) - cn.blocked)
+                           : cn.free_open;
+        };
+        const unsigned s = bit_at<Addr, W>(a, nd.len);
+        if (s == 1)
+            below += half_open(nd.child[0]);
+        const Addr half_base = nd.key | static_cast<Addr>(Addr{s} << (W - half_len));
+        const Count before_a = static_cast<Count>(static_cast<Addr>(a - half_base));
+        const std::uint32_t c = nd.child[s];
+        if (c == 0)
+            return below + (in_pool ? before_a : Count{0});
+        const Node& cn = node(c);
+        const Count child_offset = static_cast<Count>(static_cast<Addr>(cn.key - half_base));
+        if (((a ^ cn.key) & mask_of<Addr, W>(cn.len)) == 0) { // a is inside the child
+            if (in_pool)
+                below += child_offset;
+            n = c;
+            continue;
+        }
+        if (a < cn.key)
+            return below + (in_pool ? before_a : Count{0});
+        // The whole child lies before a.
+        if (!in_pool)
+            return below + cn.free_open;
+        return below + static_cast<Count>(before_a - cn.blocked);
+    }
+}
+
+template <class Addr, class Count, unsigned W>
+std::optional<Addr> CountingTrie<Addr, Count, W>::select(Count r) const {
+    if (r >= node(1).free_open)
         return std::nullopt;
-    Count r = draw_below(rng, total);
     std::uint32_t n = 1;
     bool in_pool = false;
     for (;;) {
@@ -265,21 +308,25 @@ std::optional<Addr> CountingTrie<Addr, Count, W>::draw(RandomSource& rng) const 
             }
             const Node& cn = node(c);
             if (in_pool) {
-                const Count outside = capacity<Count, W>(half_len) - capacity<Count, W>(cn.len);
-                if (r < outside) {
-                    Addr a = static_cast<Addr>(half_base + static_cast<Addr>(r));
-                    if (a >= cn.key)
-                        a = static_cast<Addr>(a + static_cast<Addr>(capacity<Count, W>(cn.len)));
-                    return a;
-                }
-                r -= outside;
+                // In address order: before the child, inside it, after it.
+                const Count before = static_cast<Count>(static_cast<Addr>(cn.key - half_base));
+                if (r < before)
+                    return static_cast<Addr>(half_base + static_cast<Addr>(r));
+                r -= before;
                 const Count inside = capacity<Count, W>(cn.len) - cn.blocked;
                 if (r < inside) {
                     n = c;
                     descended = true;
-                } else {
-                    r -= inside;
+                    continue;
                 }
+                r -= inside;
+                const Count after = static_cast<Count>(capacity<Count, W>(half_len) -
+                                                       capacity<Count, W>(cn.len) - before);
+                if (r < after)
+                    return static_cast<Addr>(cn.key +
+                                             static_cast<Addr>(capacity<Count, W>(cn.len)) +
+                                             static_cast<Addr>(r));
+                r -= after;
             } else if (r < cn.free_open) {
                 n = c;
                 descended = true;
@@ -339,6 +386,277 @@ std::size_t CountingTrie<Addr, Count, W>::memory_bytes() const {
 template class CountingTrie<std::uint32_t, std::uint64_t, 32>;
 template class CountingTrie<u128, u128, 128>;
 
+template <class Addr>
+RankedSet<Addr>::~RankedSet() {
+    // Leaves first, level by level, so that a deep tree is not freed by
+    // deep recursion (it is at most ~6 levels, but stay iterative anyway).
+    std::vector<std::unique_ptr<Node>> todo;
+    if (root_)
+        todo.push_back(std::move(root_));
+    while (!todo.empty()) {
+        auto n = std::move(todo.back());
+        todo.pop_back();
+        if (!n->leaf) {
+            auto& in = static_cast<Inner&>(*n);
+            for (unsigned j = 0; j < in.n; j++)
+                todo.push_back(std::move(in.kid[j]));
+        }
+    }
+}
+
+template <class Addr>
+Addr RankedSet<Addr>::min_key(const Node& n) {
+    return n.leaf ? static_cast<const Leaf&>(n).keys[0] : static_cast<const Inner&>(n).first[0];
+}
+
+template <class Addr>
+std::uint32_t RankedSet<Addr>::total(const Node& n) {
+    if (n.leaf)
+        return n.n;
+    const auto& in = static_cast<const Inner&>(n);
+    std::uint32_t sum = 0;
+    for (unsigned j = 0; j < in.n; j++)
+        sum += in.count[j];
+    return sum;
+}
+
+template <class Addr>
+unsigned RankedSet<Addr>::route(const Inner& in, Addr k) {
+    unsigned j = 0;
+    while (j + 1 < in.n && in.first[j + 1] <= k)
+        j++;
+    return j;
+}
+
+template <class Addr>
+bool RankedSet<Addr>::contains(Addr k) const {
+    if (!root_)
+        return false;
+    const Node* n = root_.get();
+    while (!n->leaf) {
+        const auto& in = static_cast<const Inner&>(*n);
+        n = in.kid[route(in, k)].get();
+    }
+    const auto& leaf = static_cast<const Leaf&>(*n);
+    const Addr* end = leaf.keys + leaf.n;
+    const Addr* it = std::lower_bound(leaf.keys, end, k);
+    return it != end && *it == k;
+}
+
+template <class Addr>
+bool RankedSet<Addr>::insert(Addr k) {
+    if (!root_) {
+        auto leaf = std::make_unique<Leaf>();
+        leaf->keys[0] = k;
+        leaf->n = 1;
+        root_ = std::move(leaf);
+        nodes_ = leaves_ = size_ = 1;
+        return true;
+    }
+    std::optional<Split> split;
+    if (!insert_into(*root_, k, split))
+        return false;
+    size_++;
+    if (split) {
+        auto root = std::make_unique<Inner>();
+        root->first[0] = min_key(*root_);
+        root->count[0] = total(*root_);
+        root->kid[0] = std::move(root_);
+        root->first[1] = split->first;
+        root->count[1] = split->count;
+        root->kid[1] = std::move(split->right);
+        root->n = 2;
+        root_ = std::move(root);
+        nodes_++;
+    }
+    return true;
+}
+
+template <class Addr>
+bool RankedSet<Addr>::insert_into(Node& n, Addr k, std::optional<Split>& split) {
+    if (n.leaf) {
+        auto& leaf = static_cast<Leaf&>(n);
+        Addr* end = leaf.keys + leaf.n;
+        Addr* it = std::lower_bound(leaf.keys, end, k);
+        if (it != end && *it == k)
+            return false;
+        std::copy_backward(it, end, end + 1);
+        *it = k;
+        leaf.n++;
+        if (leaf.n == kLeafCap) {
+            auto right = std::make_unique<Leaf>();
+            const unsigned keep = kLeafCap / 2;
+            right->n = static_cast<std::uint16_t>(kLeafCap - keep);
+            std::copy(leaf.keys + keep, leaf.keys + kLeafCap, right->keys);
+            leaf.n = static_cast<std::uint16_t>(keep);
+            split = Split{nullptr, right->keys[0], right->n};
+            split->right = std::move(right);
+            nodes_++;
+            leaves_++;
+        }
+        return true;
+    }
+    auto& in = static_cast<Inner&>(n);
+    const unsigned j = route(in, k);
+    std::optional<Split> below;
+    if (!insert_into(*in.kid[j], k, below))
+        return false;
+    if (k < in.first[j])
+        in.first[j] = k;
+    if (!below) {
+        in.count[j]++;
+        return true;
+    }
+    in.count[j] = total(*in.kid[j]);
+    for (unsigned i = in.n; i > j + 1; i--) {
+        in.first[i] = in.first[i - 1];
+        in.count[i] = in.count[i - 1];
+        in.kid[i] = std::move(in.kid[i - 1]);
+    }
+    in.first[j + 1] = below->first;
+    in.count[j + 1] = below->count;
+    in.kid[j + 1] = std::move(below->right);
+    in.n++;
+    if (in.n == kInnerCap) {
+        auto right = std::make_unique<Inner>();
+        const unsigned keep = kInnerCap / 2;
+        std::uint32_t moved = 0;
+        for (unsigned i = keep; i < kInnerCap; i++) {
+            right->first[i - keep] = in.first[i];
+            right->count[i - keep] = in.count[i];
+            right->kid[i - keep] = std::move(in.kid[i]);
+            moved += in.count[i];
+        }
+        right->n = static_cast<std::uint16_t>(kInnerCap - keep);
+        in.n = static_cast<std::uint16_t>(keep);
+        split = Split{nullptr, right->first[0], moved};
+        split->right = std::move(right);
+        nodes_++;
+    }
+    return true;
+}
+
+template <class Addr>
+bool RankedSet<Addr>::erase(Addr k) {
+    if (!root_ || !erase_from(*root_, k))
+        return false;
+    size_--;
+    if (root_->n == 0) {
+        root_.reset();
+        nodes_ = leaves_ = 0;
+    } else if (!root_->leaf && root_->n == 1) {
+        auto& in = static_cast<Inner&>(*root_);
+        auto only = std::move(in.kid[0]);
+        root_ = std::move(only);
+        nodes_--;
+    }
+    return true;
+}
+
+template <class Addr>
+bool RankedSet<Addr>::erase_from(Node& n, Addr k) {
+    if (n.leaf) {
+        auto& leaf = static_cast<Leaf&>(n);
+        Addr* end = leaf.keys + leaf.n;
+        Addr* it = std::lower_bound(leaf.keys, end, k);
+        if (it == end || *it != k)
+            return false;
+        std::copy(it + 1, end, it);
+        leaf.n--;
+        return true;
+    }
+    auto& in = static_cast<Inner&>(n);
+    const unsigned j = route(in, k);
+    if (!erase_from(*in.kid[j], k))
+        return false;
+    in.count[j]--;
+    if (in.kid[j]->n == 0) {
+        nodes_--;
+        if (in.kid[j]->leaf)
+            leaves_--;
+        for (unsigned i = j; i + 1 < in.n; i++) {
+            in.first[i] = in.first[i + 1];
+            in.count[i] = in.count[i + 1];
+            in.kid[i] = std::move(in.kid[i + 1]);
+        }
+        in.n--;
+        in.kid[in.n].reset();
+        return true;
+    }
+    in.first[j] = min_key(*in.kid[j]);
+    merge_if_small(in, j);
+    return true;
+}
+
+// Keeps nodes at least about a quarter full under churn, so that memory
+// follows the number of keys: a small child joins a neighbour it fits in.
+template <class Addr>
+void RankedSet<Addr>::merge_if_small(Inner& in, unsigned j) {
+    Node& child = *in.kid[j];
+    const unsigned cap = child.leaf ? kLeafCap : kInnerCap;
+    if (child.n >= cap / 4 || in.n < 2)
+        return;
+    const unsigned left = j > 0 ? j - 1 : j;
+    const unsigned right = left + 1;
+    Node& a = *in.kid[left];
+    Node& b = *in.kid[right];
+    if (a.n + b.n > cap * 3 / 4)
+        return;
+    if (a.leaf) {
+        auto& la = static_cast<Leaf&>(a);
+        auto& lb = static_cast<Leaf&>(b);
+        std::copy(lb.keys, lb.keys + lb.n, la.keys + la.n);
+        la.n = static_cast<std::uint16_t>(la.n + lb.n);
+        leaves_--;
+    } else {
+        auto& ia = static_cast<Inner&>(a);
+        auto& ib = static_cast<Inner&>(b);
+        for (unsigned i = 0; i < ib.n; i++) {
+            ia.first[ia.n + i] = ib.first[i];
+            ia.count[ia.n + i] = ib.count[i];
+            ia.kid[ia.n + i] = std::move(ib.kid[i]);
+        }
+        ia.n = static_cast<std::uint16_t>(ia.n + ib.n);
+    }
+    nodes_--;
+    in.count[left] += in.count[right];
+    for (unsigned i = right; i + 1 < in.n; i++) {
+        in.first[i] = in.first[i + 1];
+        in.count[i] = in.count[i + 1];
+        in.kid[i] = std::move(in.kid[i + 1]);
+    }
+    in.n--;
+    in.kid[in.n].reset();
+}
+
+template <class Addr>
+void RankedSet<Addr>::collect(Addr lo, Addr hi, std::vector<Addr>& out) const {
+    if (root_ && lo <= hi)
+        collect_in(*root_, lo, hi, out);
+}
+
+template <class Addr>
+void RankedSet<Addr>::collect_in(const Node& n, Addr lo, Addr hi, std::vector<Addr>& out) const {
+    if (n.leaf) {
+        const auto& leaf = static_cast<const Leaf&>(n);
+        for (const Addr* it = std::lower_bound(leaf.keys, leaf.keys + leaf.n, lo);
+             it != leaf.keys + leaf.n && *it <= hi; ++it)
+            out.push_back(*it);
+        return;
+    }
+    const auto& in = static_cast<const Inner&>(n);
+    for (unsigned j = route(in, lo); j < in.n && in.first[j] <= hi; j++)
+        collect_in(*in.kid[j], lo, hi, out);
+}
+
+template <class Addr>
+std::size_t RankedSet<Addr>::memory_bytes() const {
+    return leaves_ * sizeof(Leaf) + (nodes_ - leaves_) * sizeof(Inner);
+}
+
+template class RankedSet<std::uint32_t>;
+template class RankedSet<u128>;
+
 } // namespace detail
 
 std::uint32_t to_bits(const Ip4& a) {
@@ -370,16 +688,55 @@ Ip6 from_bits(u128 v, const Ip6*) {
 } // namespace
 
 template <class Ip>
+void AddressPool<Ip>::reconcile(Bits lo, Bits hi, bool effective_may_close,
+                                bool shadowed_may_open) {
+    if (effective_may_close) {
+        std::vector<Bits> inside;
+        leases_.collect(lo, hi, inside);
+        for (Bits a : inside)
+            if (!trie_.is_free(a)) {
+                leases_.erase(a);
+                shadowed_.insert(a);
+            }
+    }
+    if (shadowed_may_open)
+        for (auto it = shadowed_.lower_bound(lo); it != shadowed_.end() && *it <= hi;) {
+            if (trie_.is_free(*it)) {
+                leases_.insert(*it);
+                it = shadowed_.erase(it);
+            } else {
+                ++it;
+            }
+        }
+}
+
+template <class Ip>
+void AddressPool<Ip>::reconcile(const Prefix& p, bool effective_may_close, bool shadowed_may_open) {
+    constexpr unsigned W = FamilyTraits<Ip>::width;
+    const Bits lo = to_bits(p.masked().addr);
+    const Bits hi = lo | static_cast<Bits>(~detail::mask_of<Bits, W>(p.len));
+    reconcile(lo, hi, effective_may_close, shadowed_may_open);
+}
+
+template <class Ip>
 void AddressPool<Ip>::add_prefix(const Prefix& p) {
     using Mark = typename FamilyTraits<Ip>::Trie::Mark;
     constexpr unsigned W = FamilyTraits<Ip>::width;
     const auto base = to_bits(p.masked().addr);
+    const Bits bcast = base | static_cast<Bits>(~detail::mask_of<Bits, W>(p.len));
     trie_.add(Mark::Pool, base, p.len);
     trie_.add(Mark::Block, base, W);
     if constexpr (W == 32)
         if (p.len < 31)
-            trie_.add(Mark::Block, base | ~detail::mask_of<std::uint32_t, 32>(p.len), W);
+            trie_.add(Mark::Block, bcast, W);
     prefixes_++;
+    // A pool opens addresses (shadowed leases inside may come back); its
+    // zero host and broadcast close two.
+    reconcile(p, false, true);
+    reconcile(base, base, true, false);
+    if constexpr (W == 32)
+        if (p.len < 31)
+            reconcile(bcast, bcast, true, false);
 }
 
 template <class Ip>
@@ -387,46 +744,79 @@ bool AddressPool<Ip>::remove_prefix(const Prefix& p) {
     using Mark = typename FamilyTraits<Ip>::Trie::Mark;
     constexpr unsigned W = FamilyTraits<Ip>::width;
     const auto base = to_bits(p.masked().addr);
+    const Bits bcast = base | static_cast<Bits>(~detail::mask_of<Bits, W>(p.len));
     if (!trie_.remove(Mark::Pool, base, p.len))
         return false;
     trie_.remove(Mark::Block, base, W);
     if constexpr (W == 32)
         if (p.len < 31)
-            trie_.remove(Mark::Block, base | ~detail::mask_of<std::uint32_t, 32>(p.len), W);
+            trie_.remove(Mark::Block, bcast, W);
     prefixes_--;
+    // The leases inside may leave every pool (the caller revokes them).
+    reconcile(p, true, false);
+    reconcile(base, base, false, true);
+    if constexpr (W == 32)
+        if (p.len < 31)
+            reconcile(bcast, bcast, false, true);
     return true;
 }
 
 template <class Ip>
 void AddressPool<Ip>::exclude(const Prefix& p) {
     trie_.add(FamilyTraits<Ip>::Trie::Mark::Block, to_bits(p.addr), p.len);
+    reconcile(p, true, false);
 }
 
 template <class Ip>
 bool AddressPool<Ip>::unexclude(const Prefix& p) {
-    return trie_.remove(FamilyTraits<Ip>::Trie::Mark::Block, to_bits(p.addr), p.len);
-}
-
-template <class Ip>
-std::optional<Ip> AddressPool<Ip>::allocate(RandomSource& rng) {
-    auto bits = trie_.draw(rng);
-    if (!bits)
-        return std::nullopt;
-    trie_.add(FamilyTraits<Ip>::Trie::Mark::Block, *bits, FamilyTraits<Ip>::width);
-    return from_bits(*bits, static_cast<const Ip*>(nullptr));
-}
-
-template <class Ip>
-bool AddressPool<Ip>::take(const Ip& a) {
-    if (!is_free(a))
+    if (!trie_.remove(FamilyTraits<Ip>::Trie::Mark::Block, to_bits(p.addr), p.len))
         return false;
-    trie_.add(FamilyTraits<Ip>::Trie::Mark::Block, to_bits(a), FamilyTraits<Ip>::width);
+    reconcile(p, false, true);
     return true;
 }
 
 template <class Ip>
+std::optional<Ip> AddressPool<Ip>::allocate(RandomSource& rng) {
+    const Count total = free_count();
+    if (total == 0)
+        return std::nullopt;
+    const Count r = detail::draw_below(rng, total);
+    // K: the effective leases below the answer (see pool.hpp).
+    const std::size_t k = leases_.count_leading([&](Bits lease, std::size_t index) {
+        return static_cast<Count>(trie_.rank(lease) - static_cast<Count>(index)) <= r;
+    });
+    auto bits = trie_.select(static_cast<Count>(r + static_cast<Count>(k)));
+    if (!bits || !leases_.insert(*bits))
+        return std::nullopt; // unreachable while the counts are consistent
+    return from_bits(*bits, static_cast<const Ip*>(nullptr));
+}
+
+template <class Ip>
+bool AddressPool<Ip>::is_free(const Ip& a) const {
+    const Bits bits = to_bits(a);
+    return trie_.is_free(bits) && !leases_.contains(bits);
+}
+
+template <class Ip>
+bool AddressPool<Ip>::take(const Ip& a) {
+    const Bits bits = to_bits(a);
+    if (!trie_.is_free(bits))
+        return false;
+    return leases_.insert(bits);
+}
+
+template <class Ip>
 void AddressPool<Ip>::release(const Ip& a) {
-    trie_.remove(FamilyTraits<Ip>::Trie::Mark::Block, to_bits(a), FamilyTraits<Ip>::width);
+    const Bits bits = to_bits(a);
+    if (!leases_.erase(bits))
+        shadowed_.erase(bits);
+}
+
+template <class Ip>
+std::size_t AddressPool<Ip>::memory_bytes() const {
+    // std::set nodes: three pointers, a colour and the key, rounded up.
+    constexpr std::size_t set_node = 32 + sizeof(Bits) + 8;
+    return trie_.memory_bytes() + leases_.memory_bytes() + shadowed_.size() * set_node;
 }
 
 template class AddressPool<Ip4>;

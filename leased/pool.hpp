@@ -1,23 +1,32 @@
 // Address pools: the free addresses of one family and a uniform random draw
 // among them.
 //
-// A counting, path-compressed binary trie over the address bits. Every fact
-// is a "mark" on a prefix node: pool marks (routed prefixes) and block marks
-// (leases, held plans, own addresses, static allowed IPs, the zero host and
-// IPv4 broadcast of each pool prefix), each reference-counted so that
-// overlapping prefixes and repeated facts never double-count. An address is
-// free when some pool mark covers it and no block mark does. Each node keeps
-// two counts for its subtree: how many addresses are blocked, and how many
-// are free when no ancestor is a pool. From those, the free count of any
-// subtree under any ancestor is O(1), so a draw, a mark or an unmark walks
-// one root-to-leaf path: O(address width), whatever the pool size or the
-// number of leases. Unmarked subtrees are not stored (a /64 pool is one
-// node); a node exists only while it carries a mark or joins two subtrees,
-// so memory returns to the baseline when every lease is released.
-// Nodes live in chunks addressed by 32-bit indices, packed (no padding).
+// Two layers, because the facts come in two very different numbers:
 //
-// Counts are kept modulo 2^W: the one count that would not fit (2^128, all
-// of IPv6) is never a free count, because the zero host of a ::/0 pool is
+// - Marks (routed prefixes, own addresses, static allowed IPs, the zero host
+//   and IPv4 broadcast of each pool prefix): few, of any length, overlapping,
+//   reference counted. They live in a counting, path-compressed binary trie
+//   (CountingTrie): an address is "open" when some pool mark covers it and no
+//   block mark does. Each node keeps two counts for its subtree (blocked, and
+//   free when no ancestor is a pool), so the number of open addresses below
+//   any address (rank) and the open address of any rank (select) are one
+//   root-to-leaf walk over a handful of nodes.
+// - Leases (allocate/take/release): up to millions of single addresses. They
+//   live in an order-statistic B+tree of sorted addresses (RankedSet), ~6
+//   bytes per IPv4 lease and ~23 per IPv6 lease, 3 to 5 levels at 1,000,000.
+//   A lease on an open address is "effective"; one that a later mark blocked
+//   (an own address or a reservation placed on it, a removed prefix) is kept
+//   aside as "shadowed" and moves back when the mark goes.
+//
+// A draw is exact: r uniform in [0, open - effective), one random number.
+// With the effective leases l_0 < l_1 < ..., the free addresses below l_i
+// number rank(l_i) - i, non-decreasing in i, so K = #{i : rank(l_i) - i <= r}
+// is one descent of the B+tree, and the answer is select(r + K). Every call
+// is O(log leases + trie depth), bounded by the address width; nothing is
+// scanned. Memory returns to the baseline when every lease is released.
+//
+// Trie counts are kept modulo 2^W: the one count that would not fit (2^128,
+// all of IPv6) is never a free count, because the zero host of a ::/0 pool is
 // always blocked.
 #pragma once
 
@@ -25,6 +34,8 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <set>
+#include <utility>
 #include <vector>
 
 #include "leased/random.hpp"
@@ -41,8 +52,10 @@ class CountingTrie {
     CountingTrie();
     void add(Mark mark, Addr key, unsigned len);
     bool remove(Mark mark, Addr key, unsigned len); // false when no such mark
-    std::optional<Addr> draw(RandomSource& rng) const;
-    bool is_free(Addr a) const;
+    // Open addresses (see above) below a; the open address of rank r.
+    Count rank(Addr a) const;
+    std::optional<Addr> select(Count r) const;
+    bool is_free(Addr a) const; // open
     bool in_pool(Addr a) const;
     Count free_count() const;
     std::size_t node_count() const { return live_; }
@@ -80,6 +93,109 @@ class CountingTrie {
     std::size_t live_ = 0;
 };
 
+// A set of addresses in a B+tree whose inner nodes know how many keys each
+// child holds: membership, insert and erase in O(log n), and the length of
+// the prefix of the sorted keys on which a monotone predicate holds.
+template <class Addr>
+class RankedSet {
+  public:
+    RankedSet() = default;
+    RankedSet(RankedSet&&) noexcept = default;
+    RankedSet& operator=(RankedSet&&) noexcept = default;
+    ~RankedSet();
+
+    bool insert(Addr k); // false when present
+    bool erase(Addr k);  // false when absent
+    bool contains(Addr k) const;
+    std::size_t size() const { return size_; }
+    // Keys in [lo, hi], ascending.
+    void collect(Addr lo, Addr hi, std::vector<Addr>& out) const;
+    // The number of leading keys k_i (ascending) for which pred(k_i, i)
+    // holds; pred must be true on a prefix of the keys and false after it.
+    template <class Pred>
+    std::size_t count_leading(Pred pred) const;
+    std::size_t node_count() const { return nodes_; }
+    std::size_t memory_bytes() const;
+
+  private:
+    static constexpr unsigned kLeafCap = 512 / sizeof(Addr); // 128 IPv4, 32 IPv6
+    static constexpr unsigned kInnerCap = 32;
+    struct Node {
+        bool leaf;
+        std::uint16_t n = 0;
+        explicit Node(bool is_leaf) : leaf(is_leaf) {}
+        virtual ~Node() = default;
+    };
+    struct Leaf final : Node {
+        Leaf() : Node(true) {}
+        Addr keys[kLeafCap];
+    };
+    struct Inner final : Node {
+        Inner() : Node(false) {}
+        Addr first[kInnerCap];          // the smallest key of each child
+        std::uint32_t count[kInnerCap]; // keys under each child
+        std::unique_ptr<Node> kid[kInnerCap];
+    };
+    struct Split {
+        std::unique_ptr<Node> right;
+        Addr first;
+        std::uint32_t count;
+    };
+    static Addr min_key(const Node& n);
+    static std::uint32_t total(const Node& n);
+    static unsigned route(const Inner& in, Addr k);
+    bool insert_into(Node& n, Addr k, std::optional<Split>& split);
+    bool erase_from(Node& n, Addr k);
+    void merge_if_small(Inner& in, unsigned j);
+    void collect_in(const Node& n, Addr lo, Addr hi, std::vector<Addr>& out) const;
+
+    std::unique_ptr<Node> root_;
+    std::size_t size_ = 0;
+    std::size_t nodes_ = 0;
+    std::size_t leaves_ = 0;
+};
+
+template <class Addr>
+template <class Pred>
+std::size_t RankedSet<Addr>::count_leading(Pred pred) const {
+    if (!root_)
+        return 0;
+    std::size_t before = 0;
+    const Node* n = root_.get();
+    while (!n->leaf) {
+        const auto& in = static_cast<const Inner&>(*n);
+        std::size_t offset[kInnerCap];
+        std::size_t sum = 0;
+        for (unsigned j = 0; j < in.n; j++) {
+            offset[j] = sum;
+            sum += in.count[j];
+        }
+        // The last child whose first key satisfies pred (child 0 otherwise).
+        unsigned lo = 0, hi = in.n; // pred holds at lo (or lo == 0), fails at hi
+        while (hi - lo > 1) {
+            const unsigned mid = (lo + hi) / 2;
+            if (pred(in.first[mid], before + offset[mid]))
+                lo = mid;
+            else
+                hi = mid;
+        }
+        before += offset[lo];
+        n = in.kid[lo].get();
+    }
+    const auto& leaf = static_cast<const Leaf&>(*n);
+    unsigned lo = 0, hi = leaf.n; // answer in [lo, hi]
+    while (lo < hi) {
+        const unsigned mid = (lo + hi) / 2;
+        if (pred(leaf.keys[mid], before + mid))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return before + lo;
+}
+
+extern template class RankedSet<std::uint32_t>;
+extern template class RankedSet<u128>;
 extern template class CountingTrie<std::uint32_t, std::uint64_t, 32>;
 extern template class CountingTrie<u128, u128, 128>;
 
@@ -128,15 +244,25 @@ class AddressPool {
     bool take(const Ip& a);    // takes a free address; false when not free
     void release(const Ip& a); // undoes one take() or allocate()
 
-    bool is_free(const Ip& a) const { return trie_.is_free(to_bits(a)); }
+    bool is_free(const Ip& a) const;
     bool in_pool(const Ip& a) const { return trie_.in_pool(to_bits(a)); }
-    Count free_count() const { return trie_.free_count(); }
+    Count free_count() const {
+        return static_cast<Count>(trie_.free_count() - static_cast<Count>(leases_.size()));
+    }
     bool has_prefixes() const { return prefixes_ > 0; }
-    std::size_t node_count() const { return trie_.node_count(); }
-    std::size_t memory_bytes() const { return trie_.memory_bytes(); }
+    std::size_t node_count() const { return trie_.node_count() + leases_.node_count(); }
+    std::size_t memory_bytes() const;
 
   private:
+    using Bits = decltype(to_bits(std::declval<Ip>()));
+    // After a mark on [lo, hi] changed: leases whose openness may have
+    // changed move between the effective set and the shadowed one.
+    void reconcile(Bits lo, Bits hi, bool effective_may_close, bool shadowed_may_open);
+    void reconcile(const Prefix& p, bool effective_may_close, bool shadowed_may_open);
+
     typename FamilyTraits<Ip>::Trie trie_;
+    detail::RankedSet<Bits> leases_; // effective leases: on open addresses
+    std::set<Bits> shadowed_;        // leases on addresses a mark blocked since
     std::size_t prefixes_ = 0;
 };
 
