@@ -237,10 +237,11 @@ TEST_F(Faults, SigkillOfEachProcessDuringGrantsLosesNoAcknowledgedLease) {
         ASSERT_EQ(children.size(), 2u) << read_file(run_.log);
         int which = round % 3;
         pid_t victim = which == 0 ? run_.pid : children[static_cast<std::size_t>(which - 1)];
-        std::string name = read_file("/proc/" + std::to_string(victim) + "/comm");
-        name = name.substr(0, name.find('\n'));
-        if (which == 0)
-            name += " (parent)";
+        std::string cmdline = read_file("/proc/" + std::to_string(victim) + "/cmdline");
+        std::string name = which == 0                                    ? "netd"
+                           : cmdline.find("leased") != std::string::npos ? "leased"
+                           : cmdline.find("protod") != std::string::npos ? "protod"
+                                                                         : "child";
         ASSERT_EQ(kill(victim, SIGKILL), 0);
         ++faults;
         ++kills_by_process[name];
