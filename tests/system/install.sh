@@ -25,6 +25,27 @@ grep -q '^ExecStart=/usr/sbin/wg-dynamic-server ' "$dest/usr/lib/systemd/system/
 "$dest/usr/sbin/wg-dynamic-server" --version | grep -q '^wg-dynamic-server ' ||
     { echo "the installed server does not run"; fail=1; }
 
+# systemd accepts the units, where systemd-analyze exists (it checks that
+# ExecStart exists, so point it at the installed tree through a copy).
+if command -v systemd-analyze >/dev/null 2>&1; then
+    units=$(mktemp -d /tmp/wgd-units.XXXXXX)
+    for side in server client; do
+        sed "s|/usr/sbin/|$dest/usr/sbin/|" \
+            "$dest/usr/lib/systemd/system/wg-dynamic-$side@.service" > "$units/wg-dynamic-$side@.service"
+        ln -s "wg-dynamic-$side@.service" "$units/wg-dynamic-$side@wg0.service"
+    done
+    if ! out=$(cd "$units" && MANPATH="$dest/usr/share/man" systemd-analyze verify \
+            "$units/wg-dynamic-server@wg0.service" "$units/wg-dynamic-client@wg0.service" 2>&1); then
+        echo "systemd-analyze verify refused the units:"; echo "$out"; fail=1
+    elif [ -n "$out" ]; then
+        # It exits 0 on a key it ignores; anything it says is a defect here.
+        echo "systemd-analyze verify complained:"; echo "$out"; fail=1
+    fi
+    rm -rf "$units"
+else
+    echo "(systemd-analyze not installed: units not verified)"
+fi
+
 # uninstall: everything the manifest lists goes away.
 while read -r f || [ -n "$f" ]; do rm -f "$dest$f"; done < "$build/install_manifest.txt"
 left=$(find "$dest" -type f | wc -l)
