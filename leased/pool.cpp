@@ -52,6 +52,7 @@ Count draw_below(RandomSource& rng, Count bound) {
 template <class Addr, class Count, unsigned W>
 CountingTrie<Addr, Count, W>::CountingTrie() {
     reset();
+    rebuild_runs();
 }
 
 template <class Addr, class Count, unsigned W>
@@ -151,6 +152,7 @@ void CountingTrie<Addr, Count, W>::add(Mark mark, Addr key, unsigned len) {
     count++;
     while (depth > 0)
         recompute(path[--depth]);
+    rebuild_runs();
 }
 
 template <class Addr, class Count, unsigned W>
@@ -209,6 +211,7 @@ bool CountingTrie<Addr, Count, W>::remove(Mark mark, Addr key, unsigned len) {
     // costs O(live), paid for by the (3/4 of capacity) releases before it.
     if (chunks_.size() > 1 && live_ * 4 < (chunks_.size() << kChunkBits))
         compact();
+    rebuild_runs();
     return true;
 }
 
@@ -236,6 +239,96 @@ void CountingTrie<Addr, Count, W>::compact() {
 
 template <class Addr, class Count, unsigned W>
 Count CountingTrie<Addr, Count, W>::rank(Addr a) const {
+    if (!runs_valid_)
+        return rank_by_walk(a);
+    // The last run starting at or before a.
+    auto it = std::upper_bound(runs_.begin(), runs_.end(), a,
+                               [](Addr x, const Run& run) { return x < run.first; });
+    if (it == runs_.begin())
+        return 0;
+    --it;
+    const Count offset = static_cast<Count>(static_cast<Addr>(a - it->first));
+    return static_cast<Count>(it->before + std::min(offset, it->size));
+}
+
+template <class Addr, class Count, unsigned W>
+std::optional<Addr> CountingTrie<Addr, Count, W>::select(Count r) const {
+    if (!runs_valid_)
+        return select_by_walk(r);
+    if (r >= node(1).free_open)
+        return std::nullopt;
+    // The last run with before <= r.
+    auto it = std::upper_bound(runs_.begin(), runs_.end(), r,
+                               [](Count x, const Run& run) { return x < run.before; });
+    --it;
+    return static_cast<Addr>(it->first + static_cast<Addr>(r - it->before));
+}
+
+template <class Addr, class Count, unsigned W>
+bool CountingTrie<Addr, Count, W>::emit_run(std::vector<Run>& runs, Addr first, Count size) {
+    if (size == 0)
+        return true;
+    if (!runs.empty()) {
+        Run& last = runs.back();
+        if (static_cast<Addr>(last.first + static_cast<Addr>(last.size)) == first) {
+            last.size += size;
+            return true;
+        }
+        if (runs.size() == kMaxRuns)
+            return false;
+        runs.push_back(Run{first, static_cast<Count>(last.before + last.size), size});
+        return true;
+    }
+    runs.push_back(Run{first, 0, size});
+    return true;
+}
+
+// Open runs of n's subtree in address order; false once there are too many.
+template <class Addr, class Count, unsigned W>
+bool CountingTrie<Addr, Count, W>::collect_runs(std::uint32_t n, bool in_pool,
+                                                std::vector<Run>& runs) const {
+    const Node& nd = node(n);
+    if (nd.blocks > 0)
+        return true;
+    in_pool = in_pool || nd.pools > 0;
+    if (!in_pool && nd.free_open == 0)
+        return true;
+    if (nd.len == W)
+        return emit_run(runs, nd.key, 1);
+    const unsigned half_len = nd.len + 1u;
+    for (unsigned s = 0; s < 2; s++) {
+        const Addr half_base = nd.key | static_cast<Addr>(Addr{s} << (W - half_len));
+        const Count half_cap = capacity<Count, W>(half_len);
+        const std::uint32_t c = nd.child[s];
+        if (c == 0) {
+            if (in_pool && !emit_run(runs, half_base, half_cap))
+                return false;
+            continue;
+        }
+        const Node& cn = node(c);
+        const Count before = static_cast<Count>(static_cast<Addr>(cn.key - half_base));
+        const Count child_cap = capacity<Count, W>(cn.len);
+        if (in_pool && !emit_run(runs, half_base, before))
+            return false;
+        if (!collect_runs(c, in_pool, runs))
+            return false;
+        if (in_pool && !emit_run(runs, static_cast<Addr>(cn.key + static_cast<Addr>(child_cap)),
+                                 static_cast<Count>(half_cap - child_cap - before)))
+            return false;
+    }
+    return true;
+}
+
+template <class Addr, class Count, unsigned W>
+void CountingTrie<Addr, Count, W>::rebuild_runs() {
+    runs_.clear();
+    runs_valid_ = collect_runs(1, false, runs_);
+    if (!runs_valid_)
+        runs_.clear();
+}
+
+template <class Addr, class Count, unsigned W>
+Count CountingTrie<Addr, Count, W>::rank_by_walk(Addr a) const {
     Count below = 0;
     std::uint32_t n = 1;
     bool in_pool = false;
@@ -279,7 +372,7 @@ Count CountingTrie<Addr, Count, W>::rank(Addr a) const {
 }
 
 template <class Addr, class Count, unsigned W>
-std::optional<Addr> CountingTrie<Addr, Count, W>::select(Count r) const {
+std::optional<Addr> CountingTrie<Addr, Count, W>::select_by_walk(Count r) const {
     if (r >= node(1).free_open)
         return std::nullopt;
     std::uint32_t n = 1;
@@ -380,7 +473,8 @@ Count CountingTrie<Addr, Count, W>::free_count() const {
 
 template <class Addr, class Count, unsigned W>
 std::size_t CountingTrie<Addr, Count, W>::memory_bytes() const {
-    return chunks_.size() * (sizeof(Node) << kChunkBits) + chunks_.capacity() * sizeof(chunks_[0]);
+    return chunks_.size() * (sizeof(Node) << kChunkBits) + chunks_.capacity() * sizeof(chunks_[0]) +
+           runs_.capacity() * sizeof(Run);
 }
 
 template class CountingTrie<std::uint32_t, std::uint64_t, 32>;

@@ -86,7 +86,23 @@ class CountingTrie {
     void recompute(std::uint32_t i);
     void reset();
     void compact();
+    // The open addresses as at most kMaxRuns sorted runs, rebuilt after each
+    // mark change: with a few prefixes (the usual case) rank and select are
+    // a search in a small array instead of a trie walk.
+    struct Run {
+        Addr first;
+        Count before; // open addresses before this run
+        Count size;
+    };
+    static constexpr std::size_t kMaxRuns = 32;
+    void rebuild_runs();
+    bool collect_runs(std::uint32_t n, bool in_pool, std::vector<Run>& runs) const;
+    static bool emit_run(std::vector<Run>& runs, Addr first, Count size);
+    Count rank_by_walk(Addr a) const;
+    std::optional<Addr> select_by_walk(Count r) const;
 
+    std::vector<Run> runs_;
+    bool runs_valid_ = false;
     std::vector<std::unique_ptr<Node[]>> chunks_;
     std::uint32_t free_list_ = 0;
     std::uint32_t next_unused_ = 0;
