@@ -288,3 +288,106 @@ TEST(Pool, DrawsAreUniformOverFreeAddressesWithSodium) {
     const double critical = k * std::pow(1 - 2 / (9 * k) + z * std::sqrt(2 / (9 * k)), 3);
     EXPECT_LT(chi2, critical);
 }
+
+// rank(a) counts the open addresses below a, select(r) is the open address
+// of rank r: both must follow address order, whether the trie answers from
+// its few sorted runs or (with many marks) by walking.
+TEST(PoolTrie, RankAndSelectFollowAddressOrderWithFewAndManyMarks) {
+    using Trie = detail::CountingTrie<std::uint32_t, std::uint64_t, 32>;
+    const std::uint32_t base = ip4("192.168.0.0").to_u32();
+    for (std::uint64_t seed = 1; seed <= 60; seed++) {
+        DeterministicRandom ops(seed);
+        Trie trie;
+        std::multiset<std::pair<int, std::pair<std::uint32_t, unsigned>>> marks;
+        for (int step = 0; step < 150; step++) {
+            const unsigned len = 26 + static_cast<unsigned>(ops.uniform(7));
+            const std::uint32_t a =
+                (base + static_cast<std::uint32_t>(ops.uniform(64))) & (~0u << (32 - len));
+            const int kind = static_cast<int>(ops.uniform(4));
+            const auto mark = (kind & 1) ? Trie::Mark::Block : Trie::Mark::Pool;
+            if (kind < 2) {
+                trie.add(mark, a, len);
+                marks.insert({kind & 1, {a, len}});
+            } else {
+                auto it = marks.find({kind & 1, {a, len}});
+                ASSERT_EQ(trie.remove(mark, a, len), it != marks.end());
+                if (it != marks.end())
+                    marks.erase(it);
+            }
+            std::uint64_t open_below = 0;
+            for (std::uint32_t x = base - 4; x < base + 68; x++) {
+                ASSERT_EQ(trie.rank(x), open_below) << "seed " << seed << " step " << step;
+                if (trie.is_free(x)) {
+                    ASSERT_EQ(trie.select(open_below), std::optional<std::uint32_t>(x))
+                        << "seed " << seed << " step " << step;
+                    open_below++;
+                }
+            }
+            ASSERT_EQ(trie.free_count(), open_below);
+            ASSERT_FALSE(trie.select(open_below));
+        }
+    }
+}
+
+TEST(Pool, LeaseUnderALaterExclusionIsCountedOnceAndReturnsWithIt) {
+    Pool4 pool;
+    pool.add_prefix(p4("10.0.0.0", 29)); // 6 free
+    ASSERT_TRUE(pool.take(ip4("10.0.0.3")));
+    EXPECT_EQ(pool.free_count(), 5u);
+    pool.exclude(p4("10.0.0.0", 30)); // covers .1 .2 .3 (and the zero host)
+    EXPECT_EQ(pool.free_count(), 3u);
+    pool.release(ip4("10.0.0.3"));
+    EXPECT_EQ(pool.free_count(), 3u) << "still excluded";
+    EXPECT_TRUE(pool.unexclude(p4("10.0.0.0", 30)));
+    EXPECT_EQ(pool.free_count(), 6u);
+    EXPECT_TRUE(pool.is_free(ip4("10.0.0.3")));
+
+    ASSERT_TRUE(pool.take(ip4("10.0.0.3")));
+    pool.exclude(p4("10.0.0.3", 32));
+    EXPECT_TRUE(pool.unexclude(p4("10.0.0.3", 32)));
+    EXPECT_EQ(pool.free_count(), 5u) << "the lease is back in force";
+    EXPECT_FALSE(pool.is_free(ip4("10.0.0.3")));
+    DeterministicRandom rng(4);
+    auto got = drain(pool, rng);
+    EXPECT_EQ(got.size(), 5u);
+    EXPECT_FALSE(got.count(ip4("10.0.0.3").to_u32()));
+}
+
+TEST(Pool, LeaseOnTheZeroHostOfANewPrefixIsNotCountedTwice) {
+    Pool4 pool;
+    pool.add_prefix(p4("10.0.0.0", 16));
+    ASSERT_TRUE(pool.take(ip4("10.0.1.0")));
+    pool.add_prefix(p4("10.0.1.0", 24)); // its zero host is the lease, its broadcast is new
+    EXPECT_EQ(pool.free_count(), 65534u - 2u);
+    pool.release(ip4("10.0.1.0"));
+    EXPECT_EQ(pool.free_count(), 65534u - 2u) << "a zero host now";
+    EXPECT_FALSE(pool.is_free(ip4("10.0.1.0")));
+    EXPECT_TRUE(pool.remove_prefix(p4("10.0.1.0", 24)));
+    EXPECT_EQ(pool.free_count(), 65534u);
+    EXPECT_TRUE(pool.is_free(ip4("10.0.1.0")));
+}
+
+// Many marks: the open addresses are more runs than the trie keeps as an
+// array, and the draw walks the trie instead; it still yields each free
+// address exactly once.
+TEST(Pool, DrainWithManyHolesYieldsEachFreeAddressOnce) {
+    Pool4 pool;
+    pool.add_prefix(p4("10.0.0.0", 24));
+    for (std::uint32_t i = 4; i < 256; i += 4)
+        pool.exclude(Prefix4{Ip4::from_u32(ip4("10.0.0.0").to_u32() + i), 32});
+    DeterministicRandom fill(6);
+    std::vector<Ip4> held;
+    for (int i = 0; i < 40; i++)
+        held.push_back(*pool.allocate(fill));
+    const auto free_before = pool.free_count();
+    EXPECT_EQ(free_before, 256u - 64u - 1u - 40u);
+    DeterministicRandom rng(7);
+    auto got = drain(pool, rng);
+    EXPECT_EQ(got.size(), free_before);
+    for (auto a : got) {
+        EXPECT_NE(a % 4, 0u) << to_string(Ip4::from_u32(a));
+        EXPECT_NE(a & 0xff, 255u);
+    }
+    for (auto& h : held)
+        EXPECT_FALSE(got.count(h.to_u32()));
+}
