@@ -61,13 +61,43 @@ std::multimap<Ip, PublicKey>& LeaseServer::static_hosts() {
         return static_hosts6_;
 }
 
-void LeaseServer::index_expiry(const PublicKey& key, Peer& peer) {
-    if (peer.pending == 0 && (peer.f4.lease || peer.f6.lease))
-        expiry_.emplace(peer.expiry_ms, key);
+namespace {
+bool later(const auto& a, const auto& b) {
+    return a.at > b.at;
+}
+} // namespace
+
+bool LeaseServer::expiry_live(const ExpiryEntry& e) const {
+    auto it = peers_.find(e.key);
+    if (it == peers_.end())
+        return false;
+    const Peer& peer = it->second;
+    return peer.pending == 0 && (peer.f4.lease || peer.f6.lease) && peer.expiry_ms == e.at;
 }
 
-void LeaseServer::unindex_expiry(const PublicKey& key, const Peer& peer) {
-    expiry_.erase({peer.expiry_ms, key});
+void LeaseServer::drop_stale_expiry() const {
+    while (!expiry_.empty() && !expiry_live(expiry_.front())) {
+        std::pop_heap(expiry_.begin(), expiry_.end(), later<ExpiryEntry, ExpiryEntry>);
+        expiry_.pop_back();
+    }
+}
+
+void LeaseServer::index_expiry(const PublicKey& key, Peer& peer) {
+    if (peer.pending != 0 || !(peer.f4.lease || peer.f6.lease))
+        return;
+    expiry_.push_back(ExpiryEntry{peer.expiry_ms, key});
+    std::push_heap(expiry_.begin(), expiry_.end(), later<ExpiryEntry, ExpiryEntry>);
+    // Renewals leave stale entries behind: sweep them once they are as many
+    // as the live ones (O(n), after at least n/2 pushes). Entries of one peer
+    // that are all live (same expiry) are duplicates; expire() skips those.
+    if (expiry_.size() > 2 * lease_count() + 1024) {
+        std::erase_if(expiry_, [&](const ExpiryEntry& e) { return !expiry_live(e); });
+        std::make_heap(expiry_.begin(), expiry_.end(), later<ExpiryEntry, ExpiryEntry>);
+    }
+}
+
+void LeaseServer::unindex_expiry(const PublicKey&, const Peer&) {
+    // Lazy: the entry goes stale (see expiry_live) and is dropped later.
 }
 
 LeaseRecord LeaseServer::record_of(const PublicKey& key, const Peer& peer) const {
@@ -429,17 +459,21 @@ AllowedIpChanges LeaseServer::abort(const Plan& plan) {
 }
 
 std::optional<std::uint64_t> LeaseServer::next_expiry() const {
+    drop_stale_expiry();
     if (expiry_.empty())
         return std::nullopt;
-    return expiry_.begin()->first;
+    return expiry_.front().at;
 }
 
 LeaseEvents LeaseServer::expire(std::uint64_t now_boot_ms, std::size_t max_leases) {
     LeaseEvents events;
-    for (std::size_t n = 0;
-         n < max_leases && !expiry_.empty() && expiry_.begin()->first <= now_boot_ms; n++) {
-        const PublicKey key = expiry_.begin()->second;
-        expiry_.erase(expiry_.begin());
+    for (std::size_t n = 0; n < max_leases; n++) {
+        drop_stale_expiry();
+        if (expiry_.empty() || expiry_.front().at > now_boot_ms)
+            break;
+        const PublicKey key = expiry_.front().key;
+        std::pop_heap(expiry_.begin(), expiry_.end(), later<ExpiryEntry, ExpiryEntry>);
+        expiry_.pop_back();
         Peer& peer = peers_.at(key);
         AllowedIpChanges changes{key, {}, {}, {}, {}};
         drop_lease<Ip4>(key, peer, &changes);

@@ -204,7 +204,17 @@ class LeaseServer {
     std::multimap<Ip6, PublicKey> static_hosts6_;
     std::vector<Ip4> own4_;
     std::vector<Ip6> own6_;
-    std::set<std::pair<std::uint64_t, PublicKey>> expiry_;
+    // Expiry: a binary min-heap with lazy deletion (40 bytes an entry, no
+    // node per lease). An entry is live while its peer still holds a lease,
+    // has no plan pending and expires at `at`; stale ones are dropped when
+    // they reach the top, or all at once when they outnumber the leases.
+    struct ExpiryEntry {
+        std::uint64_t at;
+        PublicKey key;
+    };
+    bool expiry_live(const ExpiryEntry& e) const;
+    void drop_stale_expiry() const;
+    mutable std::vector<ExpiryEntry> expiry_;
     std::unordered_map<std::uint64_t, Pending> pending_;
     std::uint64_t next_plan_id_ = 1;
 };

@@ -124,6 +124,10 @@ void BM_MemoryPerLease(benchmark::State& state) {
                 static_cast<double>(server->pool4().memory_bytes() +
                                     server->pool6().memory_bytes()) /
                 leases;
+            state.counters["pool4_bytes_per_lease"] =
+                static_cast<double>(server->pool4().memory_bytes()) / peers;
+            state.counters["pool6_bytes_per_lease"] =
+                static_cast<double>(server->pool6().memory_bytes()) / peers;
             state.counters["table_bytes_per_lease"] =
                 static_cast<double>(total - peers_only) / leases;
             state.counters["total_bytes_per_peer"] = static_cast<double>(total) / peers;
@@ -162,10 +166,11 @@ void BM_PlanAndCommit(benchmark::State& state) {
 }
 BENCHMARK(BM_PlanAndCommit);
 
+// On a real disk (/var/tmp, not a tmpfs /tmp): fdatasync must reach it.
 struct TempFiles {
     std::string dir;
     TempFiles() {
-        std::string tmpl = (std::filesystem::temp_directory_path() / "wgd-bench-XXXXXX").string();
+        std::string tmpl = "/var/tmp/wgd-bench-XXXXXX";
         dir = ::mkdtemp(tmpl.data());
     }
     ~TempFiles() { std::filesystem::remove_all(dir); }

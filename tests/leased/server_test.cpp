@@ -476,3 +476,29 @@ TEST_F(ServerTest, RestoreRefusesAnAddressOfAnotherPeer) {
     EXPECT_FALSE(events.records[0].ipv4);
     EXPECT_EQ(events.records[0].ipv6, ip6("2001:db8::9"));
 }
+
+// The expiry index keeps an entry per renewal until it is swept: thousands of
+// renewals must still expire each lease once, at its last expiry time.
+TEST_F(ServerTest, ManyRenewalsExpireOnceAtTheLastExpiryTime) {
+    server.set_peers({peer(1), peer(2)});
+    auto first = grant(1, both());
+    grant(2, any4());
+    for (int i = 0; i < 3000; i++) {
+        clock.advance_ms(1);
+        auto renewed = grant(1, both());
+        ASSERT_EQ(renewed.ipv4, first.ipv4);
+    }
+    const std::uint64_t last = clock.boot_ms() + kLeasetime * 1000ull;
+    // Peer 2's lease expires first, 3 seconds earlier.
+    EXPECT_EQ(server.next_expiry(), last - 3000);
+    auto early = server.expire(last - 1);
+    ASSERT_EQ(early.records.size(), 1u);
+    EXPECT_EQ(early.records[0].peer, key(2));
+    EXPECT_EQ(server.next_expiry(), last);
+    auto expired = server.expire(last);
+    ASSERT_EQ(expired.records.size(), 1u) << "one record, not one per renewal";
+    EXPECT_EQ(expired.records[0].peer, key(1));
+    EXPECT_TRUE(expired.records[0].released());
+    EXPECT_EQ(server.next_expiry(), std::nullopt);
+    EXPECT_TRUE(server.expire(last + 10 * kLeasetime * 1000ull).records.empty());
+}
