@@ -20,8 +20,9 @@
 // created root-owned, mode 0755. It must be owned by root, not writable by
 // group or others, and empty; otherwise the sandbox is refused.
 //
-// The event loops of all processes must use poll()/ppoll() (not epoll, not
-// select): that is what the allowlists contain.
+// The event loops of all processes must use poll()/ppoll() (not select):
+// that is what the allowlists contain. The one exception is the server
+// protod, whose loop over up to 1,024 connections uses epoll.
 #pragma once
 
 #include "privsep/cli.hpp"
