@@ -32,9 +32,7 @@ std::string text_of(const std::variant<Ip4, Ip6>& a) {
 
 class ClientLeased {
   public:
-    explicit ClientLeased(const Options& options)
-        : options_(options),
-          machine_([this](std::uint64_t bound) { return random_.uniform(bound); }) {}
+    ClientLeased() : machine_([this](std::uint64_t bound) { return random_.uniform(bound); }) {}
     int run();
 
   private:
@@ -44,7 +42,6 @@ class ClientLeased {
     bool send_netd(std::uint16_t type, std::uint32_t id, const msg::Bytes& body);
     int timeout_ms();
 
-    const Options& options_;
     SodiumRandom random_;
     SystemClock clock_;
     ClientLeaseMachine machine_;
@@ -255,7 +252,7 @@ int client_main(const Options& options) {
         WGD_LOG_ERROR("sandbox: %s", sandboxed.error.c_str());
         return 1;
     }
-    ClientLeased leased(options);
+    ClientLeased leased;
     return leased.run();
 }
 

@@ -84,8 +84,7 @@ struct Batch {
 class ServerLeased {
   public:
     ServerLeased(const Options& options, LeaseFileOpen opened)
-        : options_(options), opened_(std::move(opened)),
-          server_(random_, clock_, options.leasetime) {}
+        : opened_(std::move(opened)), server_(random_, clock_, options.leasetime) {}
     int run();
 
   private:
@@ -110,7 +109,6 @@ class ServerLeased {
     int timeout_ms();
     void on_timer();
 
-    const Options& options_;
     LeaseFileOpen opened_;
     LeaseFile* file_ = nullptr;
     SodiumRandom random_;
