@@ -25,8 +25,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -53,15 +56,33 @@ class Floods : public ::testing::Test {
         ASSERT_EQ(lab_->in(lab_->server_ns, "wg set " + lab_->server_iface + " peer " + c.pubkey +
                                                 " allowed-ips " + c.lladdr + "/128,fe80::1:0/116"),
                   0);
+    }
+    // Puts `count` flood sources on peer 0's interface, then starts the server.
+    void add_sources_and_start(int count) {
+        const LabClient& c = lab_->clients[0];
         std::string batch = lab_->state_dir + "/addrs.batch";
         {
             std::ofstream f(batch);
-            for (int i = 0; i < kFlood + 16; i++)
+            // With the interface up, wireguard-go can die of the netlink
+            // storm that 2,000 new addresses raise: add them while it is
+            // down. Down also removes its link-local identity and route.
+            if (count > 100)
+                f << "link set " << c.iface << " down\n";
+            f << "addr replace " << c.lladdr << "/128 dev " << c.iface << " nodad\n";
+            for (int i = 0; i < count; i++)
                 f << "addr add " << flood_source(i) << "/128 dev " << c.iface << " nodad\n";
+            f << "link set " << c.iface << " up\n";
+            f << "route replace fe80::/128 dev " << c.iface << "\n";
         }
         ASSERT_EQ(sh("ip -n " + c.ns + " -batch " + batch), 0);
+        ASSERT_GE(
+            std::atoi(
+                lab_->out(c.ns, "ip -6 addr show dev " + c.iface + " | grep -c inet6").c_str()),
+            count + 1);
+        ASSERT_TRUE(process_alive(c.wg_pid)) << "the client's wireguard-go died";
         run_ = start_server(*lab_);
         ASSERT_TRUE(wait_until_serving(*lab_, 1)) << read_file(run_.log);
+        ASSERT_TRUE(wait_until_serving(*lab_, 0)) << "peer 0's tunnel does not work";
     }
     void TearDown() override {
         if (HasFailure() && lab_)
@@ -106,6 +127,7 @@ struct FloodReport {
     };
     std::vector<Snapshot> snapshots;
     std::vector<long long> closed_at;
+    std::string errors; // "error COUNT TEXT" lines of failed connects
 };
 
 FloodReport parse_flood(const std::string& text) {
@@ -119,6 +141,8 @@ FloodReport parse_flood(const std::string& text) {
             FloodReport::Snapshot s{};
             w >> s.t >> s.established >> s.closed >> s.failed;
             r.snapshots.push_back(s);
+        } else if (tag == "error") {
+            r.errors += line + "\n";
         } else if (tag == "closed_at") {
             for (long long t; w >> t;)
                 r.closed_at.push_back(t);
@@ -135,9 +159,12 @@ std::string hold_silent_connections(const std::string& iface, int count, int hol
         long long closed_at;
     };
     std::vector<Conn> conns;
+    std::map<int, int> errors; // errno of failed connects: count
     const long long t0 = now_ms();
     for (int i = 0; i < count; i++) {
         int fd = connect_from(iface, flood_source(i), 970, true);
+        if (fd < 0)
+            ++errors[-fd];
         conns.push_back({fd, fd < 0 ? failed : connecting, -1});
     }
     std::string out;
@@ -186,6 +213,8 @@ std::string hold_silent_connections(const std::string& iface, int count, int hol
                 socklen_t len = sizeof err;
                 getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
                 c.state = err == 0 ? established : failed;
+                if (err != 0)
+                    ++errors[err];
                 // A connection the server accepted and closed at once may
                 // show readable already: looked at in the next round.
                 continue;
@@ -198,6 +227,8 @@ std::string hold_silent_connections(const std::string& iface, int count, int hol
             }
         }
     }
+    for (auto& [err, n] : errors)
+        out += "error " + std::to_string(n) + " " + std::strerror(err) + "\n";
     out += "closed_at";
     for (auto& c : conns)
         out += " " + std::to_string(c.state == closed ? c.closed_at : -1);
@@ -211,6 +242,7 @@ std::string hold_silent_connections(const std::string& iface, int count, int hol
 } // namespace
 
 TEST_F(Floods, TwoThousandSilentConnectionsAreCappedDroppedWhenIdleAndAGoodPeerIsServedThroughout) {
+    add_sources_and_start(kFlood);
     const std::string iface = lab_->clients[0].iface;
     const long long start = now_ms();
     Background flood(lab_->clients[0].ns,
@@ -233,8 +265,8 @@ TEST_F(Floods, TwoThousandSilentConnectionsAreCappedDroppedWhenIdleAndAGoodPeerI
             at_3s = s.established;
             closed_at_3s = s.closed;
         }
-        EXPECT_EQ(s.failed, 0) << "connect failed at " << s.t << " ms";
     }
+    EXPECT_EQ(report.snapshots.back().failed, 0) << report.errors;
     EXPECT_LE(peak, 1024);
     EXPECT_GE(at_3s, 1024 - 20) << "the server should fill its 1,024 slots";
     EXPECT_GE(closed_at_3s, kFlood - 1024) << "the rest are closed at once";
@@ -268,11 +300,12 @@ TEST_F(Floods, TwoThousandSilentConnectionsAreCappedDroppedWhenIdleAndAGoodPeerI
 }
 
 TEST_F(Floods, SlowSenderIsCutAtTheRequestTimeoutAndTightReconnectsDoNotStarveOthers) {
+    add_sources_and_start(2);
     const LabClient& c = lab_->clients[0];
     const std::string iface = c.iface, self = c.lladdr;
     // One byte a second of a request that would be valid: cut at 10 s.
     Background slow(c.ns, [&] {
-        int fd = connect_from(iface, flood_source(kFlood + 1), 970, false);
+        int fd = connect_from(iface, flood_source(1), 970, false);
         if (fd < 0)
             return std::string("connect failed");
         const std::string body = "request_ip=1\ncomment=" + std::string(40, 'a') + "\n\n";
