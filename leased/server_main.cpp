@@ -544,21 +544,10 @@ int ServerLeased::run() {
             WGD_LOG_ERROR("poll: %s", std::strerror(errno));
             return 1;
         }
-        auto drain = [&](Channel& ch, const char* peer, auto handle) {
-            for (int i = 0; i < 1024 && !failed_; i++) {
-                auto r = ch.recv();
-                if (auto* e = std::get_if<privsep::RecvError>(&r)) {
-                    if (*e == privsep::RecvError::would_block)
-                        return;
-                    privsep::channel_failed(ch, *e, peer);
-                }
-                handle(std::get<privsep::Message>(r));
-            }
-        };
         if (fds[0].revents)
-            drain(netd_, "netd", [&](privsep::Message& m) { on_netd(m); });
+            privsep::drain(netd_, "netd", 1024, [&](privsep::Message& m) { on_netd(m); });
         if (fds[1].revents)
-            drain(protod_, "protod", [&](privsep::Message& m) { on_protod(m); });
+            privsep::drain(protod_, "protod", 1024, [&](privsep::Message& m) { on_protod(m); });
         on_timer();
         start_next_batch();
     }

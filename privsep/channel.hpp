@@ -157,4 +157,20 @@ class Acceptance {
 // owner's loop when recv() returns anything but would_block.
 [[noreturn]] void channel_failed(const Channel& ch, RecvError e, const char* peer);
 
+// Hands each pending message (at most `max`, so that one busy peer cannot
+// starve the others of a loop) to handle(Message&); a broken channel ends
+// the process through channel_failed.
+template <class Handle>
+void drain(Channel& ch, const char* peer, int max, Handle handle) {
+    for (int i = 0; i < max; i++) {
+        auto r = ch.recv();
+        if (auto* e = std::get_if<RecvError>(&r)) {
+            if (*e == RecvError::would_block)
+                return;
+            channel_failed(ch, *e, peer);
+        }
+        handle(std::get<Message>(r));
+    }
+}
+
 } // namespace wgd::privsep

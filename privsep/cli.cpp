@@ -1,6 +1,7 @@
 #include "privsep/cli.hpp"
 
 #include <charconv>
+#include <cstdio>
 
 namespace wgd {
 
@@ -30,6 +31,22 @@ std::string usage_text(Side side) {
                 "      --state-dir DIR    lease files, default /var/lib/wg-dynamic\n"
                 "      --json             (show only) print the leases as JSON\n";
     return text;
+}
+
+std::optional<int> answer_without_running(Side side, const CliResult& result) {
+    if (std::holds_alternative<HelpRequested>(result)) {
+        std::fputs(usage_text(side).c_str(), stdout);
+        return 0;
+    }
+    if (std::holds_alternative<VersionRequested>(result)) {
+        std::printf("%s %s\n", program_name(side).c_str(), WGD_VERSION);
+        return 0;
+    }
+    if (auto* err = std::get_if<UsageError>(&result)) {
+        std::fprintf(stderr, "%s: %s\n", program_name(side).c_str(), err->message.c_str());
+        return 1;
+    }
+    return std::nullopt;
 }
 
 bool is_valid_ifname(const std::string& name) {
@@ -120,7 +137,8 @@ CliResult parse_command_line(Side side, const std::vector<std::string>& args) {
                 return UsageError{"--leasetime needs a number of seconds"};
             if (!parse_leasetime(value, opts.leasetime))
                 return UsageError{"--leasetime must be a whole number of seconds from 1 to 604800, "
-                                  "not '" + value + "'"};
+                                  "not '" +
+                                  value + "'"};
         } else if (server && (arg == "--state-dir" || arg.rfind("--state-dir=", 0) == 0)) {
             if (!value_of("--state-dir", value) || value.empty())
                 return UsageError{"--state-dir needs a directory"};

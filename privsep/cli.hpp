@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -16,8 +17,8 @@ struct Options {
     bool foreground = false;
     int verbosity = 0;
     std::string user = "nobody";
-    std::uint32_t leasetime = 3600;                  // server only
-    std::string state_dir = "/var/lib/wg-dynamic";   // server only
+    std::uint32_t leasetime = 3600;                // server only
+    std::string state_dir = "/var/lib/wg-dynamic"; // server only
 };
 
 struct ShowCommand { // wg-dynamic-server show IFACE [--json] [--state-dir DIR]
@@ -38,6 +39,11 @@ using CliResult = std::variant<Options, ShowCommand, HelpRequested, VersionReque
 CliResult parse_command_line(Side side, const std::vector<std::string>& args);
 
 std::string usage_text(Side side);
+
+// What both mains do before running anything: print usage (exit 0),
+// the version (exit 0) or a one-line usage error (exit 1). nullopt: the
+// result is a command to run.
+std::optional<int> answer_without_running(Side side, const CliResult& result);
 std::string program_name(Side side);
 
 // Linux interface names: 1 to 15 bytes, no '/', no whitespace, not "." or "..".

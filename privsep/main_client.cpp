@@ -19,18 +19,8 @@ int main(int argc, char** argv) {
         args.erase(args.begin());
 
     wgd::CliResult result = wgd::parse_command_line(side, args);
-    if (std::holds_alternative<wgd::HelpRequested>(result)) {
-        std::fputs(wgd::usage_text(side).c_str(), stdout);
-        return 0;
-    }
-    if (std::holds_alternative<wgd::VersionRequested>(result)) {
-        std::printf("%s %s\n", wgd::program_name(side).c_str(), WGD_VERSION);
-        return 0;
-    }
-    if (auto* err = std::get_if<wgd::UsageError>(&result)) {
-        std::fprintf(stderr, "%s: %s\n", wgd::program_name(side).c_str(), err->message.c_str());
-        return 1;
-    }
+    if (auto status = wgd::answer_without_running(side, result))
+        return *status;
 
     const auto& options = std::get<wgd::Options>(result);
     wgd::log_set_verbosity(options.verbosity);
