@@ -62,7 +62,9 @@ class CountingTrie {
     std::size_t memory_bytes() const;
 
   private:
-#pragma pack(push, 1)
+    // Not packed: members are bound by reference (and u128 counts must be
+    // aligned), which a packed layout makes undefined behaviour. The trie
+    // holds marks only (prefixes, exclusions), so its size barely matters.
     struct Node {
         Addr key;
         Count blocked;   // addresses of the subtree under some block mark
@@ -72,7 +74,6 @@ class CountingTrie {
         std::uint16_t blocks;
         std::uint8_t len;
     };
-#pragma pack(pop)
     static constexpr unsigned kChunkBits = 12;
 
     Node& node(std::uint32_t i) {
