@@ -70,8 +70,9 @@ class Floods : public ::testing::Test {
             std::ofstream(batch) << text;
             return sh("ip -n " + c.ns + " -batch " + batch);
         };
-        if (count > 100)
+        if (count > 100) {
             ASSERT_EQ(run_batch("link set " + c.iface + " down\n"), 0);
+        }
         for (int first = 0; first < count; first += 100) {
             std::string text;
             for (int i = first; i < std::min(first + 100, count); i++)
