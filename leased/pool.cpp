@@ -220,10 +220,10 @@ void CountingTrie<Addr, Count, W>::compact() {
     CountingTrie fresh;
     fresh.node(1) = node(1);
     // Iterative copy: (index in this trie, index of the copy in fresh).
-    std::vector<std::pair<std::uint32_t, std::uint32_t>> todo{{1, 1}};
-    while (!todo.empty()) {
-        auto [from, to] = todo.back();
-        todo.pop_back();
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> worklist{{1, 1}};
+    while (!worklist.empty()) {
+        auto [from, to] = worklist.back();
+        worklist.pop_back();
         for (unsigned s = 0; s < 2; s++) {
             const std::uint32_t c = node(from).child[s];
             if (c == 0)
@@ -231,7 +231,7 @@ void CountingTrie<Addr, Count, W>::compact() {
             const std::uint32_t copy = fresh.new_node(0, 0);
             fresh.node(copy) = node(c);
             fresh.node(to).child[s] = copy;
-            todo.emplace_back(c, copy);
+            worklist.emplace_back(c, copy);
         }
     }
     *this = std::move(fresh);
@@ -484,16 +484,16 @@ template <class Addr>
 RankedSet<Addr>::~RankedSet() {
     // Leaves first, level by level, so that a deep tree is not freed by
     // deep recursion (it is at most ~6 levels, but stay iterative anyway).
-    std::vector<std::unique_ptr<Node>> todo;
+    std::vector<std::unique_ptr<Node>> worklist;
     if (root_)
-        todo.push_back(std::move(root_));
-    while (!todo.empty()) {
-        auto n = std::move(todo.back());
-        todo.pop_back();
+        worklist.push_back(std::move(root_));
+    while (!worklist.empty()) {
+        auto n = std::move(worklist.back());
+        worklist.pop_back();
         if (!n->leaf) {
             auto& in = static_cast<Inner&>(*n);
             for (unsigned j = 0; j < in.n; j++)
-                todo.push_back(std::move(in.kid[j]));
+                worklist.push_back(std::move(in.kid[j]));
         }
     }
 }

@@ -76,9 +76,7 @@ class CountingTrie {
     };
     static constexpr unsigned kChunkBits = 12;
 
-    Node& node(std::uint32_t i) {
-        return chunks_[i >> kChunkBits][i & ((1u << kChunkBits) - 1)];
-    }
+    Node& node(std::uint32_t i) { return chunks_[i >> kChunkBits][i & ((1u << kChunkBits) - 1)]; }
     const Node& node(std::uint32_t i) const {
         return chunks_[i >> kChunkBits][i & ((1u << kChunkBits) - 1)];
     }

@@ -24,7 +24,9 @@ bool Ip6::is_unspecified() const {
     return true;
 }
 
-bool Ip6::is_link_local() const { return bytes[0] == 0xfe && (bytes[1] & 0xc0) == 0x80; }
+bool Ip6::is_link_local() const {
+    return bytes[0] == 0xfe && (bytes[1] & 0xc0) == 0x80;
+}
 
 namespace {
 
@@ -54,10 +56,18 @@ std::array<std::uint8_t, N> mask_bytes(std::array<std::uint8_t, N> a, unsigned l
 
 } // namespace
 
-bool Prefix4::contains(const Ip4& a) const { return len <= 32 && prefix_match(addr.bytes, a.bytes, len); }
-Prefix4 Prefix4::masked() const { return Prefix4{Ip4{mask_bytes(addr.bytes, len)}, len}; }
-bool Prefix6::contains(const Ip6& a) const { return len <= 128 && prefix_match(addr.bytes, a.bytes, len); }
-Prefix6 Prefix6::masked() const { return Prefix6{Ip6{mask_bytes(addr.bytes, len)}, len}; }
+bool Prefix4::contains(const Ip4& a) const {
+    return len <= 32 && prefix_match(addr.bytes, a.bytes, len);
+}
+Prefix4 Prefix4::masked() const {
+    return Prefix4{Ip4{mask_bytes(addr.bytes, len)}, len};
+}
+bool Prefix6::contains(const Ip6& a) const {
+    return len <= 128 && prefix_match(addr.bytes, a.bytes, len);
+}
+Prefix6 Prefix6::masked() const {
+    return Prefix6{Ip6{mask_bytes(addr.bytes, len)}, len};
+}
 
 std::optional<Ip4> parse_ip4(std::string_view text) {
     // inet_pton(AF_INET) already refuses shorthand ("10.1") and octal forms;
@@ -97,8 +107,12 @@ std::string to_string(const Ip6& a) {
     return buf;
 }
 
-std::string to_string(const Prefix4& p) { return to_string(p.addr) + "/" + std::to_string(p.len); }
-std::string to_string(const Prefix6& p) { return to_string(p.addr) + "/" + std::to_string(p.len); }
+std::string to_string(const Prefix4& p) {
+    return to_string(p.addr) + "/" + std::to_string(p.len);
+}
+std::string to_string(const Prefix6& p) {
+    return to_string(p.addr) + "/" + std::to_string(p.len);
+}
 
 bool is_leasable(const Ip4& a) {
     std::uint8_t first = a.bytes[0];

@@ -29,13 +29,25 @@ LogSink& sink() {
 
 } // namespace
 
-void log_set_sink(LogSink s) { sink() = s ? std::move(s) : LogSink(write_stderr); }
-void log_set_name(std::string_view name) { g_name = name; }
-void log_set_verbosity(int v) { g_verbosity = v; }
-std::string_view log_name() { return g_name; }
-LogSink log_stderr_sink() { return write_stderr; }
+void log_set_sink(LogSink s) {
+    sink() = s ? std::move(s) : LogSink(write_stderr);
+}
+void log_set_name(std::string_view name) {
+    g_name = name;
+}
+void log_set_verbosity(int v) {
+    g_verbosity = v;
+}
+std::string_view log_name() {
+    return g_name;
+}
+LogSink log_stderr_sink() {
+    return write_stderr;
+}
 
-bool log_enabled(LogLevel level) { return level != LogLevel::debug || g_verbosity > 0; }
+bool log_enabled(LogLevel level) {
+    return level != LogLevel::debug || g_verbosity > 0;
+}
 
 void logf(LogLevel level, const char* fmt, ...) {
     if (!log_enabled(level))
@@ -47,8 +59,8 @@ void logf(LogLevel level, const char* fmt, ...) {
     va_end(ap);
     if (n < 0)
         return;
-    std::size_t len = static_cast<std::size_t>(n) < sizeof buf ? static_cast<std::size_t>(n)
-                                                                : sizeof buf - 1;
+    std::size_t len =
+        static_cast<std::size_t>(n) < sizeof buf ? static_cast<std::size_t>(n) : sizeof buf - 1;
     sink()(level, std::string_view(buf, len));
 }
 

@@ -12,8 +12,8 @@ TEST(Addr, ParsesAndFormatsBothFamiliesRoundTrip) {
 }
 
 TEST(Addr, RejectsNonCanonicalOrMalformedText) {
-    for (auto t : {"", "10.1", "10.0.0.256", "010.0.0.1", "1.2.3.4 ", "1.2.3.4/32", "a.b.c.d",
-                   "1.2.3.4.5"})
+    for (auto t :
+         {"", "10.1", "10.0.0.256", "010.0.0.1", "1.2.3.4 ", "1.2.3.4/32", "a.b.c.d", "1.2.3.4.5"})
         EXPECT_FALSE(parse_ip4(t)) << t;
     for (auto t : {"", "fe80::1%wg0", "2001:db8::/64", "1:2:3:4:5:6:7:8:9", ":::", "g::"})
         EXPECT_FALSE(parse_ip6(t)) << t;

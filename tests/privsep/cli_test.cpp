@@ -5,7 +5,9 @@
 using namespace wgd;
 
 namespace {
-CliResult parse(Side side, std::vector<std::string> args) { return parse_command_line(side, args); }
+CliResult parse(Side side, std::vector<std::string> args) {
+    return parse_command_line(side, args);
+}
 } // namespace
 
 TEST(CommandLine, DefaultsFollowSpec) {
@@ -22,7 +24,8 @@ TEST(CommandLine, DefaultsFollowSpec) {
 
 TEST(CommandLine, ShortAndLongFlagsAreEquivalent) {
     auto a = std::get<Options>(parse(Side::client, {"-f", "-v", "-v", "wg0"}));
-    auto b = std::get<Options>(parse(Side::client, {"--foreground", "--verbose", "--verbose", "wg0"}));
+    auto b =
+        std::get<Options>(parse(Side::client, {"--foreground", "--verbose", "--verbose", "wg0"}));
     auto c = std::get<Options>(parse(Side::client, {"-fvv", "wg0"}));
     for (auto& o : {a, b, c}) {
         EXPECT_TRUE(o.foreground);
@@ -31,21 +34,24 @@ TEST(CommandLine, ShortAndLongFlagsAreEquivalent) {
 }
 
 TEST(CommandLine, ServerOptionsTakeValuesInBothSpellings) {
-    auto o = std::get<Options>(parse(Side::server, {"--leasetime", "4", "--state-dir=/tmp/x",
-                                                    "--user", "wgd", "wg1"}));
+    auto o = std::get<Options>(
+        parse(Side::server, {"--leasetime", "4", "--state-dir=/tmp/x", "--user", "wgd", "wg1"}));
     EXPECT_EQ(o.leasetime, 4u);
     EXPECT_EQ(o.state_dir, "/tmp/x");
     EXPECT_EQ(o.user, "wgd");
 }
 
 TEST(CommandLine, ServerOnlyOptionsAreUnknownToTheClient) {
-    EXPECT_TRUE(std::holds_alternative<UsageError>(parse(Side::client, {"--leasetime", "4", "wg0"})));
-    EXPECT_TRUE(std::holds_alternative<UsageError>(parse(Side::client, {"--state-dir", "/x", "wg0"})));
+    EXPECT_TRUE(
+        std::holds_alternative<UsageError>(parse(Side::client, {"--leasetime", "4", "wg0"})));
+    EXPECT_TRUE(
+        std::holds_alternative<UsageError>(parse(Side::client, {"--state-dir", "/x", "wg0"})));
 }
 
 TEST(CommandLine, BadLeasetimeIsAUsageError) {
     for (std::string v : {"0", "-1", "abc", "10s", "", "99999999999"})
-        EXPECT_TRUE(std::holds_alternative<UsageError>(parse(Side::server, {"--leasetime", v, "wg0"})))
+        EXPECT_TRUE(
+            std::holds_alternative<UsageError>(parse(Side::server, {"--leasetime", v, "wg0"})))
             << v;
     EXPECT_TRUE(std::holds_alternative<UsageError>(parse(Side::server, {"wg0", "--leasetime"})));
 }

@@ -209,15 +209,15 @@ TEST(Supervisor, ExitStatusIsReported) {
     EXPECT_EQ(exits[0].describe(), "netd exited with status 3");
 }
 
-TEST(Supervisor, StopAllTerminatesPoliteChildrenAndKillsStubbornOnes) {
+TEST(Supervisor, StopAllTerminatesPoliteChildrenAndKillsDefiantOnes) {
     Supervisor sup;
     pid_t polite = spawn_role("/bin/sleep", {"sleep", "30"}, {});
-    pid_t stubborn =
+    pid_t defiant =
         spawn_role("/bin/sh", {"sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"}, {});
     ASSERT_GT(polite, 0);
-    ASSERT_GT(stubborn, 0);
+    ASSERT_GT(defiant, 0);
     sup.add(polite, "protod");
-    sup.add(stubborn, "leased");
+    sup.add(defiant, "leased");
     std::this_thread::sleep_for(100ms); // let the shell install its trap
     auto start = Clock::now();
     auto exits = sup.stop_all(300ms);
