@@ -5,13 +5,12 @@
 #include "leased/clock.hpp"
 #include "leased/leased.hpp"
 #include "leased/random.hpp"
+#include "leased/role_entry.hpp"
 #include "privsep/channel.hpp"
 #include "privsep/log.hpp"
 #include "privsep/messages.hpp"
-#include "privsep/sandbox.hpp"
 
 #include <poll.h>
-#include <sodium.h>
 
 #include <cerrno>
 #include <cstring>
@@ -228,19 +227,8 @@ int ClientLeased::run() {
 } // namespace
 
 int client_main(const Options& options) {
-    privsep::SandboxSpec spec;
-    spec.role = privsep::Role::leased;
-    spec.side = Side::client;
-    spec.user = options.user;
-    // libsodium picks its random source before the filter forbids looking.
-    if (sodium_init() < 0) {
-        WGD_LOG_ERROR("libsodium cannot start");
+    if (!enter_leased_sandbox(Side::client, options))
         return 1;
-    }
-    if (auto sandboxed = privsep::enter_sandbox(spec); !sandboxed.ok()) {
-        WGD_LOG_ERROR("sandbox: %s", sandboxed.error.c_str());
-        return 1;
-    }
     ClientLeased leased;
     return leased.run();
 }

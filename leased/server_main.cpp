@@ -7,14 +7,13 @@
 #include "leased/lease_file.hpp"
 #include "leased/leased.hpp"
 #include "leased/random.hpp"
+#include "leased/role_entry.hpp"
 #include "leased/server.hpp"
 #include "privsep/channel.hpp"
 #include "privsep/log.hpp"
 #include "privsep/messages.hpp"
-#include "privsep/sandbox.hpp"
 
 #include <poll.h>
-#include <sodium.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -557,19 +556,8 @@ int ServerLeased::run() {
 } // namespace
 
 int server_main(const Options& options) {
-    privsep::SandboxSpec spec;
-    spec.role = privsep::Role::leased;
-    spec.side = Side::server;
-    spec.user = options.user;
-    // libsodium picks its random source before the filter forbids looking.
-    if (sodium_init() < 0) {
-        WGD_LOG_ERROR("libsodium cannot start");
+    if (!enter_leased_sandbox(Side::server, options))
         return 1;
-    }
-    if (auto sandboxed = privsep::enter_sandbox(spec); !sandboxed.ok()) {
-        WGD_LOG_ERROR("sandbox: %s", sandboxed.error.c_str());
-        return 1;
-    }
     // The lease file is read inside the sandbox: it is input like any other.
     LeaseFileOpen opened =
         LeaseFile::open(UniqueFd(kLeaseFileFd), UniqueFd(kLeaseFileNextFd), options.iface);

@@ -1,0 +1,27 @@
+#include "leased/role_entry.hpp"
+
+#include "privsep/log.hpp"
+#include "privsep/sandbox.hpp"
+
+#include <sodium.h>
+
+namespace wgd::leased {
+
+bool enter_leased_sandbox(Side side, const Options& options) {
+    privsep::SandboxSpec spec;
+    spec.role = privsep::Role::leased;
+    spec.side = side;
+    spec.user = options.user;
+    // libsodium picks its random source before the filter forbids looking.
+    if (sodium_init() < 0) {
+        WGD_LOG_ERROR("libsodium cannot start");
+        return false;
+    }
+    if (auto sandboxed = privsep::enter_sandbox(spec); !sandboxed.ok()) {
+        WGD_LOG_ERROR("sandbox: %s", sandboxed.error.c_str());
+        return false;
+    }
+    return true;
+}
+
+} // namespace wgd::leased
