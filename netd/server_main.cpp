@@ -67,10 +67,10 @@ msg::PoolsSnapshot snapshot(const Pools& pools, const std::vector<IfAddr>& addrs
     return s;
 }
 
-std::vector<msg::PeerFacts> facts_of(const Device& device) {
+std::vector<msg::PeerFacts> facts_of(const std::vector<Peer>& peers) {
     std::vector<msg::PeerFacts> out;
-    out.reserve(device.peers.size());
-    for (const Peer& p : device.peers)
+    out.reserve(peers.size());
+    for (const Peer& p : peers)
         out.push_back({p.key, p.allowed4, p.allowed6});
     return out;
 }
@@ -104,8 +104,7 @@ class ServerNetd {
     Rtnl rtnl_ = fail_open();
     LinkInfo link_;
     std::unique_ptr<WgBackend> wg_;
-    Device device_;
-    std::map<PublicKey, std::size_t> peer_index_; // into device_.peers
+    DeviceView device_;
     std::chrono::steady_clock::time_point device_read_at_;
     bool device_trusted_ = false; // false: read it again before the next order
     Pools pools_;
@@ -148,7 +147,7 @@ void ServerNetd::check_preconditions() {
     if (!device)
         throw Failure{"cannot read WireGuard device " + ifname + ": " + device.error().message};
     set_device(std::move(device.value()));
-    if (std::none_of(device_.peers.begin(), device_.peers.end(), has_link_local_identity))
+    if (std::none_of(device_.peers().begin(), device_.peers().end(), has_link_local_identity))
         throw Failure{"no peer of '" + ifname +
                       "' has a link-local /128 allowed IP (fe80::X/128): nobody to serve"};
     auto pools = rtnl_.pools(link_.ifindex);
@@ -195,7 +194,7 @@ bool ServerNetd::send_pools() {
 bool ServerNetd::send_peers() {
     if (!send(msg::peers_begin, 0, {}))
         return false;
-    for (const msg::PeersChunk& chunk : msg::split_peers(facts_of(device_)))
+    for (const msg::PeersChunk& chunk : msg::split_peers(facts_of(device_.peers())))
         if (!send(msg::peers_chunk, 0, msg::encode(chunk)))
             return false;
     return send(msg::peers_end, 0, {});
@@ -216,25 +215,16 @@ bool ServerNetd::refresh_device() {
 }
 
 void ServerNetd::set_device(Device device) {
-    device_ = std::move(device);
-    peer_index_.clear();
-    for (std::size_t i = 0; i < device_.peers.size(); i++)
-        peer_index_.emplace(device_.peers[i].key, i);
+    device_ = DeviceView(std::move(device));
     device_read_at_ = std::chrono::steady_clock::now();
     device_trusted_ = true;
 }
 
 // What WireGuard now holds after an order that it accepted.
 void ServerNetd::record_applied(const std::vector<PeerChange>& changes) {
-    for (const PeerChange& c : changes) {
-        auto it = peer_index_.find(c.key);
-        if (it == peer_index_.end()) {
+    for (const PeerChange& c : changes)
+        if (!device_.record(c))
             device_trusted_ = false;
-            continue;
-        }
-        Peer& peer = device_.peers[it->second];
-        apply_change(c, peer.allowed4, peer.allowed6);
-    }
 }
 
 void ServerNetd::handle_leased(privsep::Message& m) {
@@ -382,7 +372,7 @@ int ServerNetd::run(const std::vector<std::string>& args) {
     }
     WGD_LOG_INFO("serving %s on [fe80::%%%s]:970 (%s backend, %zu peers, %zu+%zu pools)",
                  options_.iface.c_str(), options_.iface.c_str(), std::string(wg_->name()).c_str(),
-                 device_.peers.size(), pools_.v4.size(), pools_.v6.size());
+                 device_.peers().size(), pools_.v4.size(), pools_.v6.size());
 
     if (!send_pools() || !send_peers())
         stopping_ = true;

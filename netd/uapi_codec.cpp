@@ -151,9 +151,8 @@ void apply_change(const PeerChange& change, std::vector<Prefix4>& allowed4,
 }
 
 Result<std::string> build_uapi_set(const Device& current, std::span<const PeerChange> changes) {
+    // Only removals need the current lists; index them once, if at all.
     std::map<PublicKey, const Peer*> index;
-    for (const auto& p : current.peers)
-        index.emplace(p.key, &p);
     std::string out = "set=1\n";
     for (const auto& change : changes) {
         out += "public_key=" + to_hex(change.key) + "\nupdate_only=true\n";
@@ -164,6 +163,9 @@ Result<std::string> build_uapi_set(const Device& current, std::span<const PeerCh
                 out += "allowed_ip=" + to_string(a) + "/128\n";
             continue;
         }
+        if (index.empty())
+            for (const auto& p : current.peers)
+                index.emplace(p.key, &p);
         auto it = index.find(change.key);
         if (it == index.end())
             return make_error(ENOENT, "no peer " + to_base64(change.key));

@@ -4,6 +4,7 @@
 // batch passes, so a refused batch changes nothing.
 #pragma once
 
+#include "netd/device_view.hpp"
 #include "netd/result.hpp"
 #include "netd/rtnl.hpp"
 #include "netd/wireguard.hpp"
@@ -28,6 +29,9 @@ Result<void> validate_address_order(int configured_ifindex, int order_ifindex,
 // of another peer (WireGuard would move or shadow it), or that two changes
 // of the batch add; adds and removes the same address. Removing an address
 // the peer does not hold as a /32 or /128 is allowed and changes nothing.
+Result<void> validate_peer_changes(const DeviceView& view, const Pools& pools,
+                                   std::span<const PeerChange> changes);
+// The same against a device read just now (indexes it first: O(peers)).
 Result<void> validate_peer_changes(const Device& device, const Pools& pools,
                                    std::span<const PeerChange> changes);
 

@@ -138,3 +138,53 @@ TEST(ValidateInterface, OnlyTheConfiguredIndex) {
     EXPECT_FALSE(validate_interface(3, 4));
     EXPECT_FALSE(validate_interface(-1, -1));
 }
+
+// The view netd keeps between device reads must judge an order exactly as a
+// view built from the device after the same changes.
+TEST_F(Validate, ViewUpdatedByRecordedChangesJudgesLikeAFreshView) {
+    DeviceView view(device);
+    const PeerChange grant{key(1), {ip4("10.77.0.9")}, {}, {ip6("2001:db8:77::9")}, {}};
+    ASSERT_TRUE(validate_peer_changes(view, pools, std::vector<PeerChange>{grant}));
+    ASSERT_TRUE(view.record(grant));
+    apply_change(grant, device.peers[0].allowed4, device.peers[0].allowed6);
+
+    // Peer 2 may no longer take what peer 1 now holds; peer 1 may keep it.
+    const PeerChange steal4{key(2), {ip4("10.77.0.9")}, {}, {}, {}};
+    const PeerChange steal6{key(2), {}, {}, {ip6("2001:db8:77::9")}, {}};
+    for (const auto& c : {steal4, steal6}) {
+        auto recorded = validate_peer_changes(view, pools, std::vector<PeerChange>{c});
+        auto fresh = check({c});
+        ASSERT_FALSE(recorded);
+        ASSERT_FALSE(fresh);
+        EXPECT_EQ(recorded.error().code, EEXIST);
+        EXPECT_EQ(fresh.error().code, EEXIST);
+    }
+
+    // Once peer 1 lets it go, peer 2 may have it.
+    const PeerChange release{key(1), {}, {ip4("10.77.0.9")}, {}, {}};
+    ASSERT_TRUE(view.record(release));
+    apply_change(release, device.peers[0].allowed4, device.peers[0].allowed6);
+    EXPECT_TRUE(validate_peer_changes(view, pools, std::vector<PeerChange>{steal4}));
+    EXPECT_TRUE(check({steal4}));
+    ASSERT_NE(view.find(key(1)), nullptr);
+    EXPECT_EQ(view.find(key(1))->allowed4, device.peers[0].allowed4);
+}
+
+TEST_F(Validate, ViewRefusesToRecordAChangeOfAnUnknownPeer) {
+    DeviceView view(device);
+    EXPECT_FALSE(view.record(PeerChange{key(9), {ip4("10.77.0.9")}, {}, {}, {}}));
+    EXPECT_EQ(view.find(key(9)), nullptr);
+    EXPECT_TRUE(validate_peer_changes(
+        view, pools, std::vector<PeerChange>{{key(2), {ip4("10.77.0.9")}, {}, {}, {}}}));
+}
+
+TEST_F(Validate, ViewFindsEveryPeerWhateverTheOrderTheDeviceListedThem) {
+    Device shuffled;
+    for (int n = 200; n > 0; n -= 3)
+        shuffled.peers.push_back(Peer{key(static_cast<std::uint8_t>(n)), {}, {}});
+    DeviceView view(shuffled);
+    for (int n = 1; n <= 200; n++) {
+        const bool listed = (200 - n) % 3 == 0;
+        EXPECT_EQ(view.find(key(static_cast<std::uint8_t>(n))) != nullptr, listed) << n;
+    }
+}
