@@ -1,6 +1,7 @@
 #include "leased/server.hpp"
 
 #include <algorithm>
+#include <functional>
 
 namespace wgd::leased {
 
@@ -47,7 +48,7 @@ AddressPool<Ip>& LeaseServer::pool() {
         return pool6_;
 }
 template <class Ip>
-std::map<Ip, PublicKey>& LeaseServer::leases() {
+LeaseServer::LeaseIndex<Ip>& LeaseServer::leases() {
     if constexpr (std::is_same_v<Ip, Ip4>)
         return leases4_;
     else
@@ -68,10 +69,7 @@ bool later(const auto& a, const auto& b) {
 } // namespace
 
 bool LeaseServer::expiry_live(const ExpiryEntry& e) const {
-    auto it = peers_.find(e.key);
-    if (it == peers_.end())
-        return false;
-    const Peer& peer = it->second;
+    const Peer& peer = e.peer->second;
     return peer.pending == 0 && (peer.f4.lease || peer.f6.lease) && peer.expiry_ms == e.at;
 }
 
@@ -82,10 +80,11 @@ void LeaseServer::drop_stale_expiry() const {
     }
 }
 
-void LeaseServer::index_expiry(const PublicKey& key, Peer& peer) {
+void LeaseServer::index_expiry(PeerEntry& entry) {
+    const Peer& peer = entry.second;
     if (peer.pending != 0 || !(peer.f4.lease || peer.f6.lease))
         return;
-    expiry_.push_back(ExpiryEntry{peer.expiry_ms, key});
+    expiry_.push_back(ExpiryEntry{peer.expiry_ms, &entry});
     std::push_heap(expiry_.begin(), expiry_.end(), later<ExpiryEntry, ExpiryEntry>);
     // Renewals leave stale entries behind: sweep them once they are as many
     // as the live ones (O(n), after at least n/2 pushes). Entries of one peer
@@ -96,7 +95,7 @@ void LeaseServer::index_expiry(const PublicKey& key, Peer& peer) {
     }
 }
 
-void LeaseServer::unindex_expiry(const PublicKey&, const Peer&) {
+void LeaseServer::unindex_expiry(const PeerEntry&) {
     // Lazy: the entry goes stale (see expiry_live) and is dropped later.
 }
 
@@ -110,12 +109,12 @@ LeaseRecord LeaseServer::record_of(const PublicKey& key, const Peer& peer) const
 }
 
 template <class Ip>
-void LeaseServer::drop_lease(const PublicKey&, Peer& peer, AllowedIpChanges* changes) {
+void LeaseServer::drop_lease(Peer& peer, AllowedIpChanges* changes) {
     auto& pf = family<Ip>(peer);
     if (!pf.lease)
         return;
     pool<Ip>().release(*pf.lease);
-    leases<Ip>().erase(*pf.lease);
+    leases<Ip>().erase(*pf.lease); // while the index can still read it
     if (changes && pf.lease_in_allowed)
         remove_change(*changes, *pf.lease);
     pf.lease.reset();
@@ -159,7 +158,7 @@ void LeaseServer::invalidate_plan(std::uint64_t id) {
     auto peer = peers_.find(it->second.peer);
     if (peer != peers_.end()) {
         peer->second.pending = 0;
-        index_expiry(peer->first, peer->second);
+        index_expiry(*peer);
     }
     pending_.erase(it);
 }
@@ -214,6 +213,7 @@ LeaseEvents LeaseServer::set_peers(const std::vector<PeerFacts>& facts) {
         set_statics<Ip6>(f.key, peer, std::move(statics6));
     }
 
+    std::vector<const PeerEntry*> erased; // sorted: peers_ is walked once
     for (auto it = peers_.begin(); it != peers_.end();) {
         if (seen.count(it->first)) {
             ++it;
@@ -222,16 +222,27 @@ LeaseEvents LeaseServer::set_peers(const std::vector<PeerFacts>& facts) {
         Peer& peer = it->second;
         invalidate_plan(peer.pending);
         const bool had_lease = peer.f4.lease || peer.f6.lease;
-        unindex_expiry(it->first, peer);
-        drop_lease<Ip4>(it->first, peer, nullptr);
-        drop_lease<Ip6>(it->first, peer, nullptr);
+        unindex_expiry(*it);
+        drop_lease<Ip4>(peer, nullptr);
+        drop_lease<Ip6>(peer, nullptr);
         set_statics<Ip4>(it->first, peer, {});
         set_statics<Ip6>(it->first, peer, {});
         for (auto& ll : peer.link_locals)
             by_link_local_.erase(ll);
         if (had_lease)
             events.records.push_back(LeaseRecord{it->first, {}, {}, 0, 0});
+        erased.push_back(&*it);
         it = peers_.erase(it);
+    }
+    // Stale expiry entries of erased peers would dangle: purge them now,
+    // before a new peer can take the same place (O(heap), like the view).
+    if (!erased.empty()) {
+        const std::less<const PeerEntry*> before;
+        std::sort(erased.begin(), erased.end(), before);
+        std::erase_if(expiry_, [&](const ExpiryEntry& e) {
+            return std::binary_search(erased.begin(), erased.end(), e.peer, before);
+        });
+        std::make_heap(expiry_.begin(), expiry_.end(), later<ExpiryEntry, ExpiryEntry>);
     }
 
     // A leased address an operator put on another peer: WireGuard moved it,
@@ -239,16 +250,15 @@ LeaseEvents LeaseServer::set_peers(const std::vector<PeerFacts>& facts) {
     auto forget_moved = [&](auto& hosts, auto& lease_map, auto tag) {
         using Ip = decltype(tag);
         for (auto& [addr, owner] : hosts) {
-            auto lease = lease_map.find(addr);
-            if (lease == lease_map.end() || lease->second == owner)
+            PeerEntry* holder = lease_map.find(addr);
+            if (holder == nullptr || holder->first == owner)
                 continue;
-            const PublicKey holder = lease->second;
-            Peer& peer = peers_.at(holder);
-            unindex_expiry(holder, peer);
+            Peer& peer = holder->second;
+            unindex_expiry(*holder);
             family<Ip>(peer).lease_in_allowed = false;
-            drop_lease<Ip>(holder, peer, nullptr);
-            index_expiry(holder, peer);
-            events.records.push_back(record_of(holder, peer));
+            drop_lease<Ip>(peer, nullptr);
+            index_expiry(*holder);
+            events.records.push_back(record_of(holder->first, peer));
         }
     };
     forget_moved(static_hosts4_, leases4_, Ip4{});
@@ -302,18 +312,24 @@ LeaseEvents LeaseServer::remove_prefix_of(const typename FamilyTraits<Ip>::Prefi
     for (auto id : stale)
         invalidate_plan(id);
 
-    std::vector<std::pair<Ip, PublicKey>> revoked;
-    auto& map = leases<Ip>();
-    for (auto it = map.lower_bound(p.addr); it != map.end() && p.contains(it->first); ++it)
-        if (!pool<Ip>().in_pool(it->first))
-            revoked.emplace_back(it->first, it->second);
-    for (auto& [addr, key] : revoked) {
-        Peer& peer = peers_.at(key);
+    // The index has no order: one pass over the leases (a prefix removal
+    // is rare), then the revocations in address order.
+    std::vector<std::pair<Ip, PeerEntry*>> revoked;
+    leases<Ip>().for_each([&](PeerEntry* e) {
+        const Ip a = *family<Ip>(e->second).lease;
+        if (p.contains(a) && !pool<Ip>().in_pool(a))
+            revoked.emplace_back(a, e);
+    });
+    std::sort(revoked.begin(), revoked.end(),
+              [](const auto& x, const auto& y) { return x.first < y.first; });
+    for (auto& [addr, entry] : revoked) {
+        const PublicKey& key = entry->first;
+        Peer& peer = entry->second;
         invalidate_plan(peer.pending);
         AllowedIpChanges changes{key, {}, {}, {}, {}};
-        unindex_expiry(key, peer);
-        drop_lease<Ip>(key, peer, &changes);
-        index_expiry(key, peer);
+        unindex_expiry(*entry);
+        drop_lease<Ip>(peer, &changes);
+        index_expiry(*entry);
         if (!changes.empty())
             events.changes.push_back(std::move(changes));
         events.records.push_back(record_of(key, peer));
@@ -416,7 +432,7 @@ std::optional<Plan> LeaseServer::plan(const PublicKey& key, const Want& want) {
         plan.record.expiry_wall = pending.expiry_wall;
     }
 
-    unindex_expiry(key, peer); // a peer with a plan pending does not expire
+    unindex_expiry(*it); // a peer with a plan pending does not expire
     peer.pending = plan.id;
     pending_.emplace(plan.id, pending);
     return plan;
@@ -427,15 +443,16 @@ bool LeaseServer::commit(const Plan& plan) {
     if (it == pending_.end())
         return false;
     const Pending& pd = it->second;
-    Peer& peer = peers_.at(pd.peer);
+    PeerEntry& entry = *peers_.find(pd.peer); // set_peers drops the plans of peers it erases
+    Peer& peer = entry.second;
     auto apply = [&](auto& pf, const auto& fp, auto& lease_map, auto& family_pool) {
         if (pf.lease && pf.lease != fp.lease_after) {
             family_pool.release(*pf.lease);
             lease_map.erase(*pf.lease);
         }
         if (fp.lease_after) {
-            lease_map[*fp.lease_after] = pd.peer;
             pf.lease = fp.lease_after;
+            lease_map.assign(&entry); // indexed under the lease it now reads
             pf.lease_in_allowed = true;
         } else {
             pf.lease.reset();
@@ -448,7 +465,7 @@ bool LeaseServer::commit(const Plan& plan) {
     peer.expiry_wall = pd.expiry_wall;
     peer.expiry_ms = pd.expiry_ms;
     peer.pending = 0;
-    index_expiry(pd.peer, peer);
+    index_expiry(entry);
     pending_.erase(it);
     return true;
 }
@@ -471,13 +488,14 @@ LeaseEvents LeaseServer::expire(std::uint64_t now_boot_ms, std::size_t max_lease
         drop_stale_expiry();
         if (expiry_.empty() || expiry_.front().at > now_boot_ms)
             break;
-        const PublicKey key = expiry_.front().key;
+        PeerEntry& entry = *expiry_.front().peer;
         std::pop_heap(expiry_.begin(), expiry_.end(), later<ExpiryEntry, ExpiryEntry>);
         expiry_.pop_back();
-        Peer& peer = peers_.at(key);
+        const PublicKey& key = entry.first;
+        Peer& peer = entry.second;
         AllowedIpChanges changes{key, {}, {}, {}, {}};
-        drop_lease<Ip4>(key, peer, &changes);
-        drop_lease<Ip6>(key, peer, &changes);
+        drop_lease<Ip4>(peer, &changes);
+        drop_lease<Ip6>(peer, &changes);
         if (!changes.empty())
             events.changes.push_back(std::move(changes));
         events.records.push_back(record_of(key, peer));
@@ -486,8 +504,9 @@ LeaseEvents LeaseServer::expire(std::uint64_t now_boot_ms, std::size_t max_lease
 }
 
 template <class Ip>
-bool LeaseServer::restore_family(const PublicKey& key, Peer& peer, const Ip& a,
-                                 AllowedIpChanges& changes) {
+bool LeaseServer::restore_family(PeerEntry& entry, const Ip& a, AllowedIpChanges& changes) {
+    const PublicKey& key = entry.first;
+    Peer& peer = entry.second;
     if (!pool<Ip>().in_pool(a))
         return false;
     auto& hosts = static_hosts<Ip>();
@@ -514,7 +533,7 @@ bool LeaseServer::restore_family(const PublicKey& key, Peer& peer, const Ip& a,
         add_change(changes, a);
     }
     pf.lease = a;
-    leases<Ip>()[a] = key;
+    leases<Ip>().assign(&entry);
     return true;
 }
 
@@ -535,13 +554,13 @@ LeaseEvents LeaseServer::restore(const std::vector<LeaseRecord>& records) {
         Peer& peer = it->second;
         AllowedIpChanges changes{r.peer, {}, {}, {}, {}};
         if (r.ipv4)
-            restore_family<Ip4>(r.peer, peer, *r.ipv4, changes);
+            restore_family<Ip4>(*it, *r.ipv4, changes);
         if (r.ipv6)
-            restore_family<Ip6>(r.peer, peer, *r.ipv6, changes);
+            restore_family<Ip6>(*it, *r.ipv6, changes);
         peer.start_wall = r.start_wall;
         peer.expiry_wall = r.expiry_wall;
         peer.expiry_ms = now_boot + static_cast<std::uint64_t>(r.expiry_wall - now_wall) * 1000;
-        index_expiry(r.peer, peer);
+        index_expiry(*it);
         if (!changes.empty())
             events.changes.push_back(std::move(changes));
         if (record_of(r.peer, peer) != r)

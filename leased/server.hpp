@@ -26,6 +26,7 @@
 #include "leased/lease_record.hpp"
 #include "leased/pool.hpp"
 #include "leased/random.hpp"
+#include "leased/server_index.hpp"
 #include "privsep/addr.hpp"
 
 namespace wgd::leased {
@@ -156,37 +157,6 @@ class LeaseServer {
         std::uint64_t expiry_ms = 0;
     };
 
-    template <class Ip>
-    PeerFamily<Ip>& family(Peer& p);
-    template <class Ip>
-    AddressPool<Ip>& pool();
-    template <class Ip>
-    std::map<Ip, PublicKey>& leases();
-    template <class Ip>
-    std::multimap<Ip, PublicKey>& static_hosts();
-
-    template <class Ip>
-    FamilyPlan<Ip> plan_family(Peer& peer, Want::Kind kind, const Ip& requested,
-                               AllowedIpChanges& changes);
-    template <class Ip>
-    void drop_lease(const PublicKey& key, Peer& peer, AllowedIpChanges* changes);
-    template <class Ip>
-    void set_statics(const PublicKey& key, Peer& peer,
-                     std::vector<typename FamilyTraits<Ip>::Prefix> statics);
-    template <class Ip>
-    LeaseEvents remove_prefix_of(const typename FamilyTraits<Ip>::Prefix& p);
-    template <class Ip>
-    bool restore_family(const PublicKey& key, Peer& peer, const Ip& a, AllowedIpChanges& changes);
-    void invalidate_plan(std::uint64_t id);
-    void index_expiry(const PublicKey& key, Peer& peer);
-    void unindex_expiry(const PublicKey& key, const Peer& peer);
-    LeaseRecord record_of(const PublicKey& key, const Peer& peer) const;
-
-    RandomSource& rng_;
-    Clock& clock_;
-    std::uint32_t leasetime_;
-    Pool4 pool4_;
-    Pool6 pool6_;
     struct KeyHash {
         // Public keys are uniformly random curve points: any 8 bytes hash them.
         std::size_t operator()(const PublicKey& k) const {
@@ -196,21 +166,70 @@ class LeaseServer {
             return h ^ k.bytes[31];
         }
     };
-    std::unordered_map<PublicKey, Peer, KeyHash> peers_;
+    // Elements of peers_ stay in place until erased: the lease indexes and
+    // the expiry heap point at them.
+    using PeerMap = std::unordered_map<PublicKey, Peer, KeyHash>;
+    using PeerEntry = PeerMap::value_type;
+    template <class Ip>
+    struct LeaseOf {
+        Ip operator()(const PeerEntry* e) const {
+            if constexpr (std::is_same_v<Ip, Ip4>)
+                return *e->second.f4.lease;
+            else
+                return *e->second.f6.lease;
+        }
+    };
+    // Address -> the peer holding it as its lease: 8 bytes a slot.
+    template <class Ip>
+    using LeaseIndex = RefIndex<Ip, PeerEntry*, LeaseOf<Ip>>;
+
+    template <class Ip>
+    PeerFamily<Ip>& family(Peer& p);
+    template <class Ip>
+    AddressPool<Ip>& pool();
+    template <class Ip>
+    LeaseIndex<Ip>& leases();
+    template <class Ip>
+    std::multimap<Ip, PublicKey>& static_hosts();
+
+    template <class Ip>
+    FamilyPlan<Ip> plan_family(Peer& peer, Want::Kind kind, const Ip& requested,
+                               AllowedIpChanges& changes);
+    template <class Ip>
+    void drop_lease(Peer& peer, AllowedIpChanges* changes);
+    template <class Ip>
+    void set_statics(const PublicKey& key, Peer& peer,
+                     std::vector<typename FamilyTraits<Ip>::Prefix> statics);
+    template <class Ip>
+    LeaseEvents remove_prefix_of(const typename FamilyTraits<Ip>::Prefix& p);
+    template <class Ip>
+    bool restore_family(PeerEntry& entry, const Ip& a, AllowedIpChanges& changes);
+    void invalidate_plan(std::uint64_t id);
+    void index_expiry(PeerEntry& entry);
+    void unindex_expiry(const PeerEntry& entry);
+    LeaseRecord record_of(const PublicKey& key, const Peer& peer) const;
+
+    RandomSource& rng_;
+    Clock& clock_;
+    std::uint32_t leasetime_;
+    Pool4 pool4_;
+    Pool6 pool6_;
+    PeerMap peers_;
     std::map<Ip6, PublicKey> by_link_local_;
-    std::map<Ip4, PublicKey> leases4_;
-    std::map<Ip6, PublicKey> leases6_;
+    LeaseIndex<Ip4> leases4_;
+    LeaseIndex<Ip6> leases6_;
     std::multimap<Ip4, PublicKey> static_hosts4_; // static /32 allowed IPs
     std::multimap<Ip6, PublicKey> static_hosts6_;
     std::vector<Ip4> own4_;
     std::vector<Ip6> own6_;
-    // Expiry: a binary min-heap with lazy deletion (40 bytes an entry, no
+    // Expiry: a binary min-heap with lazy deletion (16 bytes an entry, no
     // node per lease). An entry is live while its peer still holds a lease,
     // has no plan pending and expires at `at`; stale ones are dropped when
     // they reach the top, or all at once when they outnumber the leases.
+    // Entries of a peer are purged when the peer is erased.
     struct ExpiryEntry {
         std::uint64_t at;
-        PublicKey key;
+        PeerEntry* peer;
     };
     bool expiry_live(const ExpiryEntry& e) const;
     void drop_stale_expiry() const;

@@ -94,12 +94,19 @@ void BM_Allocate_Ipv4Slash16(benchmark::State& state) {
 }
 BENCHMARK(BM_Allocate_Ipv4Slash16)->Arg(0)->Arg(99)->ArgName("percent_full");
 
+// Bytes in use from malloc: small blocks in the arena (uordblks) and large
+// ones (big vectors, hash tables) that malloc maps on their own (hblkhd).
+std::size_t malloc_in_use() {
+    const struct mallinfo2 m = mallinfo2();
+    return m.uordblks + m.hblkhd;
+}
+
 // Bytes per lease at 1,000,000 peers each holding an IPv4 and an IPv6 lease:
 // the pools alone, and the whole table (pools, peers, indexes), by mallinfo2.
 void BM_MemoryPerLease(benchmark::State& state) {
     const std::uint32_t peers = 1000000;
     for (auto _ : state) {
-        const std::size_t before = mallinfo2().uordblks;
+        const std::size_t before = malloc_in_use();
         {
             DeterministicRandom rng(3);
             FakeClock clock(1764201600, 1000);
@@ -113,12 +120,12 @@ void BM_MemoryPerLease(benchmark::State& state) {
             server->set_peers(facts);
             facts.clear();
             facts.shrink_to_fit();
-            const std::size_t peers_only = mallinfo2().uordblks - before;
+            const std::size_t peers_only = malloc_in_use() - before;
             Want w;
             w.v4 = w.v6 = Want::Kind::Any;
             for (std::uint32_t n = 0; n < peers; n++)
                 server->commit(*server->plan(key(n), w));
-            const std::size_t total = mallinfo2().uordblks - before;
+            const std::size_t total = malloc_in_use() - before;
             const double leases = 2.0 * peers;
             state.counters["pool_bytes_per_lease"] =
                 static_cast<double>(server->pool4().memory_bytes() +
@@ -131,6 +138,7 @@ void BM_MemoryPerLease(benchmark::State& state) {
             state.counters["table_bytes_per_lease"] =
                 static_cast<double>(total - peers_only) / leases;
             state.counters["total_bytes_per_peer"] = static_cast<double>(total) / peers;
+            state.counters["peer_bytes_per_peer"] = static_cast<double>(peers_only) / peers;
         }
     }
 }
