@@ -234,6 +234,11 @@ void ConnectionTable::wrote(ConnId id, std::size_t n, TimePoint now) {
     }
 }
 
+bool ConnectionTable::peer_closed_side(ConnId id) const {
+    const Conn* c = find(id);
+    return c != nullptr && c->peer_done;
+}
+
 bool ConnectionTable::finished(ConnId id) const {
     const Conn* c = find(id);
     if (c == nullptr)

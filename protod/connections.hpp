@@ -84,6 +84,7 @@ class ConnectionTable {
     // The peer closed its side: an incomplete request is dropped, and the
     // connection closes once nothing more is owed to the peer.
     void peer_closed(ConnId id);
+    bool peer_closed_side(ConnId id) const; // peer_closed() was called
 
     struct AnswerOutcome {
         bool delivered = false;              // false: no such connection or nothing asked

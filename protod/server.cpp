@@ -50,7 +50,7 @@ class Server {
     int run();
 
   private:
-    void accept_some(TimePoint now);
+    bool accept_some(TimePoint now);     // false: leased is gone
     bool dispatch_leased(TimePoint now); // false: leased is gone or broke the protocol
     bool forward(ConnId id, const msg::QueryLease& query);
     bool service(ConnId id, short revents, TimePoint now); // false: leased is gone
@@ -87,8 +87,11 @@ class Server {
 void Server::drop(ConnId id) {
     auto it = sockets_.find(id);
     if (it != sockets_.end()) {
-        // A graceful FIN after the last answer rather than a reset.
-        (void)::shutdown(it->second.get(), SHUT_WR);
+        // A graceful FIN after the last answer rather than a reset (close
+        // alone would reset a connection with unread bytes). Once the peer
+        // has closed its side, close alone sends the FIN.
+        if (!table_.peer_closed_side(id))
+            (void)::shutdown(it->second.get(), SHUT_WR);
         sockets_.erase(it); // closing the only fd also leaves the epoll set
     }
     watched_.erase(id);
@@ -132,7 +135,7 @@ bool Server::forward(ConnId id, const msg::QueryLease& query) {
     return true;
 }
 
-void Server::accept_some(TimePoint now) {
+bool Server::accept_some(TimePoint now) {
     for (int i = 0; i < config_.accepts_per_round; ++i) {
         sockaddr_storage peer{};
         socklen_t len = sizeof peer;
@@ -143,7 +146,7 @@ void Server::accept_some(TimePoint now) {
                 continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK && warn_now(last_accept_warning_, now))
                 WGD_LOG_WARN("accept: %s", std::strerror(errno));
-            return;
+            return true;
         }
         UniqueFd conn(fd);
         auto source = allowed_source(peer, len, config_.require_link_local_port_970);
@@ -175,7 +178,13 @@ void Server::accept_some(TimePoint now) {
         WGD_LOG_DEBUG("connection %u from %s", *id, to_string(*source).c_str());
         sockets_.emplace(*id, std::move(conn));
         touched_.push_back(*id);
+        // A client sends its request as soon as it is connected, so it is
+        // most often here already: reading now spares registering the socket
+        // with epoll and a wakeup while leased decides.
+        if (!service(*id, POLLIN, now))
+            return false;
     }
+    return true;
 }
 
 bool Server::dispatch_leased(TimePoint now) {
@@ -272,6 +281,10 @@ bool Server::service(ConnId id, short revents, TimePoint now) {
             auto query = table_.received(id, {buf, static_cast<std::size_t>(n)}, now);
             if (query && !forward(id, *query))
                 return false;
+            // A short read drained the socket: asking again would only
+            // return EAGAIN, and epoll reports whatever comes next.
+            if (static_cast<std::size_t>(n) < space)
+                break;
         }
     }
     flush(id, now);
@@ -348,7 +361,8 @@ int Server::run() {
             next_sweep = earliest ? std::min(*earliest, now + min_timeout) : TimePoint::max();
         }
         if (listener_ready) {
-            accept_some(now);
+            if (!accept_some(now))
+                return 1;
             if (table_.size() > 0)
                 next_sweep = std::min(next_sweep, now + min_timeout);
         }

@@ -273,7 +273,9 @@ TEST(Connections, PeerClosingWhileAwaitingAnswerStillGetsTheAnswer) {
     ConnectionTable table;
     auto id = *table.open(ip6("fe80::1"), t0);
     ASSERT_TRUE(table.received(id, bytes(kAnyRequest), t0));
+    EXPECT_FALSE(table.peer_closed_side(id));
     table.peer_closed(id);
+    EXPECT_TRUE(table.peer_closed_side(id));
     EXPECT_FALSE(table.finished(id));
     ASSERT_TRUE(table.answered(id, granted("10.0.0.1"), t0).delivered);
     EXPECT_FALSE(table.finished(id));
