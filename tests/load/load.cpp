@@ -41,6 +41,8 @@
 
 namespace {
 
+constexpr int kWireguardGoMaxPeers = 65'536;
+
 using Clock = std::chrono::steady_clock;
 using wgd::Ip4;
 using wgd::Ip6;
@@ -102,6 +104,13 @@ Config parse(int argc, char** argv) {
     if (c.peers < 1 || c.peers > 200'000 || c.concurrency < 1 || c.concurrency > 5'000 ||
         c.restart_leases > 200'000 || c.paced_rate < 1)
         usage();
+    // Measured: wireguard-go refuses the 65,537th peer (its `wg addconf`
+    // fails with a broken pipe), so more peers cannot be tested here.
+    if (std::max(c.peers, c.restart_leases) > kWireguardGoMaxPeers) {
+        std::fprintf(stderr, "wgd-load: wireguard-go holds at most %d peers\n",
+                     kWireguardGoMaxPeers);
+        std::exit(1);
+    }
     return c;
 }
 
@@ -735,6 +744,12 @@ int run(const Config& cfg) {
         CpuSample after = cpu_sample(server, wg);
         report(name, r);
         report_cpu(before, after, r.done);
+        // Failures en masse have outside causes: say which part is gone.
+        if (kill(wg, 0) != 0)
+            std::printf("          wireguard-go (pid %d) is gone: its output is kept in %s\n", wg,
+                        wgd::lab::Lab::wireguard_go_log(lab.server_iface).c_str());
+        if (waitpid(server, nullptr, WNOHANG) != 0)
+            std::printf("          the server exited: its log is %s\n", log.c_str());
     };
     phase("grants", grants);
     phase("renewals", renewals(checker, 0, cfg.peers));

@@ -140,12 +140,19 @@ Lab::~Lab() {
     teardown();
 }
 
+std::string Lab::wireguard_go_log(const std::string& iface) {
+    return "/tmp/wgd-wireguard-go-" + iface + ".log";
+}
+
 pid_t Lab::start_wireguard_go(const std::string& ns, const std::string& iface) {
+    // Its output is kept only when it exits on its own (see teardown): a
+    // wireguard-go that dies under a test must leave its reason behind.
+    const std::string log = wireguard_go_log(iface);
     pid_t pid = fork();
     if (pid == 0) {
-        int devnull = open("/dev/null", O_RDWR);
-        dup2(devnull, 1);
-        dup2(devnull, 2);
+        int out = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        dup2(out, 1);
+        dup2(out, 2);
         execlp("ip", "ip", "netns", "exec", ns.c_str(), "wireguard-go", "-f", iface.c_str(),
                static_cast<char*>(nullptr));
         _exit(127);
@@ -174,6 +181,14 @@ void Lab::teardown() {
         if (c.wg_pid > 0)
             wgs.emplace_back(c.wg_pid, c.iface);
     for (auto& [pid, iface] : wgs) {
+        const std::string log = wireguard_go_log(iface);
+        if (waitpid(pid, nullptr, WNOHANG) != 0) {
+            std::fprintf(stderr, "lab: wireguard-go of %s had exited on its own; its output: %s\n",
+                         iface.c_str(), log.c_str());
+            unlink(("/run/wireguard/" + iface + ".sock").c_str());
+            continue;
+        }
+        unlink(log.c_str());
         kill(pid, SIGTERM);
         if (!eventually([&] { return waitpid(pid, nullptr, WNOHANG) != 0; }, 3000)) {
             kill(pid, SIGKILL);

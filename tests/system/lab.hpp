@@ -66,6 +66,9 @@ class Lab {
     pid_t start(const std::string& ns, const std::string& binary,
                 const std::vector<std::string>& args, const std::string& log_path);
 
+    // Where wireguard-go's output goes; kept only if it exits on its own.
+    static std::string wireguard_go_log(const std::string& iface);
+
   private:
     std::string id_;
     pid_t server_wg_pid_ = -1;
