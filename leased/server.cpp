@@ -122,15 +122,26 @@ void LeaseServer::drop_lease(Peer& peer, AllowedIpChanges* changes) {
 }
 
 template <class Ip>
+const std::vector<typename FamilyTraits<Ip>::Prefix>& LeaseServer::statics(const Peer& p) {
+    static const std::vector<typename FamilyTraits<Ip>::Prefix> none;
+    if (!p.extras)
+        return none;
+    if constexpr (std::is_same_v<Ip, Ip4>)
+        return p.extras->statics4;
+    else
+        return p.extras->statics6;
+}
+
+template <class Ip>
 void LeaseServer::set_statics(const PublicKey& key, Peer& peer,
-                              std::vector<typename FamilyTraits<Ip>::Prefix> statics) {
-    auto& pf = family<Ip>(peer);
-    std::sort(statics.begin(), statics.end());
-    if (statics == pf.statics)
+                              std::vector<typename FamilyTraits<Ip>::Prefix> fresh) {
+    const auto& old = statics<Ip>(peer);
+    std::sort(fresh.begin(), fresh.end());
+    if (fresh == old)
         return;
     constexpr unsigned W = FamilyTraits<Ip>::width;
     auto& hosts = static_hosts<Ip>();
-    for (auto& s : pf.statics) {
+    for (auto& s : old) {
         pool<Ip>().unexclude(s);
         if (s.len == W)
             for (auto [it, end] = hosts.equal_range(s.addr); it != end; ++it)
@@ -139,12 +150,47 @@ void LeaseServer::set_statics(const PublicKey& key, Peer& peer,
                     break;
                 }
     }
-    for (auto& s : statics) {
+    for (auto& s : fresh) {
         pool<Ip>().exclude(s);
         if (s.len == W)
             hosts.emplace(s.addr, key);
     }
-    pf.statics = std::move(statics);
+    if (!peer.extras)
+        peer.extras = std::make_unique<PeerExtras>();
+    if constexpr (std::is_same_v<Ip, Ip4>)
+        peer.extras->statics4 = std::move(fresh);
+    else
+        peer.extras->statics6 = std::move(fresh);
+    if (peer.extras->empty())
+        peer.extras.reset();
+}
+
+void LeaseServer::add_link_local(PeerEntry& entry, const Ip6& a) {
+    Peer& peer = entry.second;
+    if (peer.link_local == Ip6{}) {
+        peer.link_local = a;
+        by_link_local_.assign(&entry);
+        return;
+    }
+    if (!peer.extras)
+        peer.extras = std::make_unique<PeerExtras>();
+    peer.extras->more_link_locals.push_back(a);
+    by_more_link_local_[a] = entry.first;
+}
+
+void LeaseServer::forget_link_locals(PeerEntry& entry) {
+    Peer& peer = entry.second;
+    if (peer.link_local != Ip6{}) {
+        by_link_local_.erase(peer.link_local); // while the index can still read it
+        peer.link_local = Ip6{};
+    }
+    if (!peer.extras)
+        return;
+    for (auto& ll : peer.extras->more_link_locals)
+        by_more_link_local_.erase(ll);
+    peer.extras->more_link_locals.clear();
+    if (peer.extras->empty())
+        peer.extras.reset();
 }
 
 void LeaseServer::invalidate_plan(std::uint64_t id) {
@@ -168,14 +214,13 @@ LeaseEvents LeaseServer::set_peers(const std::vector<PeerFacts>& facts) {
     std::set<PublicKey> seen;
     for (const auto& f : facts) {
         seen.insert(f.key);
-        Peer& peer = peers_[f.key];
+        PeerEntry& entry = *peers_.try_emplace(f.key).first;
+        Peer& peer = entry.second;
         const Pending* pending = nullptr;
         if (peer.pending != 0)
             pending = &pending_.at(peer.pending);
 
-        for (auto& ll : peer.link_locals)
-            by_link_local_.erase(ll);
-        peer.link_locals.clear();
+        forget_link_locals(entry);
 
         // Our own addresses in the facts: the lease, and what a pending plan
         // may already have had netd add.
@@ -201,8 +246,7 @@ LeaseEvents LeaseServer::set_peers(const std::vector<PeerFacts>& facts) {
         for (auto p : f.allowed6) {
             p = p.masked();
             if (p.len == 128 && p.addr.is_link_local()) {
-                peer.link_locals.push_back(p.addr);
-                by_link_local_[p.addr] = f.key;
+                add_link_local(entry, p.addr);
             } else if (ours6(p)) {
                 peer.f6.lease_in_allowed = peer.f6.lease_in_allowed || p.addr == peer.f6.lease;
             } else {
@@ -213,7 +257,7 @@ LeaseEvents LeaseServer::set_peers(const std::vector<PeerFacts>& facts) {
         set_statics<Ip6>(f.key, peer, std::move(statics6));
     }
 
-    std::vector<const PeerEntry*> erased; // sorted: peers_ is walked once
+    std::vector<const PeerEntry*> erased;
     for (auto it = peers_.begin(); it != peers_.end();) {
         if (seen.count(it->first)) {
             ++it;
@@ -227,8 +271,7 @@ LeaseEvents LeaseServer::set_peers(const std::vector<PeerFacts>& facts) {
         drop_lease<Ip6>(peer, nullptr);
         set_statics<Ip4>(it->first, peer, {});
         set_statics<Ip6>(it->first, peer, {});
-        for (auto& ll : peer.link_locals)
-            by_link_local_.erase(ll);
+        forget_link_locals(*it);
         if (had_lease)
             events.records.push_back(LeaseRecord{it->first, {}, {}, 0, 0});
         erased.push_back(&*it);
@@ -338,8 +381,10 @@ LeaseEvents LeaseServer::remove_prefix_of(const typename FamilyTraits<Ip>::Prefi
 }
 
 std::optional<PublicKey> LeaseServer::lookup_peer(const Ip6& link_local) const {
-    auto it = by_link_local_.find(link_local);
-    if (it == by_link_local_.end())
+    if (const PeerEntry* e = by_link_local_.find(link_local))
+        return e->first;
+    auto it = by_more_link_local_.find(link_local);
+    if (it == by_more_link_local_.end())
         return std::nullopt;
     return it->second;
 }
@@ -358,12 +403,13 @@ LeaseServer::FamilyPlan<Ip> LeaseServer::plan_family(Peer& peer, Want::Kind kind
     }
     fp.asked = true;
     // A reservation: this peer's static host address inside a pool.
+    const auto& own_statics = statics<Ip>(peer);
     auto reserved = [&](const Ip& a) {
-        return std::binary_search(pf.statics.begin(), pf.statics.end(), host(a)) &&
+        return std::binary_search(own_statics.begin(), own_statics.end(), host(a)) &&
                pool<Ip>().in_pool(a);
     };
     std::optional<Ip> reservation;
-    for (auto& s : pf.statics)
+    for (auto& s : own_statics)
         if (s.len == W && pool<Ip>().in_pool(s.addr)) {
             reservation = s.addr;
             break;
@@ -514,15 +560,15 @@ bool LeaseServer::restore_family(PeerEntry& entry, const Ip& a, AllowedIpChanges
         if (it->second != key)
             return false; // an allowed IP of another peer
     auto& pf = family<Ip>(peer);
-    auto found = std::find(pf.statics.begin(), pf.statics.end(), host(a));
-    if (found != pf.statics.end()) {
+    auto shown = statics<Ip>(peer);
+    auto found = std::find(shown.begin(), shown.end(), host(a));
+    if (found != shown.end()) {
         // What the facts showed as static is our restored lease.
-        auto statics = pf.statics;
-        statics.erase(statics.begin() + (found - pf.statics.begin()));
-        set_statics<Ip>(key, peer, statics);
+        shown.erase(found);
+        set_statics<Ip>(key, peer, shown);
         if (!pool<Ip>().take(a)) {
-            statics.push_back(host(a));
-            set_statics<Ip>(key, peer, statics);
+            shown.push_back(host(a));
+            set_statics<Ip>(key, peer, shown);
             return false;
         }
         pf.lease_in_allowed = true;

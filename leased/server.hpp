@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <unordered_map>
@@ -128,14 +129,24 @@ class LeaseServer {
   private:
     template <class Ip>
     struct PeerFamily {
-        std::vector<typename FamilyTraits<Ip>::Prefix> statics; // sorted
         std::optional<Ip> lease;
         bool lease_in_allowed = false;
+    };
+    // What most peers lack: static allowed IPs, a second link-local. Kept
+    // out of line, so that a peer is 80 bytes (a million of them).
+    struct PeerExtras {
+        std::vector<Prefix4> statics4; // sorted
+        std::vector<Prefix6> statics6; // sorted
+        std::vector<Ip6> more_link_locals;
+        bool empty() const {
+            return statics4.empty() && statics6.empty() && more_link_locals.empty();
+        }
     };
     struct Peer {
         PeerFamily<Ip4> f4;
         PeerFamily<Ip6> f6;
-        std::vector<Ip6> link_locals;
+        Ip6 link_local{}; // its identity; :: (not a link-local address) when it has none
+        std::unique_ptr<PeerExtras> extras;
         std::int64_t start_wall = 0;
         std::int64_t expiry_wall = 0;
         std::uint64_t expiry_ms = 0;
@@ -159,7 +170,8 @@ class LeaseServer {
 
     struct KeyHash {
         // Public keys are uniformly random curve points: any 8 bytes hash them.
-        std::size_t operator()(const PublicKey& k) const {
+        // noexcept and cheap: the map does not store the hash in each node.
+        std::size_t operator()(const PublicKey& k) const noexcept {
             std::size_t h = 0;
             for (int i = 0; i < 8; i++)
                 h = (h << 8) | k.bytes[static_cast<std::size_t>(i)];
@@ -182,6 +194,14 @@ class LeaseServer {
     // Address -> the peer holding it as its lease: 8 bytes a slot.
     template <class Ip>
     using LeaseIndex = RefIndex<Ip, PeerEntry*, LeaseOf<Ip>>;
+    struct LinkLocalOf {
+        Ip6 operator()(const PeerEntry* e) const { return e->second.link_local; }
+    };
+
+    template <class Ip>
+    static const std::vector<typename FamilyTraits<Ip>::Prefix>& statics(const Peer& p);
+    void add_link_local(PeerEntry& entry, const Ip6& a);
+    void forget_link_locals(PeerEntry& entry);
 
     template <class Ip>
     PeerFamily<Ip>& family(Peer& p);
@@ -199,7 +219,7 @@ class LeaseServer {
     void drop_lease(Peer& peer, AllowedIpChanges* changes);
     template <class Ip>
     void set_statics(const PublicKey& key, Peer& peer,
-                     std::vector<typename FamilyTraits<Ip>::Prefix> statics);
+                     std::vector<typename FamilyTraits<Ip>::Prefix> fresh);
     template <class Ip>
     LeaseEvents remove_prefix_of(const typename FamilyTraits<Ip>::Prefix& p);
     template <class Ip>
@@ -215,7 +235,8 @@ class LeaseServer {
     Pool4 pool4_;
     Pool6 pool6_;
     PeerMap peers_;
-    std::map<Ip6, PublicKey> by_link_local_;
+    RefIndex<Ip6, PeerEntry*, LinkLocalOf> by_link_local_; // Peer::link_local
+    std::map<Ip6, PublicKey> by_more_link_local_;          // PeerExtras::more_link_locals
     LeaseIndex<Ip4> leases4_;
     LeaseIndex<Ip6> leases6_;
     std::multimap<Ip4, PublicKey> static_hosts4_; // static /32 allowed IPs

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
+#include <set>
 
 using namespace wgd;
 using namespace wgd::leased;
@@ -501,4 +503,133 @@ TEST_F(ServerTest, ManyRenewalsExpireOnceAtTheLastExpiryTime) {
     EXPECT_TRUE(expired.records[0].released());
     EXPECT_EQ(server.next_expiry(), std::nullopt);
     EXPECT_TRUE(server.expire(last + 10 * kLeasetime * 1000ull).records.empty());
+}
+
+// The expiry heap points at peers: the entries of peers that left (stale
+// renewals included) must go with them, and newcomers (which may take their
+// place in memory) expire exactly once, at their own time.
+TEST_F(ServerTest, PeersThatLeftLeaveNothingToExpireForNewcomers) {
+    std::vector<PeerFacts> first, second;
+    for (int n = 1; n <= 50; n++)
+        first.push_back(peer(n));
+    for (int n = 51; n <= 100; n++)
+        second.push_back(peer(n));
+    server.set_peers(first);
+    for (int round = 0; round < 3; round++)
+        for (int n = 1; n <= 50; n++)
+            grant(n, both());
+    EXPECT_EQ(server.set_peers(second).records.size(), 50u);
+    EXPECT_FALSE(server.next_expiry());
+    EXPECT_EQ(server.lease_count(), 0u);
+    clock.advance_ms(5000);
+    for (int n = 51; n <= 100; n++)
+        grant(n, any4());
+    EXPECT_EQ(server.next_expiry(), clock.boot_ms() + kLeasetime * 1000ull);
+    auto expired = server.expire(clock.boot_ms() + kLeasetime * 1000ull);
+    ASSERT_EQ(expired.records.size(), 50u);
+    std::set<PublicKey> keys;
+    for (auto& r : expired.records)
+        keys.insert(r.peer);
+    EXPECT_EQ(keys.size(), 50u);
+    EXPECT_EQ(*keys.begin(), key(51));
+    EXPECT_EQ(*keys.rbegin(), key(100));
+}
+
+TEST_F(ServerTest, RemovedRouteRevokesItsLeasesInAddressOrder) {
+    server.add_prefix(p4("10.7.0.0", 24));
+    server.remove_prefix(p4("10.0.0.0", 24));
+    std::vector<PeerFacts> peers;
+    for (int n = 1; n <= 100; n++)
+        peers.push_back(peer(n));
+    server.set_peers(peers);
+    for (int n = 1; n <= 100; n++)
+        grant(n, any4());
+    auto revoked = server.remove_prefix(p4("10.7.0.0", 24));
+    ASSERT_EQ(revoked.changes.size(), 100u);
+    for (std::size_t i = 1; i < revoked.changes.size(); i++)
+        EXPECT_LT(revoked.changes[i - 1].remove4.at(0).addr, revoked.changes[i].remove4.at(0).addr);
+    EXPECT_EQ(server.lease_count(), 0u);
+    EXPECT_FALSE(server.next_expiry());
+}
+
+// Each leased address is found again after many grants and releases: made a
+// static allowed IP of a neighbour, it is taken from exactly its holder.
+TEST_F(ServerTest, EveryLeaseIsFoundByItsAddressAfterChurn) {
+    server.add_prefix(p4("10.8.0.0", 22));
+    const int count = 600;
+    std::vector<PeerFacts> peers;
+    for (int n = 0; n < count; n++) {
+        peers.push_back(peer(n));
+        peers.back().key.bytes[1] = static_cast<std::uint8_t>(n >> 8);
+    }
+    auto key_of = [&](int n) { return peers[static_cast<std::size_t>(n)].key; };
+    server.set_peers(peers);
+    std::vector<Plan> plans(count);
+    for (int round = 0; round < 3; round++)
+        for (int n = 0; n < count; n++) {
+            auto plan = server.plan(key_of(n), (n + round) % 3 == 0 ? Want{} : both());
+            ASSERT_TRUE(plan);
+            ASSERT_TRUE(server.commit(*plan));
+            plans[static_cast<std::size_t>(n)] = *plan;
+        }
+    std::size_t leased4 = 0;
+    for (auto& p : plans)
+        leased4 += p.ipv4 ? 1 : 0;
+    ASSERT_EQ(server.lease_count(), 2 * leased4);
+    // Peer n + 1 is given peer n's IPv4 lease as a static allowed IP.
+    std::map<PublicKey, Ip4> moved;
+    for (int n = 0; n + 1 < count; n += 2)
+        if (auto a = plans[static_cast<std::size_t>(n)].ipv4) {
+            peers[static_cast<std::size_t>(n + 1)].allowed4.push_back(Prefix4{*a, 32});
+            moved[key_of(n)] = *a;
+        }
+    auto events = server.set_peers(peers);
+    ASSERT_EQ(events.records.size(), moved.size());
+    for (auto& r : events.records) {
+        ASSERT_TRUE(moved.count(r.peer));
+        EXPECT_FALSE(r.ipv4);
+    }
+    EXPECT_EQ(server.lease_count(), 2 * leased4 - moved.size());
+}
+
+TEST_F(ServerTest, PeerWithTwoLinkLocalsIsFoundByEitherUntilOneLeavesTheFacts) {
+    Ip6 second = link_local(200);
+    server.set_peers({peer(1, {}, {Prefix6{second, 128}}), peer(2)});
+    EXPECT_EQ(server.lookup_peer(link_local(1)), key(1));
+    EXPECT_EQ(server.lookup_peer(second), key(1));
+    EXPECT_EQ(server.lookup_peer(link_local(2)), key(2));
+    server.set_peers({peer(1), peer(2)});
+    EXPECT_EQ(server.lookup_peer(link_local(1)), key(1));
+    EXPECT_FALSE(server.lookup_peer(second));
+    // A peer whose only link-local changed is found by the new one only.
+    PeerFacts moved{key(2), {}, {Prefix6{link_local(77), 128}}};
+    server.set_peers({peer(1), moved});
+    EXPECT_FALSE(server.lookup_peer(link_local(2)));
+    EXPECT_EQ(server.lookup_peer(link_local(77)), key(2));
+}
+
+TEST_F(ServerTest, ThousandsOfPeersAreEachFoundByTheirLinkLocal) {
+    std::vector<PeerFacts> peers;
+    for (int n = 0; n < 3000; n++) {
+        Ip6 ll = link_local(0);
+        ll.bytes[13] = static_cast<std::uint8_t>(n >> 8);
+        ll.bytes[14] = static_cast<std::uint8_t>(n);
+        PublicKey k = key(n);
+        k.bytes[1] = static_cast<std::uint8_t>(n >> 8);
+        peers.push_back(PeerFacts{k, {}, {Prefix6{ll, 128}}});
+    }
+    server.set_peers(peers);
+    peers.resize(1000); // two thirds leave
+    server.set_peers(peers);
+    for (int n = 0; n < 3000; n++) {
+        Ip6 ll = link_local(0);
+        ll.bytes[13] = static_cast<std::uint8_t>(n >> 8);
+        ll.bytes[14] = static_cast<std::uint8_t>(n);
+        auto found = server.lookup_peer(ll);
+        if (n < 1000) {
+            ASSERT_EQ(found, peers[static_cast<std::size_t>(n)].key) << n;
+        } else {
+            ASSERT_FALSE(found) << n;
+        }
+    }
 }
