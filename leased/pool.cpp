@@ -547,87 +547,96 @@ bool RankedSet<Addr>::insert(Addr k) {
         nodes_ = leaves_ = size_ = 1;
         return true;
     }
-    std::optional<Split> split;
-    if (!insert_into(*root_, k, split))
+    Step path[kMaxDepth];
+    unsigned depth = 0;
+    Node* n = root_.get();
+    while (!n->leaf) {
+        auto& in = static_cast<Inner&>(*n);
+        const unsigned j = route(in, k);
+        path[depth++] = Step{&in, j};
+        n = in.kid[j].get();
+    }
+    auto& leaf = static_cast<Leaf&>(*n);
+    const Addr* end = leaf.keys + leaf.n;
+    const Addr* it = std::lower_bound(static_cast<const Addr*>(leaf.keys), end, k);
+    if (it != end && *it == k)
         return false;
+    insert_at(path, depth, leaf, static_cast<unsigned>(it - leaf.keys), k);
+    return true;
+}
+
+// Puts k at pos of the leaf the descent path ends in, then counts it on the
+// way back up, splitting full nodes as it goes.
+template <class Addr>
+void RankedSet<Addr>::insert_at(Step* path, unsigned depth, Leaf& leaf, unsigned pos, Addr k) {
+    std::copy_backward(leaf.keys + pos, leaf.keys + leaf.n, leaf.keys + leaf.n + 1);
+    leaf.keys[pos] = k;
+    leaf.n++;
     size_++;
-    if (split) {
+    std::unique_ptr<Node> right; // the new right sibling of the node below, if it split
+    Addr right_first{};
+    std::uint32_t right_count = 0;
+    if (leaf.n == kLeafCap) {
+        auto half = std::make_unique<Leaf>();
+        const unsigned keep = kLeafCap / 2;
+        half->n = static_cast<std::uint16_t>(kLeafCap - keep);
+        std::copy(leaf.keys + keep, leaf.keys + kLeafCap, half->keys);
+        leaf.n = static_cast<std::uint16_t>(keep);
+        right_first = half->keys[0];
+        right_count = half->n;
+        right = std::move(half);
+        nodes_++;
+        leaves_++;
+    }
+    for (unsigned d = depth; d-- > 0;) {
+        Inner& in = *path[d].node;
+        const unsigned j = path[d].slot;
+        if (k < in.first[j])
+            in.first[j] = k;
+        if (!right) {
+            in.count[j]++;
+            continue;
+        }
+        in.count[j] = in.count[j] + 1 - right_count;
+        for (unsigned i = in.n; i > j + 1; i--) {
+            in.first[i] = in.first[i - 1];
+            in.count[i] = in.count[i - 1];
+            in.kid[i] = std::move(in.kid[i - 1]);
+        }
+        in.first[j + 1] = right_first;
+        in.count[j + 1] = right_count;
+        in.kid[j + 1] = std::move(right);
+        in.n++;
+        if (in.n < kInnerCap)
+            continue;
+        auto half = std::make_unique<Inner>();
+        const unsigned keep = kInnerCap / 2;
+        std::uint32_t moved = 0;
+        for (unsigned i = keep; i < kInnerCap; i++) {
+            half->first[i - keep] = in.first[i];
+            half->count[i - keep] = in.count[i];
+            half->kid[i - keep] = std::move(in.kid[i]);
+            moved += in.count[i];
+        }
+        half->n = static_cast<std::uint16_t>(kInnerCap - keep);
+        in.n = static_cast<std::uint16_t>(keep);
+        right_first = half->first[0];
+        right_count = moved;
+        right = std::move(half);
+        nodes_++;
+    }
+    if (right) {
         auto root = std::make_unique<Inner>();
         root->first[0] = min_key(*root_);
         root->count[0] = total(*root_);
         root->kid[0] = std::move(root_);
-        root->first[1] = split->first;
-        root->count[1] = split->count;
-        root->kid[1] = std::move(split->right);
+        root->first[1] = right_first;
+        root->count[1] = right_count;
+        root->kid[1] = std::move(right);
         root->n = 2;
         root_ = std::move(root);
         nodes_++;
     }
-    return true;
-}
-
-template <class Addr>
-bool RankedSet<Addr>::insert_into(Node& n, Addr k, std::optional<Split>& split) {
-    if (n.leaf) {
-        auto& leaf = static_cast<Leaf&>(n);
-        Addr* end = leaf.keys + leaf.n;
-        Addr* it = std::lower_bound(leaf.keys, end, k);
-        if (it != end && *it == k)
-            return false;
-        std::copy_backward(it, end, end + 1);
-        *it = k;
-        leaf.n++;
-        if (leaf.n == kLeafCap) {
-            auto right = std::make_unique<Leaf>();
-            const unsigned keep = kLeafCap / 2;
-            right->n = static_cast<std::uint16_t>(kLeafCap - keep);
-            std::copy(leaf.keys + keep, leaf.keys + kLeafCap, right->keys);
-            leaf.n = static_cast<std::uint16_t>(keep);
-            split = Split{nullptr, right->keys[0], right->n};
-            split->right = std::move(right);
-            nodes_++;
-            leaves_++;
-        }
-        return true;
-    }
-    auto& in = static_cast<Inner&>(n);
-    const unsigned j = route(in, k);
-    std::optional<Split> below;
-    if (!insert_into(*in.kid[j], k, below))
-        return false;
-    if (k < in.first[j])
-        in.first[j] = k;
-    if (!below) {
-        in.count[j]++;
-        return true;
-    }
-    in.count[j] = total(*in.kid[j]);
-    for (unsigned i = in.n; i > j + 1; i--) {
-        in.first[i] = in.first[i - 1];
-        in.count[i] = in.count[i - 1];
-        in.kid[i] = std::move(in.kid[i - 1]);
-    }
-    in.first[j + 1] = below->first;
-    in.count[j + 1] = below->count;
-    in.kid[j + 1] = std::move(below->right);
-    in.n++;
-    if (in.n == kInnerCap) {
-        auto right = std::make_unique<Inner>();
-        const unsigned keep = kInnerCap / 2;
-        std::uint32_t moved = 0;
-        for (unsigned i = keep; i < kInnerCap; i++) {
-            right->first[i - keep] = in.first[i];
-            right->count[i - keep] = in.count[i];
-            right->kid[i - keep] = std::move(in.kid[i]);
-            moved += in.count[i];
-        }
-        right->n = static_cast<std::uint16_t>(kInnerCap - keep);
-        in.n = static_cast<std::uint16_t>(keep);
-        split = Split{nullptr, right->first[0], moved};
-        split->right = std::move(right);
-        nodes_++;
-    }
-    return true;
 }
 
 template <class Addr>
@@ -876,12 +885,15 @@ std::optional<Ip> AddressPool<Ip>::allocate(RandomSource& rng) {
         return std::nullopt;
     const Count r = detail::draw_below(rng, total);
     // K: the effective leases below the answer (see pool.hpp).
-    const std::size_t k = leases_.count_leading([&](Bits lease, std::size_t index) {
-        return static_cast<Count>(trie_.rank(lease) - static_cast<Count>(index)) <= r;
-    });
-    auto bits = trie_.select(static_cast<Count>(r + static_cast<Count>(k)));
-    if (!bits || !leases_.insert(*bits))
-        return std::nullopt; // unreachable while the counts are consistent
+    // Found and inserted in one descent; nullopt is unreachable while the
+    // counts are consistent.
+    const auto bits = leases_.insert_leading(
+        [&](Bits lease, std::size_t index) {
+            return static_cast<Count>(trie_.rank(lease) - static_cast<Count>(index)) <= r;
+        },
+        [&](std::size_t k) { return trie_.select(static_cast<Count>(r + static_cast<Count>(k))); });
+    if (!bits)
+        return std::nullopt;
     return from_bits(*bits, static_cast<const Ip*>(nullptr));
 }
 

@@ -125,10 +125,14 @@ class RankedSet {
     std::size_t size() const { return size_; }
     // Keys in [lo, hi], ascending.
     void collect(Addr lo, Addr hi, std::vector<Addr>& out) const;
-    // The number of leading keys k_i (ascending) for which pred(k_i, i)
-    // holds; pred must be true on a prefix of the keys and false after it.
-    template <class Pred>
-    std::size_t count_leading(Pred pred) const;
+    // With K the number of leading keys k_i (ascending) for which
+    // pred(k_i, i) holds (pred true on a prefix of the keys, false after
+    // it): inserts key_at(K), which must fall between k_{K-1} and k_K, and
+    // returns it. One descent finds K and inserts: the new key goes exactly
+    // where the search for K ended. nullopt (nothing inserted) when key_at
+    // gives none or a key out of that place.
+    template <class Pred, class KeyAt>
+    std::optional<Addr> insert_leading(Pred pred, KeyAt key_at);
     std::size_t node_count() const { return nodes_; }
     std::size_t memory_bytes() const;
 
@@ -151,15 +155,24 @@ class RankedSet {
         std::uint32_t count[kInnerCap]; // keys under each child
         std::unique_ptr<Node> kid[kInnerCap];
     };
-    struct Split {
-        std::unique_ptr<Node> right;
-        Addr first;
-        std::uint32_t count;
+    // A descent: the inner nodes passed and the child taken in each. The
+    // height stays below log16(most leaves ever) + 2: a level is added only
+    // when the root fills up with 32 children.
+    struct Step {
+        Inner* node;
+        unsigned slot;
     };
+    static constexpr unsigned kMaxDepth = 32;
     static Addr min_key(const Node& n);
     static std::uint32_t total(const Node& n);
     static unsigned route(const Inner& in, Addr k);
-    bool insert_into(Node& n, Addr k, std::optional<Split>& split);
+    // The number of leading entries for which pred holds, branch-free.
+    template <class Pred>
+    static unsigned count_true(unsigned n, Pred pred);
+    // Fetches the lines of a node about to be searched all at once, so
+    // that their misses overlap instead of following one another.
+    static void prefetch(const Node* n);
+    void insert_at(Step* path, unsigned depth, Leaf& leaf, unsigned pos, Addr k);
     bool erase_from(Node& n, Addr k);
     void merge_if_small(Inner& in, unsigned j);
     void collect_in(const Node& n, Addr lo, Addr hi, std::vector<Addr>& out) const;
@@ -172,41 +185,67 @@ class RankedSet {
 
 template <class Addr>
 template <class Pred>
-std::size_t RankedSet<Addr>::count_leading(Pred pred) const {
-    if (!root_)
+unsigned RankedSet<Addr>::count_true(unsigned n, Pred pred) {
+    if (n == 0)
         return 0;
+    unsigned base = 0, len = n; // the answer is in [base, base + len]
+    while (len > 1) {
+        const unsigned half = len / 2;
+        base = pred(base + half) ? base + half : base;
+        len -= half;
+    }
+    return base + (pred(base) ? 1u : 0u);
+}
+
+template <class Addr>
+void RankedSet<Addr>::prefetch(const Node* n) {
+    // A leaf, or the searched part of an inner node (all but kid[]).
+    constexpr std::size_t searched = sizeof(Inner) - sizeof(Inner::kid);
+    constexpr std::size_t bytes = sizeof(Leaf) > searched ? sizeof(Leaf) : searched;
+    const auto at = reinterpret_cast<std::uintptr_t>(n);
+    for (std::uintptr_t line = at & ~std::uintptr_t{63}; line < at + bytes; line += 64)
+        __builtin_prefetch(reinterpret_cast<const void*>(line));
+}
+
+template <class Addr>
+template <class Pred, class KeyAt>
+std::optional<Addr> RankedSet<Addr>::insert_leading(Pred pred, KeyAt key_at) {
+    if (!root_) {
+        const std::optional<Addr> k = key_at(std::size_t{0});
+        if (k)
+            insert(*k);
+        return k;
+    }
+    Step path[kMaxDepth];
+    unsigned depth = 0;
     std::size_t before = 0;
-    const Node* n = root_.get();
+    Node* n = root_.get();
     while (!n->leaf) {
-        const auto& in = static_cast<const Inner&>(*n);
-        std::size_t offset[kInnerCap];
-        std::size_t sum = 0;
+        auto& in = static_cast<Inner&>(*n);
+        std::uint32_t offset[kInnerCap];
+        std::uint32_t sum = 0;
         for (unsigned j = 0; j < in.n; j++) {
             offset[j] = sum;
             sum += in.count[j];
         }
-        // The last child whose first key satisfies pred (child 0 otherwise).
-        unsigned lo = 0, hi = in.n; // pred holds at lo (or lo == 0), fails at hi
-        while (hi - lo > 1) {
-            const unsigned mid = (lo + hi) / 2;
-            if (pred(in.first[mid], before + offset[mid]))
-                lo = mid;
-            else
-                hi = mid;
-        }
-        before += offset[lo];
-        n = in.kid[lo].get();
+        // The last child whose first key satisfies pred (child 0 otherwise):
+        // the keys before K end in it, so the new key belongs in it.
+        const unsigned holding =
+            count_true(in.n, [&](unsigned j) { return pred(in.first[j], before + offset[j]); });
+        const unsigned j = holding > 0 ? holding - 1 : 0;
+        before += offset[j];
+        n = in.kid[j].get();
+        prefetch(n);
+        path[depth++] = Step{&in, j};
     }
-    const auto& leaf = static_cast<const Leaf&>(*n);
-    unsigned lo = 0, hi = leaf.n; // answer in [lo, hi]
-    while (lo < hi) {
-        const unsigned mid = (lo + hi) / 2;
-        if (pred(leaf.keys[mid], before + mid))
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return before + lo;
+    auto& leaf = static_cast<Leaf&>(*n);
+    const unsigned pos =
+        count_true(leaf.n, [&](unsigned i) { return pred(leaf.keys[i], before + i); });
+    const std::optional<Addr> k = key_at(before + pos);
+    if (!k || (pos > 0 && !(leaf.keys[pos - 1] < *k)) || (pos < leaf.n && !(*k < leaf.keys[pos])))
+        return std::nullopt;
+    insert_at(path, depth, leaf, pos, *k);
+    return k;
 }
 
 extern template class RankedSet<std::uint32_t>;
