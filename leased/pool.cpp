@@ -39,12 +39,32 @@ unsigned leading_zeros(u128 x) {
     return lo == 0 ? 128 : 64 + static_cast<unsigned>(__builtin_clzll(lo));
 }
 
+// Uniform in [0, bound) from 64 random bits by multiplication: the high
+// word of x * bound, rejecting the few low words that would bias it
+// (Lemire's method). The division that finds them runs only on the rare
+// draws that land near a boundary, instead of two divisions per draw.
+inline std::uint64_t draw_below64(RandomSource& rng, std::uint64_t bound) {
+    u128 product = u128{rng.next64()} * bound;
+    auto low = static_cast<std::uint64_t>(product);
+    if (low < bound) {
+        const std::uint64_t threshold = (0 - bound) % bound;
+        while (low < threshold) {
+            product = u128{rng.next64()} * bound;
+            low = static_cast<std::uint64_t>(product);
+        }
+    }
+    return static_cast<std::uint64_t>(product >> 64);
+}
+
 template <class Count>
 Count draw_below(RandomSource& rng, Count bound) {
-    if constexpr (sizeof(Count) > 8)
-        return rng.uniform128(bound);
-    else
-        return rng.uniform(bound);
+    if constexpr (sizeof(Count) > 8) {
+        if (bound > ~std::uint64_t{0})
+            return rng.uniform128(bound);
+        return draw_below64(rng, static_cast<std::uint64_t>(bound));
+    } else {
+        return draw_below64(rng, bound);
+    }
 }
 
 } // namespace
@@ -538,6 +558,71 @@ bool RankedSet<Addr>::contains(Addr k) const {
 }
 
 template <class Addr>
+template <class Pred>
+unsigned RankedSet<Addr>::count_true(unsigned n, Pred pred) {
+    if (n == 0)
+        return 0;
+    unsigned base = 0, len = n; // the answer is in [base, base + len]
+    while (len > 1) {
+        const unsigned half = len / 2;
+        base = pred(base + half) ? base + half : base;
+        len -= half;
+    }
+    return base + (pred(base) ? 1u : 0u);
+}
+
+template <class Addr>
+void RankedSet<Addr>::prefetch(const Node* n) {
+    // A leaf, or the searched part of an inner node (all but kid[]).
+    constexpr std::size_t searched = sizeof(Inner) - sizeof(Inner::kid);
+    constexpr std::size_t bytes = sizeof(Leaf) > searched ? sizeof(Leaf) : searched;
+    const auto at = reinterpret_cast<std::uintptr_t>(n);
+    for (std::uintptr_t line = at & ~std::uintptr_t{63}; line < at + bytes; line += 64)
+        __builtin_prefetch(reinterpret_cast<const void*>(line));
+}
+
+template <class Addr>
+template <class Pred, class KeyAt>
+std::optional<Addr> RankedSet<Addr>::insert_leading(Pred pred, KeyAt key_at) {
+    if (!root_) {
+        const std::optional<Addr> k = key_at(std::size_t{0});
+        if (k)
+            insert(*k);
+        return k;
+    }
+    Step path[kMaxDepth];
+    unsigned depth = 0;
+    std::size_t before = 0;
+    Node* n = root_.get();
+    while (!n->leaf) {
+        auto& in = static_cast<Inner&>(*n);
+        std::uint32_t offset[kInnerCap];
+        std::uint32_t sum = 0;
+        for (unsigned j = 0; j < in.n; j++) {
+            offset[j] = sum;
+            sum += in.count[j];
+        }
+        // The last child whose first key satisfies pred (child 0 otherwise):
+        // the keys before K end in it, so the new key belongs in it.
+        const unsigned holding =
+            count_true(in.n, [&](unsigned j) { return pred(in.first[j], before + offset[j]); });
+        const unsigned j = holding > 0 ? holding - 1 : 0;
+        before += offset[j];
+        n = in.kid[j].get();
+        prefetch(n);
+        path[depth++] = Step{&in, j};
+    }
+    auto& leaf = static_cast<Leaf&>(*n);
+    const unsigned pos =
+        count_true(leaf.n, [&](unsigned i) { return pred(leaf.keys[i], before + i); });
+    const std::optional<Addr> k = key_at(before + pos);
+    if (!k || (pos > 0 && !(leaf.keys[pos - 1] < *k)) || (pos < leaf.n && !(*k < leaf.keys[pos])))
+        return std::nullopt;
+    insert_at(path, depth, leaf, pos, *k);
+    return k;
+}
+
+template <class Addr>
 bool RankedSet<Addr>::insert(Addr k) {
     if (!root_) {
         auto leaf = std::make_unique<Leaf>();
@@ -884,14 +969,30 @@ std::optional<Ip> AddressPool<Ip>::allocate(RandomSource& rng) {
     if (total == 0)
         return std::nullopt;
     const Count r = detail::draw_below(rng, total);
-    // K: the effective leases below the answer (see pool.hpp).
-    // Found and inserted in one descent; nullopt is unreachable while the
+    // K, the effective leases below the answer (see pool.hpp), found and
+    // the answer inserted in one descent; nullopt is unreachable while the
     // counts are consistent.
-    const auto bits = leases_.insert_leading(
-        [&](Bits lease, std::size_t index) {
-            return static_cast<Count>(trie_.rank(lease) - static_cast<Count>(index)) <= r;
-        },
-        [&](std::size_t k) { return trie_.select(static_cast<Count>(r + static_cast<Count>(k))); });
+    std::optional<Bits> bits;
+    Bits first;
+    if (trie_.one_run(first)) {
+        // Every effective lease is in the run: rank(lease) = lease - first.
+        bits = leases_.insert_leading(
+            [&](Bits lease, std::size_t index) {
+                return static_cast<Count>(static_cast<Count>(static_cast<Bits>(lease - first)) -
+                                          static_cast<Count>(index)) <= r;
+            },
+            [&](std::size_t k) -> std::optional<Bits> {
+                return static_cast<Bits>(first + static_cast<Bits>(r + static_cast<Count>(k)));
+            });
+    } else {
+        bits = leases_.insert_leading(
+            [&](Bits lease, std::size_t index) {
+                return static_cast<Count>(trie_.rank(lease) - static_cast<Count>(index)) <= r;
+            },
+            [&](std::size_t k) {
+                return trie_.select(static_cast<Count>(r + static_cast<Count>(k)));
+            });
+    }
     if (!bits)
         return std::nullopt;
     return from_bits(*bits, static_cast<const Ip*>(nullptr));

@@ -55,6 +55,14 @@ class CountingTrie {
     // Open addresses (see above) below a; the open address of rank r.
     Count rank(Addr a) const;
     std::optional<Addr> select(Count r) const;
+    // The open addresses when they are one run [first, first + size), the
+    // usual case of one prefix: rank and select are then a subtraction.
+    bool one_run(Addr& first) const {
+        if (!runs_valid_ || runs_.size() != 1)
+            return false;
+        first = runs_[0].first;
+        return true;
+    }
     bool is_free(Addr a) const; // open
     bool in_pool(Addr a) const;
     Count free_count() const;
@@ -131,6 +139,7 @@ class RankedSet {
     // returns it. One descent finds K and inserts: the new key goes exactly
     // where the search for K ended. nullopt (nothing inserted) when key_at
     // gives none or a key out of that place.
+    // Defined in pool.cpp, its only user.
     template <class Pred, class KeyAt>
     std::optional<Addr> insert_leading(Pred pred, KeyAt key_at);
     std::size_t node_count() const { return nodes_; }
@@ -182,71 +191,6 @@ class RankedSet {
     std::size_t nodes_ = 0;
     std::size_t leaves_ = 0;
 };
-
-template <class Addr>
-template <class Pred>
-unsigned RankedSet<Addr>::count_true(unsigned n, Pred pred) {
-    if (n == 0)
-        return 0;
-    unsigned base = 0, len = n; // the answer is in [base, base + len]
-    while (len > 1) {
-        const unsigned half = len / 2;
-        base = pred(base + half) ? base + half : base;
-        len -= half;
-    }
-    return base + (pred(base) ? 1u : 0u);
-}
-
-template <class Addr>
-void RankedSet<Addr>::prefetch(const Node* n) {
-    // A leaf, or the searched part of an inner node (all but kid[]).
-    constexpr std::size_t searched = sizeof(Inner) - sizeof(Inner::kid);
-    constexpr std::size_t bytes = sizeof(Leaf) > searched ? sizeof(Leaf) : searched;
-    const auto at = reinterpret_cast<std::uintptr_t>(n);
-    for (std::uintptr_t line = at & ~std::uintptr_t{63}; line < at + bytes; line += 64)
-        __builtin_prefetch(reinterpret_cast<const void*>(line));
-}
-
-template <class Addr>
-template <class Pred, class KeyAt>
-std::optional<Addr> RankedSet<Addr>::insert_leading(Pred pred, KeyAt key_at) {
-    if (!root_) {
-        const std::optional<Addr> k = key_at(std::size_t{0});
-        if (k)
-            insert(*k);
-        return k;
-    }
-    Step path[kMaxDepth];
-    unsigned depth = 0;
-    std::size_t before = 0;
-    Node* n = root_.get();
-    while (!n->leaf) {
-        auto& in = static_cast<Inner&>(*n);
-        std::uint32_t offset[kInnerCap];
-        std::uint32_t sum = 0;
-        for (unsigned j = 0; j < in.n; j++) {
-            offset[j] = sum;
-            sum += in.count[j];
-        }
-        // The last child whose first key satisfies pred (child 0 otherwise):
-        // the keys before K end in it, so the new key belongs in it.
-        const unsigned holding =
-            count_true(in.n, [&](unsigned j) { return pred(in.first[j], before + offset[j]); });
-        const unsigned j = holding > 0 ? holding - 1 : 0;
-        before += offset[j];
-        n = in.kid[j].get();
-        prefetch(n);
-        path[depth++] = Step{&in, j};
-    }
-    auto& leaf = static_cast<Leaf&>(*n);
-    const unsigned pos =
-        count_true(leaf.n, [&](unsigned i) { return pred(leaf.keys[i], before + i); });
-    const std::optional<Addr> k = key_at(before + pos);
-    if (!k || (pos > 0 && !(leaf.keys[pos - 1] < *k)) || (pos < leaf.n && !(*k < leaf.keys[pos])))
-        return std::nullopt;
-    insert_at(path, depth, leaf, pos, *k);
-    return k;
-}
 
 extern template class RankedSet<std::uint32_t>;
 extern template class RankedSet<u128>;

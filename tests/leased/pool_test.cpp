@@ -5,6 +5,7 @@
 #include <cmath>
 #include <map>
 #include <set>
+#include <vector>
 
 using namespace wgd;
 using namespace wgd::leased;
@@ -390,4 +391,76 @@ TEST(Pool, DrainWithManyHolesYieldsEachFreeAddressOnce) {
     }
     for (auto& h : held)
         EXPECT_FALSE(got.count(h.to_u32()));
+}
+
+// The draw finds its place among the leases and inserts there in one
+// descent: with a single free address left, wherever it sits (before every
+// lease, after every lease, at a leaf boundary), that is the one drawn.
+TEST(Pool, TheOnlyFreeAddressIsDrawnWhereverItSitsAmongTheLeases) {
+    const std::uint32_t base = ip4("10.0.0.0").to_u32();
+    for (std::uint32_t hole = 1; hole <= 254; hole++) {
+        Pool4 pool;
+        pool.add_prefix(p4("10.0.0.0", 24));
+        for (std::uint32_t host = 1; host <= 254; host++)
+            if (host != hole) {
+                ASSERT_TRUE(pool.take(Ip4::from_u32(base + host)));
+            }
+        DeterministicRandom rng(hole);
+        auto a = pool.allocate(rng);
+        ASSERT_TRUE(a) << "hole " << hole;
+        EXPECT_EQ(a->to_u32(), base + hole);
+        EXPECT_FALSE(pool.allocate(rng));
+    }
+}
+
+// The same with several prefixes, where the draw ranks leases through the
+// runs of open addresses rather than one subtraction.
+TEST(Pool, TheOnlyFreeAddressIsDrawnAcrossSeveralPrefixes) {
+    const std::uint32_t low = ip4("10.0.0.0").to_u32(), high = ip4("10.0.8.0").to_u32();
+    std::vector<std::uint32_t> usable;
+    for (std::uint32_t host = 1; host <= 254; host++) {
+        usable.push_back(low + host);
+        usable.push_back(high + host);
+    }
+    for (std::uint32_t hole : usable) {
+        Pool4 pool;
+        pool.add_prefix(p4("10.0.0.0", 24));
+        pool.add_prefix(p4("10.0.8.0", 24));
+        for (std::uint32_t a : usable)
+            if (a != hole) {
+                ASSERT_TRUE(pool.take(Ip4::from_u32(a)));
+            }
+        DeterministicRandom rng(hole);
+        auto got = pool.allocate(rng);
+        ASSERT_TRUE(got) << to_string(Ip4::from_u32(hole));
+        EXPECT_EQ(got->to_u32(), hole);
+        EXPECT_FALSE(pool.allocate(rng));
+    }
+}
+
+// Draws alone fill the pool: leaves and inner nodes split under the draws'
+// own inserts, and every free address comes out exactly once, then all of
+// them go back.
+TEST(Pool, DrawsAloneFillAPoolThroughManySplitsAndGiveEverythingBack) {
+    for (bool two : {false, true}) { // one run of free addresses; two, a hole between
+        Pool4 pool;
+        pool.add_prefix(p4("10.0.0.0", 19));
+        if (two)
+            pool.exclude(p4("10.0.8.0", 24));
+        const auto nodes = pool.node_count();
+        const std::uint64_t free_before = pool.free_count();
+        DeterministicRandom rng(11);
+        auto got = drain(pool, rng);
+        EXPECT_EQ(got.size(), free_before);
+        EXPECT_EQ(free_before, two ? 8190u - 256u : 8190u);
+        for (auto a : got) {
+            EXPECT_TRUE(p4("10.0.0.0", 19).contains(Ip4::from_u32(a)));
+            EXPECT_FALSE(two && p4("10.0.8.0", 24).contains(Ip4::from_u32(a)));
+        }
+        EXPECT_GT(pool.node_count(), nodes + 32) << "a deep tree of leases";
+        for (auto a : got)
+            pool.release(Ip4::from_u32(a));
+        EXPECT_EQ(pool.free_count(), free_before);
+        EXPECT_EQ(pool.node_count(), nodes);
+    }
 }
