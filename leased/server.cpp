@@ -257,35 +257,37 @@ LeaseEvents LeaseServer::set_peers(const std::vector<PeerFacts>& facts) {
         set_statics<Ip6>(f.key, peer, std::move(statics6));
     }
 
-    std::vector<const PeerEntry*> erased;
-    for (auto it = peers_.begin(); it != peers_.end();) {
-        if (seen.count(it->first)) {
-            ++it;
-            continue;
-        }
-        Peer& peer = it->second;
+    // Peers gone from the view: wind each down while every peer is still in
+    // place (winding down may push or sweep expiry entries, which read their
+    // peers), then purge the expiry entries of all of them, then erase them.
+    std::vector<PeerEntry*> leaving;
+    for (auto& entry : peers_)
+        if (!seen.count(entry.first))
+            leaving.push_back(&entry);
+    for (PeerEntry* entry : leaving) {
+        Peer& peer = entry->second;
         invalidate_plan(peer.pending);
         const bool had_lease = peer.f4.lease || peer.f6.lease;
-        unindex_expiry(*it);
+        unindex_expiry(*entry);
         drop_lease<Ip4>(peer, nullptr);
         drop_lease<Ip6>(peer, nullptr);
-        set_statics<Ip4>(it->first, peer, {});
-        set_statics<Ip6>(it->first, peer, {});
-        forget_link_locals(*it);
+        set_statics<Ip4>(entry->first, peer, {});
+        set_statics<Ip6>(entry->first, peer, {});
+        forget_link_locals(*entry);
         if (had_lease)
-            events.records.push_back(LeaseRecord{it->first, {}, {}, 0, 0});
-        erased.push_back(&*it);
-        it = peers_.erase(it);
+            events.records.push_back(LeaseRecord{entry->first, {}, {}, 0, 0});
     }
-    // Stale expiry entries of erased peers would dangle: purge them now,
-    // before a new peer can take the same place (O(heap), like the view).
-    if (!erased.empty()) {
+    if (!leaving.empty()) {
         const std::less<const PeerEntry*> before;
-        std::sort(erased.begin(), erased.end(), before);
+        std::sort(leaving.begin(), leaving.end(), before);
         std::erase_if(expiry_, [&](const ExpiryEntry& e) {
-            return std::binary_search(erased.begin(), erased.end(), e.peer, before);
+            return std::binary_search(leaving.begin(), leaving.end(), e.peer, before);
         });
         std::make_heap(expiry_.begin(), expiry_.end(), later<ExpiryEntry, ExpiryEntry>);
+        for (PeerEntry* entry : leaving) {
+            const PublicKey key = entry->first; // not a reference into the erased node
+            peers_.erase(key);
+        }
     }
 
     // A leased address an operator put on another peer: WireGuard moved it,

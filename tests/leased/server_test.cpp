@@ -633,3 +633,34 @@ TEST_F(ServerTest, ThousandsOfPeersAreEachFoundByTheirLinkLocal) {
         }
     }
 }
+
+// Peers leaving with plans pending, among many stale renewal entries: their
+// wind-down pushes and sweeps expiry entries while the others leave too
+// (under ASan: no entry may point at a peer already gone).
+TEST_F(ServerTest, PeersLeavingWithPlansPendingAmidStaleRenewalsLeaveNoExpiry) {
+    server.add_prefix(p4("10.8.0.0", 20));
+    std::vector<PeerFacts> peers;
+    for (int n = 0; n < 1000; n++) {
+        peers.push_back(peer(n));
+        peers.back().key.bytes[1] = static_cast<std::uint8_t>(n >> 8);
+    }
+    server.set_peers(peers);
+    for (int round = 0; round < 3; round++)
+        for (auto& f : peers) {
+            auto plan = server.plan(f.key, any4());
+            ASSERT_TRUE(plan && server.commit(*plan));
+        }
+    for (auto& f : peers)
+        ASSERT_TRUE(server.plan(f.key, any4())); // left pending
+    PeerFacts newcomer = peer(1);
+    newcomer.key.bytes[2] = 9; // not one of those leaving
+    auto events = server.set_peers({newcomer});
+    EXPECT_EQ(events.records.size(), 1000u);
+    EXPECT_EQ(server.lease_count(), 0u);
+    EXPECT_FALSE(server.next_expiry());
+    auto late = server.plan(newcomer.key, any4());
+    ASSERT_TRUE(late && late->ipv4 && server.commit(*late));
+    auto expired = server.expire(clock.boot_ms() + kLeasetime * 1000ull);
+    ASSERT_EQ(expired.records.size(), 1u);
+    EXPECT_EQ(expired.records[0].peer, newcomer.key);
+}
