@@ -1,6 +1,8 @@
 #include "leased/pool.hpp"
 
 #include <algorithm>
+#include <bit>
+#include <cstring>
 #include <stdexcept>
 #include <utility>
 
@@ -843,26 +845,127 @@ std::size_t RankedSet<Addr>::memory_bytes() const {
 }
 
 template class RankedSet<std::uint32_t>;
+template class RankedSet<std::uint64_t>;
 template class RankedSet<u128>;
+
+void LeaseSet6::widen() {
+    std::vector<std::uint64_t> lows;
+    lows.reserve(narrow_.size());
+    narrow_.collect(0, ~std::uint64_t{0}, lows);
+    for (std::uint64_t low : lows)
+        wide_set_.insert(whole(low));
+    narrow_ = RankedSet<std::uint64_t>{};
+    wide_ = true;
+}
+
+bool LeaseSet6::insert(u128 k) {
+    if (!wide_) {
+        if (narrow_fits(k)) {
+            high_ = static_cast<std::uint64_t>(k >> 64);
+            return narrow_.insert(static_cast<std::uint64_t>(k));
+        }
+        widen();
+    }
+    return wide_set_.insert(k);
+}
+
+bool LeaseSet6::erase(u128 k) {
+    if (!wide_)
+        return narrow_.size() > 0 && static_cast<std::uint64_t>(k >> 64) == high_ &&
+               narrow_.erase(static_cast<std::uint64_t>(k));
+    const bool erased = wide_set_.erase(k);
+    if (wide_set_.size() == 0)
+        wide_ = false;
+    return erased;
+}
+
+bool LeaseSet6::contains(u128 k) const {
+    if (wide_)
+        return wide_set_.contains(k);
+    return narrow_.size() > 0 && static_cast<std::uint64_t>(k >> 64) == high_ &&
+           narrow_.contains(static_cast<std::uint64_t>(k));
+}
+
+void LeaseSet6::collect(u128 lo, u128 hi, std::vector<u128>& out) const {
+    if (wide_) {
+        wide_set_.collect(lo, hi, out);
+        return;
+    }
+    const u128 first = whole(0), last = whole(~std::uint64_t{0});
+    if (narrow_.size() == 0 || hi < first || lo > last)
+        return;
+    std::vector<std::uint64_t> lows;
+    narrow_.collect(lo < first ? 0 : static_cast<std::uint64_t>(lo),
+                    hi > last ? ~std::uint64_t{0} : static_cast<std::uint64_t>(hi), lows);
+    for (std::uint64_t low : lows)
+        out.push_back(whole(low));
+}
+
+template <class Pred, class KeyAt>
+std::optional<u128> LeaseSet6::insert_leading(Pred pred, KeyAt key_at) {
+    if (wide_)
+        return wide_set_.insert_leading(pred, key_at);
+    if (narrow_.size() == 0) {
+        const std::optional<u128> k = key_at(std::size_t{0});
+        if (k)
+            insert(*k);
+        return k;
+    }
+    // The answer outside the /64 of the leases (a pool wider than a /64) is
+    // inserted after the switch to 128-bit keys.
+    std::optional<u128> outside;
+    const auto low = narrow_.insert_leading(
+        [&](std::uint64_t lease, std::size_t index) { return pred(whole(lease), index); },
+        [&](std::size_t k) -> std::optional<std::uint64_t> {
+            const std::optional<u128> got = key_at(k);
+            if (!got)
+                return std::nullopt;
+            if (!narrow_fits(*got)) {
+                outside = got;
+                return std::nullopt;
+            }
+            return static_cast<std::uint64_t>(*got);
+        });
+    if (low)
+        return whole(*low);
+    if (!outside)
+        return std::nullopt;
+    widen();
+    if (!wide_set_.insert(*outside))
+        return std::nullopt;
+    return outside;
+}
 
 } // namespace detail
 
 std::uint32_t to_bits(const Ip4& a) {
     return a.to_u32();
 }
+namespace {
+// Network byte order <-> host order of one 64-bit half.
+std::uint64_t big_endian64(std::uint64_t v) {
+    if constexpr (std::endian::native == std::endian::little)
+        return __builtin_bswap64(v);
+    else
+        return v;
+}
+} // namespace
+
 u128 to_bits(const Ip6& a) {
-    u128 v = 0;
-    for (auto b : a.bytes)
-        v = (v << 8) | b;
-    return v;
+    std::uint64_t high, low;
+    std::memcpy(&high, a.bytes.data(), 8);
+    std::memcpy(&low, a.bytes.data() + 8, 8);
+    return (u128{big_endian64(high)} << 64) | big_endian64(low);
 }
 Ip4 ip4_from_bits(std::uint32_t v) {
     return Ip4::from_u32(v);
 }
 Ip6 ip6_from_bits(u128 v) {
     Ip6 a;
-    for (int i = 15; i >= 0; i--, v >>= 8)
-        a.bytes[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(v);
+    const std::uint64_t high = big_endian64(static_cast<std::uint64_t>(v >> 64));
+    const std::uint64_t low = big_endian64(static_cast<std::uint64_t>(v));
+    std::memcpy(a.bytes.data(), &high, 8);
+    std::memcpy(a.bytes.data() + 8, &low, 8);
     return a;
 }
 

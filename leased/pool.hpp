@@ -192,7 +192,38 @@ class RankedSet {
     std::size_t leaves_ = 0;
 };
 
+// IPv6 leases: 64-bit keys (half the bytes, twice the keys per cache line)
+// while every lease is in one /64 (a /64 pool, the usual case), 128-bit
+// keys once they are not. The switch copies the leases once; the set goes
+// back to 64-bit keys when it empties.
+class LeaseSet6 {
+  public:
+    bool insert(u128 k);
+    bool erase(u128 k);
+    bool contains(u128 k) const;
+    std::size_t size() const { return wide_ ? wide_set_.size() : narrow_.size(); }
+    void collect(u128 lo, u128 hi, std::vector<u128>& out) const;
+    // As RankedSet::insert_leading; defined in pool.cpp.
+    template <class Pred, class KeyAt>
+    std::optional<u128> insert_leading(Pred pred, KeyAt key_at);
+    std::size_t node_count() const { return narrow_.node_count() + wide_set_.node_count(); }
+    std::size_t memory_bytes() const { return narrow_.memory_bytes() + wide_set_.memory_bytes(); }
+
+  private:
+    bool narrow_fits(u128 k) const {
+        return narrow_.size() == 0 || static_cast<std::uint64_t>(k >> 64) == high_;
+    }
+    u128 whole(std::uint64_t low) const { return (u128{high_} << 64) | low; }
+    void widen();
+
+    bool wide_ = false;
+    std::uint64_t high_ = 0; // the /64 of every narrow key
+    RankedSet<std::uint64_t> narrow_;
+    RankedSet<u128> wide_set_;
+};
+
 extern template class RankedSet<std::uint32_t>;
+extern template class RankedSet<std::uint64_t>;
 extern template class RankedSet<u128>;
 extern template class CountingTrie<std::uint32_t, std::uint64_t, 32>;
 extern template class CountingTrie<u128, u128, 128>;
@@ -211,6 +242,7 @@ struct FamilyTraits<Ip4> {
     using Prefix = Prefix4;
     using Count = std::uint64_t;
     using Trie = detail::CountingTrie<std::uint32_t, std::uint64_t, 32>;
+    using Leases = detail::RankedSet<std::uint32_t>;
     static constexpr unsigned width = 32;
 };
 template <>
@@ -218,6 +250,7 @@ struct FamilyTraits<Ip6> {
     using Prefix = Prefix6;
     using Count = u128;
     using Trie = detail::CountingTrie<u128, u128, 128>;
+    using Leases = detail::LeaseSet6;
     static constexpr unsigned width = 128;
 };
 
@@ -259,8 +292,8 @@ class AddressPool {
     void reconcile(const Prefix& p, bool effective_may_close, bool shadowed_may_open);
 
     typename FamilyTraits<Ip>::Trie trie_;
-    detail::RankedSet<Bits> leases_; // effective leases: on open addresses
-    std::set<Bits> shadowed_;        // leases on addresses a mark blocked since
+    typename FamilyTraits<Ip>::Leases leases_; // effective leases: on open addresses
+    std::set<Bits> shadowed_;                  // leases on addresses a mark blocked since
     std::size_t prefixes_ = 0;
 };
 

@@ -464,3 +464,48 @@ TEST(Pool, DrawsAloneFillAPoolThroughManySplitsAndGiveEverythingBack) {
         EXPECT_EQ(pool.node_count(), nodes);
     }
 }
+
+// IPv6 leases are kept as 64-bit keys while they share one /64; a draw or a
+// take in another /64 switches to full keys without losing or inventing any.
+TEST(Pool, Ipv6LeasesInSeveral64sAreAllKeptAcrossTheSwitchToFullKeys) {
+    Pool6 pool;
+    pool.add_prefix(p6("2001:db8::", 120));
+    pool.add_prefix(p6("2001:db8:0:1::", 120));
+    ASSERT_EQ(pool.free_count(), 510u);
+    const auto nodes = pool.node_count();
+    std::vector<Ip6> held;
+    auto first = *parse_ip6("2001:db8::1");
+    for (int i = 0; i < 100; i++) { // all in the first /64
+        Ip6 a = first;
+        a.bytes[15] = static_cast<std::uint8_t>(1 + i);
+        ASSERT_TRUE(pool.take(a));
+        held.push_back(a);
+    }
+    DeterministicRandom rng(12);
+    while (auto a = pool.allocate(rng)) {
+        EXPECT_TRUE(p6("2001:db8::", 120).contains(*a) || p6("2001:db8:0:1::", 120).contains(*a));
+        held.push_back(*a);
+    }
+    EXPECT_EQ(held.size(), 510u);
+    std::set<Ip6> distinct(held.begin(), held.end());
+    EXPECT_EQ(distinct.size(), 510u);
+    for (auto& a : held)
+        EXPECT_FALSE(pool.is_free(a));
+    for (std::size_t i = 0; i < held.size(); i += 2)
+        pool.release(held[i]);
+    EXPECT_EQ(pool.free_count(), 255u);
+    for (std::size_t i = 0; i < held.size(); i++)
+        EXPECT_EQ(pool.is_free(held[i]), i % 2 == 0);
+    std::size_t free_in_first = 0;
+    for (std::size_t i = 0; i < held.size(); i += 2)
+        free_in_first += p6("2001:db8::", 120).contains(held[i]) ? 1 : 0;
+    EXPECT_TRUE(pool.remove_prefix(p6("2001:db8:0:1::", 120))); // revokes the second /64
+    EXPECT_EQ(pool.free_count(), free_in_first);
+    for (std::size_t i = 1; i < held.size(); i += 2)
+        pool.release(held[i]);
+    EXPECT_EQ(pool.free_count(), 255u);
+    Pool6 fresh;
+    fresh.add_prefix(p6("2001:db8::", 120));
+    EXPECT_EQ(pool.node_count(), fresh.node_count()) << "every lease node freed";
+    EXPECT_GT(nodes, fresh.node_count());
+}
