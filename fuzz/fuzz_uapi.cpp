@@ -1,17 +1,57 @@
 // libFuzzer: the UAPI reply parsers (the answers of wireguard-go to get and
-// set), and the set request built from whatever parsed.
+// set), and the set request built from whatever parsed. The get answer is
+// also fed in three pieces, cut where the first two bytes say: it must give
+// exactly what the whole input gives.
 #include "netd/wireguard.hpp"
 
 #include <cstdint>
 #include <string_view>
 #include <vector>
 
+namespace {
+
+bool same_device(const wgd::netd::Device& a, const wgd::netd::Device& b) {
+    if (a.listen_port != b.listen_port || a.peers.size() != b.peers.size())
+        return false;
+    for (std::size_t i = 0; i < a.peers.size(); ++i)
+        if (a.peers[i].key != b.peers[i].key || a.peers[i].allowed4 != b.peers[i].allowed4 ||
+            a.peers[i].allowed6 != b.peers[i].allowed6)
+            return false;
+    return true;
+}
+
+wgd::netd::Result<wgd::netd::Device> parse_in_three(std::string_view text) {
+    const std::size_t first =
+        text.empty() ? 0 : static_cast<std::uint8_t>(text[0]) % (text.size() + 1);
+    const std::size_t second =
+        text.size() < 2 ? first
+                        : first + static_cast<std::uint8_t>(text[1]) % (text.size() - first + 1);
+    wgd::netd::UapiGetParser parser;
+    for (const auto piece :
+         {text.substr(0, first), text.substr(first, second - first), text.substr(second)}) {
+        if (!parser.feed(piece))
+            break;
+    }
+    return parser.take();
+}
+
+} // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const std::string_view text(reinterpret_cast<const char*>(data), size);
     (void)wgd::netd::parse_uapi_errno(text);
     auto device = wgd::netd::parse_uapi_get(text);
-    if (!device)
+    auto pieces = parse_in_three(text);
+    if (device.ok() != pieces.ok())
+        __builtin_trap();
+    if (!device) {
+        if (device.error().code != pieces.error().code ||
+            device.error().message != pieces.error().message)
+            __builtin_trap();
         return 0;
+    }
+    if (!same_device(*device, *pieces))
+        __builtin_trap();
     std::vector<wgd::netd::PeerChange> changes;
     for (const auto& peer : device->peers) {
         wgd::netd::PeerChange change{peer.key, {}, {}, {}, {}};

@@ -10,11 +10,16 @@
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 namespace wgd::netd {
 namespace {
 
-constexpr std::size_t kMaxReply = 64u << 20; // 10,000 peers answer about 3 MB
+// The answer to a set is one errno= line; anything longer is not an answer.
+constexpr std::size_t kMaxSetAnswer = 4096;
+// Pieces of the answer are read into this much, then parsed: the answer to a
+// get (about 300 bytes a peer, 20 MB at 65,536 peers) is never held whole.
+constexpr std::size_t kReadBuffer = 64u << 10;
 
 Result<UniqueFd> connect_uapi(const std::string& path) {
     sockaddr_un addr{};
@@ -30,8 +35,10 @@ Result<UniqueFd> connect_uapi(const std::string& path) {
     return fd;
 }
 
-// Sends the request and reads the answer up to its terminating blank line.
-Result<std::string> uapi_exchange(const std::string& path, std::string_view request) {
+// Sends the request, then hands the answer to `consume` piece by piece as it
+// arrives, until consume answers true (the answer is complete).
+template <class Consume>
+Result<void> uapi_exchange(const std::string& path, std::string_view request, Consume consume) {
     auto fd = connect_uapi(path);
     if (!fd)
         return fd.error();
@@ -45,14 +52,9 @@ Result<std::string> uapi_exchange(const std::string& path, std::string_view requ
         }
         off += static_cast<std::size_t>(n);
     }
-    std::string reply;
-    char buf[65536];
+    std::vector<char> buf(kReadBuffer);
     for (;;) {
-        if (reply.size() >= 2 && reply.compare(reply.size() - 2, 2, "\n\n") == 0)
-            return reply;
-        if (reply == "\n")
-            return reply;
-        const long n = ::recv(fd->get(), buf, sizeof(buf), 0);
+        const long n = ::recv(fd->get(), buf.data(), buf.size(), 0);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -60,10 +62,27 @@ Result<std::string> uapi_exchange(const std::string& path, std::string_view requ
         }
         if (n == 0)
             return make_error(EPROTO, "UAPI: connection closed before the end of the answer");
-        reply.append(buf, static_cast<std::size_t>(n));
-        if (reply.size() > kMaxReply)
-            return make_error(EMSGSIZE, "UAPI answer too large");
+        Result<bool> complete = consume(std::string_view(buf.data(), static_cast<std::size_t>(n)));
+        if (!complete)
+            return complete.error();
+        if (*complete)
+            return {};
     }
+}
+
+// The answer to a set, whole: it is one short line and a blank line.
+Result<std::string> uapi_set_exchange(const std::string& path, std::string_view request) {
+    std::string answer;
+    auto exchanged = uapi_exchange(path, request, [&](std::string_view piece) -> Result<bool> {
+        answer.append(piece);
+        if (answer.size() > kMaxSetAnswer)
+            return make_error(EMSGSIZE, "UAPI set: answer too large");
+        return answer == "\n" ||
+               (answer.size() >= 2 && answer.compare(answer.size() - 2, 2, "\n\n") == 0);
+    });
+    if (!exchanged)
+        return exchanged.error();
+    return answer;
 }
 
 class UapiBackend final : public WgBackend {
@@ -71,10 +90,17 @@ class UapiBackend final : public WgBackend {
     explicit UapiBackend(std::string path) : path_(std::move(path)) {}
 
     Result<Device> read_device() override {
-        auto reply = uapi_exchange(path_, "get=1\n\n");
-        if (!reply)
-            return reply.error();
-        return parse_uapi_get(*reply);
+        UapiGetParser parser;
+        auto exchanged =
+            uapi_exchange(path_, "get=1\n\n", [&](std::string_view piece) -> Result<bool> {
+                auto fed = parser.feed(piece);
+                if (!fed)
+                    return fed.error();
+                return parser.done();
+            });
+        if (!exchanged)
+            return exchanged.error();
+        return parser.take();
     }
 
     Result<void> apply(std::span<const PeerChange> changes) override {
@@ -94,7 +120,7 @@ class UapiBackend final : public WgBackend {
         auto request = build_uapi_set(current, changes);
         if (!request)
             return request.error();
-        auto reply = uapi_exchange(path_, *request);
+        auto reply = uapi_set_exchange(path_, *request);
         if (!reply)
             return reply.error();
         return parse_uapi_errno(*reply);

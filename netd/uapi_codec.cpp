@@ -50,66 +50,114 @@ const Peer* Device::find(const PublicKey& key) const {
     return nullptr;
 }
 
-Result<Device> parse_uapi_get(std::string_view reply) {
-    Device dev;
-    Peer* peer = nullptr;
-    std::optional<int> err;
-    std::size_t pos = 0;
-    for (;;) {
-        const auto nl = reply.find('\n', pos);
-        if (nl == std::string_view::npos)
-            return make_error(EBADMSG, "UAPI reply not terminated by a blank line");
-        const auto line = reply.substr(pos, nl - pos);
-        pos = nl + 1;
-        if (line.empty())
-            break;
-        const auto eq = line.find('=');
-        if (eq == std::string_view::npos)
-            return make_error(EBADMSG, "UAPI reply line without '='");
-        const auto key = line.substr(0, eq);
-        const auto value = line.substr(eq + 1);
-        if (err)
-            return make_error(EBADMSG, "UAPI reply continues after errno=");
-        if (key == "errno") {
-            err = parse_errno(value);
-            if (!err)
-                return make_error(EBADMSG, "UAPI reply: bad errno value");
-        } else if (key == "public_key") {
-            auto k = key_from_hex(value);
-            if (!k)
-                return make_error(EBADMSG, "UAPI reply: bad public_key");
-            dev.peers.push_back(Peer{*k, {}, {}});
-            peer = &dev.peers.back();
-        } else if (key == "allowed_ip") {
-            if (!peer)
-                return make_error(EBADMSG, "UAPI reply: allowed_ip before any peer");
-            if (value.find(':') != std::string_view::npos) {
-                auto p = parse_prefix<Prefix6>(value, parse_ip6, 128);
-                if (!p)
-                    return make_error(EBADMSG, "UAPI reply: bad allowed_ip");
-                peer->allowed6.push_back(*p);
-            } else {
-                auto p = parse_prefix<Prefix4>(value, parse_ip4, 32);
-                if (!p)
-                    return make_error(EBADMSG, "UAPI reply: bad allowed_ip");
-                peer->allowed4.push_back(*p);
-            }
-        } else if (key == "listen_port" && !peer) {
-            unsigned port = 0;
-            auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), port);
-            if (ec != std::errc() || end != value.data() + value.size() || port > 65535)
-                return make_error(EBADMSG, "UAPI reply: bad listen_port");
-            dev.listen_port = static_cast<std::uint16_t>(port);
+Result<void> UapiGetParser::fail(std::string message) {
+    error_ = make_error(EBADMSG, std::move(message));
+    partial_ = std::string(); // give the buffer back: nothing more will be read
+    return *error_;
+}
+
+Result<void> UapiGetParser::feed(std::string_view bytes) {
+    if (error_)
+        return *error_;
+    while (!bytes.empty()) {
+        if (done_)
+            return fail("UAPI reply: data after the blank line");
+        const auto nl = bytes.find('\n');
+        if (nl == std::string_view::npos) {
+            if (partial_.size() + bytes.size() > kMaxLine)
+                return fail("UAPI reply: line too long");
+            partial_.append(bytes);
+            return {};
         }
-        // other keys (private_key, endpoint, counters ...) are not netd's business
+        Result<void> parsed;
+        if (partial_.empty()) {
+            // the common case: the whole line is in this piece, parse it in place
+            parsed = parse_line(bytes.substr(0, nl));
+        } else {
+            if (partial_.size() + nl > kMaxLine)
+                return fail("UAPI reply: line too long");
+            partial_.append(bytes.substr(0, nl));
+            parsed = parse_line(partial_);
+            partial_.clear();
+        }
+        if (!parsed)
+            return parsed;
+        bytes.remove_prefix(nl + 1);
     }
-    if (pos != reply.size())
-        return make_error(EBADMSG, "UAPI reply: data after the blank line");
-    if (!err)
-        return make_error(EBADMSG, "UAPI reply without errno=");
-    if (*err != 0)
-        return make_error(*err, "UAPI get failed: errno " + std::to_string(*err));
-    return dev;
+    return {};
+}
+
+Result<void> UapiGetParser::parse_line(std::string_view line) {
+    if (line.size() > kMaxLine)
+        return fail("UAPI reply: line too long");
+    if (line.empty()) {
+        done_ = true;
+        partial_ = std::string();
+        return {};
+    }
+    const auto eq = line.find('=');
+    if (eq == std::string_view::npos)
+        return fail("UAPI reply line without '='");
+    const auto key = line.substr(0, eq);
+    const auto value = line.substr(eq + 1);
+    if (errno_)
+        return fail("UAPI reply continues after errno=");
+    if (key == "errno") {
+        errno_ = parse_errno(value);
+        if (!errno_)
+            return fail("UAPI reply: bad errno value");
+    } else if (key == "public_key") {
+        auto k = key_from_hex(value);
+        if (!k)
+            return fail("UAPI reply: bad public_key");
+        device_.peers.push_back(Peer{*k, {}, {}});
+        have_peer_ = true;
+    } else if (key == "allowed_ip") {
+        if (!have_peer_)
+            return fail("UAPI reply: allowed_ip before any peer");
+        Peer& peer = device_.peers.back();
+        if (value.find(':') != std::string_view::npos) {
+            auto p = parse_prefix<Prefix6>(value, parse_ip6, 128);
+            if (!p)
+                return fail("UAPI reply: bad allowed_ip");
+            peer.allowed6.push_back(*p);
+        } else {
+            auto p = parse_prefix<Prefix4>(value, parse_ip4, 32);
+            if (!p)
+                return fail("UAPI reply: bad allowed_ip");
+            peer.allowed4.push_back(*p);
+        }
+    } else if (key == "listen_port" && !have_peer_) {
+        unsigned port = 0;
+        auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), port);
+        if (ec != std::errc() || end != value.data() + value.size() || port > 65535)
+            return fail("UAPI reply: bad listen_port");
+        device_.listen_port = static_cast<std::uint16_t>(port);
+    }
+    // other keys (private_key, endpoint, counters ...) are not netd's business
+    return {};
+}
+
+Result<Device> UapiGetParser::take() {
+    Result<Device> out = [&]() -> Result<Device> {
+        if (error_)
+            return *error_;
+        if (!done_)
+            return make_error(EBADMSG, "UAPI reply not terminated by a blank line");
+        if (!errno_)
+            return make_error(EBADMSG, "UAPI reply without errno=");
+        if (*errno_ != 0)
+            return make_error(*errno_, "UAPI get failed: errno " + std::to_string(*errno_));
+        return std::move(device_);
+    }();
+    *this = UapiGetParser();
+    return out;
+}
+
+Result<Device> parse_uapi_get(std::string_view reply) {
+    UapiGetParser parser;
+    (void)parser.feed(reply); // an error stays in the parser for take()
+    return parser.take();
 }
 
 Result<void> parse_uapi_errno(std::string_view reply) {

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -62,9 +63,43 @@ Result<std::unique_ptr<WgBackend>> make_genl_backend(const std::string& ifname);
 
 // ---- UAPI text protocol (pure)
 
-// Parses the answer to "get=1\n\n" (up to and including its blank line):
-// the device's peers and allowed IPs; a non-zero errno= (either sign) is an
-// Error. Keys are hex; unknown keys are ignored.
+// Parses the answer to "get=1\n\n" as it arrives, in pieces of any size, so
+// the whole answer (about 300 bytes a peer) is never held: only the current
+// partial line and the Device being built. Any split of an answer gives the
+// same Device, or the same Error, as the answer fed whole.
+class UapiGetParser {
+  public:
+    // wireguard-go's longest line is about 100 bytes; a longer one is refused
+    // (EBADMSG) rather than buffered.
+    static constexpr std::size_t kMaxLine = 4096;
+
+    // Consumes the next bytes. Fails (EBADMSG) as soon as they are known bad:
+    // a malformed line, a line over kMaxLine, anything after the blank line.
+    // An error is final: later feeds and take() answer it again.
+    Result<void> feed(std::string_view bytes);
+    // True once the terminating blank line has been consumed: stop reading.
+    bool done() const { return done_; }
+    // At the end of the input: the device, or the first error, or the
+    // non-zero errno= of the answer, or EBADMSG when the input stopped before
+    // its blank line. Leaves the parser empty.
+    Result<Device> take();
+
+  private:
+    Result<void> fail(std::string message);
+    Result<void> parse_line(std::string_view line);
+
+    Device device_;
+    std::string partial_; // the current line so far, at most kMaxLine bytes
+    std::optional<int> errno_;
+    std::optional<Error> error_;
+    bool have_peer_ = false;
+    bool done_ = false;
+};
+
+// The whole answer to "get=1\n\n" (up to and including its blank line) at
+// once: the device's peers and allowed IPs; a non-zero errno= (either sign)
+// is an Error. Keys are hex; unknown keys are ignored. Same rules as
+// UapiGetParser, which it feeds.
 Result<Device> parse_uapi_get(std::string_view reply);
 // Parses the answer to a set: "errno=N\n\n".
 Result<void> parse_uapi_errno(std::string_view reply);

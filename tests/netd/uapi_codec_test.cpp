@@ -136,3 +136,130 @@ TEST(UapiSet, RemovalForAnUnknownPeerIsRefused) {
     ASSERT_FALSE(req);
     EXPECT_EQ(req.error().code, ENOENT);
 }
+
+namespace {
+
+// Feeds `pieces` in order to a fresh parser; its take(), also when a feed failed.
+Result<Device> parse_in_pieces(const std::vector<std::string_view>& pieces) {
+    UapiGetParser parser;
+    for (const auto piece : pieces)
+        if (!parser.feed(piece))
+            break;
+    return parser.take();
+}
+
+void expect_same_device(const Device& a, const Device& b) {
+    EXPECT_EQ(a.listen_port, b.listen_port);
+    ASSERT_EQ(a.peers.size(), b.peers.size());
+    for (std::size_t i = 0; i < a.peers.size(); ++i) {
+        EXPECT_EQ(a.peers[i].key, b.peers[i].key) << "peer " << i;
+        EXPECT_EQ(a.peers[i].allowed4, b.peers[i].allowed4) << "peer " << i;
+        EXPECT_EQ(a.peers[i].allowed6, b.peers[i].allowed6) << "peer " << i;
+    }
+}
+
+} // namespace
+
+TEST(UapiGetParser, ByteByByteGivesTheSameDeviceAsWhole) {
+    auto whole = parse_uapi_get(kTwoPeers);
+    ASSERT_TRUE(whole) << whole.error().message;
+    UapiGetParser parser;
+    const std::string_view text = kTwoPeers;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        EXPECT_FALSE(parser.done()) << "done before the last byte, at " << i;
+        ASSERT_TRUE(parser.feed(text.substr(i, 1))) << "byte " << i;
+    }
+    EXPECT_TRUE(parser.done());
+    auto dev = parser.take();
+    ASSERT_TRUE(dev) << dev.error().message;
+    ASSERT_EQ(dev->peers.size(), 2u);
+    expect_same_device(*dev, *whole);
+}
+
+TEST(UapiGetParser, EverySplitInTwoGivesTheSameDeviceAsWhole) {
+    auto whole = parse_uapi_get(kTwoPeers);
+    ASSERT_TRUE(whole) << whole.error().message;
+    const std::string_view text = kTwoPeers;
+    for (std::size_t at = 0; at <= text.size(); ++at) {
+        auto dev = parse_in_pieces({text.substr(0, at), text.substr(at)});
+        ASSERT_TRUE(dev) << "split at " << at << ": " << dev.error().message;
+        expect_same_device(*dev, *whole);
+    }
+}
+
+TEST(UapiGetParser, EverySplitOfABadAnswerGivesTheSameError) {
+    const std::string peer = "public_key=" + to_hex(key(1)) + "\n";
+    const std::vector<std::string> bad{peer + "allowed_ip=10.0.0.1/33\nerrno=0\n\n",
+                                       "errno=0\nlisten_port=1\n\n", "errno=0\n\nextra",
+                                       "errno=-22\n\n", peer + "errno=0\n"};
+    for (const auto& answer : bad) {
+        const auto whole = parse_uapi_get(answer);
+        ASSERT_FALSE(whole) << answer;
+        const std::string_view text = answer;
+        for (std::size_t at = 0; at <= text.size(); ++at) {
+            auto split = parse_in_pieces({text.substr(0, at), text.substr(at)});
+            ASSERT_FALSE(split) << answer << " split at " << at;
+            EXPECT_EQ(split.error().code, whole.error().code) << answer << " split at " << at;
+            EXPECT_EQ(split.error().message, whole.error().message) << answer << " at " << at;
+        }
+    }
+}
+
+TEST(UapiGetParser, LineOverTheLimitIsRefusedAsSoonAsItIsKnown) {
+    UapiGetParser parser;
+    ASSERT_TRUE(parser.feed("private_key="));
+    const std::string filler(UapiGetParser::kMaxLine - std::string_view("private_key=").size(),
+                             'a');
+    ASSERT_TRUE(parser.feed(filler)); // exactly at the limit: still a line
+    auto over = parser.feed("a");     // no newline yet, but already too long
+    ASSERT_FALSE(over);
+    EXPECT_EQ(over.error().code, EBADMSG);
+    EXPECT_FALSE(parser.feed("\nerrno=0\n\n")); // the error is final
+    auto dev = parser.take();
+    ASSERT_FALSE(dev);
+    EXPECT_EQ(dev.error().code, EBADMSG);
+}
+
+TEST(UapiGetParser, LineAtTheLimitIsAcceptedAndOneMoreByteIsNot) {
+    const auto line = [](std::size_t size) {
+        return "private_key=" + std::string(size - std::string_view("private_key=").size(), 'a') +
+               "\nerrno=0\n\n";
+    };
+    EXPECT_TRUE(parse_uapi_get(line(UapiGetParser::kMaxLine)));
+    auto over = parse_uapi_get(line(UapiGetParser::kMaxLine + 1));
+    ASSERT_FALSE(over);
+    EXPECT_EQ(over.error().code, EBADMSG);
+}
+
+TEST(UapiGetParser, DataAfterTheBlankLineIsRefused) {
+    UapiGetParser parser;
+    ASSERT_TRUE(parser.feed("errno=0\n\n"));
+    EXPECT_TRUE(parser.done());
+    auto extra = parser.feed("x");
+    ASSERT_FALSE(extra);
+    EXPECT_EQ(extra.error().code, EBADMSG);
+    auto dev = parser.take();
+    ASSERT_FALSE(dev);
+    EXPECT_EQ(dev.error().code, EBADMSG);
+}
+
+TEST(UapiGetParser, AnswerCutBeforeItsBlankLineIsAnError) {
+    const std::string_view text = kTwoPeers;
+    for (std::size_t cut = 0; cut < text.size(); ++cut) {
+        UapiGetParser parser;
+        ASSERT_TRUE(parser.feed(text.substr(0, cut))) << "cut at " << cut;
+        EXPECT_FALSE(parser.done()) << "cut at " << cut;
+        auto dev = parser.take();
+        ASSERT_FALSE(dev) << "cut at " << cut;
+        EXPECT_EQ(dev.error().code, EBADMSG);
+    }
+}
+
+TEST(UapiGetParser, ErrorIsReportedByTheFeedThatBringsTheBadLine) {
+    UapiGetParser parser;
+    ASSERT_TRUE(parser.feed("public_key=" + to_hex(key(1)) + "\nallowed_ip=10.0.0.1/3"));
+    ASSERT_TRUE(parser.feed("3")); // the line is not over: not yet known bad
+    auto bad = parser.feed("\n");
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error().code, EBADMSG);
+}

@@ -237,3 +237,27 @@ TEST(UapiWireguardGo, ThisWireguardGoHasNoSingleEntryRemoval) {
     ASSERT_FALSE(answer);
     EXPECT_EQ(answer.error().code, EINVAL);
 }
+
+TEST(UapiWireguardGo, ReadsADeviceWithFiveThousandPeersPieceByPiece) {
+    WGD_REQUIRE_ROOT();
+    // an answer of about 1.5 MB: many reads of the socket, lines cut between them
+    constexpr int kManyPeers = 5000;
+    WgLab lab(kManyPeers);
+    ASSERT_TRUE(lab.ok) << "lab setup failed (wireguard-go, wg)";
+    auto backend = make_uapi_backend(lab.wg->socket_path());
+    auto dev = backend->read_device();
+    ASSERT_TRUE(dev) << dev.error().message;
+    ASSERT_EQ(dev->peers.size(), static_cast<std::size_t>(kManyPeers));
+    std::map<PublicKey, const Peer*> by_key;
+    for (const auto& p : dev->peers)
+        by_key[p.key] = &p;
+    for (int i = 0; i < kManyPeers; ++i) {
+        ASSERT_TRUE(by_key.count(lab.keys[i])) << "peer " << i << " missing";
+        EXPECT_EQ(as_text(*by_key[lab.keys[i]]),
+                  (std::set<std::string>{to_string(Prefix6{ip6_of("fe80::", i), 128}),
+                                         to_string(Prefix4{ip4_of(77, i), 32}),
+                                         to_string(Prefix6{ip6_of("2001:db8:77::", i), 128}),
+                                         to_string(WgLab::wide_of(i))}))
+            << "peer " << i;
+    }
+}
