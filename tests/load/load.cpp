@@ -37,6 +37,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -60,13 +61,14 @@ struct Config {
     int restart_leases = 0; // grow to this many leases before the restart
     int paced_rate = 2'000; // requests per second in the paced phase
     bool quick = false;
+    bool floor = false; // a trivial responder instead of the server (see run_floor)
     std::string server = std::string(WGD_BINARY_DIR) + "/wg-dynamic-server";
 };
 
 [[noreturn]] void usage() {
     std::fprintf(stderr,
                  "usage: wgd-load [-n PEERS] [-c CONCURRENT] [--restart-leases M] [--rate R]\n"
-                 "                [--quick] [--server PATH]\n");
+                 "                [--quick] [--floor] [--server PATH]\n");
     std::exit(2);
 }
 
@@ -92,6 +94,8 @@ Config parse(int argc, char** argv) {
             c.server = value();
         else if (a == "--quick")
             c.quick = true;
+        else if (a == "--floor")
+            c.floor = true;
         else
             usage();
     }
@@ -153,6 +157,8 @@ struct Holding {
 class Checker {
   public:
     explicit Checker(int peers) : held_(static_cast<std::size_t>(peers)) {}
+    // For the floor responder's fixed answer: only errno is checked.
+    void accept_any_addresses() { any_addresses_ = true; }
 
     // A lease answer for `peer`; `must_keep`: the peer held a lease already,
     // so the same addresses must come back.
@@ -165,6 +171,8 @@ class Checker {
         };
         if (field(reply, "errno") != "0")
             return fail("errno is not 0");
+        if (any_addresses_)
+            return;
         std::string a4 = field(reply, "ipv4"), a6 = field(reply, "ipv6");
         if (a4.size() < 4 || a4.compare(a4.size() - 3, 3, "/32") != 0)
             return fail("no /32 IPv4 address");
@@ -215,6 +223,7 @@ class Checker {
     std::map<Ip6, int> owner6_;
     long checked_ = 0;
     long errors_ = 0;
+    bool any_addresses_ = false;
 };
 
 struct Job {
@@ -540,43 +549,48 @@ void report_memory(pid_t server) {
 }
 
 // Builds the peers: `wg addconf` per 10,000 peers (wireguard-go drops one
-// UAPI connection that carries 100,000: broken pipe) and one `ip -batch`,
-// which LAB.md measured at about a second each for 10,000.
+// UAPI connection that carries 100,000: broken pipe), then their link-local
+// addresses with `ip -batch` in small chunks. wireguard-go listens to
+// address events on its interface and exits when its netlink socket
+// overflows ("no buffer space available"); its default buffer holds a few
+// hundred events, so each chunk is followed by a pause to let it read them.
+// One batch of 10,000 killed it in some runs (the interface vanished in the
+// middle of a phase).
 std::vector<std::string> add_peers(const wgd::lab::Lab& lab, int peers) {
     constexpr int kPeersPerConf = 10'000;
+    constexpr int kAddressesPerBatch = 200;
+    constexpr auto kPauseBetweenBatches = std::chrono::milliseconds(20);
     std::vector<std::string> keys;
     keys.reserve(static_cast<std::size_t>(peers));
-    // wireguard-go dies of the netlink storm when thousands of addresses
-    // arrive while its interface is up; added while it is down they stay
-    // (going down flushes the IPv6 addresses, so fe80::/64 comes again).
-    if (sh("ip -n " + lab.server_ns + " link set " + lab.server_iface + " down") != 0)
-        throw std::runtime_error("cannot take the interface down");
     std::string conf_path = lab.state_dir + "/../wgd-load-" + lab.id() + ".conf";
     std::string batch_path = lab.state_dir + "/../wgd-load-" + lab.id() + ".batch";
     bool ok = true;
-    {
-        std::ofstream batch(batch_path);
-        for (int first = 0; first < peers && ok; first += kPeersPerConf) {
-            {
-                std::ofstream conf(conf_path);
-                for (int i = first; i < std::min(peers, first + kPeersPerConf); i++) {
-                    wgd::PublicKey key;
-                    if (getrandom(key.bytes.data(), key.bytes.size(), 0) != 32)
-                        throw std::runtime_error("getrandom failed");
-                    keys.push_back(wgd::to_base64(key));
-                    std::string ll = wgd::to_string(lladdr_of(i));
-                    conf << "[Peer]\nPublicKey = " << keys.back() << "\nAllowedIPs = " << ll
-                         << "/128\n";
-                    batch << "address add " << ll << "/128 dev " << lab.server_iface << " nodad\n";
-                }
-            }
-            ok = sh("ip netns exec " + lab.server_ns + " wg addconf " + lab.server_iface + " " +
-                    conf_path) == 0;
+    for (int first = 0; first < peers && ok; first += kPeersPerConf) {
+        std::ofstream conf(conf_path);
+        for (int i = first; i < std::min(peers, first + kPeersPerConf); i++) {
+            wgd::PublicKey key;
+            if (getrandom(key.bytes.data(), key.bytes.size(), 0) != 32)
+                throw std::runtime_error("getrandom failed");
+            keys.push_back(wgd::to_base64(key));
+            conf << "[Peer]\nPublicKey = " << keys.back()
+                 << "\nAllowedIPs = " << wgd::to_string(lladdr_of(i)) << "/128\n";
         }
-        batch << "address replace fe80::/64 dev " << lab.server_iface << " nodad\n";
-        batch << "link set " << lab.server_iface << " up\n";
+        conf.close();
+        ok = sh("ip netns exec " + lab.server_ns + " wg addconf " + lab.server_iface + " " +
+                conf_path) == 0;
     }
-    ok = ok && sh("ip -n " + lab.server_ns + " -batch " + batch_path + " >/dev/null") == 0;
+    for (int first = 0; first < peers && ok; first += kAddressesPerBatch) {
+        {
+            std::ofstream batch(batch_path);
+            for (int i = first; i < std::min(peers, first + kAddressesPerBatch); i++)
+                batch << "address add " << wgd::to_string(lladdr_of(i)) << "/128 dev "
+                      << lab.server_iface << " nodad\n";
+        }
+        ok = sh("ip -n " + lab.server_ns + " -batch " + batch_path + " >/dev/null") == 0;
+        std::this_thread::sleep_for(kPauseBetweenBatches);
+    }
+    ok = ok && sh("ip -n " + lab.server_ns + " address replace fe80::/64 dev " + lab.server_iface +
+                  " nodad") == 0;
     std::remove(conf_path.c_str());
     std::remove(batch_path.c_str());
     if (!ok)
@@ -684,6 +698,115 @@ std::optional<std::string> try_once(unsigned ifindex, const std::string& request
     return out;
 }
 
+// The floor (--floor): what the kernel's TCP and this generator cost
+// without the server. A single process does only what any server of this
+// protocol must (accept, read the request, write an answer, keep the
+// connection until the client closes it, close), with one fixed answer: no
+// decision, no other process, no disk, no WireGuard change. The server's
+// rate and CPU per request are best read against it, on the same machine.
+[[noreturn]] void run_floor_responder(unsigned ifindex) {
+    static const std::string answer =
+        "errno=0\nipv4=10.0.0.1/32\nipv6=2001:db8::1/128\nleasestart=1764201600\n"
+        "leasetime=3600\n\n";
+    int listener = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in6 any{};
+    any.sin6_family = AF_INET6;
+    any.sin6_port = htons(970);
+    any.sin6_addr.s6_addr[0] = 0xfe;
+    any.sin6_addr.s6_addr[1] = 0x80;
+    any.sin6_scope_id = ifindex;
+    int epfd = epoll_create1(EPOLL_CLOEXEC);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = listener;
+    if (bind(listener, reinterpret_cast<sockaddr*>(&any), sizeof any) != 0 ||
+        listen(listener, 4096) != 0 || epfd < 0 ||
+        epoll_ctl(epfd, EPOLL_CTL_ADD, listener, &ev) != 0) {
+        std::perror("floor responder");
+        _exit(1);
+    }
+    std::map<int, std::string> requests;
+    // Reads what is there; answers a complete request; false: closed.
+    auto serve = [&](int fd) {
+        char buf[2048];
+        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n < 0 && errno == EAGAIN)
+            return true;
+        if (n <= 0)
+            return false;
+        std::string& r = requests[fd];
+        r.append(buf, static_cast<std::size_t>(n));
+        if (r.find("\n\n") != std::string::npos) {
+            r.clear();
+            send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
+        }
+        return true;
+    };
+    std::vector<epoll_event> events(256);
+    for (;;) {
+        int n = epoll_wait(epfd, events.data(), static_cast<int>(events.size()), -1);
+        for (int i = 0; i < n; i++) {
+            int fd = events[static_cast<std::size_t>(i)].data.fd;
+            if (fd != listener) {
+                if (!serve(fd)) {
+                    requests.erase(fd);
+                    close(fd);
+                }
+                continue;
+            }
+            int conn;
+            while ((conn = accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)) >=
+                   0) {
+                epoll_event cev{};
+                cev.events = EPOLLIN;
+                cev.data.fd = conn;
+                if (!serve(conn) || epoll_ctl(epfd, EPOLL_CTL_ADD, conn, &cev) != 0) {
+                    requests.erase(conn);
+                    close(conn);
+                }
+            }
+        }
+    }
+}
+
+// The first phase's jobs (one request each, all peers) against the floor
+// responder; reported like a phase of the server.
+int run_floor(const Config& cfg, wgd::lab::Lab& lab, unsigned ifindex) {
+    (void)lab; // kept alive by the caller: the namespace and wireguard-go
+    pid_t responder = fork();
+    if (responder == 0)
+        run_floor_responder(ifindex);
+    auto wait_start = Clock::now();
+    while (!try_once(ifindex, "request_ip=1\n\n")) {
+        if (seconds_since(wait_start) > 10) {
+            kill(responder, SIGKILL);
+            throw std::runtime_error("the floor responder did not start");
+        }
+        usleep(10'000);
+    }
+    Checker checker(cfg.peers);
+    checker.accept_any_addresses();
+    Driver driver(ifindex, checker);
+    std::vector<Job> jobs;
+    for (int i = 0; i < cfg.peers; i++)
+        jobs.push_back({i, "request_ip=1\n\n", false});
+    for (const char* name : {"floor", "floor"}) {
+        CpuSample before = cpu_sample(responder, -1);
+        PhaseResult r = driver.run(jobs, cfg.concurrency);
+        CpuSample after = cpu_sample(responder, -1);
+        report(name, r);
+        report_cpu(before, after, r.done);
+    }
+    std::printf("          (floor: one process answers with a fixed answer; its CPU is in the "
+                "netd column)\n");
+    kill(responder, SIGKILL);
+    waitpid(responder, nullptr, 0);
+    std::printf("checked %ld answers, %ld errors\n", checker.checked(), checker.errors());
+    return checker.errors() == 0 ? 0 : 1;
+}
+
 int run(const Config& cfg) {
     if (!wgd::lab::running_as_root()) {
         std::fprintf(stderr, "wgd-load needs root (network namespaces, wireguard-go)\n");
@@ -720,6 +843,8 @@ int run(const Config& cfg) {
 
     std::string log = lab.state_dir + ".log";
     std::vector<std::string> args{"-f", "--state-dir", lab.state_dir, lab.server_iface};
+    if (cfg.floor)
+        return run_floor(cfg, lab, ifindex);
     pid_t server = lab.start(lab.server_ns, cfg.server, args, log);
 
     Checker checker(total);
