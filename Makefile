@@ -77,12 +77,16 @@ bench: deps build
 	  $$b --benchmark_repetitions=5 --benchmark_report_aggregates_only=true; done
 
 # The server under load (issue 9): N peers, C concurrent clients, and
-# optionally M leases before the restart (RESTART_LEASES=100000). Needs root.
+# optionally M leases before the restart (RESTART_LEASES=60000; wireguard-go
+# holds at most 65,536 peers). FLOOR=1 replaces the server by a trivial
+# responder: the ceiling this machine's TCP and the generator allow. Needs root.
 N              ?= 10000
 C              ?= 1000
 RESTART_LEASES ?= 0
+FLOOR          ?= 0
 bench-load: deps build
-	$(BUILD)/tests/wgd-load -n $(N) -c $(C) --restart-leases $(RESTART_LEASES)
+	$(BUILD)/tests/wgd-load -n $(N) -c $(C) --restart-leases $(RESTART_LEASES) \
+	  $(if $(filter 1,$(FLOOR)),--floor)
 
 install: build
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
