@@ -20,6 +20,8 @@ constexpr std::size_t kMaxSetAnswer = 4096;
 // Pieces of the answer are read into this much, then parsed: the answer to a
 // get (about 300 bytes a peer, 20 MB at 65,536 peers) is never held whole.
 constexpr std::size_t kReadBuffer = 64u << 10;
+// Counted, not held: a bound on what a runaway answer can make netd build.
+constexpr std::size_t kMaxGetAnswer = 64u << 20; // 65,536 peers answer about 22 MB
 
 Result<UniqueFd> connect_uapi(const std::string& path) {
     sockaddr_un addr{};
@@ -91,8 +93,12 @@ class UapiBackend final : public WgBackend {
 
     Result<Device> read_device() override {
         UapiGetParser parser;
+        std::size_t received = 0;
         auto exchanged =
             uapi_exchange(path_, "get=1\n\n", [&](std::string_view piece) -> Result<bool> {
+                received += piece.size();
+                if (received > kMaxGetAnswer)
+                    return make_error(EMSGSIZE, "UAPI answer too large");
                 auto fed = parser.feed(piece);
                 if (!fed)
                     return fed.error();

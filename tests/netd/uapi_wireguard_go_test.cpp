@@ -1,18 +1,23 @@
-// The UAPI backend against a real wireguard-go in a network namespace.
+// The UAPI backend against a real wireguard-go in a network namespace, and
+// against a stand-in socket that answers in chosen pieces.
 #include "netd/validate.hpp"
 #include "netd/wireguard.hpp"
 #include "tests/netd/lab.hpp"
 
 #include <gtest/gtest.h>
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <map>
 #include <random>
 #include <set>
 #include <sstream>
+#include <thread>
 
 using namespace wgd;
 using namespace wgd::netd;
@@ -260,4 +265,135 @@ TEST(UapiWireguardGo, ReadsADeviceWithFiveThousandPeersPieceByPiece) {
                                          to_string(WgLab::wide_of(i))}))
             << "peer " << i;
     }
+}
+
+namespace {
+
+// A stand-in for wireguard-go's UAPI socket: accepts one connection, reads
+// the request, sends the answer pieces one send() each, then either closes
+// or, like wireguard-go waiting for the next request, keeps the connection
+// open until the client hangs up (at most 5 s, so a failing test ends).
+class FakeUapi {
+  public:
+    FakeUapi(std::vector<std::string> pieces, bool close_after)
+        : path_("/tmp/" + testlab::unique_name("wgd-uapi-") + ".sock") {
+        listener_ = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path_.c_str());
+        ::unlink(path_.c_str());
+        ok_ = ::bind(listener_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+              ::listen(listener_.get(), 1) == 0;
+        if (!ok_)
+            return;
+        server_ = std::thread([this, pieces = std::move(pieces), close_after] {
+            pollfd pfd{listener_.get(), POLLIN, 0};
+            if (::poll(&pfd, 1, 5000) != 1)
+                return;
+            UniqueFd conn(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+            if (!conn)
+                return;
+            const timeval timeout{5, 0};
+            ::setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+            char buf[256];
+            while (request_.find("\n\n") == std::string::npos) {
+                const long n = ::recv(conn.get(), buf, sizeof(buf), 0);
+                if (n <= 0)
+                    return;
+                request_.append(buf, static_cast<std::size_t>(n));
+            }
+            for (const auto& piece : pieces) {
+                if (::send(conn.get(), piece.data(), piece.size(), MSG_NOSIGNAL) < 0)
+                    return;
+                std::this_thread::sleep_for(std::chrono::microseconds(200));
+            }
+            if (!close_after)
+                while (::recv(conn.get(), buf, sizeof(buf), 0) > 0) {
+                }
+        });
+    }
+    FakeUapi(const FakeUapi&) = delete;
+    FakeUapi& operator=(const FakeUapi&) = delete;
+    ~FakeUapi() {
+        if (server_.joinable())
+            server_.join();
+        ::unlink(path_.c_str());
+    }
+    bool ok() const { return ok_; }
+    const std::string& path() const { return path_; }
+
+  private:
+    std::string path_;
+    UniqueFd listener_;
+    bool ok_ = false;
+    std::string request_;
+    std::thread server_;
+};
+
+std::vector<std::string> in_pieces_of(const std::string& text, std::size_t size) {
+    std::vector<std::string> pieces;
+    for (std::size_t at = 0; at < text.size(); at += size)
+        pieces.push_back(text.substr(at, size));
+    return pieces;
+}
+
+} // namespace
+
+TEST(UapiExchange, ReadDeviceAnswersAtTheBlankLineWhileTheSocketStaysOpen) {
+    PublicKey k;
+    k.bytes.fill(7);
+    const std::string answer = "listen_port=51820\npublic_key=" + to_hex(k) +
+                               "\nallowed_ip=10.77.0.5/32\nallowed_ip=fe80::7/128\nerrno=0\n\n";
+    FakeUapi fake(in_pieces_of(answer, 3), /*close_after=*/false);
+    ASSERT_TRUE(fake.ok());
+    const auto start = std::chrono::steady_clock::now();
+    auto dev = make_uapi_backend(fake.path())->read_device();
+    const auto took = std::chrono::steady_clock::now() - start;
+    ASSERT_TRUE(dev) << dev.error().message;
+    EXPECT_LT(took, std::chrono::seconds(2)) << "waited for the connection to close";
+    EXPECT_EQ(dev->listen_port, 51820);
+    ASSERT_EQ(dev->peers.size(), 1u);
+    EXPECT_EQ(dev->peers[0].key, k);
+    EXPECT_EQ(as_text(dev->peers[0]), (std::set<std::string>{"10.77.0.5/32", "fe80::7/128"}));
+}
+
+TEST(UapiExchange, AnswerClosedBeforeItsBlankLineIsAnError) {
+    FakeUapi fake({"listen_port=51820\n", "errno=0\n"}, /*close_after=*/true);
+    ASSERT_TRUE(fake.ok());
+    auto dev = make_uapi_backend(fake.path())->read_device();
+    ASSERT_FALSE(dev);
+    EXPECT_EQ(dev.error().code, EPROTO) << dev.error().message;
+}
+
+TEST(UapiExchange, MalformedAnswerIsRefusedWithoutWaitingForTheRest) {
+    FakeUapi fake({"listen_port=51820\n", "garbage\n"}, /*close_after=*/false);
+    ASSERT_TRUE(fake.ok());
+    const auto start = std::chrono::steady_clock::now();
+    auto dev = make_uapi_backend(fake.path())->read_device();
+    const auto took = std::chrono::steady_clock::now() - start;
+    ASSERT_FALSE(dev);
+    EXPECT_EQ(dev.error().code, EBADMSG) << dev.error().message;
+    EXPECT_LT(took, std::chrono::seconds(2)) << "waited for more after a bad line";
+}
+
+TEST(UapiExchange, OverLongLineIsRefusedWithoutWaitingForItsEnd) {
+    const std::string endless(UapiGetParser::kMaxLine + 1, 'a');
+    FakeUapi fake({"private_key=" + endless}, /*close_after=*/false);
+    ASSERT_TRUE(fake.ok());
+    const auto start = std::chrono::steady_clock::now();
+    auto dev = make_uapi_backend(fake.path())->read_device();
+    const auto took = std::chrono::steady_clock::now() - start;
+    ASSERT_FALSE(dev);
+    EXPECT_EQ(dev.error().code, EBADMSG) << dev.error().message;
+    EXPECT_LT(took, std::chrono::seconds(2)) << "buffered the line waiting for its end";
+}
+
+TEST(UapiExchange, SetAnswerInPiecesIsRead) {
+    PublicKey k;
+    k.bytes.fill(9);
+    FakeUapi fake({"errno=", "0\n", "\n"}, /*close_after=*/false);
+    ASSERT_TRUE(fake.ok());
+    std::vector<PeerChange> batch{PeerChange{k, {*parse_ip4("10.77.0.9")}, {}, {}, {}}};
+    auto applied = make_uapi_backend(fake.path())->apply(batch);
+    ASSERT_TRUE(applied) << applied.error().message;
 }
