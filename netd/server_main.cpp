@@ -155,10 +155,14 @@ void ServerNetd::check_preconditions() {
     if (std::none_of(addrs->begin(), addrs->end(), is_fe80_slash64))
         throw Failure{"'" + ifname + "' does not carry fe80::/64 (ip addr add fe80::/64 dev " +
                       ifname + ")"};
+    const auto read_start = std::chrono::steady_clock::now();
     auto device = wg_->read_device();
     if (!device)
         throw Failure{"cannot read WireGuard device " + ifname + ": " + device.error().message};
     set_device(std::move(device.value()));
+    // The first period already follows the cost of a read (see kRefreshCostShare).
+    refresh_period_ = std::max<std::chrono::steady_clock::duration>(
+        refresh_period_, kRefreshCostShare * (std::chrono::steady_clock::now() - read_start));
     if (std::none_of(device_.peers().begin(), device_.peers().end(), has_link_local_identity))
         throw Failure{"no peer of '" + ifname +
                       "' has a link-local /128 allowed IP (fe80::X/128): nobody to serve"};
