@@ -268,6 +268,11 @@ Outcome apply_seccomp_filter(Role role, Side side) {
         scmp_filter_ctx c;
         ~Release() { ::seccomp_release(c); }
     } release{ctx};
+    // A binary tree over the syscall numbers instead of a linear list: every
+    // system call of every sandboxed process runs this filter (about 50
+    // rules; protod makes a dozen calls per request).
+    if (int rc = ::seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2); rc < 0)
+        return Outcome{std::string("seccomp optimisation attribute: ") + std::strerror(-rc)};
 
     for (const Entry& e : kAllowlist) {
         if (!(e.roles & role_bit(role)) || !(e.sides & side_bit(side)))
