@@ -1076,7 +1076,7 @@ std::optional<Ip> AddressPool<Ip>::allocate(RandomSource& rng) {
     // the answer inserted in one descent; nullopt is unreachable while the
     // counts are consistent.
     std::optional<Bits> bits;
-    Bits first;
+    Bits first{};
     if (trie_.one_run(first)) {
         // Every effective lease is in the run: rank(lease) = lease - first.
         bits = leases_.insert_leading(
