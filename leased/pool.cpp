@@ -315,6 +315,12 @@ bool CountingTrie<Addr, Count, W>::collect_runs(std::uint32_t n, bool in_pool,
     in_pool = in_pool || nd.pools > 0;
     if (!in_pool && nd.free_open == 0)
         return true;
+    // Nothing open below: skipped without a walk. Thousands of adjacent
+    // blocked hosts (reservations 10.0.0.2, .3, ... of a wg-quick gateway)
+    // make a few runs but a big subtree, which every mark change walked.
+    // (The root's capacity, 2^W, does not fit a Count; it is never skipped.)
+    if (in_pool && nd.len > 0 && nd.blocked == capacity<Count, W>(nd.len))
+        return true;
     if (nd.len == W)
         return emit_run(runs, nd.key, 1);
     const unsigned half_len = nd.len + 1u;

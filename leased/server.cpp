@@ -219,6 +219,10 @@ LeaseEvents LeaseServer::set_peers(const std::vector<PeerFacts>& facts) {
         const Pending* pending = nullptr;
         if (peer.pending != 0)
             pending = &pending_.at(peer.pending);
+        Expected* expected = nullptr;
+        if (!expected_.empty())
+            if (auto e = expected_.find(f.key); e != expected_.end())
+                expected = &e->second;
 
         forget_link_locals(entry);
 
@@ -238,6 +242,8 @@ LeaseEvents LeaseServer::set_peers(const std::vector<PeerFacts>& facts) {
             p = p.masked();
             if (ours4(p))
                 peer.f4.lease_in_allowed = peer.f4.lease_in_allowed || p.addr == peer.f4.lease;
+            else if (expected && p.len == 32 && p.addr == expected->v4)
+                expected->seen4 = true;
             else
                 statics4.push_back(p);
         }
@@ -249,6 +255,8 @@ LeaseEvents LeaseServer::set_peers(const std::vector<PeerFacts>& facts) {
                 add_link_local(entry, p.addr);
             } else if (ours6(p)) {
                 peer.f6.lease_in_allowed = peer.f6.lease_in_allowed || p.addr == peer.f6.lease;
+            } else if (expected && p.len == 128 && p.addr == expected->v6) {
+                expected->seen6 = true;
             } else {
                 statics6.push_back(p);
             }
@@ -552,7 +560,8 @@ LeaseEvents LeaseServer::expire(std::uint64_t now_boot_ms, std::size_t max_lease
 }
 
 template <class Ip>
-bool LeaseServer::restore_family(PeerEntry& entry, const Ip& a, AllowedIpChanges& changes) {
+bool LeaseServer::restore_family(PeerEntry& entry, const Ip& a, bool seen_in_allowed,
+                                 AllowedIpChanges& changes) {
     const PublicKey& key = entry.first;
     Peer& peer = entry.second;
     if (!pool<Ip>().in_pool(a))
@@ -562,6 +571,14 @@ bool LeaseServer::restore_family(PeerEntry& entry, const Ip& a, AllowedIpChanges
         if (it->second != key)
             return false; // an allowed IP of another peer
     auto& pf = family<Ip>(peer);
+    if (seen_in_allowed) { // see expect_restore()
+        if (!pool<Ip>().take(a))
+            return false;
+        pf.lease_in_allowed = true;
+        pf.lease = a;
+        leases<Ip>().assign(&entry);
+        return true;
+    }
     auto shown = statics<Ip>(peer);
     auto found = std::find(shown.begin(), shown.end(), host(a));
     if (found != shown.end()) {
@@ -601,10 +618,19 @@ LeaseEvents LeaseServer::restore(const std::vector<LeaseRecord>& records) {
             continue; // already live: the table is newer than the file
         Peer& peer = it->second;
         AllowedIpChanges changes{r.peer, {}, {}, {}, {}};
-        if (r.ipv4)
-            restore_family<Ip4>(*it, *r.ipv4, changes);
-        if (r.ipv6)
-            restore_family<Ip6>(*it, *r.ipv6, changes);
+        Expected* expected = nullptr;
+        if (auto e = expected_.find(r.peer); e != expected_.end())
+            expected = &e->second;
+        if (r.ipv4) {
+            const bool seen = expected && expected->seen4 && expected->v4 == r.ipv4;
+            if (restore_family<Ip4>(*it, *r.ipv4, seen, changes) && seen)
+                expected->seen4 = false;
+        }
+        if (r.ipv6) {
+            const bool seen = expected && expected->seen6 && expected->v6 == r.ipv6;
+            if (restore_family<Ip6>(*it, *r.ipv6, seen, changes) && seen)
+                expected->seen6 = false;
+        }
         peer.start_wall = r.start_wall;
         peer.expiry_wall = r.expiry_wall;
         peer.expiry_ms = now_boot + static_cast<std::uint64_t>(r.expiry_wall - now_wall) * 1000;
@@ -614,7 +640,32 @@ LeaseEvents LeaseServer::restore(const std::vector<LeaseRecord>& records) {
         if (record_of(r.peer, peer) != r)
             events.records.push_back(record_of(r.peer, peer));
     }
+    // Seen in allowed IPs but not restored (expired, refused): reservations,
+    // as set_peers would have made them.
+    for (auto& [key, e] : expected_) {
+        auto it = peers_.find(key);
+        if (it == peers_.end() || (!e.seen4 && !e.seen6))
+            continue;
+        if (e.seen4 && it->second.f4.lease != e.v4) {
+            auto shown = statics<Ip4>(it->second);
+            shown.push_back(host(*e.v4));
+            set_statics<Ip4>(key, it->second, std::move(shown));
+        }
+        if (e.seen6 && it->second.f6.lease != e.v6) {
+            auto shown = statics<Ip6>(it->second);
+            shown.push_back(host(*e.v6));
+            set_statics<Ip6>(key, it->second, std::move(shown));
+        }
+    }
+    expected_.clear();
     return events;
+}
+
+void LeaseServer::expect_restore(const std::vector<LeaseRecord>& records) {
+    expected_.clear();
+    for (const LeaseRecord& r : records)
+        if (!r.released())
+            expected_[r.peer] = Expected{r.ipv4, r.ipv6, false, false};
 }
 
 std::vector<LeaseRecord> LeaseServer::live_records() const {

@@ -119,6 +119,13 @@ class LeaseServer {
     // replayed records come back unless expired, of an unknown peer, outside
     // the pools or an allowed IP of another peer. changes are the adds.
     LeaseEvents restore(const std::vector<LeaseRecord>& records);
+    // Before the first set_peers after a start, the records restore() will
+    // get: their addresses in the peers' allowed IPs (WireGuard kept them)
+    // are then known as leases to restore, not taken for reservations that
+    // restore() would undo one pool mark at a time (at 65,536 peers that
+    // churn made a restart take seconds). Addresses restore() does not
+    // bring back become reservations, as without this call.
+    void expect_restore(const std::vector<LeaseRecord>& records);
     // One record per peer holding a lease: the live set, for compaction.
     std::vector<LeaseRecord> live_records() const;
 
@@ -223,7 +230,8 @@ class LeaseServer {
     template <class Ip>
     LeaseEvents remove_prefix_of(const typename FamilyTraits<Ip>::Prefix& p);
     template <class Ip>
-    bool restore_family(PeerEntry& entry, const Ip& a, AllowedIpChanges& changes);
+    bool restore_family(PeerEntry& entry, const Ip& a, bool seen_in_allowed,
+                        AllowedIpChanges& changes);
     void invalidate_plan(std::uint64_t id);
     void index_expiry(PeerEntry& entry);
     void unindex_expiry(const PeerEntry& entry);
@@ -256,6 +264,15 @@ class LeaseServer {
     void drop_stale_expiry() const;
     mutable std::vector<ExpiryEntry> expiry_;
     std::unordered_map<std::uint64_t, Pending> pending_;
+    // expect_restore(): the replayed addresses, and whether set_peers saw
+    // them in the peer's allowed IPs. Emptied by restore().
+    struct Expected {
+        std::optional<Ip4> v4;
+        std::optional<Ip6> v6;
+        bool seen4 = false;
+        bool seen6 = false;
+    };
+    std::unordered_map<PublicKey, Expected, KeyHash> expected_;
     std::uint64_t next_plan_id_ = 1;
 };
 

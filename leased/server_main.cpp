@@ -535,6 +535,7 @@ int ServerLeased::run() {
     if (report.corrupt_skipped > 0)
         WGD_LOG_WARN("lease file: skipped %zu corrupt records", report.corrupt_skipped);
     replayed_ = std::move(opened_.leases);
+    server_.expect_restore(replayed_);
 
     while (!failed_) {
         pollfd fds[2] = {{netd_.fd(), POLLIN, 0}, {protod_.fd(), POLLIN, 0}};

@@ -174,6 +174,50 @@ void BM_PlanAndCommit(benchmark::State& state) {
 }
 BENCHMARK(BM_PlanAndCommit);
 
+// The decisions part of a restart: the first view of the peers (their
+// leased addresses already in their allowed IPs, as WireGuard kept them) and
+// the replayed records, until every lease is back. wgd-load measures the
+// whole restart; this isolates leased's share of it.
+void BM_RestartTable(benchmark::State& state) {
+    const auto peers = static_cast<std::uint32_t>(state.range(0));
+    std::vector<PeerFacts> facts;
+    std::vector<LeaseRecord> records;
+    for (std::uint32_t n = 0; n < peers; n++) {
+        Ip6 ll{}, a6{};
+        ll.bytes[0] = 0xfe, ll.bytes[1] = 0x80;
+        a6.bytes[0] = 0x20, a6.bytes[1] = 0x01, a6.bytes[2] = 0x0d, a6.bytes[3] = 0xb8;
+        for (int i = 0; i < 4; i++) {
+            ll.bytes[static_cast<std::size_t>(12 + i)] =
+                static_cast<std::uint8_t>((n + 1) >> (24 - 8 * i));
+            a6.bytes[static_cast<std::size_t>(12 + i)] =
+                static_cast<std::uint8_t>((n + 7) >> (24 - 8 * i));
+        }
+        const Ip4 a4 = Ip4::from_u32(0x0a000000u + 7 + n);
+        facts.push_back(PeerFacts{key(n), {{a4, 32}}, {{ll, 128}, {a6, 128}}});
+        records.push_back(LeaseRecord{key(n), a4, a6, 1764201600, 1764201600 + 3600});
+    }
+    std::size_t restored = 0;
+    for (auto _ : state) {
+        DeterministicRandom rng(5);
+        FakeClock clock(1764201600, 1000);
+        LeaseServer server(rng, clock, 3600);
+        server.add_prefix(p4("10.0.0.0", 8));
+        server.add_prefix(p6("2001:db8::", 64));
+        if (state.range(1) != 0)
+            server.expect_restore(records); // as leased does before the first view
+        server.set_peers(facts);
+        server.restore(records);
+        restored = server.lease_count();
+    }
+    if (restored != 2u * peers)
+        state.SkipWithError("restore lost leases");
+    state.counters["leases"] = static_cast<double>(restored);
+}
+BENCHMARK(BM_RestartTable)
+    ->ArgsProduct({{10000, 65536}, {0, 1}})
+    ->ArgNames({"peers", "expected"})
+    ->Unit(benchmark::kMillisecond);
+
 // On a real disk (/var/tmp, not a tmpfs /tmp): fdatasync must reach it.
 struct TempFiles {
     std::string dir;

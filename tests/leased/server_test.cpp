@@ -664,3 +664,63 @@ TEST_F(ServerTest, PeersLeavingWithPlansPendingAmidStaleRenewalsLeaveNoExpiry) {
     ASSERT_EQ(expired.records.size(), 1u);
     EXPECT_EQ(expired.records[0].peer, newcomer.key);
 }
+
+// expect_restore(): the replayed leases seen in allowed IPs come back as
+// leases without being reservations in between, and without any change.
+TEST_F(ServerTest, ExpectedLeaseSeenInAllowedIpsIsRestoredWithoutAChange) {
+    const std::vector<LeaseRecord> records{
+        {key(1), ip4("10.0.0.9"), ip6("2001:db8::9"), 1764201000, 1764201700}};
+    server.expect_restore(records);
+    server.set_peers({peer(1, {p4("10.0.0.9", 32)}, {p6("2001:db8::9", 128)}), peer(2)});
+    auto events = server.restore(records);
+    EXPECT_TRUE(events.changes.empty()) << "already there";
+    EXPECT_EQ(server.lease_count(), 2u);
+    // A lease, not a reservation: it expires and leaves the allowed IPs.
+    auto expired = server.expire(1000000u + 100 * 1000);
+    ASSERT_EQ(expired.changes.size(), 1u);
+    EXPECT_EQ(expired.changes[0].remove4, (std::vector<Prefix4>{p4("10.0.0.9", 32)}));
+    EXPECT_EQ(expired.changes[0].remove6, (std::vector<Prefix6>{p6("2001:db8::9", 128)}));
+}
+
+TEST_F(ServerTest, ExpectedLeaseNotInAllowedIpsIsAddedBack) {
+    const std::vector<LeaseRecord> records{
+        {key(1), ip4("10.0.0.9"), std::nullopt, 1764201000, 1764201700}};
+    server.expect_restore(records);
+    server.set_peers({peer(1)});
+    auto events = server.restore(records);
+    ASSERT_EQ(events.changes.size(), 1u);
+    EXPECT_EQ(events.changes[0].add4, (std::vector<Prefix4>{p4("10.0.0.9", 32)}));
+}
+
+// An expired expected lease still in the allowed IPs is what it was without
+// expect_restore(): that peer's reservation, never granted to another.
+TEST_F(ServerTest, ExpiredExpectedLeaseInAllowedIpsBecomesAReservation) {
+    const std::vector<LeaseRecord> records{
+        {key(1), ip4("10.0.0.9"), std::nullopt, 1764200000, 1764201600}}; // expired now
+    server.expect_restore(records);
+    server.set_peers({peer(1, {p4("10.0.0.9", 32)}), peer(2)});
+    server.restore(records);
+    EXPECT_EQ(server.lease_count(), 0u);
+    for (int i = 0; i < 100; i++) {
+        auto plan = server.plan(key(2), any4());
+        ASSERT_TRUE(plan);
+        EXPECT_NE(plan->ipv4, ip4("10.0.0.9"));
+        server.abort(*plan);
+    }
+    Want exact;
+    exact.v4 = Want::Kind::Specific;
+    exact.ipv4 = ip4("10.0.0.9");
+    auto own = server.plan(key(1), exact);
+    ASSERT_TRUE(own);
+    EXPECT_EQ(own->ipv4, ip4("10.0.0.9")) << "its own reservation";
+}
+
+TEST_F(ServerTest, ExpectedLeaseHeldAsAnotherPeersAllowedIpIsNotRestored) {
+    const std::vector<LeaseRecord> records{
+        {key(1), ip4("10.0.0.9"), std::nullopt, 1764201000, 1764209000}};
+    server.expect_restore(records);
+    server.set_peers({peer(1), peer(2, {p4("10.0.0.9", 32)})});
+    auto events = server.restore(records);
+    EXPECT_TRUE(events.changes.empty());
+    EXPECT_EQ(server.lease_count(), 0u);
+}
