@@ -135,6 +135,17 @@ Ip6 lladdr_of(int i) {
     return a;
 }
 
+// [X%IF]:970: a peer's source (lladdr_of) or, with fe80::, the server.
+sockaddr_in6 port_970_of(const Ip6& a, unsigned ifindex) {
+    sockaddr_in6 sa{};
+    sa.sin6_family = AF_INET6;
+    sa.sin6_port = htons(970);
+    std::memcpy(&sa.sin6_addr, a.bytes.data(), 16);
+    sa.sin6_scope_id = ifindex;
+    return sa;
+}
+const Ip6 kServerAddress{{0xfe, 0x80}};
+
 std::string field(const std::string& message, const std::string& key) {
     std::size_t pos = 0;
     while (pos < message.size()) {
@@ -389,20 +400,10 @@ class Driver {
         setsockopt(slot.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         linger lg{1, 0};
         setsockopt(slot.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-        sockaddr_in6 src{};
-        src.sin6_family = AF_INET6;
-        src.sin6_port = htons(970);
-        Ip6 ll = lladdr_of(job.peer);
-        std::memcpy(&src.sin6_addr, ll.bytes.data(), 16);
-        src.sin6_scope_id = ifindex_;
+        sockaddr_in6 src = port_970_of(lladdr_of(job.peer), ifindex_);
         if (bind(slot.fd, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0)
             return false;
-        sockaddr_in6 dst{};
-        dst.sin6_family = AF_INET6;
-        dst.sin6_port = htons(970);
-        dst.sin6_addr.s6_addr[0] = 0xfe;
-        dst.sin6_addr.s6_addr[1] = 0x80;
-        dst.sin6_scope_id = ifindex_;
+        sockaddr_in6 dst = port_970_of(kServerAddress, ifindex_);
         if (connect(slot.fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) != 0 &&
             errno != EINPROGRESS)
             return false;
@@ -670,14 +671,8 @@ std::optional<std::string> try_once(unsigned ifindex, const std::string& request
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     timeval tv{2, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    sockaddr_in6 src{}, dst{};
-    src.sin6_family = dst.sin6_family = AF_INET6;
-    src.sin6_port = dst.sin6_port = htons(970);
-    Ip6 ll = lladdr_of(0);
-    std::memcpy(&src.sin6_addr, ll.bytes.data(), 16);
-    dst.sin6_addr.s6_addr[0] = 0xfe;
-    dst.sin6_addr.s6_addr[1] = 0x80;
-    src.sin6_scope_id = dst.sin6_scope_id = ifindex;
+    sockaddr_in6 src = port_970_of(lladdr_of(0), ifindex);
+    sockaddr_in6 dst = port_970_of(kServerAddress, ifindex);
     std::optional<std::string> out;
     if (bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) == 0 &&
         connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) == 0 &&
@@ -711,12 +706,7 @@ std::optional<std::string> try_once(unsigned ifindex, const std::string& request
     int listener = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in6 any{};
-    any.sin6_family = AF_INET6;
-    any.sin6_port = htons(970);
-    any.sin6_addr.s6_addr[0] = 0xfe;
-    any.sin6_addr.s6_addr[1] = 0x80;
-    any.sin6_scope_id = ifindex;
+    sockaddr_in6 any = port_970_of(kServerAddress, ifindex);
     int epfd = epoll_create1(EPOLL_CLOEXEC);
     epoll_event ev{};
     ev.events = EPOLLIN;

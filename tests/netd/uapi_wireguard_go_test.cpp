@@ -141,27 +141,32 @@ TEST(UapiWireguardGo, OpenBackendChoosesUapiWhenTheSocketAnswers) {
             << fallback.error().message;
 }
 
-TEST(UapiWireguardGo, ReadsADeviceWithAThousandPeers) {
-    WGD_REQUIRE_ROOT();
-    WgLab lab(kPeers);
-    ASSERT_TRUE(lab.ok) << "lab setup failed (wireguard-go, wg)";
+// read_device() over the lab's device gives every peer with exactly the
+// allowed IPs the lab gave it.
+static void expect_reads_the_lab_peers(const WgLab& lab, int peers) {
     auto backend = make_uapi_backend(lab.wg->socket_path());
     auto dev = backend->read_device();
     ASSERT_TRUE(dev) << dev.error().message;
-    ASSERT_EQ(dev->peers.size(), static_cast<std::size_t>(kPeers));
+    ASSERT_EQ(dev->peers.size(), static_cast<std::size_t>(peers));
     std::map<PublicKey, const Peer*> by_key;
     for (const auto& p : dev->peers)
         by_key[p.key] = &p;
-    for (int i = 0; i < kPeers; ++i) {
+    for (int i = 0; i < peers; ++i) {
         ASSERT_TRUE(by_key.count(lab.keys[i])) << "peer " << i << " missing";
-        const Peer& peer = *by_key[lab.keys[i]];
-        EXPECT_EQ(as_text(peer),
+        EXPECT_EQ(as_text(*by_key.at(lab.keys[i])),
                   (std::set<std::string>{to_string(Prefix6{ip6_of("fe80::", i), 128}),
                                          to_string(Prefix4{ip4_of(77, i), 32}),
                                          to_string(Prefix6{ip6_of("2001:db8:77::", i), 128}),
                                          to_string(WgLab::wide_of(i))}))
             << "peer " << i;
     }
+}
+
+TEST(UapiWireguardGo, ReadsADeviceWithAThousandPeers) {
+    WGD_REQUIRE_ROOT();
+    WgLab lab(kPeers);
+    ASSERT_TRUE(lab.ok) << "lab setup failed (wireguard-go, wg)";
+    expect_reads_the_lab_peers(lab, kPeers);
 }
 
 TEST(UapiWireguardGo, AppliesAddsAndRemovalsForAThousandPeersInOneBatch) {
@@ -249,22 +254,7 @@ TEST(UapiWireguardGo, ReadsADeviceWithFiveThousandPeersPieceByPiece) {
     constexpr int kManyPeers = 5000;
     WgLab lab(kManyPeers);
     ASSERT_TRUE(lab.ok) << "lab setup failed (wireguard-go, wg)";
-    auto backend = make_uapi_backend(lab.wg->socket_path());
-    auto dev = backend->read_device();
-    ASSERT_TRUE(dev) << dev.error().message;
-    ASSERT_EQ(dev->peers.size(), static_cast<std::size_t>(kManyPeers));
-    std::map<PublicKey, const Peer*> by_key;
-    for (const auto& p : dev->peers)
-        by_key[p.key] = &p;
-    for (int i = 0; i < kManyPeers; ++i) {
-        ASSERT_TRUE(by_key.count(lab.keys[i])) << "peer " << i << " missing";
-        EXPECT_EQ(as_text(*by_key[lab.keys[i]]),
-                  (std::set<std::string>{to_string(Prefix6{ip6_of("fe80::", i), 128}),
-                                         to_string(Prefix4{ip4_of(77, i), 32}),
-                                         to_string(Prefix6{ip6_of("2001:db8:77::", i), 128}),
-                                         to_string(WgLab::wide_of(i))}))
-            << "peer " << i;
-    }
+    expect_reads_the_lab_peers(lab, kManyPeers);
 }
 
 namespace {
