@@ -80,7 +80,8 @@ bool for_each_peers_message(const std::vector<Peer>& peers, Emit emit) {
     std::vector<msg::PeerFacts> group;
     group.reserve(kPeersPerGroup);
     for (std::size_t i = 0; i < peers.size(); i++) {
-        group.push_back({peers[i].key, peers[i].allowed4, peers[i].allowed6});
+        group.push_back(
+            {peers[i].key, peers[i].allowed4.to_vector(), peers[i].allowed6.to_vector()});
         if (group.size() < kPeersPerGroup && i + 1 < peers.size())
             continue;
         for (const msg::PeersChunk& chunk : msg::split_peers(group))

@@ -174,8 +174,7 @@ Result<void> parse_uapi_errno(std::string_view reply) {
     return {};
 }
 
-void apply_change(const PeerChange& change, std::vector<Prefix4>& allowed4,
-                  std::vector<Prefix6>& allowed6) {
+void apply_change(const PeerChange& change, Allowed4& allowed4, Allowed6& allowed6) {
     auto removed4 = [&](const Prefix4& p) {
         return p.len == 32 && std::find(change.remove4.begin(), change.remove4.end(), p.addr) !=
                                   change.remove4.end();

@@ -5,6 +5,7 @@
 // netlink family "wireguard".
 #pragma once
 
+#include "netd/inline_vector.hpp"
 #include "netd/result.hpp"
 #include "privsep/addr.hpp"
 
@@ -18,10 +19,15 @@
 
 namespace wgd::netd {
 
+// A peer's allowed IPs, the usual ones inside the Peer (3 IPv4 cost no more
+// room than 1: the heap pointer needs that much anyway).
+using Allowed4 = InlineVector<Prefix4, 3>;
+using Allowed6 = InlineVector<Prefix6, 2>;
+
 struct Peer {
     PublicKey key;
-    std::vector<Prefix4> allowed4;
-    std::vector<Prefix6> allowed6;
+    Allowed4 allowed4;
+    Allowed6 allowed6;
 };
 
 struct Device {
@@ -112,7 +118,6 @@ Result<std::string> build_uapi_set(const Device& current, std::span<const PeerCh
 
 // The new allowed-IP lists of a peer after a change (order kept, the
 // additions appended, duplicates dropped). Shared by both backends.
-void apply_change(const PeerChange& change, std::vector<Prefix4>& allowed4,
-                  std::vector<Prefix6>& allowed6);
+void apply_change(const PeerChange& change, Allowed4& allowed4, Allowed6& allowed6);
 
 } // namespace wgd::netd

@@ -44,12 +44,13 @@ TEST(UapiGet, ParsesPeersAndAllowedIps) {
     EXPECT_EQ(dev->listen_port, 51820);
     ASSERT_EQ(dev->peers.size(), 2u);
     EXPECT_EQ(dev->peers[0].key, key(1));
-    EXPECT_EQ(dev->peers[0].allowed4,
+    EXPECT_EQ(dev->peers[0].allowed4.to_vector(),
               (std::vector<Prefix4>{{ip4("10.77.0.5"), 32}, {ip4("10.1.0.0"), 16}}));
-    EXPECT_EQ(dev->peers[0].allowed6, (std::vector<Prefix6>{{ip6("fe80::1234"), 128}}));
+    EXPECT_EQ(dev->peers[0].allowed6.to_vector(), (std::vector<Prefix6>{{ip6("fe80::1234"), 128}}));
     EXPECT_EQ(dev->peers[1].key, key(2));
     EXPECT_TRUE(dev->peers[1].allowed4.empty());
-    EXPECT_EQ(dev->peers[1].allowed6, (std::vector<Prefix6>{{ip6("2001:db8::7"), 128}}));
+    EXPECT_EQ(dev->peers[1].allowed6.to_vector(),
+              (std::vector<Prefix6>{{ip6("2001:db8::7"), 128}}));
     EXPECT_EQ(dev->find(key(2)), &dev->peers[1]);
     EXPECT_EQ(dev->find(key(3)), nullptr);
 }
