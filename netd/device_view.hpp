@@ -5,10 +5,10 @@
 // (that rebuild was most of netd's CPU per grant at 10,000 peers).
 #pragma once
 
+#include "netd/host_index.hpp"
 #include "netd/wireguard.hpp"
 
 #include <cstdint>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -26,25 +26,26 @@ class DeviceView {
     bool held_by_other(const Ip4& a, const PublicKey& key) const;
     bool held_by_other(const Ip6& a, const PublicKey& key) const;
     // Records a change WireGuard accepted; false when the peer is unknown
-    // (the view is then no longer a faithful copy).
+    // (the view is then no longer a faithful copy). An address added is
+    // taken from the peer that held it, as WireGuard does.
     bool record(const PeerChange& change);
 
+    // What the index costs (slots of both families), for the benchmarks.
+    std::size_t index_bytes() const { return hosts4_.memory_bytes() + hosts6_.memory_bytes(); }
+
   private:
-    struct Hash {
-        std::size_t operator()(const Ip4& a) const { return a.to_u32() * 0x9e3779b97f4a7c15ull; }
-        std::size_t operator()(const Ip6& a) const;
-    };
     template <class Ip, class Prefix>
     static bool held_by_other(const Ip& a, const PublicKey& key, const std::vector<Peer>& peers,
-                              const std::unordered_map<Ip, std::uint32_t, Hash>& hosts,
+                              const HostIndex<Ip>& hosts,
                               const std::vector<std::pair<Prefix, std::uint32_t>>& wide);
-    void index(std::uint32_t peer);
+    // Both host indexes from the peers, sized for what they hold plus `spare`.
+    void reindex(std::size_t spare = 0);
 
     std::vector<Peer> peers_;
     // Global host entries only: link-local ones can never meet an order,
     // which adds global unicast addresses only.
-    std::unordered_map<Ip4, std::uint32_t, Hash> hosts4_; // index into peers_
-    std::unordered_map<Ip6, std::uint32_t, Hash> hosts6_;
+    HostIndex<Ip4> hosts4_; // index into peers_
+    HostIndex<Ip6> hosts6_;
     std::vector<std::pair<Prefix4, std::uint32_t>> wide4_; // shorter prefixes (few)
     std::vector<std::pair<Prefix6, std::uint32_t>> wide6_;
 };

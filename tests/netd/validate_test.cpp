@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cerrno>
 
 using namespace wgd;
@@ -186,5 +187,65 @@ TEST_F(Validate, ViewFindsEveryPeerWhateverTheOrderTheDeviceListedThem) {
     for (int n = 1; n <= 200; n++) {
         const bool listed = (200 - n) % 3 == 0;
         EXPECT_EQ(view.find(key(static_cast<std::uint8_t>(n))) != nullptr, listed) << n;
+    }
+}
+
+// WireGuard moves an address added to a peer away from the one that held
+// it; the view does the same, so the old holder no longer blocks it.
+TEST_F(Validate, ViewMovesAnAddressRecordedForAnotherPeer) {
+    DeviceView view(device);
+    ASSERT_TRUE(view.record(PeerChange{key(1), {ip4("10.77.0.6")}, {}, {}, {}}));
+    const Peer* second = view.find(key(2));
+    ASSERT_NE(second, nullptr);
+    EXPECT_EQ(std::count_if(second->allowed4.begin(), second->allowed4.end(),
+                            [](const Prefix4& p) { return p.addr == ip4("10.77.0.6"); }),
+              0);
+    EXPECT_TRUE(view.held_by_other(ip4("10.77.0.6"), key(2)));
+    EXPECT_FALSE(view.held_by_other(ip4("10.77.0.6"), key(1)));
+    ASSERT_TRUE(view.record(PeerChange{key(1), {}, {ip4("10.77.0.6")}, {}, {}}));
+    EXPECT_FALSE(view.held_by_other(ip4("10.77.0.6"), key(2)));
+}
+
+// Many grants and releases on a view: its index fills with tombstones and
+// grows, and must keep answering as a view built afresh from its peers.
+TEST_F(Validate, ViewAfterThousandsOfRecordedChangesJudgesLikeAFreshView) {
+    Device big;
+    for (int n = 1; n <= 40; n++)
+        big.peers.push_back(Peer{key(static_cast<std::uint8_t>(n)), {}, {}});
+    DeviceView view(big);
+    std::uint32_t seed = 1;
+    auto random = [&seed](std::uint32_t below) {
+        seed = seed * 1103515245u + 12345u;
+        return (seed >> 8) % below;
+    };
+    auto a4 = [](std::uint32_t n) { return Ip4::from_u32(0x0a4d0000u + n); };
+    auto a6 = [](std::uint32_t n) {
+        Ip6 a = *parse_ip6("2001:db8:77::");
+        a.bytes[15] = static_cast<std::uint8_t>(n);
+        return a;
+    };
+    for (int step = 0; step < 5000; step++) {
+        const PublicKey k = key(static_cast<std::uint8_t>(1 + random(40)));
+        const std::uint32_t n = random(200);
+        PeerChange c{k, {}, {}, {}, {}};
+        if (random(3) == 0) {
+            c.remove4.push_back(a4(n));
+            c.remove6.push_back(a6(n));
+        } else if (!view.held_by_other(a4(n), k) && !view.held_by_other(a6(n), k)) {
+            c.add4.push_back(a4(n));
+            c.add6.push_back(a6(n));
+        }
+        ASSERT_TRUE(view.record(c));
+        if (step % 250 != 0)
+            continue;
+        const DeviceView fresh(Device{0, view.peers()});
+        for (std::uint32_t m = 0; m < 200; m++)
+            for (int p = 1; p <= 40; p++) {
+                const PublicKey q = key(static_cast<std::uint8_t>(p));
+                ASSERT_EQ(view.held_by_other(a4(m), q), fresh.held_by_other(a4(m), q))
+                    << "step " << step << " address " << m << " peer " << p;
+                ASSERT_EQ(view.held_by_other(a6(m), q), fresh.held_by_other(a6(m), q))
+                    << "step " << step << " address " << m << " peer " << p;
+            }
     }
 }
