@@ -210,19 +210,31 @@ void LeaseServer::invalidate_plan(std::uint64_t id) {
 }
 
 LeaseEvents LeaseServer::set_peers(const std::vector<PeerFacts>& facts) {
-    LeaseEvents events;
-    std::set<PublicKey> seen;
+    begin_peers();
+    add_peers(facts);
+    return end_peers();
+}
+
+void LeaseServer::begin_peers() {
+    seen_in_view_.clear();
+    seen_in_view_.reserve(peers_.size());
+}
+
+void LeaseServer::add_peers(std::span<const PeerFacts> facts) {
     for (const auto& f : facts) {
-        seen.insert(f.key);
+        // Node-based map: the entry stays where it is until end_peers erases.
         PeerEntry& entry = *peers_.try_emplace(f.key).first;
+        seen_in_view_.push_back(&entry);
         Peer& peer = entry.second;
         const Pending* pending = nullptr;
         if (peer.pending != 0)
             pending = &pending_.at(peer.pending);
-        Expected* expected = nullptr;
-        if (!expected_.empty())
-            if (auto e = expected_.find(f.key); e != expected_.end())
-                expected = &e->second;
+        const LeaseRecord* expected = nullptr;
+        std::uint8_t* seen = nullptr;
+        if (std::size_t i = find_expected(f.key); i < expected_.size()) {
+            expected = &expected_[i];
+            seen = &expected_seen_[i];
+        }
 
         forget_link_locals(entry);
 
@@ -242,8 +254,8 @@ LeaseEvents LeaseServer::set_peers(const std::vector<PeerFacts>& facts) {
             p = p.masked();
             if (ours4(p))
                 peer.f4.lease_in_allowed = peer.f4.lease_in_allowed || p.addr == peer.f4.lease;
-            else if (expected && p.len == 32 && p.addr == expected->v4)
-                expected->seen4 = true;
+            else if (expected && p.len == 32 && p.addr == expected->ipv4)
+                *seen |= seen4;
             else
                 statics4.push_back(p);
         }
@@ -255,8 +267,8 @@ LeaseEvents LeaseServer::set_peers(const std::vector<PeerFacts>& facts) {
                 add_link_local(entry, p.addr);
             } else if (ours6(p)) {
                 peer.f6.lease_in_allowed = peer.f6.lease_in_allowed || p.addr == peer.f6.lease;
-            } else if (expected && p.len == 128 && p.addr == expected->v6) {
-                expected->seen6 = true;
+            } else if (expected && p.len == 128 && p.addr == expected->ipv6) {
+                *seen |= seen6;
             } else {
                 statics6.push_back(p);
             }
@@ -264,14 +276,20 @@ LeaseEvents LeaseServer::set_peers(const std::vector<PeerFacts>& facts) {
         set_statics<Ip4>(f.key, peer, std::move(statics4));
         set_statics<Ip6>(f.key, peer, std::move(statics6));
     }
+}
 
+LeaseEvents LeaseServer::end_peers() {
+    LeaseEvents events;
     // Peers gone from the view: wind each down while every peer is still in
     // place (winding down may push or sweep expiry entries, which read their
     // peers), then purge the expiry entries of all of them, then erase them.
+    const std::less<const PeerEntry*> before;
+    std::sort(seen_in_view_.begin(), seen_in_view_.end(), before);
     std::vector<PeerEntry*> leaving;
     for (auto& entry : peers_)
-        if (!seen.count(entry.first))
+        if (!std::binary_search(seen_in_view_.begin(), seen_in_view_.end(), &entry, before))
             leaving.push_back(&entry);
+    seen_in_view_ = std::vector<const PeerEntry*>(); // `= {}` would keep the capacity
     for (PeerEntry* entry : leaving) {
         Peer& peer = entry->second;
         invalidate_plan(peer.pending);
@@ -286,7 +304,6 @@ LeaseEvents LeaseServer::set_peers(const std::vector<PeerFacts>& facts) {
             events.records.push_back(LeaseRecord{entry->first, {}, {}, 0, 0});
     }
     if (!leaving.empty()) {
-        const std::less<const PeerEntry*> before;
         std::sort(leaving.begin(), leaving.end(), before);
         std::erase_if(expiry_, [&](const ExpiryEntry& e) {
             return std::binary_search(leaving.begin(), leaving.end(), e.peer, before);
@@ -607,65 +624,136 @@ LeaseEvents LeaseServer::restore(const std::vector<LeaseRecord>& records) {
     const std::int64_t now_wall = clock_.wall_seconds();
     const std::uint64_t now_boot = clock_.boot_ms();
     for (const auto& r : records) {
-        if (r.released())
-            continue;
-        auto it = peers_.find(r.peer);
-        if (it == peers_.end() || r.expiry_wall <= now_wall) {
-            events.records.push_back(LeaseRecord{r.peer, {}, {}, 0, 0});
-            continue;
-        }
-        if (it->second.pending != 0 || it->second.f4.lease || it->second.f6.lease)
-            continue; // already live: the table is newer than the file
-        Peer& peer = it->second;
-        AllowedIpChanges changes{r.peer, {}, {}, {}, {}};
-        Expected* expected = nullptr;
-        if (auto e = expected_.find(r.peer); e != expected_.end())
-            expected = &e->second;
-        if (r.ipv4) {
-            const bool seen = expected && expected->seen4 && expected->v4 == r.ipv4;
-            if (restore_family<Ip4>(*it, *r.ipv4, seen, changes) && seen)
-                expected->seen4 = false;
-        }
-        if (r.ipv6) {
-            const bool seen = expected && expected->seen6 && expected->v6 == r.ipv6;
-            if (restore_family<Ip6>(*it, *r.ipv6, seen, changes) && seen)
-                expected->seen6 = false;
-        }
-        peer.start_wall = r.start_wall;
-        peer.expiry_wall = r.expiry_wall;
-        peer.expiry_ms = now_boot + static_cast<std::uint64_t>(r.expiry_wall - now_wall) * 1000;
-        index_expiry(*it);
-        if (!changes.empty())
-            events.changes.push_back(std::move(changes));
-        if (record_of(r.peer, peer) != r)
-            events.records.push_back(record_of(r.peer, peer));
+        std::size_t i = find_expected(r.peer);
+        if (i < expected_.size())
+            restore_one(r, &expected_[i], &expected_seen_[i], now_wall, now_boot, events);
+        else
+            restore_one(r, nullptr, nullptr, now_wall, now_boot, events);
     }
-    // Seen in allowed IPs but not restored (expired, refused): reservations,
-    // as set_peers would have made them.
-    for (auto& [key, e] : expected_) {
-        auto it = peers_.find(key);
-        if (it == peers_.end() || (!e.seen4 && !e.seen6))
-            continue;
-        if (e.seen4 && it->second.f4.lease != e.v4) {
-            auto shown = statics<Ip4>(it->second);
-            shown.push_back(host(*e.v4));
-            set_statics<Ip4>(key, it->second, std::move(shown));
-        }
-        if (e.seen6 && it->second.f6.lease != e.v6) {
-            auto shown = statics<Ip6>(it->second);
-            shown.push_back(host(*e.v6));
-            set_statics<Ip6>(key, it->second, std::move(shown));
-        }
-    }
-    expected_.clear();
+    for (std::size_t i = 0; i < expected_.size(); i++)
+        reserve_if_unrestored(expected_[i], expected_seen_[i]);
+    expected_ = std::vector<LeaseRecord>();
+    expected_seen_ = std::vector<std::uint8_t>();
     return events;
 }
 
-void LeaseServer::expect_restore(const std::vector<LeaseRecord>& records) {
-    expected_.clear();
-    for (const LeaseRecord& r : records)
-        if (!r.released())
-            expected_[r.peer] = Expected{r.ipv4, r.ipv6, false, false};
+LeaseEvents LeaseServer::restore_expected() {
+    // Grown once to their final size: at 100,000 leases the doublings were
+    // leased's peak of memory, next to the records still held.
+    leases4_.reserve(leases4_.size() + expected_.size());
+    leases6_.reserve(leases6_.size() + expected_.size());
+    expiry_.reserve(expiry_.size() + expected_.size());
+    LeaseEvents events;
+    const std::int64_t now_wall = clock_.wall_seconds();
+    const std::uint64_t now_boot = clock_.boot_ms();
+    for (std::size_t i = 0; i < expected_.size(); i++) {
+        restore_one(expected_[i], &expected_[i], &expected_seen_[i], now_wall, now_boot, events);
+        reserve_if_unrestored(expected_[i], expected_seen_[i]);
+    }
+    // Freed, not only emptied (`= {}` would keep the capacity).
+    expected_ = std::vector<LeaseRecord>();
+    expected_seen_ = std::vector<std::uint8_t>();
+    return events;
+}
+
+void LeaseServer::restore_one(const LeaseRecord& r, const LeaseRecord* expected, std::uint8_t* seen,
+                              std::int64_t now_wall, std::uint64_t now_boot, LeaseEvents& events) {
+    if (r.released())
+        return;
+    auto it = peers_.find(r.peer);
+    if (it == peers_.end() || r.expiry_wall <= now_wall) {
+        events.records.push_back(LeaseRecord{r.peer, {}, {}, 0, 0});
+        return;
+    }
+    if (it->second.pending != 0 || it->second.f4.lease || it->second.f6.lease)
+        return; // already live: the table is newer than the file
+    Peer& peer = it->second;
+    AllowedIpChanges changes{r.peer, {}, {}, {}, {}};
+    if (r.ipv4) {
+        const bool in_allowed = seen && (*seen & seen4) && expected->ipv4 == r.ipv4;
+        if (restore_family<Ip4>(*it, *r.ipv4, in_allowed, changes) && in_allowed)
+            *seen &= ~seen4;
+    }
+    if (r.ipv6) {
+        const bool in_allowed = seen && (*seen & seen6) && expected->ipv6 == r.ipv6;
+        if (restore_family<Ip6>(*it, *r.ipv6, in_allowed, changes) && in_allowed)
+            *seen &= ~seen6;
+    }
+    peer.start_wall = r.start_wall;
+    peer.expiry_wall = r.expiry_wall;
+    peer.expiry_ms = now_boot + static_cast<std::uint64_t>(r.expiry_wall - now_wall) * 1000;
+    index_expiry(*it);
+    if (!changes.empty())
+        events.changes.push_back(std::move(changes));
+    if (record_of(r.peer, peer) != r)
+        events.records.push_back(record_of(r.peer, peer));
+}
+
+// Seen in allowed IPs but not restored (expired, refused): a reservation,
+// as set_peers would have made it.
+void LeaseServer::reserve_if_unrestored(const LeaseRecord& e, std::uint8_t seen) {
+    if (seen == 0)
+        return;
+    auto it = peers_.find(e.peer);
+    if (it == peers_.end())
+        return;
+    if ((seen & seen4) && it->second.f4.lease != e.ipv4) {
+        auto shown = statics<Ip4>(it->second);
+        shown.push_back(host(*e.ipv4));
+        set_statics<Ip4>(e.peer, it->second, std::move(shown));
+    }
+    if ((seen & seen6) && it->second.f6.lease != e.ipv6) {
+        auto shown = statics<Ip6>(it->second);
+        shown.push_back(host(*e.ipv6));
+        set_statics<Ip6>(e.peer, it->second, std::move(shown));
+    }
+}
+
+void LeaseServer::expect_restore(std::vector<LeaseRecord> records) {
+    std::erase_if(records, [](const LeaseRecord& r) { return r.released(); });
+    // One per peer, the last one given (as a replay's last state wins).
+    std::stable_sort(records.begin(), records.end(),
+                     [](const LeaseRecord& a, const LeaseRecord& b) { return a.peer < b.peer; });
+    auto last =
+        std::unique(records.rbegin(), records.rend(),
+                    [](const LeaseRecord& a, const LeaseRecord& b) { return a.peer == b.peer; });
+    records.erase(records.begin(), last.base());
+    expected_ = std::move(records);
+    expected_seen_.assign(expected_.size(), 0);
+}
+
+std::size_t LeaseServer::find_expected(const PublicKey& key) const {
+    auto it = std::lower_bound(expected_.begin(), expected_.end(), key,
+                               [](const LeaseRecord& r, const PublicKey& k) { return r.peer < k; });
+    return it != expected_.end() && it->peer == key ? std::size_t(it - expected_.begin())
+                                                    : expected_.size();
+}
+
+AllowedIpChanges LeaseServer::missing_leases(const PeerFacts& facts) const {
+    AllowedIpChanges c{facts.key, {}, {}, {}, {}};
+    auto it = peers_.find(facts.key);
+    if (it == peers_.end())
+        return c;
+    const Peer& peer = it->second;
+    if (auto a = peer.f4.lease; a && std::none_of(facts.allowed4.begin(), facts.allowed4.end(),
+                                                  [&](const Prefix4& p) { return p == host(*a); }))
+        c.add4.push_back(host(*a));
+    if (auto a = peer.f6.lease; a && std::none_of(facts.allowed6.begin(), facts.allowed6.end(),
+                                                  [&](const Prefix6& p) { return p == host(*a); }))
+        c.add6.push_back(host(*a));
+    return c;
+}
+
+bool LeaseServer::keep_leased(AllowedIpChanges& changes) const {
+    auto not_leased = [&](const auto& index) {
+        return [&](const auto& p) {
+            const PeerEntry* holder = index.find(p.addr);
+            return holder == nullptr || holder->first != changes.peer;
+        };
+    };
+    std::erase_if(changes.add4, not_leased(leases4_));
+    std::erase_if(changes.add6, not_leased(leases6_));
+    return !changes.add4.empty() || !changes.add6.empty();
 }
 
 std::vector<LeaseRecord> LeaseServer::live_records() const {

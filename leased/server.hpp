@@ -20,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <unordered_map>
 #include <vector>
 
@@ -93,9 +94,22 @@ class LeaseServer {
   public:
     LeaseServer(RandomSource& rng, Clock& clock, std::uint32_t leasetime_seconds);
 
-    // Facts from netd. set_peers takes the full view each time; peers that
-    // disappeared lose their leases (records only: their allowed IPs are gone).
-    LeaseEvents set_peers(const std::vector<PeerFacts>& peers);
+    // Facts from netd: the full view each time, in pieces as netd sends it
+    // (begin_peers, add_peers per chunk, end_peers), so that the whole view
+    // is never held at once. Peers not in the view lose their leases (records
+    // only: their allowed IPs are gone). Nothing else may be called between
+    // begin_peers and end_peers.
+    void begin_peers();
+    void add_peers(std::span<const PeerFacts> peers);
+    LeaseEvents end_peers();
+    LeaseEvents set_peers(const std::vector<PeerFacts>& peers); // the three at once
+    // The leased addresses of a peer in the view that its allowed IPs lack
+    // (wireguard-go restarted, an operator's `wg set`): the adds that put
+    // them back. Empty when nothing is missing or the peer is unknown.
+    AllowedIpChanges missing_leases(const PeerFacts& facts) const;
+    // Keeps in `changes` only the adds of addresses that are still its
+    // peer's leases; false when none is left.
+    bool keep_leased(AllowedIpChanges& changes) const;
     void set_own_addresses(const std::vector<Ip4>& own4, const std::vector<Ip6>& own6);
     void add_prefix(const Prefix4& p);
     void add_prefix(const Prefix6& p);
@@ -124,8 +138,10 @@ class LeaseServer {
     // are then known as leases to restore, not taken for reservations that
     // restore() would undo one pool mark at a time (at 65,536 peers that
     // churn made a restart take seconds). Addresses restore() does not
-    // bring back become reservations, as without this call.
-    void expect_restore(const std::vector<LeaseRecord>& records);
+    // bring back become reservations, as without this call. The records are
+    // kept (not copied): restore_expected() restores exactly them.
+    void expect_restore(std::vector<LeaseRecord> records);
+    LeaseEvents restore_expected();
     // One record per peer holding a lease: the live set, for compaction.
     std::vector<LeaseRecord> live_records() const;
 
@@ -264,15 +280,19 @@ class LeaseServer {
     void drop_stale_expiry() const;
     mutable std::vector<ExpiryEntry> expiry_;
     std::unordered_map<std::uint64_t, Pending> pending_;
-    // expect_restore(): the replayed addresses, and whether set_peers saw
-    // them in the peer's allowed IPs. Emptied by restore().
-    struct Expected {
-        std::optional<Ip4> v4;
-        std::optional<Ip6> v6;
-        bool seen4 = false;
-        bool seen6 = false;
-    };
-    std::unordered_map<PublicKey, Expected, KeyHash> expected_;
+    // expect_restore(): the replayed records sorted by peer, one per peer,
+    // and whether set_peers saw their addresses in the peer's allowed IPs.
+    // A sorted vector, not a map: at 65,536 peers the map was 6 MB more at
+    // leased's peak. Emptied by restore().
+    enum ExpectedSeen : std::uint8_t { seen4 = 1, seen6 = 2 };
+    std::vector<LeaseRecord> expected_;
+    std::vector<std::uint8_t> expected_seen_;
+    std::size_t find_expected(const PublicKey& key) const; // expected_.size(): none
+    void reserve_if_unrestored(const LeaseRecord& e, std::uint8_t seen);
+    void restore_one(const LeaseRecord& r, const LeaseRecord* expected, std::uint8_t* seen,
+                     std::int64_t now_wall, std::uint64_t now_boot, LeaseEvents& events);
+    // begin_peers() .. end_peers(): the peers the view showed so far.
+    std::vector<const PeerEntry*> seen_in_view_;
     std::uint64_t next_plan_id_ = 1;
 };
 

@@ -88,6 +88,16 @@ class RefIndex {
         }
     }
 
+    // Room for n entries without a rehash: one growth instead of the
+    // doublings that would each hold the old and the new slots at once.
+    void reserve(std::size_t n) {
+        std::size_t capacity = slots_.empty() ? kMinCapacity : slots_.size();
+        while (n * 10 > capacity * 7)
+            capacity *= 2;
+        if (capacity != slots_.size())
+            rehash(capacity);
+    }
+
     // False when nothing is indexed under k.
     bool erase(const Key& k) {
         if (size_ == 0)

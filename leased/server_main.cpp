@@ -92,9 +92,9 @@ class ServerLeased {
     void on_netd(privsep::Message& m);
     void on_protod(privsep::Message& m);
     void on_pools(const msg::PoolsSnapshot& s);
+    void on_peers_chunk(msg::PeersChunk& chunk);
     void on_peers_end();
     void maybe_start_serving();
-    void reconcile(const std::vector<PeerFacts>& peers);
     void on_applied(std::uint32_t id, const msg::Outcome& outcome);
     void handle_query(const Query& q);
     void refuse(std::uint32_t conn);
@@ -121,9 +121,14 @@ class ServerLeased {
     bool have_pools_ = false;
     bool have_peers_ = false;
     bool serving_ = false;
-    std::vector<PeerFacts> incoming_peers_;
+    // Between PeersBegin and PeersEnd nothing but netd's chunks is read, no
+    // batch starts and no lease expires: the view is taken in as if at once.
     bool receiving_peers_ = false;
-    std::vector<LeaseRecord> replayed_;
+    // Leases missing from allowed IPs, found chunk by chunk; queued at the
+    // end only when no batch was under way at the beginning (see on_peers_chunk).
+    bool reconciling_ = false;
+    LeaseEvents reconcile_fixes_;
+    std::size_t replayed_ = 0;
 
     std::vector<Query> waiting_for_facts_; // before the first facts
     std::vector<Query> waiting_for_peers_; // unknown source: after the next refresh
@@ -179,14 +184,17 @@ void ServerLeased::on_netd(privsep::Message& m) {
         if (!msg::decode_empty(m.body))
             malformed();
         receiving_peers_ = true;
-        incoming_peers_.clear();
+        server_.begin_peers();
+        // A batch under way may be moving exactly the addresses a chunk
+        // shows missing: reconcile only from a quiet start.
+        reconciling_ = serving_ && !in_flight_ && next_.plans.empty();
+        reconcile_fixes_ = {};
         break;
     case msg::peers_chunk: {
         auto c = msg::decode_peers_chunk(m.body);
         if (!c)
             malformed();
-        for (auto& p : c->peers)
-            incoming_peers_.push_back({p.key, std::move(p.allowed4), std::move(p.allowed6)});
+        on_peers_chunk(*c);
         break;
     }
     case msg::peers_end:
@@ -231,14 +239,34 @@ void ServerLeased::on_pools(const msg::PoolsSnapshot& s) {
     maybe_start_serving();
 }
 
+void ServerLeased::on_peers_chunk(msg::PeersChunk& chunk) {
+    std::vector<PeerFacts> peers;
+    peers.reserve(chunk.peers.size());
+    for (auto& p : chunk.peers)
+        peers.push_back({p.key, std::move(p.allowed4), std::move(p.allowed6)});
+    server_.add_peers(peers);
+    if (!reconciling_)
+        return;
+    // A lease whose address is missing from its peer's allowed IPs
+    // (wireguard-go restarted, an operator's `wg set`) is put back.
+    for (const PeerFacts& p : peers)
+        if (AllowedIpChanges fix = server_.missing_leases(p); !fix.empty())
+            reconcile_fixes_.changes.push_back(std::move(fix));
+}
+
 void ServerLeased::on_peers_end() {
-    std::vector<PeerFacts> peers = std::move(incoming_peers_);
-    incoming_peers_.clear();
-    queue_maintenance(server_.set_peers(peers), "peers removed");
+    queue_maintenance(server_.end_peers(), "peers removed");
     have_peers_ = true;
     refresh_in_flight_ = false;
-    if (serving_)
-        reconcile(peers);
+    // end_peers may have ended leases seen missing (their address is now
+    // another peer's): those are not put back.
+    std::erase_if(reconcile_fixes_.changes,
+                  [&](AllowedIpChanges& fix) { return !server_.keep_leased(fix); });
+    if (!reconcile_fixes_.changes.empty())
+        WGD_LOG_WARN("%zu peers lost leased allowed IPs (WireGuard restarted?); putting them back",
+                     reconcile_fixes_.changes.size());
+    queue_maintenance(std::move(reconcile_fixes_), "reconcile");
+    reconcile_fixes_ = {};
     maybe_start_serving();
     auto waiting = std::move(waiting_for_peers_);
     waiting_for_peers_.clear();
@@ -254,47 +282,12 @@ void ServerLeased::maybe_start_serving() {
     if (serving_ || !have_pools_ || !have_peers_)
         return;
     serving_ = true;
-    std::size_t replayed = replayed_.size();
-    queue_maintenance(server_.restore(replayed_), "restore");
-    replayed_.clear();
-    WGD_LOG_INFO("serving: %zu leases restored from %zu records", server_.lease_count(), replayed);
+    queue_maintenance(server_.restore_expected(), "restore");
+    WGD_LOG_INFO("serving: %zu leases restored from %zu records", server_.lease_count(), replayed_);
     auto waiting = std::move(waiting_for_facts_);
     waiting_for_facts_.clear();
     for (const Query& q : waiting)
         handle_query(q);
-}
-
-// A lease whose address is missing from its peer's allowed IPs (wireguard-go
-// restarted, an operator's `wg set`) is put back. Only while nothing is in
-// flight: a batch under way may be moving exactly those addresses.
-void ServerLeased::reconcile(const std::vector<PeerFacts>& peers) {
-    if (in_flight_ || !next_.plans.empty())
-        return;
-    std::map<PublicKey, const PeerFacts*> by_key;
-    for (const PeerFacts& p : peers)
-        by_key[p.key] = &p;
-    LeaseEvents fixes;
-    for (const LeaseRecord& r : server_.live_records()) {
-        auto it = by_key.find(r.peer);
-        if (it == by_key.end())
-            continue;
-        AllowedIpChanges c{r.peer, {}, {}, {}, {}};
-        const PeerFacts& f = *it->second;
-        if (r.ipv4 && std::none_of(f.allowed4.begin(), f.allowed4.end(), [&](const Prefix4& p) {
-                return p.len == 32 && p.addr == *r.ipv4;
-            }))
-            c.add4.push_back({*r.ipv4, 32});
-        if (r.ipv6 && std::none_of(f.allowed6.begin(), f.allowed6.end(), [&](const Prefix6& p) {
-                return p.len == 128 && p.addr == *r.ipv6;
-            }))
-            c.add6.push_back({*r.ipv6, 128});
-        if (!c.empty())
-            fixes.changes.push_back(std::move(c));
-    }
-    if (!fixes.changes.empty())
-        WGD_LOG_WARN("%zu peers lost leased allowed IPs (WireGuard restarted?); putting them back",
-                     fixes.changes.size());
-    queue_maintenance(std::move(fixes), "reconcile");
 }
 
 void ServerLeased::on_protod(privsep::Message& m) {
@@ -534,18 +527,22 @@ int ServerLeased::run() {
                      static_cast<unsigned long long>(report.tail_cut_bytes));
     if (report.corrupt_skipped > 0)
         WGD_LOG_WARN("lease file: skipped %zu corrupt records", report.corrupt_skipped);
-    replayed_ = std::move(opened_.leases);
-    server_.expect_restore(replayed_);
+    replayed_ = opened_.leases.size();
+    server_.expect_restore(std::move(opened_.leases));
+    opened_.leases = std::vector<LeaseRecord>(); // `= {}` would keep the capacity
 
     while (!failed_) {
         pollfd fds[2] = {{netd_.fd(), POLLIN, 0}, {protod_.fd(), POLLIN, 0}};
-        int n = poll(fds, 2, timeout_ms());
+        // While the peers arrive, netd alone is heard (see receiving_peers_).
+        int n = poll(fds, receiving_peers_ ? 1 : 2, receiving_peers_ ? -1 : timeout_ms());
         if (n < 0 && errno != EINTR) {
             WGD_LOG_ERROR("poll: %s", std::strerror(errno));
             return 1;
         }
         if (fds[0].revents)
             privsep::drain(netd_, "netd", 1024, [&](privsep::Message& m) { on_netd(m); });
+        if (receiving_peers_)
+            continue;
         if (fds[1].revents)
             privsep::drain(protod_, "protod", 1024, [&](privsep::Message& m) { on_protod(m); });
         on_timer();

@@ -672,7 +672,7 @@ TEST_F(ServerTest, ExpectedLeaseSeenInAllowedIpsIsRestoredWithoutAChange) {
         {key(1), ip4("10.0.0.9"), ip6("2001:db8::9"), 1764201000, 1764201700}};
     server.expect_restore(records);
     server.set_peers({peer(1, {p4("10.0.0.9", 32)}, {p6("2001:db8::9", 128)}), peer(2)});
-    auto events = server.restore(records);
+    auto events = server.restore_expected();
     EXPECT_TRUE(events.changes.empty()) << "already there";
     EXPECT_EQ(server.lease_count(), 2u);
     // A lease, not a reservation: it expires and leaves the allowed IPs.
@@ -687,7 +687,7 @@ TEST_F(ServerTest, ExpectedLeaseNotInAllowedIpsIsAddedBack) {
         {key(1), ip4("10.0.0.9"), std::nullopt, 1764201000, 1764201700}};
     server.expect_restore(records);
     server.set_peers({peer(1)});
-    auto events = server.restore(records);
+    auto events = server.restore_expected();
     ASSERT_EQ(events.changes.size(), 1u);
     EXPECT_EQ(events.changes[0].add4, (std::vector<Prefix4>{p4("10.0.0.9", 32)}));
 }
@@ -699,7 +699,7 @@ TEST_F(ServerTest, ExpiredExpectedLeaseInAllowedIpsBecomesAReservation) {
         {key(1), ip4("10.0.0.9"), std::nullopt, 1764200000, 1764201600}}; // expired now
     server.expect_restore(records);
     server.set_peers({peer(1, {p4("10.0.0.9", 32)}), peer(2)});
-    server.restore(records);
+    server.restore_expected();
     EXPECT_EQ(server.lease_count(), 0u);
     for (int i = 0; i < 100; i++) {
         auto plan = server.plan(key(2), any4());
@@ -720,7 +720,73 @@ TEST_F(ServerTest, ExpectedLeaseHeldAsAnotherPeersAllowedIpIsNotRestored) {
         {key(1), ip4("10.0.0.9"), std::nullopt, 1764201000, 1764209000}};
     server.expect_restore(records);
     server.set_peers({peer(1), peer(2, {p4("10.0.0.9", 32)})});
-    auto events = server.restore(records);
+    auto events = server.restore_expected();
     EXPECT_TRUE(events.changes.empty());
     EXPECT_EQ(server.lease_count(), 0u);
+}
+
+// restore(records) after expect_restore() is the same as restore_expected().
+TEST_F(ServerTest, RestoreOfGivenRecordsUsesWhatTheViewShowedOfThem) {
+    const std::vector<LeaseRecord> records{
+        {key(1), ip4("10.0.0.9"), ip6("2001:db8::9"), 1764201000, 1764201700}};
+    server.expect_restore(records);
+    server.set_peers({peer(1, {p4("10.0.0.9", 32)}, {p6("2001:db8::9", 128)})});
+    auto events = server.restore(records);
+    EXPECT_TRUE(events.changes.empty()) << "already there";
+    EXPECT_EQ(server.lease_count(), 2u);
+}
+
+TEST_F(ServerTest, ExpectRestoreKeepsTheLastRecordOfAPeer) {
+    server.expect_restore({{key(1), ip4("10.0.0.8"), std::nullopt, 1764201000, 1764201700},
+                           {key(2), ip4("10.0.0.5"), std::nullopt, 1764201000, 1764201700},
+                           {key(1), ip4("10.0.0.9"), std::nullopt, 1764201000, 1764201700}});
+    server.set_peers({peer(1), peer(2)});
+    auto events = server.restore_expected();
+    ASSERT_EQ(events.changes.size(), 2u);
+    for (const auto& c : events.changes)
+        EXPECT_EQ(c.add4, (std::vector<Prefix4>{c.peer == key(1) ? p4("10.0.0.9", 32)
+                                                                 : p4("10.0.0.5", 32)}));
+}
+
+TEST_F(ServerTest, ViewInChunksDropsOnlyPeersAbsentFromEveryChunk) {
+    server.set_peers({peer(1), peer(2), peer(3)});
+    auto a = grant(1, any4());
+    auto b = grant(3, any4());
+    server.begin_peers();
+    const std::vector<PeerFacts> first{peer(3, {Prefix4{*b.ipv4, 32}})};
+    const std::vector<PeerFacts> second{peer(4)};
+    server.add_peers(first);
+    server.add_peers(second);
+    auto events = server.end_peers();
+    ASSERT_EQ(events.records.size(), 1u) << "peer 1 left, peer 2 held nothing";
+    EXPECT_EQ(events.records[0].peer, key(1));
+    EXPECT_TRUE(server.pool4().is_free(*a.ipv4));
+    EXPECT_FALSE(server.pool4().is_free(*b.ipv4)) << "peer 3 keeps its lease";
+    EXPECT_FALSE(server.lookup_peer(link_local(2)));
+    EXPECT_EQ(server.lookup_peer(link_local(4)), key(4));
+}
+
+TEST_F(ServerTest, LeaseMissingFromAllowedIpsIsReportedForPuttingBack) {
+    server.set_peers({peer(1), peer(2)});
+    auto a = grant(1, both());
+    auto missing = server.missing_leases(peer(1, {}, {Prefix6{*a.ipv6, 128}}));
+    EXPECT_EQ(missing.add4, (std::vector<Prefix4>{{*a.ipv4, 32}}));
+    EXPECT_TRUE(missing.add6.empty()) << "the IPv6 lease is there";
+    EXPECT_TRUE(server.missing_leases(peer(2)).empty()) << "no lease, nothing missing";
+    EXPECT_TRUE(server.missing_leases(peer(7)).empty()) << "unknown peer";
+}
+
+TEST_F(ServerTest, PutBackKeepsOnlyAddressesThatAreStillThePeersLeases) {
+    server.set_peers({peer(1), peer(2)});
+    auto a = grant(1, any4());
+    auto missing = server.missing_leases(peer(1));
+    ASSERT_EQ(missing.add4.size(), 1u);
+    auto still = missing;
+    EXPECT_TRUE(server.keep_leased(still));
+    EXPECT_EQ(still.add4, missing.add4);
+    // The operator put the address on peer 2: WireGuard moved it, the lease is gone.
+    server.set_peers({peer(1), peer(2, {Prefix4{*a.ipv4, 32}})});
+    auto gone = missing;
+    EXPECT_FALSE(server.keep_leased(gone));
+    EXPECT_TRUE(gone.add4.empty());
 }
