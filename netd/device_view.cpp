@@ -31,7 +31,7 @@ Allowed6& allowed(Peer& p, const Ip6&) {
 
 // The HostIndex question: does peers[i] hold a as a host entry?
 struct Holds {
-    const std::vector<Peer>& peers;
+    const Peers& peers;
     template <class Ip>
     bool operator()(std::uint32_t i, const Ip& a) const {
         const auto& list = allowed(peers[i], a);
@@ -76,14 +76,20 @@ void DeviceView::reindex(std::size_t spare) {
     }
 }
 
-const Peer* DeviceView::find(const PublicKey& key) const {
+std::uint32_t DeviceView::position(const PublicKey& key) const {
     auto it = std::lower_bound(peers_.begin(), peers_.end(), key,
                                [](const Peer& p, const PublicKey& k) { return p.key < k; });
-    return it != peers_.end() && it->key == key ? &*it : nullptr;
+    return it != peers_.end() && it->key == key ? static_cast<std::uint32_t>(it - peers_.begin())
+                                                : kNoPeer;
+}
+
+const Peer* DeviceView::find(const PublicKey& key) const {
+    const std::uint32_t i = position(key);
+    return i == kNoPeer ? nullptr : &peers_[i];
 }
 
 template <class Ip, class Prefix>
-bool DeviceView::held_by_other(const Ip& a, const PublicKey& key, const std::vector<Peer>& peers,
+bool DeviceView::held_by_other(const Ip& a, const PublicKey& key, const Peers& peers,
                                const HostIndex<Ip>& hosts,
                                const std::vector<std::pair<Prefix, std::uint32_t>>& wide) {
     if (const std::uint32_t i = hosts.find(a, Holds{peers});
@@ -108,7 +114,7 @@ namespace {
 // another (WireGuard moves it), and says whether peer still has to be
 // indexed under a.
 template <class Ip>
-bool take_over(std::vector<Peer>& peers, HostIndex<Ip>& hosts, const Ip& a, std::uint32_t peer) {
+bool take_over(Peers& peers, HostIndex<Ip>& hosts, const Ip& a, std::uint32_t peer) {
     const Holds holds{peers};
     if (holds(peer, a))
         return false; // held and indexed already
@@ -125,10 +131,9 @@ bool take_over(std::vector<Peer>& peers, HostIndex<Ip>& hosts, const Ip& a, std:
 } // namespace
 
 bool DeviceView::record(const PeerChange& change) {
-    const Peer* found = find(change.key);
-    if (!found)
+    const std::uint32_t i = position(change.key);
+    if (i == kNoPeer)
         return false;
-    const auto i = static_cast<std::uint32_t>(found - peers_.data());
     const Holds holds{peers_};
     // Index changes around the lists' change: an entry is found through its
     // peer, so it is forgotten while the peer still holds the address and

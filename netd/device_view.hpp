@@ -19,8 +19,8 @@ class DeviceView {
     DeviceView() = default;
     explicit DeviceView(Device device);
 
-    const std::vector<Peer>& peers() const { return peers_; } // sorted by key
-    const Peer* find(const PublicKey& key) const;             // nullptr: no such peer
+    const Peers& peers() const { return peers_; } // sorted by key
+    const Peer* find(const PublicKey& key) const; // nullptr: no such peer
     // True when a peer other than `key` has an allowed IP covering a (adding
     // a to `key` would take it away from that peer in WireGuard).
     bool held_by_other(const Ip4& a, const PublicKey& key) const;
@@ -34,14 +34,16 @@ class DeviceView {
     std::size_t index_bytes() const { return hosts4_.memory_bytes() + hosts6_.memory_bytes(); }
 
   private:
+    static constexpr std::uint32_t kNoPeer = 0xffffffffu;
+    std::uint32_t position(const PublicKey& key) const; // in peers_, or kNoPeer
     template <class Ip, class Prefix>
-    static bool held_by_other(const Ip& a, const PublicKey& key, const std::vector<Peer>& peers,
+    static bool held_by_other(const Ip& a, const PublicKey& key, const Peers& peers,
                               const HostIndex<Ip>& hosts,
                               const std::vector<std::pair<Prefix, std::uint32_t>>& wide);
     // Both host indexes from the peers, sized for what they hold plus `spare`.
     void reindex(std::size_t spare = 0);
 
-    std::vector<Peer> peers_;
+    Peers peers_;
     // Global host entries only: link-local ones can never meet an order,
     // which adds global unicast addresses only.
     HostIndex<Ip4> hosts4_; // index into peers_

@@ -75,7 +75,7 @@ msg::PoolsSnapshot snapshot(const Pools& pools, const std::vector<IfAddr>& addrs
 // built a few hundred peers at a time: the whole list as facts, chunks and
 // bytes at once was three more copies of the device at netd's peak.
 template <class Emit>
-bool for_each_peers_message(const std::vector<Peer>& peers, Emit emit) {
+bool for_each_peers_message(const Peers& peers, Emit emit) {
     constexpr std::size_t kPeersPerGroup = 512;
     std::vector<msg::PeerFacts> group;
     group.reserve(kPeersPerGroup);
@@ -114,6 +114,8 @@ class ServerNetd {
     // sent (a digest of what was sent says so): at 65,536 peers resending
     // an unchanged list every period went with renewal stalls of up to 2 s.
     bool send_peers(bool asked);
+    // Answers leased's refresh_peers once a read has worked.
+    bool send_peers_if_asked();
     bool refresh_device();
     void set_device(Device device);
     void record_applied(const std::vector<PeerChange>& changes);
@@ -127,6 +129,8 @@ class ServerNetd {
     DeviceView device_;
     std::chrono::steady_clock::time_point device_read_at_;
     bool device_trusted_ = false; // false: read it again before the next order
+    bool device_held_ = false;    // false: the last read failed, the view is empty
+    bool peers_asked_ = false;    // leased asked for the peers, not answered yet
     std::chrono::steady_clock::duration refresh_period_ =
         std::chrono::milliseconds(kDeviceRefreshMs);
     std::array<unsigned char, crypto_generichash_BYTES> sent_digest_{};
@@ -248,6 +252,13 @@ bool ServerNetd::send_peers(bool asked) {
 }
 
 bool ServerNetd::refresh_device() {
+    // The old copy goes before the new one is read: both at once were netd's
+    // peak memory (issue #9). Nothing needs it meanwhile: the loop is
+    // single-threaded, and after a failed read the empty view is untrusted,
+    // so the next order reads again (and is refused if that fails too).
+    device_ = DeviceView();
+    device_held_ = false;
+    device_trusted_ = false;
     auto device = wg_->read_device();
     if (!device) {
         WGD_LOG_WARN("cannot read WireGuard device %s: %s", options_.iface.c_str(),
@@ -265,6 +276,14 @@ void ServerNetd::set_device(Device device) {
     device_ = DeviceView(std::move(device));
     device_read_at_ = std::chrono::steady_clock::now();
     device_trusted_ = true;
+    device_held_ = true;
+}
+
+bool ServerNetd::send_peers_if_asked() {
+    if (!peers_asked_ || !device_held_)
+        return true;
+    peers_asked_ = false;
+    return send_peers(true);
 }
 
 // What WireGuard now holds after an order that it accepted.
@@ -285,8 +304,11 @@ void ServerNetd::handle_leased(privsep::Message& m) {
             WGD_LOG_ERROR("leased sent a malformed refresh request");
             std::exit(1);
         }
+        // Never the empty view of a failed read: leased would take it for
+        // every peer gone. It is answered after the next read that works.
+        peers_asked_ = true;
         refresh_device();
-        if (!send_peers(true))
+        if (!send_peers_if_asked())
             stopping_ = true;
         return;
     }
@@ -314,7 +336,7 @@ void ServerNetd::handle_leased(privsep::Message& m) {
     }
     if (!outcome.ok)
         device_trusted_ = false; // most often the device changed under us
-    if (!send(msg::allowed_ips_applied, m.id, msg::encode(outcome)))
+    if (!send(msg::allowed_ips_applied, m.id, msg::encode(outcome)) || !send_peers_if_asked())
         stopping_ = true;
 }
 
@@ -477,7 +499,7 @@ int ServerNetd::run(const std::vector<std::string>& args) {
             refresh_period_ = std::max<std::chrono::steady_clock::duration>(
                 std::chrono::milliseconds(kDeviceRefreshMs),
                 kRefreshCostShare * (last_refresh - now));
-            if (read && !send_peers(false))
+            if (read && !(peers_asked_ ? send_peers_if_asked() : send_peers(false)))
                 stopping_ = true;
         }
     }

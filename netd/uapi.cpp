@@ -91,34 +91,20 @@ class UapiBackend final : public WgBackend {
   public:
     explicit UapiBackend(std::string path) : path_(std::move(path)) {}
 
-    Result<Device> read_device() override {
-        UapiGetParser parser;
-        std::size_t received = 0;
-        auto exchanged =
-            uapi_exchange(path_, "get=1\n\n", [&](std::string_view piece) -> Result<bool> {
-                received += piece.size();
-                if (received > kMaxGetAnswer)
-                    return make_error(EMSGSIZE, "UAPI answer too large");
-                auto fed = parser.feed(piece);
-                if (!fed)
-                    return fed.error();
-                return parser.done();
-            });
-        if (!exchanged)
-            return exchanged.error();
-        return parser.take();
-    }
+    Result<Device> read_device() override { return read(nullptr); }
 
     Result<void> apply(std::span<const PeerChange> changes) override {
         if (changes.empty())
             return {};
-        bool removals = false;
+        std::vector<PublicKey> removing;
         for (const auto& c : changes)
-            removals = removals || !c.remove4.empty() || !c.remove6.empty();
+            if (!c.remove4.empty() || !c.remove6.empty())
+                removing.push_back(c.key);
         Device current;
-        if (removals) {
-            // no single-entry removal in this UAPI: read the lists to replace them
-            auto dev = read_device();
+        if (!removing.empty()) {
+            // No single-entry removal in this UAPI: read the lists to replace,
+            // those of the peers concerned only.
+            auto dev = read(&removing);
             if (!dev)
                 return dev.error();
             current = std::move(*dev);
@@ -135,6 +121,27 @@ class UapiBackend final : public WgBackend {
     std::string_view name() const override { return "uapi"; }
 
   private:
+    // Every peer, or only those in *only.
+    Result<Device> read(const std::vector<PublicKey>* only) {
+        UapiGetParser parser;
+        if (only)
+            parser.keep_only(*only);
+        std::size_t received = 0;
+        auto exchanged =
+            uapi_exchange(path_, "get=1\n\n", [&](std::string_view piece) -> Result<bool> {
+                received += piece.size();
+                if (received > kMaxGetAnswer)
+                    return make_error(EMSGSIZE, "UAPI answer too large");
+                auto fed = parser.feed(piece);
+                if (!fed)
+                    return fed.error();
+                return parser.done();
+            });
+        if (!exchanged)
+            return exchanged.error();
+        return parser.take();
+    }
+
     std::string path_;
 };
 

@@ -56,6 +56,12 @@ Result<void> UapiGetParser::fail(std::string message) {
     return *error_;
 }
 
+void UapiGetParser::keep_only(std::vector<PublicKey> keys) {
+    keep_ = std::move(keys);
+    std::sort(keep_.begin(), keep_.end());
+    filtering_ = true;
+}
+
 Result<void> UapiGetParser::feed(std::string_view bytes) {
     if (error_)
         return *error_;
@@ -110,22 +116,25 @@ Result<void> UapiGetParser::parse_line(std::string_view line) {
         auto k = key_from_hex(value);
         if (!k)
             return fail("UAPI reply: bad public_key");
-        device_.peers.push_back(Peer{*k, {}, {}});
         have_peer_ = true;
+        skipping_peer_ = filtering_ && !std::binary_search(keep_.begin(), keep_.end(), *k);
+        if (!skipping_peer_)
+            device_.peers.push_back(Peer{*k, {}, {}});
     } else if (key == "allowed_ip") {
         if (!have_peer_)
             return fail("UAPI reply: allowed_ip before any peer");
-        Peer& peer = device_.peers.back();
         if (value.find(':') != std::string_view::npos) {
             auto p = parse_prefix<Prefix6>(value, parse_ip6, 128);
             if (!p)
                 return fail("UAPI reply: bad allowed_ip");
-            peer.allowed6.push_back(*p);
+            if (!skipping_peer_)
+                device_.peers.back().allowed6.push_back(*p);
         } else {
             auto p = parse_prefix<Prefix4>(value, parse_ip4, 32);
             if (!p)
                 return fail("UAPI reply: bad allowed_ip");
-            peer.allowed4.push_back(*p);
+            if (!skipping_peer_)
+                device_.peers.back().allowed4.push_back(*p);
         }
     } else if (key == "listen_port" && !have_peer_) {
         unsigned port = 0;

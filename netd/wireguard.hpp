@@ -10,6 +10,7 @@
 #include "privsep/addr.hpp"
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <span>
@@ -30,9 +31,15 @@ struct Peer {
     Allowed6 allowed6;
 };
 
+// A deque, not a vector: a read appends peers one by one without knowing how
+// many will come, and a vector's doubling held the old and the new array at
+// once (up to 3 copies of the device at netd's peak, issue #9). Its blocks
+// cost about 1.5 bytes a peer.
+using Peers = std::deque<Peer>;
+
 struct Device {
     std::uint16_t listen_port = 0;
-    std::vector<Peer> peers;
+    Peers peers;
     // nullptr when the device has no such peer. Linear: callers that look
     // up many keys build their own index.
     const Peer* find(const PublicKey& key) const;
@@ -83,6 +90,11 @@ class UapiGetParser {
     // a malformed line, a line over kMaxLine, anything after the blank line.
     // An error is final: later feeds and take() answer it again.
     Result<void> feed(std::string_view bytes);
+    // Before the first feed: keep only the peers whose key is in `keys`. The
+    // others are still parsed (a bad answer is refused alike) but dropped: a
+    // removal needs the lists of the peers it changes, not a second copy of
+    // the device next to netd's own.
+    void keep_only(std::vector<PublicKey> keys);
     // True once the terminating blank line has been consumed: stop reading.
     bool done() const { return done_; }
     // At the end of the input: the device, or the first error, or the
@@ -95,7 +107,10 @@ class UapiGetParser {
     Result<void> parse_line(std::string_view line);
 
     Device device_;
-    std::string partial_; // the current line so far, at most kMaxLine bytes
+    std::vector<PublicKey> keep_; // sorted; empty: keep every peer
+    bool filtering_ = false;
+    bool skipping_peer_ = false; // the current peer is not kept
+    std::string partial_;        // the current line so far, at most kMaxLine bytes
     std::optional<int> errno_;
     std::optional<Error> error_;
     bool have_peer_ = false;

@@ -255,8 +255,10 @@ void generate_uapi_get(std::uint32_t n, Sink sink) {
     flush(true);
 }
 
-Result<Device> parse_generated(std::uint32_t n) {
+Result<Device> parse_generated(std::uint32_t n, std::vector<PublicKey> only = {}) {
     UapiGetParser parser;
+    if (!only.empty())
+        parser.keep_only(std::move(only));
     generate_uapi_get(n, [&](std::string_view piece) { (void)parser.feed(piece); });
     return parser.take();
 }
@@ -267,7 +269,9 @@ Result<Device> parse_generated(std::uint32_t n) {
 //   view_*: the DeviceView after it was built and the Device dropped (the
 //     copy netd keeps between reads), and the peak while building it;
 //   refresh_peak: the peak of a periodic read, as ServerNetd::refresh_device
-//     does it, counted from before the first read (the kept view included).
+//     does it, counted from before the first read (the kept view included);
+//   removal_peak: the peak while the UAPI backend reads the lists of the
+//     peers of a batch of 512 removals, the view included.
 // *_malloc figures are mallinfo2 (uordblks + hblkhd); the others count what
 // went through operator new, which sees the peaks.
 void BM_DeviceMemory(benchmark::State& state) {
@@ -290,15 +294,24 @@ void BM_DeviceMemory(benchmark::State& state) {
         const double view_peak = static_cast<double>(probe.peak());
         probe.mark();
         {
-            // Today: the old view stays while the new device is read and
-            // its view built.
+            // As ServerNetd::refresh_device: the old view goes first.
+            view.reset();
             auto again = parse_generated(n);
-            auto fresh = std::make_unique<DeviceView>(std::move(again.value()));
-            again = Device{};
-            view = std::move(fresh);
+            view = std::make_unique<DeviceView>(std::move(again.value()));
         }
         const double refresh_peak = static_cast<double>(probe.peak());
-        benchmark::DoNotOptimize(view->peers().data());
+        probe.mark();
+        {
+            // A batch of 512 removals: the UAPI backend reads the lists of
+            // those peers only, next to the view.
+            std::vector<PublicKey> removing;
+            for (std::uint32_t i = 0; i < 512; i++)
+                removing.push_back(bench_key(i * (n / 512)));
+            auto lists = parse_generated(n, std::move(removing));
+            benchmark::DoNotOptimize(lists);
+        }
+        const double removal_peak = static_cast<double>(probe.peak());
+        benchmark::DoNotOptimize(&view->peers());
         view.reset();
         const double per_peer = n;
         state.counters["parse_B"] = parse_live / per_peer;
@@ -308,6 +321,7 @@ void BM_DeviceMemory(benchmark::State& state) {
         state.counters["view_malloc_B"] = view_malloc / per_peer;
         state.counters["view_peak_B"] = view_peak / per_peer;
         state.counters["refresh_peak_B"] = refresh_peak / per_peer;
+        state.counters["removal_peak_B"] = removal_peak / per_peer;
     }
 }
 

@@ -264,3 +264,48 @@ TEST(UapiGetParser, ErrorIsReportedByTheFeedThatBringsTheBadLine) {
     ASSERT_FALSE(bad);
     EXPECT_EQ(bad.error().code, EBADMSG);
 }
+
+TEST(UapiGetParser, KeepOnlyDropsTheOtherPeersAndTheirAllowedIps) {
+    UapiGetParser parser;
+    parser.keep_only({key(2), key(9)});
+    ASSERT_TRUE(parser.feed(kTwoPeers));
+    auto dev = parser.take();
+    ASSERT_TRUE(dev) << dev.error().message;
+    ASSERT_EQ(dev->peers.size(), 1u);
+    EXPECT_EQ(dev->peers[0].key, key(2));
+    EXPECT_TRUE(dev->peers[0].allowed4.empty());
+    EXPECT_EQ(dev->peers[0].allowed6.to_vector(),
+              (std::vector<Prefix6>{{ip6("2001:db8::7"), 128}}));
+    // take() leaves a parser that keeps every peer again
+    ASSERT_TRUE(parser.feed(kTwoPeers));
+    EXPECT_EQ(parser.take()->peers.size(), 2u);
+}
+
+TEST(UapiGetParser, KeepOnlyStillRefusesABadLineOfAPeerItDrops) {
+    UapiGetParser parser;
+    parser.keep_only({key(2)});
+    const std::string bad =
+        "public_key=" + to_hex(key(1)) + "\nallowed_ip=10.0.0.1/33\nerrno=0\n\n";
+    EXPECT_FALSE(parser.feed(bad));
+    auto dev = parser.take();
+    ASSERT_FALSE(dev);
+    EXPECT_EQ(dev.error().code, EBADMSG);
+}
+
+// The backend reads only the peers of the removals, then replaces their lists.
+TEST(UapiSet, RemovalNeedsOnlyThePeersItChanges) {
+    UapiGetParser parser;
+    parser.keep_only({key(1)});
+    ASSERT_TRUE(parser.feed(kTwoPeers));
+    auto current = parser.take();
+    ASSERT_TRUE(current);
+    const std::vector<PeerChange> changes{PeerChange{key(1), {}, {ip4("10.77.0.5")}, {}, {}},
+                                          PeerChange{key(2), {ip4("10.77.0.8")}, {}, {}, {}}};
+    auto req = build_uapi_set(*current, changes);
+    ASSERT_TRUE(req) << req.error().message;
+    EXPECT_NE(req->find("replace_allowed_ips=true\nallowed_ip=10.1.0.0/16\n"
+                        "allowed_ip=fe80::1234/128\n"),
+              std::string::npos)
+        << *req;
+    EXPECT_NE(req->find("allowed_ip=10.77.0.8/32\n"), std::string::npos) << *req;
+}
