@@ -1,9 +1,12 @@
 // libFuzzer: the UAPI reply parsers (the answers of wireguard-go to get and
 // set), and the set request built from whatever parsed. The get answer is
 // also fed in three pieces, cut where the first two bytes say: it must give
-// exactly what the whole input gives.
+// exactly what the whole input gives. Parsed again keeping only every other
+// peer's key (UapiGetParser::keep_only), it must give those peers of the
+// whole device, or the same error.
 #include "netd/wireguard.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <string_view>
 #include <vector>
@@ -35,6 +38,33 @@ wgd::netd::Result<wgd::netd::Device> parse_in_three(std::string_view text) {
     return parser.take();
 }
 
+// Keeps the keys of peers 0, 2, 4... of `whole` and parses text again.
+void check_keep_only(std::string_view text, const wgd::netd::Result<wgd::netd::Device>& whole) {
+    std::vector<wgd::PublicKey> keys;
+    if (whole)
+        for (std::size_t i = 0; i < whole->peers.size(); i += 2)
+            keys.push_back(whole->peers[i].key);
+    wgd::netd::UapiGetParser parser;
+    parser.keep_only(keys);
+    (void)parser.feed(text);
+    auto kept = parser.take();
+    if (kept.ok() != whole.ok())
+        __builtin_trap();
+    if (!kept) {
+        if (kept.error().code != whole.error().code ||
+            kept.error().message != whole.error().message)
+            __builtin_trap();
+        return;
+    }
+    wgd::netd::Device expected;
+    expected.listen_port = whole->listen_port;
+    for (const auto& peer : whole->peers)
+        if (std::find(keys.begin(), keys.end(), peer.key) != keys.end())
+            expected.peers.push_back(peer);
+    if (!same_device(expected, *kept))
+        __builtin_trap();
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -45,6 +75,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (device.ok() != pieces.ok())
         __builtin_trap();
     if (!device) {
+        check_keep_only(text, device);
         if (device.error().code != pieces.error().code ||
             device.error().message != pieces.error().message)
             __builtin_trap();
@@ -52,6 +83,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     if (!same_device(*device, *pieces))
         __builtin_trap();
+    check_keep_only(text, device);
     std::vector<wgd::netd::PeerChange> changes;
     for (const auto& peer : device->peers) {
         wgd::netd::PeerChange change{peer.key, {}, {}, {}, {}};
