@@ -22,7 +22,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (size < 1)
         return 0;
     Body body(data + 1, size - 1);
-    switch (data[0] % 9) {
+    switch (data[0] % 10) {
     case 0:
         check(body, decode_query_lease);
         break;
@@ -50,6 +50,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case 8:
         check(body, decode_exchange_result);
         check(body, decode_address_order);
+        break;
+    case 9:
+        check(body, decode_query_leases);
+        check(body, decode_lease_answers);
         break;
     }
     return 0;

@@ -100,6 +100,7 @@ class ServerLeased {
     void refuse(std::uint32_t conn);
     void answer(std::uint32_t conn, const Plan& plan);
     void answer_error(std::uint32_t conn);
+    void send_answers(); // what this round decided, in as few messages as fit
     void queue_maintenance(LeaseEvents events, const char* why);
     void start_next_batch();
     void finish_batch();
@@ -115,6 +116,7 @@ class ServerLeased {
     LeaseServer server_;
     Channel netd_{UniqueFd(kNetdFd)};
     Channel protod_{UniqueFd(kProtodFd)};
+    msg::LeaseAnswers answers_;
 
     std::set<Prefix4> pools4_;
     std::set<Prefix6> pools6_;
@@ -291,27 +293,31 @@ void ServerLeased::maybe_start_serving() {
 }
 
 void ServerLeased::on_protod(privsep::Message& m) {
-    static const privsep::Acceptance accepts{{0, msg::query_lease, false}};
+    static const privsep::Acceptance accepts{{0, msg::query_leases, false}};
     accepts.enforce(0, m, "protod");
-    auto q = msg::decode_query_lease(m.body);
-    if (!q) {
-        WGD_LOG_ERROR("protod sent a malformed query");
+    auto queries = msg::decode_query_leases(m.body);
+    if (!queries) {
+        WGD_LOG_ERROR("protod sent malformed queries");
         std::exit(1);
     }
     // protod parsed untrusted bytes: check again what only a sound parser
     // lets through, so a compromised protod cannot ask for a multicast lease.
-    if (!q->source.is_link_local() ||
-        (q->ipv4 && !q->ipv4->is_unspecified() && !is_leasable(*q->ipv4)) ||
-        (q->ipv6 && !q->ipv6->is_unspecified() && !is_leasable(*q->ipv6))) {
-        WGD_LOG_ERROR("protod sent a query that no valid request can produce");
-        std::exit(1);
+    // All are checked before any is handled: a bad one refuses the message.
+    for (const auto& [conn, q] : queries->items) {
+        if (!q.source.is_link_local() ||
+            (q.ipv4 && !q.ipv4->is_unspecified() && !is_leasable(*q.ipv4)) ||
+            (q.ipv6 && !q.ipv6->is_unspecified() && !is_leasable(*q.ipv6))) {
+            WGD_LOG_ERROR("protod sent a query that no valid request can produce");
+            std::exit(1);
+        }
     }
-    Query query{m.id, *q};
-    if (!serving_) {
-        waiting_for_facts_.push_back(query);
-        return;
+    for (const auto& [conn, q] : queries->items) {
+        Query query{conn, q};
+        if (!serving_)
+            waiting_for_facts_.push_back(query);
+        else
+            handle_query(query);
     }
-    handle_query(query);
 }
 
 void ServerLeased::handle_query(const Query& q) {
@@ -344,7 +350,9 @@ void ServerLeased::refuse(std::uint32_t conn) {
 void ServerLeased::answer(std::uint32_t conn, const Plan& plan) {
     msg::LeaseAnswer a{plan.ipv4, plan.ipv6, static_cast<std::uint64_t>(plan.leasestart),
                        plan.leasetime, static_cast<std::uint8_t>(plan.error)};
-    send_protod(msg::lease_answer, conn, msg::encode(a));
+    answers_.items.push_back({conn, a});
+    if (answers_.items.size() >= msg::kMaxItemsPerMessage)
+        send_answers();
 }
 
 void ServerLeased::answer_error(std::uint32_t conn) {
@@ -352,7 +360,16 @@ void ServerLeased::answer_error(std::uint32_t conn) {
     // lease"; 3 tells the client that nothing was granted, and it retries.
     msg::LeaseAnswer a{};
     a.errnum = kErrnoUnavailable;
-    send_protod(msg::lease_answer, conn, msg::encode(a));
+    answers_.items.push_back({conn, a});
+    if (answers_.items.size() >= msg::kMaxItemsPerMessage)
+        send_answers();
+}
+
+void ServerLeased::send_answers() {
+    if (answers_.items.empty())
+        return;
+    send_protod(msg::lease_answers, 0, msg::encode(answers_));
+    answers_.items.clear();
 }
 
 void ServerLeased::queue_maintenance(LeaseEvents events, const char* why) {
@@ -541,12 +558,15 @@ int ServerLeased::run() {
         }
         if (fds[0].revents)
             privsep::drain(netd_, "netd", 1024, [&](privsep::Message& m) { on_netd(m); });
-        if (receiving_peers_)
+        if (receiving_peers_) {
+            send_answers(); // decided before the peers began
             continue;
+        }
         if (fds[1].revents)
             privsep::drain(protod_, "protod", 1024, [&](privsep::Message& m) { on_protod(m); });
         on_timer();
         start_next_batch();
+        send_answers();
     }
     return 1;
 }

@@ -96,37 +96,100 @@ std::size_t change_size(const PeerChange& c) {
 
 } // namespace
 
-Bytes encode(const QueryLease& m) {
-    Writer w;
+namespace {
+
+void put_query(Writer& w, const QueryLease& m) {
     w.put_ip6(m.source);
     put_opt(w, m.ipv4);
     put_opt(w, m.ipv6);
+}
+
+bool get_query(Reader& r, QueryLease& m) {
+    return r.get_ip6(m.source) && get_opt(r, m.ipv4) && get_opt(r, m.ipv6);
+}
+
+void put_answer(Writer& w, const LeaseAnswer& m) {
+    put_opt(w, m.ipv4);
+    put_opt(w, m.ipv6);
+    w.put_u64(m.leasestart).put_u32(m.leasetime).put_u8(m.errnum);
+}
+
+bool get_answer(Reader& r, LeaseAnswer& m) {
+    return get_opt(r, m.ipv4) && get_opt(r, m.ipv6) && r.get_u64(m.leasestart) &&
+           r.get_u32(m.leasetime) && r.get_u8(m.errnum) && (m.errnum == 0 || m.errnum == 3);
+}
+
+constexpr std::size_t kQuerySize = 16 + 5 + 17;
+constexpr std::size_t kAnswerSize = 5 + 17 + 8 + 4 + 1;
+
+} // namespace
+
+Bytes encode(const QueryLease& m) {
+    Writer w;
+    put_query(w, m);
     return w.take();
 }
 
 std::optional<QueryLease> decode_query_lease(Body body) {
     Reader r(body);
     QueryLease m;
-    if (!r.get_ip6(m.source) || !get_opt(r, m.ipv4) || !get_opt(r, m.ipv6) || !r.finished())
+    if (!get_query(r, m) || !r.finished())
         return std::nullopt;
     return m;
 }
 
 Bytes encode(const LeaseAnswer& m) {
     Writer w;
-    put_opt(w, m.ipv4);
-    put_opt(w, m.ipv6);
-    w.put_u64(m.leasestart).put_u32(m.leasetime).put_u8(m.errnum);
+    put_answer(w, m);
     return w.take();
 }
 
 std::optional<LeaseAnswer> decode_lease_answer(Body body) {
     Reader r(body);
     LeaseAnswer m;
-    if (!get_opt(r, m.ipv4) || !get_opt(r, m.ipv6) || !r.get_u64(m.leasestart) ||
-        !r.get_u32(m.leasetime) || !r.get_u8(m.errnum) || !r.finished())
+    if (!get_answer(r, m) || !r.finished())
         return std::nullopt;
-    if (m.errnum != 0 && m.errnum != 3)
+    return m;
+}
+
+Bytes encode(const QueryLeases& m) {
+    Writer w;
+    put_list(w, m.items, [](Writer& w2, const QueryLeases::Item& item) {
+        w2.put_u32(item.conn);
+        put_query(w2, item.query);
+    });
+    return w.take();
+}
+
+std::optional<QueryLeases> decode_query_leases(Body body) {
+    Reader r(body);
+    QueryLeases m;
+    if (!get_list(r, m.items, 4 + kQuerySize,
+                  [](Reader& r2, QueryLeases::Item& item) {
+                      return r2.get_u32(item.conn) && get_query(r2, item.query);
+                  }) ||
+        !r.finished() || m.items.size() > kMaxItemsPerMessage)
+        return std::nullopt;
+    return m;
+}
+
+Bytes encode(const LeaseAnswers& m) {
+    Writer w;
+    put_list(w, m.items, [](Writer& w2, const LeaseAnswers::Item& item) {
+        w2.put_u32(item.conn);
+        put_answer(w2, item.answer);
+    });
+    return w.take();
+}
+
+std::optional<LeaseAnswers> decode_lease_answers(Body body) {
+    Reader r(body);
+    LeaseAnswers m;
+    if (!get_list(r, m.items, 4 + kAnswerSize,
+                  [](Reader& r2, LeaseAnswers::Item& item) {
+                      return r2.get_u32(item.conn) && get_answer(r2, item.answer);
+                  }) ||
+        !r.finished() || m.items.size() > kMaxItemsPerMessage)
         return std::nullopt;
     return m;
 }

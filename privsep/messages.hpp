@@ -3,14 +3,13 @@
 // decoders refuse any body that is not exactly the struct (see wire.hpp).
 //
 // Server:
-//   protod -> leased  QueryLease          id = connection      (source, wanted addresses)
-//   leased -> protod  LeaseAnswer         id = connection
-//   leased -> protod  RefuseConnection    id = connection      (not a peer: close silently)
-//   leased -> netd    RefreshPeers                             (a source was not known)
-//   netd   -> leased  PeersBegin, PeersChunk..., PeersEnd      (the WireGuard device)
-//   netd   -> leased  PoolsSnapshot                            (pools and own addresses)
-//   leased -> netd    ApplyAllowedIps     id = batch
-//   netd   -> leased  AllowedIpsApplied   id = batch
+//   protod -> leased  QueryLeases                              (per connection: source, wanted
+//   addresses) leased -> protod  LeaseAnswers                             (per connection) leased
+//   -> protod  RefuseConnection    id = connection      (not a peer: close silently) leased -> netd
+//   RefreshPeers                             (a source was not known) netd   -> leased  PeersBegin,
+//   PeersChunk..., PeersEnd      (the WireGuard device) netd   -> leased  PoolsSnapshot (pools and
+//   own addresses) leased -> netd    ApplyAllowedIps     id = batch netd   -> leased
+//   AllowedIpsApplied   id = batch
 // Client:
 //   netd   -> leased  LinkState                                (up/down/deleted, addresses)
 //   leased -> netd    ExchangeRequest     id = exchange        (connect to the server)
@@ -33,8 +32,8 @@
 namespace wgd::msg {
 
 enum Type : std::uint16_t {
-    query_lease = 1,
-    lease_answer,
+    query_leases = 1,
+    lease_answers,
     refuse_connection,
     refresh_peers,
     peers_begin,
@@ -75,6 +74,34 @@ struct LeaseAnswer {
 };
 Bytes encode(const LeaseAnswer& m);
 std::optional<LeaseAnswer> decode_lease_answer(Body body);
+
+// Queries and answers travel several to a message, each with its connection:
+// what one round of protod's loop read, what one batch of leased decided. A
+// message per query cost two system calls on each side per request.
+inline constexpr std::size_t kMaxItemsPerMessage = 1024; // 40 bytes an item
+struct QueryLeases {
+    struct Item {
+        std::uint32_t conn = 0;
+        QueryLease query;
+        friend bool operator==(const Item&, const Item&) = default;
+    };
+    std::vector<Item> items; // at most kMaxItemsPerMessage
+    friend bool operator==(const QueryLeases&, const QueryLeases&) = default;
+};
+Bytes encode(const QueryLeases& m);
+std::optional<QueryLeases> decode_query_leases(Body body);
+
+struct LeaseAnswers {
+    struct Item {
+        std::uint32_t conn = 0;
+        LeaseAnswer answer;
+        friend bool operator==(const Item&, const Item&) = default;
+    };
+    std::vector<Item> items; // at most kMaxItemsPerMessage
+    friend bool operator==(const LeaseAnswers&, const LeaseAnswers&) = default;
+};
+Bytes encode(const LeaseAnswers& m);
+std::optional<LeaseAnswers> decode_lease_answers(Body body);
 
 // Empty bodies: RefuseConnection, RefreshPeers, PeersBegin, PeersEnd, Stop.
 bool decode_empty(Body body);

@@ -35,7 +35,7 @@ constexpr int kEventsPerWait = 256;
 
 const privsep::Acceptance& leased_acceptance() {
     static const privsep::Acceptance acceptance{
-        {0, msg::lease_answer, false},
+        {0, msg::lease_answers, false},
         {0, msg::refuse_connection, false},
     };
     return acceptance;
@@ -52,11 +52,13 @@ class Server {
   private:
     bool accept_some(TimePoint now);     // false: leased is gone
     bool dispatch_leased(TimePoint now); // false: leased is gone or broke the protocol
-    bool forward(ConnId id, const msg::QueryLease& query);
+    bool forward(ConnId id, const msg::QueryLease& query); // queued: see send_queries
+    bool send_queries();                                   // false: leased is gone
+    bool deliver(ConnId id, const msg::LeaseAnswer& answer, TimePoint now);
     bool service(ConnId id, short revents, TimePoint now); // false: leased is gone
     void flush(ConnId id, TimePoint now);
-    void drop(ConnId id);
-    void watch(ConnId id); // epoll interest = what the connection now waits for
+    void drop(ConnId id, bool broken = false); // broken: no FIN to send (reset, error)
+    void watch(ConnId id);                     // epoll interest = what the connection now waits for
 
     // epoll, not poll: with 1,000 connections open, poll's walk over every
     // socket per round was most of protod's CPU (wgd-load, issue 9).
@@ -65,6 +67,7 @@ class Server {
     std::vector<ConnId> touched_;                       // this round's, to re-watch
 
     privsep::Channel leased_;
+    msg::QueryLeases queries_; // this round's, sent to leased at its end
     UniqueFd listener_;
     ServerLoopConfig config_;
     ConnectionTable table_;
@@ -84,13 +87,13 @@ class Server {
     }
 };
 
-void Server::drop(ConnId id) {
+void Server::drop(ConnId id, bool broken) {
     auto it = sockets_.find(id);
     if (it != sockets_.end()) {
         // A graceful FIN after the last answer rather than a reset (close
         // alone would reset a connection with unread bytes). Once the peer
         // has closed its side, close alone sends the FIN.
-        if (!table_.peer_closed_side(id))
+        if (!broken && !table_.peer_closed_side(id))
             (void)::shutdown(it->second.get(), SHUT_WR);
         sockets_.erase(it); // closing the only fd also leaves the epoll set
     }
@@ -128,11 +131,18 @@ void Server::watch(ConnId id) {
 bool Server::forward(ConnId id, const msg::QueryLease& query) {
     WGD_LOG_DEBUG("connection %u from %s: request forwarded to leased", id,
                   to_string(query.source).c_str());
-    if (!leased_.send(msg::query_lease, id, msg::encode(query))) {
+    queries_.items.push_back({id, query});
+    return queries_.items.size() < msg::kMaxItemsPerMessage || send_queries();
+}
+
+bool Server::send_queries() {
+    if (queries_.items.empty())
+        return true;
+    const bool sent = leased_.send(msg::query_leases, 0, msg::encode(queries_));
+    queries_.items.clear();
+    if (!sent)
         WGD_LOG_ERROR("cannot send to leased: %s", std::strerror(errno));
-        return false;
-    }
-    return true;
+    return sent;
 }
 
 bool Server::accept_some(TimePoint now) {
@@ -211,21 +221,28 @@ bool Server::dispatch_leased(TimePoint now) {
                 drop(m.id);
             continue;
         }
-        auto answer = msg::decode_lease_answer(m.body);
-        if (!answer) {
-            WGD_LOG_ERROR("leased sent a malformed LeaseAnswer");
+        auto answers = msg::decode_lease_answers(m.body);
+        if (!answers) {
+            WGD_LOG_ERROR("leased sent malformed LeaseAnswers");
             return false;
         }
-        auto outcome = table_.answered(m.id, *answer, now);
-        if (!outcome.delivered) {
-            WGD_LOG_DEBUG("answer for connection %u dropped: it is closed", m.id);
-            continue;
-        }
-        if (outcome.next && !forward(m.id, *outcome.next))
-            return false;
-        flush(m.id, now);
-        touched_.push_back(m.id);
+        for (const auto& [id, answer] : answers->items)
+            if (!deliver(id, answer, now))
+                return false;
     }
+    return true;
+}
+
+bool Server::deliver(ConnId id, const msg::LeaseAnswer& answer, TimePoint now) {
+    auto outcome = table_.answered(id, answer, now);
+    if (!outcome.delivered) {
+        WGD_LOG_DEBUG("answer for connection %u dropped: it is closed", id);
+        return true;
+    }
+    if (outcome.next && !forward(id, *outcome.next))
+        return false;
+    flush(id, now);
+    touched_.push_back(id);
     return true;
 }
 
@@ -244,7 +261,7 @@ void Server::flush(ConnId id, TimePoint now) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
             WGD_LOG_DEBUG("connection %u: send: %s", id, std::strerror(errno));
-            drop(id);
+            drop(id, true);
             return;
         }
         table_.wrote(id, static_cast<std::size_t>(n), now);
@@ -271,7 +288,7 @@ bool Server::service(ConnId id, short revents, TimePoint now) {
                 if (errno == EAGAIN || errno == EWOULDBLOCK)
                     break;
                 WGD_LOG_DEBUG("connection %u: recv: %s", id, std::strerror(errno));
-                drop(id);
+                drop(id, true);
                 return true;
             }
             if (n == 0) {
@@ -366,6 +383,8 @@ int Server::run() {
             if (table_.size() > 0)
                 next_sweep = std::min(next_sweep, now + min_timeout);
         }
+        if (!send_queries())
+            return 1;
         for (ConnId id : touched_)
             watch(id);
     }

@@ -61,6 +61,35 @@ TEST(Messages, LeaseAnswerOnlyCarriesErrnoZeroOrThree) {
     EXPECT_FALSE(decode_lease_answer(encode(a)));
 }
 
+TEST(Messages, QueriesAndAnswersTravelSeveralToAMessage) {
+    QueryLeases q;
+    q.items.push_back({7, {v6("fe80::7"), v4("0.0.0.0"), std::nullopt}});
+    q.items.push_back({9, {v6("fe80::9"), std::nullopt, v6("2001:db8::9")}});
+    EXPECT_EQ(decode_query_leases(encode(q)), q);
+    LeaseAnswers a;
+    a.items.push_back({7, {v4("10.0.0.7"), std::nullopt, 1764201600, 3600, 0}});
+    a.items.push_back({9, {std::nullopt, std::nullopt, 0, 0, 3}});
+    EXPECT_EQ(decode_lease_answers(encode(a)), a);
+    Bytes b = encode(a);
+    for (std::size_t n = 0; n < b.size(); n++)
+        EXPECT_FALSE(decode_lease_answers(Body(b.data(), n))) << n;
+}
+
+TEST(Messages, OneBadAnswerRefusesTheWholeMessage) {
+    LeaseAnswers a;
+    a.items.push_back({1, {v4("10.0.0.1"), std::nullopt, 1764201600, 3600, 0}});
+    a.items.push_back({2, {std::nullopt, std::nullopt, 0, 0, 2}}); // errno 2 is protod's own
+    EXPECT_FALSE(decode_lease_answers(encode(a)));
+}
+
+TEST(Messages, MoreItemsThanAMessageMayCarryAreRefused) {
+    QueryLeases q;
+    q.items.assign(kMaxItemsPerMessage, {1, {v6("fe80::1"), std::nullopt, std::nullopt}});
+    EXPECT_TRUE(decode_query_leases(encode(q)));
+    q.items.push_back(q.items.back());
+    EXPECT_FALSE(decode_query_leases(encode(q)));
+}
+
 TEST(Messages, PeersChunkRoundTripsAndRefusesLyingCounts) {
     PeersChunk c;
     c.peers.push_back({key(1), {{v4("10.0.0.5"), 32}}, {{v6("fe80::1"), 128}}});

@@ -166,10 +166,11 @@ TEST(ServerMain, ServesLinkLocalPort970AndRefusesOtherPortsInsideTheSandbox) {
     ASSERT_TRUE(send_all(good.get(), "request_ip=1\nipv6=::/128\n\n"));
     auto r = leased.recv_wait(static_cast<int>(kWait.count()));
     auto* m = std::get_if<privsep::Message>(&r);
-    ASSERT_NE(m, nullptr) << "no QueryLease from the sandboxed protod";
-    auto query = msg::decode_query_lease(m->body);
-    ASSERT_TRUE(query.has_value());
-    EXPECT_EQ(query->source, parse_ip6("fe80::2").value());
+    ASSERT_NE(m, nullptr) << "no QueryLeases from the sandboxed protod";
+    auto queries = msg::decode_query_leases(m->body);
+    ASSERT_TRUE(queries && queries->items.size() == 1u);
+    const auto& [conn, query] = queries->items[0];
+    EXPECT_EQ(query.source, parse_ip6("fe80::2").value());
 
     // Checked from outside, as the system tests do.
     expect_sandboxed(protod.pid());
@@ -178,7 +179,8 @@ TEST(ServerMain, ServesLinkLocalPort970AndRefusesOtherPortsInsideTheSandbox) {
     answer.ipv6 = parse_ip6("2001:db8:77::5").value();
     answer.leasestart = 1;
     answer.leasetime = 60;
-    ASSERT_TRUE(leased.send(msg::lease_answer, m->id, msg::encode(answer)));
+    ASSERT_TRUE(
+        leased.send(msg::lease_answers, 0, msg::encode(msg::LeaseAnswers{{{conn, answer}}})));
     ReadResult reply = read_until(good.get(), kWait, has_message);
     auto parsed = proto::parse_response(reply.bytes);
     ASSERT_TRUE(std::holds_alternative<proto::Response>(parsed)) << reply.bytes;

@@ -44,18 +44,42 @@ class ServerLoop {
     privsep::Channel& leased() { return leased_; }
     ForkedLoop& child() { return *child_; }
 
-    // The next message to leased, or nullopt after `limit`.
-    std::optional<privsep::Message> to_leased(std::chrono::milliseconds limit = kWait) {
-        auto r = leased_.recv_wait(static_cast<int>(limit.count()));
-        if (auto* m = std::get_if<privsep::Message>(&r))
-            return std::move(*m);
-        return std::nullopt;
+    // The next query to leased (queries travel several to a message), or
+    // nullopt after `limit`.
+    struct Query {
+        std::uint32_t id = 0; // the connection
+        msg::QueryLease query;
+    };
+    std::optional<Query> to_leased(std::chrono::milliseconds limit = kWait) {
+        if (pending_.empty()) {
+            auto r = leased_.recv_wait(static_cast<int>(limit.count()));
+            auto* m = std::get_if<privsep::Message>(&r);
+            if (m == nullptr)
+                return std::nullopt;
+            EXPECT_EQ(m->type, msg::query_leases);
+            auto batch = msg::decode_query_leases(m->body);
+            EXPECT_TRUE(batch && !batch->items.empty()) << "malformed or empty QueryLeases";
+            if (!batch)
+                return std::nullopt;
+            for (auto& item : batch->items)
+                pending_.push_back({item.conn, item.query});
+        }
+        if (pending_.empty())
+            return std::nullopt;
+        Query q = pending_.front();
+        pending_.erase(pending_.begin());
+        return q;
+    }
+    // leased's answer to one connection, alone in its message.
+    bool answer(std::uint32_t id, const msg::LeaseAnswer& a) {
+        return leased_.send(msg::lease_answers, 0, msg::encode(msg::LeaseAnswers{{{id, a}}}));
     }
 
   private:
     std::uint16_t port_ = 0;
     privsep::Channel leased_;
     std::unique_ptr<ForkedLoop> child_;
+    std::vector<Query> pending_;
 };
 
 ServerLoopConfig without_source_check() {
@@ -100,20 +124,35 @@ TEST(ServerLoop, RequestIsForwardedToLeasedAndItsAnswerWritten) {
 
     auto m = loop.to_leased();
     ASSERT_TRUE(m.has_value());
-    ASSERT_EQ(m->type, msg::query_lease);
-    auto query = msg::decode_query_lease(m->body);
-    ASSERT_TRUE(query.has_value());
+    const msg::QueryLease* query = &m->query;
     EXPECT_EQ(query->source, parse_ip6("::1").value());
     EXPECT_EQ(query->ipv4, parse_ip4("0.0.0.0").value());
     EXPECT_FALSE(query->ipv6.has_value());
 
-    ASSERT_TRUE(loop.leased().send(msg::lease_answer, m->id, msg::encode(answer_v4("10.9.8.7"))));
+    ASSERT_TRUE(loop.answer(m->id, answer_v4("10.9.8.7")));
     ReadResult r = read_until(client.get(), kWait, has_message);
     proto::Response response = parse(r.bytes);
     EXPECT_EQ(response.ipv4, parse_ip4("10.9.8.7").value());
     EXPECT_EQ(response.leasetime, 3600u);
     EXPECT_EQ(response.errnum, 0);
     EXPECT_FALSE(r.closed); // a good request leaves the connection open
+}
+
+TEST(ServerLoop, AnswersToSeveralConnectionsInOneMessageReachEachClient) {
+    ServerLoop loop{without_source_check()};
+    UniqueFd a = connect_to_loopback(loop.port());
+    ASSERT_TRUE(send_all(a.get(), "request_ip=1\nipv4=0.0.0.0/32\n\n"));
+    auto from_a = loop.to_leased();
+    UniqueFd b = connect_to_loopback(loop.port());
+    ASSERT_TRUE(send_all(b.get(), "request_ip=1\nipv4=0.0.0.0/32\n\n"));
+    auto from_b = loop.to_leased();
+    ASSERT_TRUE(from_a && from_b);
+    ASSERT_NE(from_a->id, from_b->id);
+    msg::LeaseAnswers both{
+        {{from_b->id, answer_v4("10.0.0.2")}, {from_a->id, answer_v4("10.0.0.1")}}};
+    ASSERT_TRUE(loop.leased().send(msg::lease_answers, 0, msg::encode(both)));
+    EXPECT_EQ(parse(read_until(a.get(), kWait, has_message).bytes).ipv4, parse_ip4("10.0.0.1"));
+    EXPECT_EQ(parse(read_until(b.get(), kWait, has_message).bytes).ipv4, parse_ip4("10.0.0.2"));
 }
 
 TEST(ServerLoop, SecondRequestOnTheSameConnectionIsServedAfterTheFirst) {
@@ -124,14 +163,12 @@ TEST(ServerLoop, SecondRequestOnTheSameConnectionIsServedAfterTheFirst) {
     auto first = loop.to_leased();
     ASSERT_TRUE(first.has_value());
     EXPECT_FALSE(loop.to_leased(200ms).has_value()) << "second request forwarded too early";
-    ASSERT_TRUE(
-        loop.leased().send(msg::lease_answer, first->id, msg::encode(answer_v4("10.0.0.1"))));
+    ASSERT_TRUE(loop.answer(first->id, answer_v4("10.0.0.1")));
     auto second = loop.to_leased();
     ASSERT_TRUE(second.has_value());
     EXPECT_EQ(second->id, first->id);
-    EXPECT_EQ(msg::decode_query_lease(second->body)->ipv4, parse_ip4("10.0.0.2").value());
-    ASSERT_TRUE(
-        loop.leased().send(msg::lease_answer, second->id, msg::encode(answer_v4("10.0.0.2"))));
+    EXPECT_EQ(second->query.ipv4, parse_ip4("10.0.0.2").value());
+    ASSERT_TRUE(loop.answer(second->id, answer_v4("10.0.0.2")));
 
     ReadResult r = read_until(client.get(), kWait, [](const std::string& b) {
         return b.find("\n\n") != std::string::npos && b.find("\n\n") != b.rfind("\n\n");
@@ -173,7 +210,7 @@ TEST(ServerLoop, AnswerForAClosedConnectionIsDroppedAndServingGoesOn) {
     ASSERT_TRUE(m.has_value());
     // The refusal closes the connection; a late answer for it must be ignored.
     ASSERT_TRUE(loop.leased().send(msg::refuse_connection, m->id, {}));
-    ASSERT_TRUE(loop.leased().send(msg::lease_answer, m->id, msg::encode(answer_v4("10.0.0.1"))));
+    ASSERT_TRUE(loop.answer(m->id, answer_v4("10.0.0.1")));
 
     UniqueFd client = connect_to_loopback(loop.port());
     ASSERT_TRUE(send_all(client.get(), "request_ip=1\n\n"));
@@ -240,7 +277,7 @@ TEST(ServerLoop, UnexpectedMessageFromLeasedEndsTheLoop) {
 TEST(ServerLoop, MalformedAnswerFromLeasedEndsTheLoop) {
     ServerLoop loop{without_source_check()};
     const std::uint8_t junk[3] = {1, 2, 3};
-    ASSERT_TRUE(loop.leased().send(msg::lease_answer, 1, junk));
+    ASSERT_TRUE(loop.leased().send(msg::lease_answers, 1, junk));
     EXPECT_EQ(loop.child().exit_status(kWait), 1);
 }
 
@@ -253,7 +290,7 @@ TEST(ServerLoop, EverySyscallOfTheLoopIsInProtodsServerAllowlist) {
     ASSERT_TRUE(send_all(client.get(), "request_ip=1\n\n"));
     auto m = loop.to_leased();
     ASSERT_TRUE(m.has_value());
-    ASSERT_TRUE(loop.leased().send(msg::lease_answer, m->id, msg::encode(answer_v4("10.0.0.1"))));
+    ASSERT_TRUE(loop.answer(m->id, answer_v4("10.0.0.1")));
     EXPECT_EQ(parse(read_until(client.get(), kWait, has_message).bytes).errnum, 0);
 
     UniqueFd refused = connect_to_loopback(loop.port());
@@ -295,7 +332,7 @@ TEST(ServerLoop, ServesTheFull1024ConnectionsAtOnceAndClosesThe1025th) {
     EXPECT_TRUE(read_until(extra.get(), kWait, never).closed);
 
     for (std::uint32_t id : order)
-        ASSERT_TRUE(loop.leased().send(msg::lease_answer, id, msg::encode(answer_v4("10.0.0.1"))));
+        ASSERT_TRUE(loop.answer(id, answer_v4("10.0.0.1")));
     for (auto& c : clients)
         ASSERT_EQ(parse(read_until(c.get(), kWait, has_message).bytes).errnum, 0);
 }
