@@ -25,7 +25,7 @@ namespace wgd::protod {
 
 using Clock = std::chrono::steady_clock;
 using TimePoint = Clock::time_point;
-using ConnId = std::uint32_t; // header id of QueryLease / LeaseAnswer
+using ConnId = std::uint32_t; // the conn of a QueryLeases / LeaseAnswers item
 
 struct Limits {
     std::size_t max_connections = 1024;
