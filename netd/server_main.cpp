@@ -12,6 +12,7 @@
 #include "privsep/messages.hpp"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <sodium.h>
 #include <sys/stat.h>
@@ -515,6 +516,12 @@ int ServerNetd::run(const std::vector<std::string>& args) {
 } // namespace
 
 int server_main(const Options& options, const std::vector<std::string>& args) {
+    // The device's big blocks (index tables, read buffers) are mapped on
+    // their own and given back when freed. By default glibc raises this
+    // threshold after the first such free, and later tables then come from
+    // the heap between the peers of the next read, which kept both resident.
+    mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 256 * 1024);
     try {
         ServerNetd netd(options);
         return netd.run(args);
