@@ -29,11 +29,16 @@ class GenlBackend final : public WgBackend {
     GenlBackend(const GenlBackend&) = delete;
     GenlBackend& operator=(const GenlBackend&) = delete;
 
-    Result<Device> read_device() override {
+    Result<Device> read_device() override { return read(nullptr); }
+
+    // Every peer, or only those in *only.
+    Result<Device> read(const std::vector<PublicKey>* only) {
         for (int attempt = 0; attempt < kDumpAttempts; ++attempt) {
             std::array<std::uint8_t, 64> buf{};
             const std::size_t len = genl::build_get_device(buf, family_, ++seq_, ifname_);
             genl::DeviceDumpDecoder decoder;
+            if (only)
+                decoder.keep_only(*only);
             bool interrupted = false;
             auto r = nl::exchange(
                 sock_, std::span(buf.data(), len),
@@ -51,11 +56,13 @@ class GenlBackend final : public WgBackend {
             return {};
         Device current;
         if (removal_ == genl::Removal::replace_list) {
-            bool removals = false;
+            // The lists to replace: those of the peers with removals only.
+            std::vector<PublicKey> removing;
             for (const auto& c : changes)
-                removals = removals || !c.remove4.empty() || !c.remove6.empty();
-            if (removals) {
-                auto dev = read_device();
+                if (!c.remove4.empty() || !c.remove6.empty())
+                    removing.push_back(c.key);
+            if (!removing.empty()) {
+                auto dev = read(&removing);
                 if (!dev)
                     return dev.error();
                 current = std::move(*dev);

@@ -5,6 +5,7 @@
 #include <linux/wireguard.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -150,7 +151,31 @@ std::size_t build_get_device(std::span<std::uint8_t> buf, std::uint16_t family_i
     return nlh->nlmsg_len;
 }
 
+void DeviceDumpDecoder::keep_only(std::vector<PublicKey> keys) {
+    keep_ = std::move(keys);
+    std::sort(keep_.begin(), keep_.end());
+    filtering_ = true;
+}
+
+// A dropped peer that the next message continues is decoded there as a new
+// peer and dropped again: nothing needs to wait.
+void DeviceDumpDecoder::drop_others() {
+    Peers& peers = device_.peers;
+    peers.erase(std::remove_if(peers.begin(), peers.end(),
+                               [&](const Peer& p) {
+                                   return !std::binary_search(keep_.begin(), keep_.end(), p.key);
+                               }),
+                peers.end());
+}
+
 Result<void> DeviceDumpDecoder::feed(const nlmsghdr* nlh) {
+    Result<void> fed = decode(nlh);
+    if (fed && filtering_)
+        drop_others();
+    return fed;
+}
+
+Result<void> DeviceDumpDecoder::decode(const nlmsghdr* nlh) {
     if (nlh->nlmsg_len < MNL_NLMSG_HDRLEN || mnl_nlmsg_get_payload_len(nlh) < GENL_HDRLEN)
         return bad("truncated message");
     const auto* g = static_cast<const genlmsghdr*>(mnl_nlmsg_get_payload(nlh));

@@ -41,12 +41,21 @@ std::size_t build_get_device(std::span<std::uint8_t> buf, std::uint16_t family_i
 // Feed every message of one WG_CMD_GET_DEVICE dump, in order.
 class DeviceDumpDecoder {
   public:
+    // Before the first feed: keep only the peers whose key is in `keys`; the
+    // others are decoded (a bad dump is refused alike) and dropped after each
+    // message, so a removal's read holds its peers, not the whole device.
+    void keep_only(std::vector<PublicKey> keys);
     Result<void> feed(const nlmsghdr* nlh);
     const Device& device() const { return device_; }
     Device take() { return std::move(device_); }
 
   private:
+    void drop_others(); // the peers not kept
+    Result<void> decode(const nlmsghdr* nlh);
+
     Device device_;
+    std::vector<PublicKey> keep_; // sorted
+    bool filtering_ = false;
 };
 
 // WG_CMD_SET_DEVICE messages (NLM_F_REQUEST|NLM_F_ACK, seq, seq+1, ...) for

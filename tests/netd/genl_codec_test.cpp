@@ -426,3 +426,42 @@ TEST(GenlFamily, ParsesTheControllersFamilyId) {
         message(GENL_ID_CTRL, 0, 1, CTRL_CMD_NEWFAMILY, attr(CTRL_ATTR_FAMILY_ID, u8(1)));
     EXPECT_FALSE(genl::parse_family_id(hdr(bad)));
 }
+
+// A removal's read keeps the peers it changes, also one the dump continues
+// across messages, and drops the others as it goes.
+TEST(GenlDecode, KeepOnlyKeepsThosePeersWholeAcrossMessages) {
+    const Bytes m1 = dump_message(
+        cat({dump_peer(1, allowed4("10.77.0.1", 32)),
+             dump_peer(2, cat({allowed4("10.77.0.2", 32), allowed4("10.77.0.3", 32)}))}),
+        true);
+    const Bytes m2 = dump_message(dump_peer(2, allowed6("2001:db8::2", 128)), false);
+    const Bytes m3 = dump_message(
+        cat({dump_peer(2, allowed6("2001:db8::3", 128)), dump_peer(3, allowed4("10.77.0.4", 32))}),
+        false);
+    for (std::uint8_t kept : {1, 2, 3}) {
+        genl::DeviceDumpDecoder d;
+        d.keep_only({key(kept), key(9)});
+        ASSERT_TRUE(d.feed(hdr(m1)));
+        ASSERT_TRUE(d.feed(hdr(m2)));
+        // the others are dropped as they come: peer 3 is not there yet
+        EXPECT_EQ(d.device().peers.size(), kept == 3 ? 0u : 1u) << int(kept);
+        ASSERT_TRUE(d.feed(hdr(m3)));
+        const Device dev = d.take();
+        ASSERT_EQ(dev.peers.size(), 1u) << int(kept);
+        EXPECT_EQ(dev.peers[0].key, key(kept));
+        if (kept == 2) {
+            EXPECT_EQ(texts(dev.peers[0]),
+                      (std::vector<std::string>{"10.77.0.2/32", "10.77.0.3/32", "2001:db8::2/128",
+                                                "2001:db8::3/128"}));
+        }
+    }
+}
+
+TEST(GenlDecode, KeepOnlyStillRefusesABadPeerItWouldDrop) {
+    const Bytes m = dump_message(
+        cat({dump_peer(1, allowed4("10.0.0.1", 33)), dump_peer(2, allowed4("10.0.0.2", 32))}),
+        true);
+    genl::DeviceDumpDecoder d;
+    d.keep_only({key(2)});
+    EXPECT_FALSE(d.feed(hdr(m)));
+}
