@@ -152,46 +152,53 @@ std::optional<LeaseAnswer> decode_lease_answer(Body body) {
     return m;
 }
 
-Bytes encode(const QueryLeases& m) {
+namespace {
+
+// QueryLeases and LeaseAnswers: a list of {connection, item}.
+template <class Batch, class Put>
+Bytes encode_batch(const Batch& m, Put put_item) {
     Writer w;
-    put_list(w, m.items, [](Writer& w2, const QueryLeases::Item& item) {
+    put_list(w, m.items, [&](Writer& w2, const auto& item) {
         w2.put_u32(item.conn);
-        put_query(w2, item.query);
+        put_item(w2, item);
     });
     return w.take();
+}
+
+template <class Batch, class Get>
+std::optional<Batch> decode_batch(Body body, std::size_t item_size, Get get_item) {
+    Reader r(body);
+    Batch m;
+    if (!get_list(
+            r, m.items, 4 + item_size,
+            [&](Reader& r2, auto& item) { return r2.get_u32(item.conn) && get_item(r2, item); }) ||
+        !r.finished() || m.items.size() > kMaxItemsPerMessage)
+        return std::nullopt;
+    return m;
+}
+
+} // namespace
+
+Bytes encode(const QueryLeases& m) {
+    return encode_batch(m,
+                        [](Writer& w, const QueryLeases::Item& item) { put_query(w, item.query); });
 }
 
 std::optional<QueryLeases> decode_query_leases(Body body) {
-    Reader r(body);
-    QueryLeases m;
-    if (!get_list(r, m.items, 4 + kQuerySize,
-                  [](Reader& r2, QueryLeases::Item& item) {
-                      return r2.get_u32(item.conn) && get_query(r2, item.query);
-                  }) ||
-        !r.finished() || m.items.size() > kMaxItemsPerMessage)
-        return std::nullopt;
-    return m;
+    return decode_batch<QueryLeases>(body, kQuerySize, [](Reader& r, QueryLeases::Item& item) {
+        return get_query(r, item.query);
+    });
 }
 
 Bytes encode(const LeaseAnswers& m) {
-    Writer w;
-    put_list(w, m.items, [](Writer& w2, const LeaseAnswers::Item& item) {
-        w2.put_u32(item.conn);
-        put_answer(w2, item.answer);
-    });
-    return w.take();
+    return encode_batch(
+        m, [](Writer& w, const LeaseAnswers::Item& item) { put_answer(w, item.answer); });
 }
 
 std::optional<LeaseAnswers> decode_lease_answers(Body body) {
-    Reader r(body);
-    LeaseAnswers m;
-    if (!get_list(r, m.items, 4 + kAnswerSize,
-                  [](Reader& r2, LeaseAnswers::Item& item) {
-                      return r2.get_u32(item.conn) && get_answer(r2, item.answer);
-                  }) ||
-        !r.finished() || m.items.size() > kMaxItemsPerMessage)
-        return std::nullopt;
-    return m;
+    return decode_batch<LeaseAnswers>(body, kAnswerSize, [](Reader& r, LeaseAnswers::Item& item) {
+        return get_answer(r, item.answer);
+    });
 }
 
 bool decode_empty(Body body) {
