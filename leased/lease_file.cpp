@@ -82,6 +82,10 @@ long pread_full(int fd, std::uint8_t* data, std::size_t len, std::uint64_t offse
     return static_cast<long>(got);
 }
 
+bool all_zero(const std::uint8_t* data, std::size_t len) {
+    return std::all_of(data, data + len, [](std::uint8_t b) { return b == 0; });
+}
+
 struct KeyHash {
     std::size_t operator()(const PublicKey& k) const {
         std::size_t h;
@@ -244,7 +248,10 @@ LeaseFileOpen LeaseFile::open(UniqueFd first, UniqueFd second, std::string_view 
     const std::uint64_t size = headers[active].size;
     std::unordered_map<PublicKey, LeaseRecord, KeyHash> state;
     std::vector<std::uint8_t> buf(std::min<std::uint64_t>(kLeaseRecordSize * 8192, size));
+    // data_end: the end of the last slot that is not all zeros. Zeros after
+    // the last good record are space written ahead by append(), not a tail.
     std::uint64_t offset = kLeaseHeaderSize, good_end = kLeaseHeaderSize;
+    std::uint64_t data_end = kLeaseHeaderSize;
     std::size_t bad_run = 0;
     while (offset + kLeaseRecordSize <= size) {
         long n = pread_full(fd, buf.data(), buf.size(), offset);
@@ -256,7 +263,10 @@ LeaseFileOpen LeaseFile::open(UniqueFd first, UniqueFd second, std::string_view 
         if (whole == 0)
             break;
         for (std::size_t i = 0; i < whole; i++) {
-            auto r = decode_record(buf.data() + i * kLeaseRecordSize);
+            const std::uint8_t* slot = buf.data() + i * kLeaseRecordSize;
+            if (!all_zero(slot, kLeaseRecordSize))
+                data_end = offset + (i + 1) * kLeaseRecordSize;
+            auto r = decode_record(slot);
             if (!r) {
                 bad_run++;
                 continue;
@@ -269,8 +279,20 @@ LeaseFileOpen LeaseFile::open(UniqueFd first, UniqueFd second, std::string_view 
         }
         offset += whole * kLeaseRecordSize;
     }
-    if (size > good_end) { // a torn tail: bad records and a partial one
-        out.report.tail_cut_bytes = size - good_end;
+    if (offset < size) { // less than a record at the end
+        std::uint8_t partial[kLeaseRecordSize];
+        long n = pread_full(fd, partial, static_cast<std::size_t>(size - offset), offset);
+        if (n < 0) {
+            out.error = std::string("lease file: read: ") + std::strerror(static_cast<int>(-n));
+            return out;
+        }
+        if (!all_zero(partial, static_cast<std::size_t>(n)))
+            data_end = size;
+    }
+    if (size > good_end && data_end <= good_end) {
+        file.allocated_ = size;   // only zeros written ahead: kept for the next appends
+    } else if (size > good_end) { // a torn tail: bad records and a partial one
+        out.report.tail_cut_bytes = data_end - good_end;
         if (::ftruncate(fd, static_cast<off_t>(good_end)) != 0) {
             out.error =
                 std::string("lease file: cannot cut the torn tail: ") + std::strerror(errno);
@@ -281,6 +303,8 @@ LeaseFileOpen LeaseFile::open(UniqueFd first, UniqueFd second, std::string_view 
             return out;
         }
     }
+    if (file.allocated_ < good_end)
+        file.allocated_ = good_end;
     file.end_ = good_end;
     file.records_ = (good_end - kLeaseHeaderSize) / kLeaseRecordSize;
     out.report.generation = file.generation_;
@@ -299,9 +323,18 @@ int LeaseFile::append(const std::vector<LeaseRecord>& batch) {
     for (std::size_t i = 0; i < batch.size(); i++)
         encode_record(batch[i], buf.data() + i * kLeaseRecordSize);
     const int fd = fds_[active_].get();
-    if (int rc = pwrite_all(fd, buf.data(), buf.size(), end_); rc != 0) {
+    if (write_ahead_ && end_ + buf.size() > allocated_ && write_ahead(fd, end_ + buf.size()) != 0) {
+        // No room for zeros ahead (a small or full file system): appends
+        // grow the file as before, until the next compaction tries again.
+        (void)::ftruncate(fd, static_cast<off_t>(end_));
+        allocated_ = end_;
+        write_ahead_ = false;
+    }
+    int rc = pwrite_all(fd, buf.data(), buf.size(), end_);
+    if (rc != 0) {
         // Leave no partial record behind for the next batch to follow.
         (void)::ftruncate(fd, static_cast<off_t>(end_));
+        allocated_ = end_;
         return rc;
     }
     end_ += buf.size();
@@ -315,6 +348,25 @@ int LeaseFile::append(const std::vector<LeaseRecord>& batch) {
         else
             compaction_->queued += batch.size();
     }
+    return 0;
+}
+
+// Zeros from the end of what is allocated to past `needed`, written once for
+// thousands of records: an append into them leaves the file's size alone, so
+// its fdatasync need not write the inode too. Measured on this machine's
+// ext4: 286-390 us for append + fdatasync, 149-179 us for an overwrite +
+// fdatasync. The next sync() makes the zeros durable with the batch.
+int LeaseFile::write_ahead(int fd, std::uint64_t needed) {
+    static const std::uint8_t zeros[64 * 1024] = {};
+    const std::uint64_t target = needed + kWriteAheadRecords * kLeaseRecordSize;
+    for (std::uint64_t at = allocated_; at < target;) {
+        const std::size_t n =
+            static_cast<std::size_t>(std::min<std::uint64_t>(sizeof zeros, target - at));
+        if (int rc = pwrite_all(fd, zeros, n, at); rc != 0)
+            return rc;
+        at += n;
+    }
+    allocated_ = target;
     return 0;
 }
 
@@ -372,6 +424,8 @@ int LeaseFile::compaction_step(std::size_t max_records) {
     active_ = 1 - active_;
     generation_++;
     end_ = kLeaseHeaderSize + total * kLeaseRecordSize;
+    allocated_ = end_;
+    write_ahead_ = true;
     records_ = total;
     compaction_.reset();
     return 0;

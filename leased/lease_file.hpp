@@ -20,11 +20,17 @@
 // returns the errno (ENOSPC, EROFS, EIO...): the caller refuses the grants of
 // that batch and aborts their plans.
 //
+// Space ahead: append() writes zeros 1,024 records past the last record when
+// it runs out of them, so that most appends do not grow the file and their
+// fdatasync does not have to write the inode. Where the zeros do not fit (a
+// small or full file system), appends grow the file as before.
+//
 // Replay (open): of the two files the one with a valid header and the
 // highest generation is active. Its records are read in order; a bad record
 // followed by good ones is corruption (skipped, counted); bad or partial
-// records at the end are a torn tail, cut off (ftruncate) and reported. A
-// header of a newer format version or of another interface is refused.
+// records at the end are a torn tail, cut off (ftruncate) and reported; zeros
+// after the last good record are the space ahead, kept. A header of a newer
+// format version or of another interface is refused.
 //
 // Compaction, without renaming files and without stopping grants: the
 // inactive file is truncated and receives the live set (a snapshot taken by
@@ -94,12 +100,16 @@ class LeaseFile {
         std::size_t queued = 0;  // newer records written behind the snapshot
     };
     int write_header(int fd, std::uint64_t generation);
+    int write_ahead(int fd, std::uint64_t needed);
+    static constexpr std::uint64_t kWriteAheadRecords = 1024; // 76 KiB
 
     UniqueFd fds_[2];
     int active_ = 0;
     std::uint64_t generation_ = 0;
     std::string iface_;
-    std::uint64_t end_ = kLeaseHeaderSize; // append offset in the active file
+    std::uint64_t end_ = kLeaseHeaderSize;       // append offset in the active file
+    std::uint64_t allocated_ = kLeaseHeaderSize; // written so far: records, then zeros
+    bool write_ahead_ = true;                    // false after a failure, until the next compaction
     std::size_t records_ = 0;
     std::optional<Compaction> compaction_;
 };

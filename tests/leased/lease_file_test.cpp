@@ -142,17 +142,48 @@ TEST(LeaseFile, CrashAtEveryByteOfTheLastRecordLosesOnlyThatRecord) {
     const std::string full = dir.file("full");
     copy_file(dir.file("wg0.leases.0"), full);
     const std::uint64_t base = kLeaseHeaderSize + acknowledged.size() * kLeaseRecordSize;
-    ASSERT_EQ(file_size(full), base + kLeaseRecordSize);
-    for (std::uint64_t cut = 0; cut < kLeaseRecordSize; cut++) {
-        SCOPED_TRACE("cut at " + std::to_string(cut));
-        copy_file(full, dir.file("wg0.leases.0"));
-        ASSERT_EQ(::truncate(dir.file("wg0.leases.0").c_str(), static_cast<off_t>(base + cut)), 0);
-        for (int replay = 0; replay < 2; replay++) { // replaying twice changes nothing
-            auto opened = open_pair(dir);
-            ASSERT_TRUE(opened.file) << opened.error;
-            EXPECT_EQ(opened.report.tail_cut_bytes, replay == 0 ? cut : 0);
-            EXPECT_EQ(as_map(opened.leases), expected_state(acknowledged));
-            EXPECT_EQ(file_size(dir.file("wg0.leases.0")), base);
+    const std::uint64_t written_ahead = file_size(full);
+    ASSERT_GT(written_ahead, base + kLeaseRecordSize) << "zeros written ahead";
+    // The crash leaves the record's first `cut` bytes, and after them either
+    // the zeros written ahead or, where the file system lost them, nothing.
+    for (bool zeros_after : {true, false}) {
+        for (std::uint64_t cut = 0; cut < kLeaseRecordSize; cut++) {
+            SCOPED_TRACE("cut at " + std::to_string(cut) + (zeros_after ? ", zeros after" : ""));
+            copy_file(full, dir.file("wg0.leases.0"));
+            if (zeros_after) {
+                std::fstream f(dir.file("wg0.leases.0"),
+                               std::ios::in | std::ios::out | std::ios::binary);
+                f.seekp(static_cast<std::streamoff>(base + cut));
+                f.write(std::string(kLeaseRecordSize - cut, '\0').data(),
+                        static_cast<std::streamsize>(kLeaseRecordSize - cut));
+            } else {
+                ASSERT_EQ(
+                    ::truncate(dir.file("wg0.leases.0").c_str(), static_cast<off_t>(base + cut)),
+                    0);
+            }
+            for (int replay = 0; replay < 2; replay++) { // replaying twice changes nothing
+                auto opened = open_pair(dir);
+                ASSERT_TRUE(opened.file) << opened.error;
+                // Zeros after: the torn record is reported as its whole slot.
+                const std::uint64_t torn = zeros_after && cut > 0 ? kLeaseRecordSize : cut;
+                EXPECT_EQ(opened.report.tail_cut_bytes, replay == 0 ? torn : 0);
+                EXPECT_EQ(as_map(opened.leases), expected_state(acknowledged));
+                // Cut right after the last good record, or zeros kept ahead.
+                const auto size = file_size(dir.file("wg0.leases.0"));
+                EXPECT_TRUE(size == base || (zeros_after && cut == 0 && size == written_ahead))
+                    << size;
+            }
+            // The next record goes right after the acknowledged ones.
+            {
+                auto opened = open_pair(dir);
+                ASSERT_EQ(opened.file->append({lease(4, 44)}), 0);
+                ASSERT_EQ(opened.file->sync(), 0);
+            }
+            auto after = acknowledged;
+            after.push_back(lease(4, 44));
+            auto reopened = open_pair(dir);
+            EXPECT_EQ(reopened.report.tail_cut_bytes, 0u);
+            EXPECT_EQ(as_map(reopened.leases), expected_state(after));
         }
     }
     copy_file(full, dir.file("wg0.leases.0"));
@@ -160,6 +191,32 @@ TEST(LeaseFile, CrashAtEveryByteOfTheLastRecordLosesOnlyThatRecord) {
     auto with_last = acknowledged;
     with_last.push_back(lease(3, 99));
     EXPECT_EQ(as_map(whole.leases), expected_state(with_last)) << "a complete record counts";
+}
+
+TEST(LeaseFile, ZerosWrittenAheadAreNeitherRecordsNorATornTail) {
+    TempDir dir;
+    std::vector<LeaseRecord> history;
+    {
+        auto opened = open_pair(dir);
+        // Past the first stretch of zeros written ahead, into a second one.
+        for (int batch = 0; batch < 100; batch++) {
+            std::vector<LeaseRecord> records;
+            for (int i = 0; i < 100; i++)
+                records.push_back(lease(batch * 100 + i, i));
+            ASSERT_EQ(opened.file->append(records), 0);
+            ASSERT_EQ(opened.file->sync(), 0);
+            history.insert(history.end(), records.begin(), records.end());
+        }
+    }
+    const auto size = file_size(dir.file("wg0.leases.0"));
+    ASSERT_GT(size, kLeaseHeaderSize + history.size() * kLeaseRecordSize);
+    auto opened = open_pair(dir);
+    ASSERT_TRUE(opened.file) << opened.error;
+    EXPECT_EQ(opened.report.records, history.size());
+    EXPECT_EQ(opened.report.tail_cut_bytes, 0u);
+    EXPECT_EQ(opened.report.corrupt_skipped, 0u);
+    EXPECT_EQ(as_map(opened.leases), expected_state(history));
+    EXPECT_EQ(file_size(dir.file("wg0.leases.0")), size) << "the zeros stay for the next appends";
 }
 
 TEST(LeaseFile, CorruptRecordInTheMiddleIsSkippedAndReported) {
@@ -304,14 +361,16 @@ TEST(LeaseFile, WriteErrorIsReportedAndLeavesNoPartialRecord) {
     ASSERT_TRUE(opened.file);
     ASSERT_EQ(opened.file->append({lease(1, 1)}), 0);
     ASSERT_EQ(opened.file->sync(), 0);
-    const auto size = file_size(dir.file("wg0.leases.0"));
+    const std::uint64_t records_end = kLeaseHeaderSize + kLeaseRecordSize;
+    ASSERT_GT(file_size(dir.file("wg0.leases.0")), records_end) << "zeros written ahead";
 
-    // The file may not grow past 100 more bytes: a 64-record batch fails.
+    // Nothing may be written 100 bytes past the last record: a 64-record
+    // batch fails, although it would not grow the file.
     struct rlimit old {};
     ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
     auto previous = ::signal(SIGXFSZ, SIG_IGN);
     struct rlimit small = old;
-    small.rlim_cur = size + 100;
+    small.rlim_cur = records_end + 100;
     ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
     std::vector<LeaseRecord> batch;
     for (int i = 0; i < 64; i++)
@@ -320,7 +379,7 @@ TEST(LeaseFile, WriteErrorIsReportedAndLeavesNoPartialRecord) {
     ::setrlimit(RLIMIT_FSIZE, &old);
     ::signal(SIGXFSZ, previous);
     EXPECT_EQ(rc, EFBIG);
-    EXPECT_EQ(file_size(dir.file("wg0.leases.0")), size);
+    EXPECT_EQ(file_size(dir.file("wg0.leases.0")), records_end) << "cut after the last record";
 
     ASSERT_EQ(opened.file->append({lease(5, 5)}), 0);
     ASSERT_EQ(opened.file->sync(), 0);

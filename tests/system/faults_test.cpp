@@ -321,12 +321,14 @@ TEST_F(Faults, FullDiskRefusesGrantsWithAnErrorAndServiceResumesWhenSpaceIsBack)
     ASSERT_NE(sh("echo x > " + dir + "/probe 2>/dev/null"), 0) << "the disk is not full";
 
     // Peer 1 asks again and again, each time changing its lease (a record to
-    // write), until the file refuses; what was answered must be written.
+    // write), until the file refuses; what was answered must be written. The
+    // first 1,024 records go into the zeros the lease file wrote ahead before
+    // the disk was full: it refuses after those.
     const LabClient& c = lab_->clients[1];
     std::string iface = c.iface, source = c.lladdr;
     Background asker(c.ns, [=] {
         std::string out;
-        for (int i = 0; i < 400; i++) {
+        for (int i = 0; i < 1500; i++) {
             std::string reply = quick_exchange(iface, source, kKinds[1 + i % 2]);
             std::string e = field(reply, "errno");
             out += "ack " + std::to_string(1 + i % 2) + " " +
@@ -341,7 +343,7 @@ TEST_F(Faults, FullDiskRefusesGrantsWithAnErrorAndServiceResumesWhenSpaceIsBack)
     DriverLog log = parse_driver(asker.wait());
     ASSERT_FALSE(log.acks.empty());
     const DriverLog::Ack refused = log.acks.back();
-    ASSERT_NE(refused.err, "0") << "400 lease changes fit on a full disk?";
+    ASSERT_NE(refused.err, "0") << "1,500 lease changes fit on a full disk?";
     EXPECT_EQ(refused.err, "3");
     EXPECT_EQ(refused.v4 + refused.v6, "") << "an address was granted but not written";
     EXPECT_TRUE(eventually(
