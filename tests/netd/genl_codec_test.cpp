@@ -5,6 +5,8 @@
 #include "netd/genl_codec.hpp"
 
 #include <gtest/gtest.h>
+
+#include <array>
 #include <linux/genetlink.h>
 #include <linux/netlink.h>
 #include <linux/wireguard.h>
@@ -151,15 +153,22 @@ TEST(GenlDecode, ReadsOneMessageDevice) {
     EXPECT_EQ(texts(dev.peers[1]), (std::vector<std::string>{"10.1.0.0/16"}));
 }
 
+namespace {
+// Three dump messages: peer 1, then peer 2 continued over all three, then peer 3.
+std::array<Bytes, 3> dump_with_peer_2_continued() {
+    return {dump_message(
+                cat({dump_peer(1, allowed4("10.77.0.1", 32)),
+                     dump_peer(2, cat({allowed4("10.77.0.2", 32), allowed4("10.77.0.3", 32)}))}),
+                true),
+            dump_message(dump_peer(2, allowed6("2001:db8::2", 128)), false),
+            dump_message(cat({dump_peer(2, allowed6("2001:db8::3", 128)),
+                              dump_peer(3, allowed4("10.77.0.4", 32))}),
+                         false)};
+}
+} // namespace
+
 TEST(GenlDecode, CoalescesAPeerContinuedInTheNextMessages) {
-    const Bytes m1 = dump_message(
-        cat({dump_peer(1, allowed4("10.77.0.1", 32)),
-             dump_peer(2, cat({allowed4("10.77.0.2", 32), allowed4("10.77.0.3", 32)}))}),
-        true);
-    const Bytes m2 = dump_message(dump_peer(2, allowed6("2001:db8::2", 128)), false);
-    const Bytes m3 = dump_message(
-        cat({dump_peer(2, allowed6("2001:db8::3", 128)), dump_peer(3, allowed4("10.77.0.4", 32))}),
-        false);
+    const auto [m1, m2, m3] = dump_with_peer_2_continued();
     genl::DeviceDumpDecoder d;
     ASSERT_TRUE(d.feed(hdr(m1)));
     ASSERT_TRUE(d.feed(hdr(m2)));
@@ -430,14 +439,7 @@ TEST(GenlFamily, ParsesTheControllersFamilyId) {
 // A removal's read keeps the peers it changes, also one the dump continues
 // across messages, and drops the others as it goes.
 TEST(GenlDecode, KeepOnlyKeepsThosePeersWholeAcrossMessages) {
-    const Bytes m1 = dump_message(
-        cat({dump_peer(1, allowed4("10.77.0.1", 32)),
-             dump_peer(2, cat({allowed4("10.77.0.2", 32), allowed4("10.77.0.3", 32)}))}),
-        true);
-    const Bytes m2 = dump_message(dump_peer(2, allowed6("2001:db8::2", 128)), false);
-    const Bytes m3 = dump_message(
-        cat({dump_peer(2, allowed6("2001:db8::3", 128)), dump_peer(3, allowed4("10.77.0.4", 32))}),
-        false);
+    const auto [m1, m2, m3] = dump_with_peer_2_continued();
     for (std::uint8_t kept : {1, 2, 3}) {
         genl::DeviceDumpDecoder d;
         d.keep_only({key(kept), key(9)});
