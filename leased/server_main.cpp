@@ -19,7 +19,6 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
-#include <map>
 #include <set>
 
 namespace wgd::leased {
