@@ -619,22 +619,9 @@ bool LeaseServer::restore_family(PeerEntry& entry, const Ip& a, bool seen_in_all
     return true;
 }
 
-LeaseEvents LeaseServer::restore(const std::vector<LeaseRecord>& records) {
-    LeaseEvents events;
-    const std::int64_t now_wall = clock_.wall_seconds();
-    const std::uint64_t now_boot = clock_.boot_ms();
-    for (const auto& r : records) {
-        std::size_t i = find_expected(r.peer);
-        if (i < expected_.size())
-            restore_one(r, &expected_[i], &expected_seen_[i], now_wall, now_boot, events);
-        else
-            restore_one(r, nullptr, nullptr, now_wall, now_boot, events);
-    }
-    for (std::size_t i = 0; i < expected_.size(); i++)
-        reserve_if_unrestored(expected_[i], expected_seen_[i]);
-    expected_ = std::vector<LeaseRecord>();
-    expected_seen_ = std::vector<std::uint8_t>();
-    return events;
+LeaseEvents LeaseServer::restore(std::vector<LeaseRecord> records) {
+    expect_restore(std::move(records)); // after the view: nothing was seen as expected
+    return restore_expected();
 }
 
 LeaseEvents LeaseServer::restore_expected() {
@@ -647,7 +634,7 @@ LeaseEvents LeaseServer::restore_expected() {
     const std::int64_t now_wall = clock_.wall_seconds();
     const std::uint64_t now_boot = clock_.boot_ms();
     for (std::size_t i = 0; i < expected_.size(); i++) {
-        restore_one(expected_[i], &expected_[i], &expected_seen_[i], now_wall, now_boot, events);
+        restore_one(expected_[i], expected_seen_[i], now_wall, now_boot, events);
         reserve_if_unrestored(expected_[i], expected_seen_[i]);
     }
     // Freed, not only emptied (`= {}` would keep the capacity).
@@ -656,8 +643,8 @@ LeaseEvents LeaseServer::restore_expected() {
     return events;
 }
 
-void LeaseServer::restore_one(const LeaseRecord& r, const LeaseRecord* expected, std::uint8_t* seen,
-                              std::int64_t now_wall, std::uint64_t now_boot, LeaseEvents& events) {
+void LeaseServer::restore_one(const LeaseRecord& r, std::uint8_t& seen, std::int64_t now_wall,
+                              std::uint64_t now_boot, LeaseEvents& events) {
     if (r.released())
         return;
     auto it = peers_.find(r.peer);
@@ -670,14 +657,14 @@ void LeaseServer::restore_one(const LeaseRecord& r, const LeaseRecord* expected,
     Peer& peer = it->second;
     AllowedIpChanges changes{r.peer, {}, {}, {}, {}};
     if (r.ipv4) {
-        const bool in_allowed = seen && (*seen & seen4) && expected->ipv4 == r.ipv4;
+        const bool in_allowed = seen & seen4;
         if (restore_family<Ip4>(*it, *r.ipv4, in_allowed, changes) && in_allowed)
-            *seen &= ~seen4;
+            seen &= ~seen4;
     }
     if (r.ipv6) {
-        const bool in_allowed = seen && (*seen & seen6) && expected->ipv6 == r.ipv6;
+        const bool in_allowed = seen & seen6;
         if (restore_family<Ip6>(*it, *r.ipv6, in_allowed, changes) && in_allowed)
-            *seen &= ~seen6;
+            seen &= ~seen6;
     }
     peer.start_wall = r.start_wall;
     peer.expiry_wall = r.expiry_wall;

@@ -132,16 +132,16 @@ class LeaseServer {
     // After a restart, once set_peers and the prefixes are known: the
     // replayed records come back unless expired, of an unknown peer, outside
     // the pools or an allowed IP of another peer. changes are the adds.
-    LeaseEvents restore(const std::vector<LeaseRecord>& records);
-    // Before the first set_peers after a start, the records restore() will
-    // get: their addresses in the peers' allowed IPs (WireGuard kept them)
-    // are then known as leases to restore, not taken for reservations that
-    // restore() would undo one pool mark at a time (at 65,536 peers that
-    // churn made a restart take seconds). Addresses restore() does not
-    // bring back become reservations, as without this call. The records are
-    // kept (not copied): restore_expected() restores exactly them.
+    LeaseEvents restore_expected(); // the records expect_restore() kept
+    // Before the first set_peers after a start, the records to restore:
+    // their addresses in the peers' allowed IPs (WireGuard kept them) are
+    // then known as leases to restore, not taken for reservations that
+    // restoring would undo one pool mark at a time (at 65,536 peers that
+    // churn made a restart take seconds). Addresses not brought back become
+    // reservations, as without this call. The records are kept, not copied.
     void expect_restore(std::vector<LeaseRecord> records);
-    LeaseEvents restore_expected();
+    // Both at once, after the view: without the head start above.
+    LeaseEvents restore(std::vector<LeaseRecord> records);
     // One record per peer holding a lease: the live set, for compaction.
     std::vector<LeaseRecord> live_records() const;
 
@@ -289,8 +289,8 @@ class LeaseServer {
     std::vector<std::uint8_t> expected_seen_;
     std::size_t find_expected(const PublicKey& key) const; // expected_.size(): none
     void reserve_if_unrestored(const LeaseRecord& e, std::uint8_t seen);
-    void restore_one(const LeaseRecord& r, const LeaseRecord* expected, std::uint8_t* seen,
-                     std::int64_t now_wall, std::uint64_t now_boot, LeaseEvents& events);
+    void restore_one(const LeaseRecord& r, std::uint8_t& seen, std::int64_t now_wall,
+                     std::uint64_t now_boot, LeaseEvents& events);
     // begin_peers() .. end_peers(): the peers the view showed so far.
     std::vector<const PeerEntry*> seen_in_view_;
     std::uint64_t next_plan_id_ = 1;

@@ -725,17 +725,6 @@ TEST_F(ServerTest, ExpectedLeaseHeldAsAnotherPeersAllowedIpIsNotRestored) {
     EXPECT_EQ(server.lease_count(), 0u);
 }
 
-// restore(records) after expect_restore() is the same as restore_expected().
-TEST_F(ServerTest, RestoreOfGivenRecordsUsesWhatTheViewShowedOfThem) {
-    const std::vector<LeaseRecord> records{
-        {key(1), ip4("10.0.0.9"), ip6("2001:db8::9"), 1764201000, 1764201700}};
-    server.expect_restore(records);
-    server.set_peers({peer(1, {p4("10.0.0.9", 32)}, {p6("2001:db8::9", 128)})});
-    auto events = server.restore(records);
-    EXPECT_TRUE(events.changes.empty()) << "already there";
-    EXPECT_EQ(server.lease_count(), 2u);
-}
-
 TEST_F(ServerTest, ExpectRestoreKeepsTheLastRecordOfAPeer) {
     server.expect_restore({{key(1), ip4("10.0.0.8"), std::nullopt, 1764201000, 1764201700},
                            {key(2), ip4("10.0.0.5"), std::nullopt, 1764201000, 1764201700},
