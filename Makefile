@@ -11,6 +11,11 @@ SANITIZE     ?= 0
 CMAKE_FLAGS  ?=
 CHECK_LABEL  ?=
 
+# ccache, where installed, shares compiled objects between build trees.
+ifneq ($(shell command -v ccache),)
+  CMAKE_FLAGS += -DCMAKE_CXX_COMPILER_LAUNCHER=ccache
+endif
+
 ifeq ($(SANITIZE),1)
   BUILD := build-sanitize
   CMAKE_FLAGS += -DSANITIZE=ON
@@ -43,8 +48,8 @@ deps:
 	fi; \
 	echo "installing:" $$missing; \
 	( [ -n "$$(find /var/lib/apt/lists -name '*Packages*' 2>/dev/null | head -1)" ] || apt-get update ) && \
-	DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing || \
-	{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; }
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing || \
+	{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; }
 
 check: deps build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(if $(CHECK_LABEL),-L $(CHECK_LABEL))
