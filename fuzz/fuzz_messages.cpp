@@ -22,7 +22,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (size < 1)
         return 0;
     Body body(data + 1, size - 1);
-    switch (data[0] % 10) {
+    switch (data[0] % 12) {
     case 0:
         check(body, decode_query_lease);
         break;
@@ -54,6 +54,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case 9:
         check(body, decode_query_leases);
         check(body, decode_lease_answers);
+        break;
+    case 10:
+        check(body, decode_allowed_ips_applied);
+        break;
+    case 11:
+        check(body, decode_claim_leases);
         break;
     }
     return 0;

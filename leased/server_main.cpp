@@ -3,6 +3,7 @@
 // them durable in the lease file with one sync per batch (group commit),
 // and only then answers. Nothing is answered that is not applied and
 // written; a failed step aborts the batch and leaves the table as it was.
+#include "leased/batch_answers.hpp"
 #include "leased/clock.hpp"
 #include "leased/lease_file.hpp"
 #include "leased/leased.hpp"
@@ -19,6 +20,7 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <set>
 
 namespace wgd::leased {
@@ -74,9 +76,7 @@ struct Batch {
     std::uint32_t id = 0;
     std::vector<std::pair<std::uint32_t, Plan>> plans; // connection, plan
     LeaseEvents maintenance;                           // expiry, revocation, restore
-    std::size_t parts_outstanding = 0;
-    bool failed = false;
-    std::string error;
+    BatchAnswers answers;                              // netd's, change by change
 };
 
 class ServerLeased {
@@ -94,7 +94,10 @@ class ServerLeased {
     void on_peers_chunk(msg::PeersChunk& chunk);
     void on_peers_end();
     void maybe_start_serving();
-    void on_applied(std::uint32_t id, const msg::Outcome& outcome);
+    void on_applied(std::uint32_t id, const msg::AllowedIpsApplied& applied);
+    // Before any order: the leases restored, and the addresses the restore
+    // removes, so that netd knows them for leased (ClaimLeases).
+    void send_claims_for(const LeaseEvents& restore);
     void handle_query(const Query& q);
     void refuse(std::uint32_t conn);
     void answer(std::uint32_t conn, const Plan& plan);
@@ -205,10 +208,10 @@ void ServerLeased::on_netd(privsep::Message& m) {
         on_peers_end();
         break;
     case msg::allowed_ips_applied: {
-        auto o = msg::decode_outcome(m.body);
-        if (!o)
+        auto a = msg::decode_allowed_ips_applied(m.body);
+        if (!a)
             malformed();
-        on_applied(m.id, *o);
+        on_applied(m.id, *a);
         break;
     }
     }
@@ -283,7 +286,9 @@ void ServerLeased::maybe_start_serving() {
     if (serving_ || !have_pools_ || !have_peers_)
         return;
     serving_ = true;
-    queue_maintenance(server_.restore_expected(), "restore");
+    LeaseEvents restore = server_.restore_expected();
+    send_claims_for(restore);
+    queue_maintenance(std::move(restore), "restore");
     WGD_LOG_INFO("serving: %zu leases restored from %zu records", server_.lease_count(), replayed_);
     auto waiting = std::move(waiting_for_facts_);
     waiting_for_facts_.clear();
@@ -396,34 +401,70 @@ void ServerLeased::start_next_batch() {
     }
     batch.id = next_batch_id_++;
     std::vector<msg::PeerChange> changes;
-    for (auto& [conn, plan] : batch.plans)
-        if (!plan.changes.empty())
-            changes.push_back(to_msg(plan.changes));
+    std::vector<std::size_t> owners; // of each change: its plan, or maintenance
+    for (std::size_t i = 0; i < batch.plans.size(); i++)
+        if (!batch.plans[i].second.changes.empty()) {
+            changes.push_back(to_msg(batch.plans[i].second.changes));
+            owners.push_back(i);
+        }
     for (auto& c : batch.maintenance.changes)
-        if (!c.empty())
+        if (!c.empty()) {
             changes.push_back(to_msg(c));
+            owners.push_back(BatchAnswers::kMaintenance);
+        }
     in_flight_ = std::move(batch);
     if (changes.empty()) {
         finish_batch(); // renewals of what the peers already hold
         return;
     }
     auto parts = msg::split_changes(changes);
-    in_flight_->parts_outstanding = parts.size();
+    std::size_t first = 0;
+    for (const auto& part : parts) {
+        in_flight_->answers.sent(std::vector<std::size_t>(
+            owners.begin() + static_cast<std::ptrdiff_t>(first),
+            owners.begin() + static_cast<std::ptrdiff_t>(first + part.changes.size())));
+        first += part.changes.size();
+    }
     for (const auto& part : parts)
         if (!send_netd(msg::apply_allowed_ips, in_flight_->id, msg::encode(part)))
             return;
 }
 
-void ServerLeased::on_applied(std::uint32_t id, const msg::Outcome& outcome) {
-    if (!in_flight_ || in_flight_->id != id || in_flight_->parts_outstanding == 0) {
+void ServerLeased::send_claims_for(const LeaseEvents& restore) {
+    std::map<PublicKey, msg::LeaseClaim> claims;
+    for (const LeaseRecord& r : server_.live_records())
+        claims[r.peer] = {r.peer, r.ipv4, r.ipv6};
+    for (const AllowedIpChanges& c : restore.changes) {
+        msg::LeaseClaim& claim =
+            claims.try_emplace(c.peer, msg::LeaseClaim{c.peer, {}, {}}).first->second;
+        if (!c.remove4.empty())
+            claim.ipv4 = c.remove4.front().addr;
+        if (!c.remove6.empty())
+            claim.ipv6 = c.remove6.front().addr;
+    }
+    msg::ClaimLeases m;
+    for (auto& [key, claim] : claims) {
+        m.claims.push_back(claim);
+        if (m.claims.size() == msg::kMaxClaimsPerMessage) {
+            send_netd(msg::claim_leases, 0, msg::encode(m));
+            m.claims.clear();
+        }
+    }
+    if (!m.claims.empty())
+        send_netd(msg::claim_leases, 0, msg::encode(m));
+}
+
+void ServerLeased::on_applied(std::uint32_t id, const msg::AllowedIpsApplied& applied) {
+    if (!in_flight_ || in_flight_->id != id) {
         WGD_LOG_ERROR("netd answered batch %u, which is not in flight", id);
         std::exit(1);
     }
-    if (!outcome.ok) {
-        in_flight_->failed = true;
-        in_flight_->error = outcome.error;
+    if (!in_flight_->answers.answered(applied.status)) {
+        WGD_LOG_ERROR("netd answered batch %u with %zu statuses, not one per change sent", id,
+                      applied.status.size());
+        std::exit(1);
     }
-    if (--in_flight_->parts_outstanding == 0)
+    if (in_flight_->answers.complete())
         finish_batch();
 }
 
@@ -442,38 +483,42 @@ bool ServerLeased::write_records(const std::vector<LeaseRecord>& records) {
 void ServerLeased::finish_batch() {
     Batch batch = std::move(*in_flight_);
     in_flight_.reset();
+    const BatchAnswers& answers = batch.answers;
     if (!batch.plans.empty()) {
-        bool ok = !batch.failed;
-        if (batch.failed)
-            WGD_LOG_ERROR("netd refused %zu grants: %s", batch.plans.size(), batch.error.c_str());
+        if (answers.failed_plans() > 0)
+            WGD_LOG_ERROR("netd refused %zu of %zu grants (first errno %d); the others stand",
+                          answers.failed_plans(), batch.plans.size(), answers.first_error());
         std::vector<LeaseRecord> records;
-        for (auto& [conn, plan] : batch.plans)
-            records.push_back(plan.record);
-        if (ok && !write_records(records))
-            ok = false;
+        for (std::size_t i = 0; i < batch.plans.size(); i++)
+            if (!answers.plan_failed(i))
+                records.push_back(batch.plans[i].second.record);
+        const bool stored = write_records(records);
         LeaseEvents undo;
-        for (auto& [conn, plan] : batch.plans) {
-            if (ok && server_.commit(plan)) {
+        for (std::size_t i = 0; i < batch.plans.size(); i++) {
+            auto& [conn, plan] = batch.plans[i];
+            const bool applied = !answers.plan_failed(i);
+            if (applied && stored && server_.commit(plan)) {
                 answer(conn, plan);
                 continue;
             }
             AllowedIpChanges inverse = server_.abort(plan);
-            // netd applied the batch but the file refused it: take the
-            // changes back so that nothing unrecorded stays in WireGuard.
-            if (!batch.failed && !inverse.empty())
+            // netd applied the change but the file refused it: take it back
+            // so that nothing unrecorded stays in WireGuard.
+            if (applied && !inverse.empty())
                 undo.changes.push_back(std::move(inverse));
             answer_error(conn);
         }
         queue_maintenance(std::move(undo), "undo of an unrecorded batch");
-        if (batch.failed && !refresh_in_flight_) {
+        if (answers.failed_plans() > 0 && !refresh_in_flight_) {
             // A refusal most often means the device changed under us.
             refresh_in_flight_ = true;
             last_refresh_ms_ = clock_.boot_ms();
             send_netd(msg::refresh_peers, 0, {});
         }
     } else {
-        if (batch.failed)
-            WGD_LOG_ERROR("netd refused maintenance changes: %s", batch.error.c_str());
+        if (answers.failed_maintenance() > 0)
+            WGD_LOG_ERROR("netd refused %zu maintenance changes (first errno %d)",
+                          answers.failed_maintenance(), answers.first_error());
         write_records(batch.maintenance.records);
     }
     compact_a_little();

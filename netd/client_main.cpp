@@ -22,6 +22,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <optional>
 
 namespace wgd::netd {
 
@@ -72,6 +73,8 @@ class ClientNetd {
     std::optional<RtnlEvents> events_;
     bool deleted_ = false;
     bool failed_ = false;
+    // What was on IFACE at start, and what netd added since.
+    std::optional<ClientAddresses> addresses_;
 };
 
 void ClientNetd::check_preconditions() {
@@ -108,6 +111,10 @@ void ClientNetd::check_preconditions() {
         throw Failure{"the link-local address of '" + ifname + "' is " + to_string(link_locals[0]) +
                       ", not a /128"};
     lladdr_ = link_locals[0].addr;
+    std::vector<Prefix> at_start;
+    for (const IfAddr& a : *addrs)
+        at_start.push_back(a.prefix);
+    addresses_.emplace(std::move(at_start));
     auto device = (*backend)->read_device();
     if (!device)
         throw Failure{"cannot read WireGuard device " + ifname + ": " + device.error().message};
@@ -177,24 +184,36 @@ void ClientNetd::on_address_order(std::uint32_t id, const msg::AddressOrder& ord
         order.ipv4 ? Prefix(Prefix4{*order.ipv4, 32}) : Prefix(Prefix6{*order.ipv6, 128});
     std::string text = std::visit([](auto& p) { return to_string(p); }, prefix);
     msg::Outcome outcome{true, ""};
-    if (auto valid = validate_address_order(link_.ifindex, link_.ifindex, prefix); !valid) {
-        outcome = {false, "refused: " + valid.error().message};
-        WGD_LOG_ERROR("refused an address order from leased (%s): %s", text.c_str(),
-                      valid.error().message.c_str());
+    auto valid = validate_address_order(link_.ifindex, link_.ifindex, prefix);
+    auto action = valid ? addresses_->check(order.add, prefix)
+                        : Result<ClientAddresses::Action>(valid.error());
+    if (!action) {
+        outcome = {false, "refused: " + action.error().message};
+        WGD_LOG_ERROR("refused address order %u from leased (%s %s): %s", id,
+                      order.add ? "add" : "remove", text.c_str(), action.error().message.c_str());
+    } else if (*action == ClientAddresses::Action::nothing) {
+        WGD_LOG_INFO("%s is on %s already", text.c_str(), options_.iface.c_str());
     } else if (order.add) {
         auto r = rtnl_->add_address(link_.ifindex, prefix);
-        if (!r && r.error().code != EEXIST)
+        if (!r && r.error().code == EEXIST) {
+            // Put there by someone else since netd started: not netd's.
+            WGD_LOG_INFO("%s is on %s already", text.c_str(), options_.iface.c_str());
+        } else if (!r) {
             outcome = {false, r.error().message};
-        else
+        } else {
+            addresses_->record(true, prefix);
             WGD_LOG_INFO("added %s to %s", text.c_str(), options_.iface.c_str());
+        }
     } else {
         auto r = rtnl_->remove_address(link_.ifindex, prefix);
-        if (!r && r.error().code != EADDRNOTAVAIL)
+        if (!r && r.error().code != EADDRNOTAVAIL) {
             outcome = {false, r.error().message};
-        else
+        } else {
+            addresses_->record(false, prefix);
             WGD_LOG_INFO("removed %s from %s", text.c_str(), options_.iface.c_str());
+        }
     }
-    if (!outcome.ok)
+    if (!outcome.ok && action)
         WGD_LOG_ERROR("address %s on %s: %s", text.c_str(), options_.iface.c_str(),
                       outcome.error.c_str());
     send_leased(msg::address_result, id, msg::encode(outcome));

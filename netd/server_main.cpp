@@ -124,6 +124,7 @@ class ServerNetd {
     void set_device(Device device);
     void record_applied(const std::vector<PeerChange>& changes);
     void handle_leased(privsep::Message& m);
+    void on_claims(const msg::ClaimLeases& claims);
     void handle_events();
 
     const Options& options_;
@@ -140,7 +141,9 @@ class ServerNetd {
     std::array<unsigned char, crypto_generichash_BYTES> sent_digest_{};
     bool peers_sent_ = false;
     int unchanged_ = 0; // periodic reads since the peers last went to leased
-    Pools pools_;
+    Scope scope_;       // pools and own addresses
+    LeasedSet leased_set_;
+    bool claims_open_ = true; // until leased's first order
     UniqueFd listener_;
     UniqueFd state_dir_, lease_file_, lease_file_next_;
     Channel leased_;
@@ -190,7 +193,7 @@ void ServerNetd::check_preconditions() {
     auto pools = rtnl_.pools(link_.ifindex);
     if (!pools)
         throw Failure{"cannot read the routes of " + ifname + ": " + pools.error().message};
-    pools_ = std::move(pools.value());
+    scope_.pools = std::move(pools.value());
 }
 
 void ServerNetd::open_lease_files() {
@@ -225,7 +228,10 @@ bool ServerNetd::send_pools() {
                       addrs.error().message.c_str());
         return true; // keep the last snapshot leased has
     }
-    return send(msg::pools_snapshot, 0, msg::encode(snapshot(pools_, *addrs)));
+    msg::PoolsSnapshot s = snapshot(scope_.pools, *addrs);
+    scope_.own4 = s.own4;
+    scope_.own6 = s.own6;
+    return send(msg::pools_snapshot, 0, msg::encode(s));
 }
 
 bool ServerNetd::send_peers(bool asked) {
@@ -281,6 +287,7 @@ void ServerNetd::set_device(Device device) {
     device_read_at_ = std::chrono::steady_clock::now();
     device_trusted_ = true;
     device_held_ = true;
+    leased_set_.prune(device_);
 }
 
 bool ServerNetd::send_peers_if_asked() {
@@ -292,17 +299,23 @@ bool ServerNetd::send_peers_if_asked() {
 
 // What WireGuard now holds after an order that it accepted.
 void ServerNetd::record_applied(const std::vector<PeerChange>& changes) {
-    for (const PeerChange& c : changes)
+    for (const PeerChange& c : changes) {
         if (!device_.record(c))
             device_trusted_ = false;
+        leased_set_.record(c);
+    }
 }
 
 void ServerNetd::handle_leased(privsep::Message& m) {
+    // Claims come only before the first order: a leased taken over later
+    // cannot make a static entry its own.
+    enum State : std::uint32_t { restoring = 0, serving = 1 };
     static const privsep::Acceptance accepts{
-        {0, msg::refresh_peers, false},
-        {0, msg::apply_allowed_ips, false},
+        {restoring, msg::claim_leases, false},      {restoring, msg::refresh_peers, false},
+        {restoring, msg::apply_allowed_ips, false}, {serving, msg::refresh_peers, false},
+        {serving, msg::apply_allowed_ips, false},
     };
-    accepts.enforce(0, m, "leased");
+    accepts.enforce(claims_open_ ? restoring : serving, m, "leased");
     if (m.type == msg::refresh_peers) {
         if (!msg::decode_empty(m.body)) {
             WGD_LOG_ERROR("leased sent a malformed refresh request");
@@ -316,32 +329,81 @@ void ServerNetd::handle_leased(privsep::Message& m) {
             stopping_ = true;
         return;
     }
+    if (m.type == msg::claim_leases) {
+        auto claims = msg::decode_claim_leases(m.body);
+        if (!claims) {
+            WGD_LOG_ERROR("leased sent malformed lease claims");
+            std::exit(1);
+        }
+        on_claims(*claims);
+        return;
+    }
+    claims_open_ = false;
     auto order = msg::decode_apply_allowed_ips(m.body);
     if (!order) {
         WGD_LOG_ERROR("leased sent a malformed allowed-IP order");
         std::exit(1);
     }
-    msg::Outcome outcome{true, ""};
     std::vector<PeerChange> changes = to_changes(std::move(*order));
+    msg::AllowedIpsApplied answer;
+    answer.status.assign(changes.size(), 0);
     bool stale = !device_trusted_ ||
                  std::chrono::steady_clock::now() - device_read_at_ > 2 * refresh_period_;
     if (stale && !refresh_device()) {
-        outcome = {false, "cannot read the WireGuard device"};
-    } else if (auto valid = validate_peer_changes(device_, pools_, changes); !valid) {
-        outcome = {false, "refused: " + valid.error().message};
-        WGD_LOG_ERROR("refused an allowed-IP order from leased: %s", valid.error().message.c_str());
-    } else if (auto applied = wg_->apply(changes); !applied) {
-        outcome = {false, "WireGuard: " + applied.error().message};
-        WGD_LOG_ERROR("cannot change allowed IPs of %s: %s", options_.iface.c_str(),
-                      applied.error().message.c_str());
+        WGD_LOG_ERROR("order %u from leased: cannot read the WireGuard device", m.id);
+        answer.status.assign(changes.size(), EIO);
     } else {
-        record_applied(changes);
-        WGD_LOG_DEBUG("applied allowed-IP changes of %zu peers", changes.size());
+        // Each change on its own: one that breaks a rule is refused whole and
+        // logged, the others go to WireGuard together.
+        std::vector<PeerChange> apply;
+        std::vector<std::size_t> applied_at;
+        OrderCheck check(device_, scope_, leased_set_);
+        for (std::size_t i = 0; i < changes.size(); i++) {
+            auto verdict = check.check(changes[i]);
+            if (!verdict) {
+                answer.status[i] = static_cast<std::uint16_t>(verdict.error().code);
+                WGD_LOG_ERROR("refused change %zu of order %u from leased: %s", i, m.id,
+                              verdict.error().message.c_str());
+                continue;
+            }
+            PeerChange& c = verdict.value();
+            if (c.add4.empty() && c.remove4.empty() && c.add6.empty() && c.remove6.empty())
+                continue; // nothing to change: accepted as it is
+            apply.push_back(std::move(c));
+            applied_at.push_back(i);
+        }
+        if (!apply.empty()) {
+            if (auto applied = wg_->apply(apply); !applied) {
+                WGD_LOG_ERROR("cannot change allowed IPs of %s: %s", options_.iface.c_str(),
+                              applied.error().message.c_str());
+                for (std::size_t i : applied_at)
+                    answer.status[i] = static_cast<std::uint16_t>(
+                        applied.error().code > 0 ? applied.error().code : EIO);
+                device_trusted_ = false; // most often the device changed under us
+            } else {
+                record_applied(apply);
+                WGD_LOG_DEBUG("applied allowed-IP changes of %zu peers", apply.size());
+            }
+        }
     }
-    if (!outcome.ok)
-        device_trusted_ = false; // most often the device changed under us
-    if (!send(msg::allowed_ips_applied, m.id, msg::encode(outcome)) || !send_peers_if_asked())
+    if (!send(msg::allowed_ips_applied, m.id, msg::encode(answer)) || !send_peers_if_asked())
         stopping_ = true;
+}
+
+void ServerNetd::on_claims(const msg::ClaimLeases& claims) {
+    if (!device_held_ && !refresh_device()) {
+        WGD_LOG_ERROR("cannot read the WireGuard device: %zu lease claims not taken",
+                      claims.claims.size());
+        return;
+    }
+    std::size_t taken = 0;
+    for (const msg::LeaseClaim& c : claims.claims) {
+        if (auto r = leased_set_.claim(device_, scope_, c.key, c.ipv4, c.ipv6); !r)
+            WGD_LOG_WARN("lease claim from leased not taken: %s", r.error().message.c_str());
+        else
+            taken++;
+    }
+    WGD_LOG_DEBUG("%zu of %zu lease claims taken", taken, claims.claims.size());
 }
 
 void ServerNetd::handle_events() {
@@ -387,7 +449,7 @@ void ServerNetd::handle_events() {
         }
         auto pools = rtnl_.pools(link_.ifindex);
         if (pools)
-            pools_ = std::move(pools.value());
+            scope_.pools = std::move(pools.value());
         if (!send_pools())
             stopping_ = true;
     }
@@ -447,7 +509,7 @@ int ServerNetd::run(const std::vector<std::string>& args) {
     }
     WGD_LOG_INFO("serving %s on [fe80::%%%s]:970 (%s backend, %zu peers, %zu+%zu pools)",
                  options_.iface.c_str(), options_.iface.c_str(), std::string(wg_->name()).c_str(),
-                 device_.peers().size(), pools_.v4.size(), pools_.v6.size());
+                 device_.peers().size(), scope_.pools.v4.size(), scope_.pools.v6.size());
 
     if (!send_pools() || !send_peers(true))
         stopping_ = true;

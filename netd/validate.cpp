@@ -2,51 +2,75 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <set>
+#include <type_traits>
 
 namespace wgd::netd {
 namespace {
-
-bool in_pools(const Ip4& a, const Pools& pools) {
-    return std::any_of(pools.v4.begin(), pools.v4.end(),
-                       [&](const Prefix4& p) { return p.contains(a); });
-}
-bool in_pools(const Ip6& a, const Pools& pools) {
-    return std::any_of(pools.v6.begin(), pools.v6.end(),
-                       [&](const Prefix6& p) { return p.contains(a); });
-}
 
 std::string peer_name(const PublicKey& key) {
     return "peer " + to_base64(key);
 }
 
+const std::vector<Prefix4>& pools_of(const Scope& s, const Ip4&) {
+    return s.pools.v4;
+}
+const std::vector<Prefix6>& pools_of(const Scope& s, const Ip6&) {
+    return s.pools.v6;
+}
+const std::vector<Ip4>& own_of(const Scope& s, const Ip4&) {
+    return s.own4;
+}
+const std::vector<Ip6>& own_of(const Scope& s, const Ip6&) {
+    return s.own6;
+}
+
+bool is_broadcast(const Prefix4& p, const Ip4& a) {
+    if (p.len >= 31)
+        return false;
+    std::uint32_t host_mask = p.len == 0 ? 0xffffffffu : (1u << (32 - p.len)) - 1;
+    return (a.to_u32() & host_mask) == host_mask;
+}
+bool is_broadcast(const Prefix6&, const Ip6&) {
+    return false;
+}
+
 template <class Ip>
-Result<void> check_family(const PeerChange& change, const std::vector<Ip>& adds,
-                          const std::vector<Ip>& removes, const Pools& pools,
-                          const DeviceView& view, std::set<Ip>& added_in_batch) {
-    for (const auto& a : removes) {
-        if (!is_leasable(a))
-            return make_error(EINVAL, "refused: " + peer_name(change.key) + ": removing " +
-                                          to_string(a) + ", which is not global unicast" +
-                                          " (link-local entries are never removed)");
-        if (std::find(adds.begin(), adds.end(), a) != adds.end())
-            return make_error(EINVAL, "refused: " + peer_name(change.key) + ": " + to_string(a) +
-                                          " both added and removed");
+Result<void> grantable_impl(const Scope& scope, const Ip& a) {
+    if (!is_leasable(a))
+        return make_error(EINVAL, to_string(a) + " is an address no host can have");
+    bool inside = false;
+    for (const auto& p : pools_of(scope, a)) {
+        if (!p.contains(a))
+            continue;
+        inside = true;
+        if (p.masked().addr == a)
+            return make_error(EINVAL, to_string(a) + " is the zero host of pool " + to_string(p));
+        if (is_broadcast(p, a))
+            return make_error(EINVAL,
+                              to_string(a) + " is the broadcast address of pool " + to_string(p));
     }
-    for (const auto& a : adds) {
-        if (!is_leasable(a))
-            return make_error(EINVAL, "refused: " + peer_name(change.key) + ": adding " +
-                                          to_string(a) + ", which is not global unicast");
-        if (!in_pools(a, pools))
-            return make_error(EINVAL, "refused: " + peer_name(change.key) + ": " + to_string(a) +
-                                          " is outside every pool");
-        if (view.held_by_other(a, change.key))
-            return make_error(EEXIST, "refused: " + peer_name(change.key) + ": " + to_string(a) +
-                                          " is an allowed IP of another peer");
-        if (!added_in_batch.insert(a).second)
-            return make_error(EEXIST, "refused: " + to_string(a) + " added twice in one batch");
-    }
+    if (!inside)
+        return make_error(EINVAL, to_string(a) + " is outside every pool");
+    const auto& own = own_of(scope, a);
+    if (std::find(own.begin(), own.end(), a) != own.end())
+        return make_error(EINVAL, to_string(a) + " is an address of the server itself");
     return {};
+}
+
+bool peer_holds(const Peer& peer, const Ip4& a) {
+    return std::any_of(peer.allowed4.begin(), peer.allowed4.end(),
+                       [&](const Prefix4& p) { return p.len == 32 && p.addr == a; });
+}
+bool peer_holds(const Peer& peer, const Ip6& a) {
+    return std::any_of(peer.allowed6.begin(), peer.allowed6.end(),
+                       [&](const Prefix6& p) { return p.len == 128 && p.addr == a; });
+}
+
+const char* family_name(const Ip4&) {
+    return "/32";
+}
+const char* family_name(const Ip6&) {
+    return "/128";
 }
 
 } // namespace
@@ -66,28 +90,207 @@ Result<void> validate_address_order(int configured_ifindex, int order_ifindex,
     return check_address_order(prefix);
 }
 
-Result<void> validate_peer_changes(const DeviceView& view, const Pools& pools,
-                                   std::span<const PeerChange> changes) {
-    std::set<PublicKey> seen;
-    std::set<Ip4> added4;
-    std::set<Ip6> added6;
-    for (const auto& change : changes) {
-        if (!view.find(change.key))
-            return make_error(ENOENT, "refused: no " + peer_name(change.key) +
-                                          " (peers are never created)");
-        if (!seen.insert(change.key).second)
-            return make_error(EINVAL, "refused: " + peer_name(change.key) + " twice in one batch");
-        if (auto r = check_family(change, change.add4, change.remove4, pools, view, added4); !r)
-            return r;
-        if (auto r = check_family(change, change.add6, change.remove6, pools, view, added6); !r)
-            return r;
-    }
+Result<void> grantable(const Scope& scope, const Ip4& a) {
+    return grantable_impl(scope, a);
+}
+Result<void> grantable(const Scope& scope, const Ip6& a) {
+    return grantable_impl(scope, a);
+}
+
+// ---- LeasedSet
+
+const LeasedSet::Entry* LeasedSet::find(const PublicKey& key) const {
+    auto it = entries_.find(key);
+    return it == entries_.end() ? nullptr : &it->second;
+}
+
+bool LeasedSet::holds(const PublicKey& key, const Ip4& a) const {
+    const Entry* e = find(key);
+    return e && e->ipv4 == a;
+}
+
+bool LeasedSet::holds(const PublicKey& key, const Ip6& a) const {
+    const Entry* e = find(key);
+    return e && e->ipv6 == a;
+}
+
+Result<void> LeasedSet::claim(const DeviceView& view, const Scope& scope, const PublicKey& key,
+                              const std::optional<Ip4>& ipv4, const std::optional<Ip6>& ipv6) {
+    const Peer* peer = view.find(key);
+    if (!peer)
+        return make_error(ENOENT, "claim for " + peer_name(key) + ", which is not on the device");
+    const Entry* had = find(key);
+    auto check = [&](const auto& a, const auto& already) -> Result<void> {
+        if (!a)
+            return {};
+        if (already)
+            return make_error(EDQUOT, "claim of " + to_string(*a) + " for " + peer_name(key) +
+                                          ", which has a leased " + family_name(*a) + " already");
+        if (!peer_holds(*peer, *a))
+            return make_error(ENOENT, "claim of " + to_string(*a) + " for " + peer_name(key) +
+                                          ", which does not hold it");
+        if (auto g = grantable(scope, *a); !g)
+            return make_error(EINVAL, "claim for " + peer_name(key) + ": " + g.error().message);
+        return {};
+    };
+    if (auto r = check(ipv4, had ? had->ipv4 : std::nullopt); !r)
+        return r;
+    if (auto r = check(ipv6, had ? had->ipv6 : std::nullopt); !r)
+        return r;
+    if (!ipv4 && !ipv6)
+        return {};
+    Entry& e = entries_[key];
+    if (ipv4)
+        e.ipv4 = ipv4;
+    if (ipv6)
+        e.ipv6 = ipv6;
     return {};
 }
 
-Result<void> validate_peer_changes(const Device& device, const Pools& pools,
-                                   std::span<const PeerChange> changes) {
-    return validate_peer_changes(DeviceView(device), pools, changes);
+void LeasedSet::record(const PeerChange& applied) {
+    auto it = entries_.find(applied.key);
+    if (it != entries_.end()) {
+        for (const Ip4& a : applied.remove4)
+            if (it->second.ipv4 == a)
+                it->second.ipv4.reset();
+        for (const Ip6& a : applied.remove6)
+            if (it->second.ipv6 == a)
+                it->second.ipv6.reset();
+    }
+    if (!applied.add4.empty() || !applied.add6.empty()) {
+        Entry& e = it != entries_.end() ? it->second : entries_[applied.key];
+        if (!applied.add4.empty())
+            e.ipv4 = applied.add4.back();
+        if (!applied.add6.empty())
+            e.ipv6 = applied.add6.back();
+        return;
+    }
+    if (it != entries_.end() && !it->second.ipv4 && !it->second.ipv6)
+        entries_.erase(it);
+}
+
+void LeasedSet::prune(const DeviceView& view) {
+    for (auto it = entries_.begin(); it != entries_.end();) {
+        const Peer* peer = view.find(it->first);
+        Entry& e = it->second;
+        if (e.ipv4 && !(peer && peer_holds(*peer, *e.ipv4)))
+            e.ipv4.reset();
+        if (e.ipv6 && !(peer && peer_holds(*peer, *e.ipv6)))
+            e.ipv6.reset();
+        it = !e.ipv4 && !e.ipv6 ? entries_.erase(it) : std::next(it);
+    }
+}
+
+// ---- OrderCheck
+
+template <class Ip>
+Result<void> OrderCheck::check_family(const PublicKey& key, const Peer& peer,
+                                      const std::vector<Ip>& adds, const std::vector<Ip>& removes,
+                                      std::vector<Ip>& apply_adds, std::vector<Ip>& apply_removes,
+                                      const std::optional<Ip>& leased,
+                                      std::set<Ip>& added_in_order) const {
+    const std::string who = peer_name(key);
+    bool leased_removed = false;
+    for (const Ip& a : removes) {
+        if (std::find(adds.begin(), adds.end(), a) != adds.end())
+            return make_error(EINVAL, who + ": " + to_string(a) + " both added and removed");
+        if (leased == a) {
+            leased_removed = true;
+            apply_removes.push_back(a);
+        } else if (peer_holds(peer, a)) {
+            return make_error(EPERM, who + ": removing " + to_string(a) +
+                                         ", which wg-dynamic did not lease to this peer" +
+                                         (is_leasable(a) ? ""
+                                                         : " (link-local entries are never "
+                                                           "removed)"));
+        }
+        // Not held at all: nothing to do, and nothing is sent to WireGuard.
+    }
+    std::size_t new_leases = 0;
+    for (const Ip& a : adds) {
+        if (auto g = grantable(scope_, a); !g)
+            return make_error(EINVAL, who + ": adding " + g.error().message);
+        if (view_.held_by_other(a, key))
+            return make_error(EEXIST,
+                              who + ": " + to_string(a) + " is an allowed IP of another peer");
+        if (added_in_order.count(a))
+            return make_error(EEXIST, to_string(a) + " added twice in one order");
+        if (leased == a)
+            continue; // already this peer's lease: nothing to change
+        if (peer_holds(peer, a))
+            continue; // the peer's static entry: stays the operator's
+        new_leases++;
+        apply_adds.push_back(a);
+    }
+    const std::size_t after = (leased && !leased_removed ? 1 : 0) + new_leases;
+    if (after > 1)
+        return make_error(EDQUOT, who + ": would hold " + std::to_string(after) + " leased " +
+                                      family_name(adds.front()) + " addresses (at most one)");
+    return {};
+}
+
+Result<PeerChange> OrderCheck::check(const PeerChange& change) {
+    const Peer* peer = view_.find(change.key);
+    if (!peer)
+        return make_error(ENOENT, "no " + peer_name(change.key) + " (peers are never created)");
+    if (seen_.count(change.key))
+        return make_error(EINVAL, peer_name(change.key) + " twice in one order");
+    seen_.insert(change.key);
+    const LeasedSet::Entry* leased = leased_.find(change.key);
+    PeerChange apply{change.key, {}, {}, {}, {}};
+    if (auto r = check_family(change.key, *peer, change.add4, change.remove4, apply.add4,
+                              apply.remove4, leased ? leased->ipv4 : std::nullopt, added4_);
+        !r)
+        return r.error();
+    if (auto r = check_family(change.key, *peer, change.add6, change.remove6, apply.add6,
+                              apply.remove6, leased ? leased->ipv6 : std::nullopt, added6_);
+        !r)
+        return r.error();
+    added4_.insert(change.add4.begin(), change.add4.end());
+    added6_.insert(change.add6.begin(), change.add6.end());
+    return apply;
+}
+
+// ---- ClientAddresses
+
+Result<ClientAddresses::Action> ClientAddresses::check(bool add, const Prefix& prefix) const {
+    const std::string text = std::visit([](auto& p) { return to_string(p); }, prefix);
+    // By address, whatever its length then: 10.0.0.5/24 there at start
+    // makes 10.0.0.5/32 the operator's too.
+    const bool was_there = std::any_of(at_start_.begin(), at_start_.end(), [&](const Prefix& p) {
+        return p.index() == prefix.index() && std::visit(
+                                                  [&](const auto& q) {
+                                                      using Q = std::decay_t<decltype(q)>;
+                                                      return q.addr == std::get<Q>(prefix).addr;
+                                                  },
+                                                  p);
+    });
+    const bool ours = std::find(added_.begin(), added_.end(), prefix) != added_.end();
+    if (add) {
+        if (ours || was_there)
+            return Action::nothing; // on IFACE already; one there at start stays untouched
+        const auto same_family = std::count_if(added_.begin(), added_.end(), [&](const Prefix& p) {
+            return p.index() == prefix.index();
+        });
+        if (static_cast<std::size_t>(same_family) >= kMaxPerFamily)
+            return make_error(EDQUOT, "adding " + text + " beside " + std::to_string(same_family) +
+                                          " added addresses of its family");
+        return Action::apply;
+    }
+    if (ours)
+        return Action::apply;
+    if (was_there)
+        return make_error(EPERM, "removing " + text + ", which was on the interface before " +
+                                     "wg-dynamic started");
+    return make_error(EPERM, "removing " + text + ", which wg-dynamic did not add");
+}
+
+void ClientAddresses::record(bool add, const Prefix& prefix) {
+    auto it = std::find(added_.begin(), added_.end(), prefix);
+    if (add && it == added_.end())
+        added_.push_back(prefix);
+    else if (!add && it != added_.end())
+        added_.erase(it);
 }
 
 } // namespace wgd::netd

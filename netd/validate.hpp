@@ -1,7 +1,9 @@
 // Order validation: the security boundary between leased (untrusted, may be
-// compromised) and the kernel. Pure: checks orders against the current
-// device snapshot and pools; the caller applies a batch only when the whole
-// batch passes, so a refused batch changes nothing.
+// compromised) and the kernel. Pure: checks orders against netd's copy of the
+// device, the pools, the server's own addresses and the set of addresses
+// wg-dynamic leased. Each change of an order is judged on its own: a change
+// that breaks a rule is refused whole (nothing of it applied) and never fails
+// the other changes of its order.
 #pragma once
 
 #include "netd/device_view.hpp"
@@ -9,7 +11,11 @@
 #include "netd/rtnl.hpp"
 #include "netd/wireguard.hpp"
 
-#include <span>
+#include <cstddef>
+#include <map>
+#include <optional>
+#include <set>
+#include <vector>
 
 namespace wgd::netd {
 
@@ -21,18 +27,103 @@ Result<void> validate_interface(int configured_ifindex, int order_ifindex);
 Result<void> validate_address_order(int configured_ifindex, int order_ifindex,
                                     const Prefix& prefix);
 
-// A batch of allowed-IP changes (server side). Refused (EINVAL/ENOENT/EEXIST)
-// when any change: names a peer absent from `device` (peers are never
-// created) or a peer twice; removes an address that is not global unicast
-// (link-local fe80::/10 and 169.254/16 above all); adds an address that is
-// not global unicast, lies outside every pool, or lies inside an allowed IP
-// of another peer (WireGuard would move or shadow it), or that two changes
-// of the batch add; adds and removes the same address. Removing an address
-// the peer does not hold as a /32 or /128 is allowed and changes nothing.
-Result<void> validate_peer_changes(const DeviceView& view, const Pools& pools,
-                                   std::span<const PeerChange> changes);
-// The same against a device read just now (indexes it first: O(peers)).
-Result<void> validate_peer_changes(const Device& device, const Pools& pools,
-                                   std::span<const PeerChange> changes);
+// What an order may reach on the server's IFACE: the pools (prefixes routed
+// over it) and the server's own addresses there, which are never granted.
+struct Scope {
+    Pools pools;
+    std::vector<Ip4> own4;
+    std::vector<Ip6> own6;
+};
+
+// True when `a` may be given to a peer: inside a pool, not the zero host of a
+// pool prefix holding it, not the broadcast of an IPv4 pool prefix shorter
+// than /31 holding it, not an address no host can have (is_leasable), not
+// one of the server's own. Otherwise the rule broken, for the log.
+Result<void> grantable(const Scope& scope, const Ip4& a);
+Result<void> grantable(const Scope& scope, const Ip6& a);
+
+// The allowed IPs that wg-dynamic leased on IFACE, by peer: at most one /32
+// and one /128 each. netd removes nothing outside this set; every other
+// allowed IP on the device (link-local identities, static reservations,
+// wider prefixes) is the operator's.
+class LeasedSet {
+  public:
+    struct Entry {
+        std::optional<Ip4> ipv4;
+        std::optional<Ip6> ipv6;
+    };
+    const Entry* find(const PublicKey& key) const; // nullptr: nothing leased
+    bool holds(const PublicKey& key, const Ip4& a) const;
+    bool holds(const PublicKey& key, const Ip6& a) const;
+    std::size_t size() const { return entries_.size(); }
+
+    // A lease leased restored from its file, at start: taken into the set
+    // only when the device shows exactly that /32 or /128 on that peer, it is
+    // grantable, and the peer has no leased address of that family yet.
+    // Anything else is refused (the rule in the error) and changes nothing.
+    Result<void> claim(const DeviceView& view, const Scope& scope, const PublicKey& key,
+                       const std::optional<Ip4>& ipv4, const std::optional<Ip6>& ipv6);
+    // A change WireGuard applied (as returned by OrderCheck::check).
+    void record(const PeerChange& applied);
+    // After a device read: an entry the device no longer shows on its peer
+    // (peer removed, address gone or moved by the operator) leaves the set.
+    void prune(const DeviceView& view);
+
+  private:
+    std::map<PublicKey, Entry> entries_;
+};
+
+// The changes of one ApplyAllowedIps, judged one by one in order. A change
+// refused (EINVAL, ENOENT, EEXIST, EPERM, EDQUOT) when it: names a peer not
+// on the device (peers are never created) or a peer an earlier change of the
+// order named; adds and removes the same address; adds an address that is
+// not grantable, lies inside an allowed IP of another peer (WireGuard would
+// move it), or that an earlier accepted change of the order adds; removes an
+// address the peer holds that is not in the leased set; would leave the peer
+// with more than one leased /32 or /128. An accepted change comes back as
+// the change to apply: removals of addresses the peer does not hold, and
+// adds of an address the peer already holds as a static entry, are dropped
+// (no-ops, and a static entry never enters the leased set).
+class OrderCheck {
+  public:
+    OrderCheck(const DeviceView& view, const Scope& scope, const LeasedSet& leased)
+        : view_(view), scope_(scope), leased_(leased) {}
+    Result<PeerChange> check(const PeerChange& change);
+
+  private:
+    template <class Ip>
+    Result<void> check_family(const PublicKey& key, const Peer& peer, const std::vector<Ip>& adds,
+                              const std::vector<Ip>& removes, std::vector<Ip>& apply_adds,
+                              std::vector<Ip>& apply_removes, const std::optional<Ip>& leased,
+                              std::set<Ip>& added_in_order) const;
+
+    const DeviceView& view_;
+    const Scope& scope_;
+    const LeasedSet& leased_;
+    std::set<PublicKey> seen_;
+    std::set<Ip4> added4_;
+    std::set<Ip6> added6_;
+};
+
+// The client's netd: it removes only addresses it added itself, and never
+// touches an address that was on IFACE before it started (an add of one is a
+// no-op, a removal is refused). At most kMaxPerFamily added addresses of a
+// family at a time: the lease held and its replacement, added before the old
+// one is removed.
+class ClientAddresses {
+  public:
+    static constexpr std::size_t kMaxPerFamily = 2;
+    explicit ClientAddresses(std::vector<Prefix> at_start) : at_start_(std::move(at_start)) {}
+
+    enum class Action { apply, nothing };
+    // For a valid /32 or /128 global order (validate_address_order first).
+    Result<Action> check(bool add, const Prefix& prefix) const;
+    // The order was applied.
+    void record(bool add, const Prefix& prefix);
+
+  private:
+    std::vector<Prefix> at_start_;
+    std::vector<Prefix> added_;
+};
 
 } // namespace wgd::netd

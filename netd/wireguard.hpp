@@ -57,7 +57,7 @@ class WgBackend {
     virtual ~WgBackend() = default;
     virtual Result<Device> read_device() = 0;
     // Applies the whole batch; peers are never created (update-only). The
-    // batch is expected to have passed validate_peer_changes().
+    // batch is expected to have passed OrderCheck (validate.hpp).
     virtual Result<void> apply(std::span<const PeerChange> changes) = 0;
     virtual std::string_view name() const = 0; // "uapi" or "genl"
 };

@@ -324,6 +324,43 @@ std::optional<Outcome> decode_outcome(Body body) {
     return m;
 }
 
+Bytes encode(const AllowedIpsApplied& m) {
+    Writer w;
+    put_list(w, m.status, [](Writer& w2, std::uint16_t v) { w2.put_u16(v); });
+    return w.take();
+}
+
+std::optional<AllowedIpsApplied> decode_allowed_ips_applied(Body body) {
+    Reader r(body);
+    AllowedIpsApplied m;
+    if (!get_list(r, m.status, 2, [](Reader& r2, std::uint16_t& v) { return r2.get_u16(v); }) ||
+        !r.finished())
+        return std::nullopt;
+    return m;
+}
+
+Bytes encode(const ClaimLeases& m) {
+    Writer w;
+    put_list(w, m.claims, [](Writer& w2, const LeaseClaim& c) {
+        w2.put_key(c.key);
+        put_opt(w2, c.ipv4);
+        put_opt(w2, c.ipv6);
+    });
+    return w.take();
+}
+
+std::optional<ClaimLeases> decode_claim_leases(Body body) {
+    Reader r(body);
+    ClaimLeases m;
+    if (!get_list(r, m.claims, 32 + 5 + 17,
+                  [](Reader& r2, LeaseClaim& c) {
+                      return r2.get_key(c.key) && get_opt(r2, c.ipv4) && get_opt(r2, c.ipv6);
+                  }) ||
+        m.claims.size() > kMaxClaimsPerMessage || !r.finished())
+        return std::nullopt;
+    return m;
+}
+
 Bytes encode(const LinkState& m) {
     Writer w;
     w.put_u8(static_cast<std::uint8_t>(m.link));

@@ -9,7 +9,8 @@
 //   RefreshPeers                             (a source was not known) netd   -> leased  PeersBegin,
 //   PeersChunk..., PeersEnd      (the WireGuard device) netd   -> leased  PoolsSnapshot (pools and
 //   own addresses) leased -> netd    ApplyAllowedIps     id = batch netd   -> leased
-//   AllowedIpsApplied   id = batch
+//   AllowedIpsApplied   id = batch, one status per change
+//   leased -> netd    ClaimLeases                              (at start: the leases restored)
 // Client:
 //   netd   -> leased  LinkState                                (up/down/deleted, addresses)
 //   leased -> netd    ExchangeRequest     id = exchange        (connect to the server)
@@ -48,6 +49,7 @@ enum Type : std::uint16_t {
     address_order,
     address_result,
     stop,
+    claim_leases,
 };
 
 using Bytes = std::vector<std::uint8_t>;
@@ -151,8 +153,37 @@ struct Outcome {
     std::string error; // one line, when !ok
     friend bool operator==(const Outcome&, const Outcome&) = default;
 };
-Bytes encode(const Outcome& m); // AllowedIpsApplied and AddressResult
+Bytes encode(const Outcome& m); // AddressResult
 std::optional<Outcome> decode_outcome(Body body);
+
+// netd's answer to one ApplyAllowedIps: one status per change, in the order
+// of the order's changes; 0 when the change was applied, otherwise the errno
+// of the rule it broke (or of WireGuard's failure). A refused change never
+// fails the other changes of its order.
+struct AllowedIpsApplied {
+    std::vector<std::uint16_t> status;
+    friend bool operator==(const AllowedIpsApplied&, const AllowedIpsApplied&) = default;
+};
+Bytes encode(const AllowedIpsApplied& m);
+std::optional<AllowedIpsApplied> decode_allowed_ips_applied(Body body);
+
+// The leases leased restored from its lease file, sent once at start before
+// any ApplyAllowedIps: netd takes an address the device already shows on
+// that peer as one wg-dynamic leased (and so may later remove) only when
+// claimed here, once, before the first order.
+struct LeaseClaim {
+    PublicKey key;
+    std::optional<Ip4> ipv4;
+    std::optional<Ip6> ipv6;
+    friend bool operator==(const LeaseClaim&, const LeaseClaim&) = default;
+};
+inline constexpr std::size_t kMaxClaimsPerMessage = 1024; // 55 bytes a claim
+struct ClaimLeases {
+    std::vector<LeaseClaim> claims; // at most kMaxClaimsPerMessage
+    friend bool operator==(const ClaimLeases&, const ClaimLeases&) = default;
+};
+Bytes encode(const ClaimLeases& m);
+std::optional<ClaimLeases> decode_claim_leases(Body body);
 
 // ---- client
 

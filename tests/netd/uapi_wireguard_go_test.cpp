@@ -183,10 +183,21 @@ TEST(UapiWireguardGo, AppliesAddsAndRemovalsForAThousandPeersInOneBatch) {
                                    {ip6_of("2001:db8:77::", i)}});
     auto before = backend->read_device();
     ASSERT_TRUE(before);
-    const Pools pools{{Prefix4{*parse_ip4("10.76.0.0"), 14}},
-                      {Prefix6{*parse_ip6("2001:db8::"), 32}}};
-    auto valid = validate_peer_changes(*before, pools, batch);
-    ASSERT_TRUE(valid) << valid.error().message;
+    const Scope scope{
+        {{Prefix4{*parse_ip4("10.76.0.0"), 14}}, {Prefix6{*parse_ip6("2001:db8::"), 32}}}, {}, {}};
+    // The lab's /32 and /128 of each peer stand for leases restored at start.
+    const DeviceView view(*before);
+    LeasedSet leased;
+    for (int i = 0; i < kPeers; ++i) {
+        auto claimed =
+            leased.claim(view, scope, lab.keys[i], ip4_of(77, i), ip6_of("2001:db8:77::", i));
+        ASSERT_TRUE(claimed) << claimed.error().message;
+    }
+    OrderCheck check(view, scope, leased);
+    for (const PeerChange& c : batch) {
+        auto valid = check.check(c);
+        ASSERT_TRUE(valid) << valid.error().message;
+    }
 
     auto applied = backend->apply(batch);
     ASSERT_TRUE(applied) << applied.error().message;

@@ -23,10 +23,22 @@ Ip6 ip6(const char* s) {
     return *parse_ip6(s);
 }
 
+// Every change of an order judged in turn; the first refusal, or success.
+Result<void> judge(const DeviceView& view, const Scope& scope, const LeasedSet& leased,
+                   const std::vector<PeerChange>& changes) {
+    OrderCheck order(view, scope, leased);
+    for (const PeerChange& c : changes)
+        if (auto r = order.check(c); !r)
+            return r.error();
+    return {};
+}
+
 class Validate : public ::testing::Test {
   protected:
     Device device;
-    Pools pools;
+    Pools& pools = scope.pools;
+    Scope scope;
+    LeasedSet leased;
     void SetUp() override {
         device.peers.push_back(Peer{key(1), {{ip4("10.77.0.5"), 32}}, {{ip6("fe80::1"), 128}}});
         device.peers.push_back(Peer{key(2),
@@ -36,7 +48,7 @@ class Validate : public ::testing::Test {
         pools.v6 = {{ip6("2001:db8:77::"), 64}};
     }
     Result<void> check(std::vector<PeerChange> changes) {
-        return validate_peer_changes(device, pools, changes);
+        return judge(DeviceView(device), scope, leased, changes);
     }
 };
 
@@ -100,25 +112,174 @@ TEST_F(Validate, SameAddressAddedToTwoPeersInOneBatchIsRefused) {
                         PeerChange{key(2), {ip4("10.77.0.9")}, {}, {}, {}}}));
 }
 
-TEST_F(Validate, RemovalOfLinkLocalIsRefusedOfGlobalIsAccepted) {
+TEST_F(Validate, RemovalOfLinkLocalIsRefused) {
     auto r = check({PeerChange{key(1), {}, {}, {}, {ip6("fe80::1")}}});
     ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, EPERM);
     EXPECT_NE(r.error().message.find("link-local"), std::string::npos);
-    EXPECT_FALSE(check({PeerChange{key(1), {}, {ip4("169.254.3.3")}, {}, {}}}));
+}
+
+// The reservation hijack: a static /32 or /128 of a peer is the operator's,
+// and no order removes it, however it is dressed.
+TEST_F(Validate, RemovalOfAStaticAllowedIpIsRefusedOfALeasedOneIsAccepted) {
+    auto r = check({PeerChange{key(1), {}, {ip4("10.77.0.5")}, {}, {}}});
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, EPERM);
+    EXPECT_FALSE(check({PeerChange{key(2), {}, {}, {}, {ip6("2001:db8:77::6")}}}));
+    // 10.77.1.0/32 is not held (the /24 is): nothing to remove, nothing sent.
+    auto wide = OrderCheck(DeviceView(device), scope, leased)
+                    .check(PeerChange{key(2), {}, {ip4("10.77.1.0")}, {}, {}});
+    ASSERT_TRUE(wide);
+    EXPECT_TRUE(wide->remove4.empty());
+    // Moving peer 2's static address to peer 1 in one order: both halves refused.
+    EXPECT_FALSE(check({PeerChange{key(2), {}, {ip4("10.77.0.6")}, {}, {}},
+                        PeerChange{key(1), {ip4("10.77.0.6")}, {}, {}, {}}}));
+
+    const DeviceView view(device);
+    ASSERT_TRUE(leased.claim(view, scope, key(1), ip4("10.77.0.5"), std::nullopt));
     EXPECT_TRUE(check({PeerChange{key(1), {}, {ip4("10.77.0.5")}, {}, {}}}));
-    EXPECT_TRUE(check({PeerChange{key(2), {}, {}, {}, {ip6("2001:db8:77::6")}}}));
+    // Claimed for peer 1 does not make it removable from another peer.
+    EXPECT_FALSE(judge(view, scope, leased, {PeerChange{key(2), {}, {ip4("10.77.0.6")}, {}, {}}}));
+}
+
+TEST_F(Validate, RemovalOfAnAddressThePeerDoesNotHoldIsAcceptedAndSendsNothing) {
+    const DeviceView view(device);
+    OrderCheck order(view, scope, leased);
+    auto r = order.check(PeerChange{key(1), {}, {ip4("10.77.0.99")}, {}, {ip6("2001:db8:77::99")}});
+    ASSERT_TRUE(r);
+    EXPECT_TRUE(r->remove4.empty());
+    EXPECT_TRUE(r->remove6.empty());
 }
 
 TEST_F(Validate, AddAndRemoveOfTheSameAddressIsRefused) {
     EXPECT_FALSE(check({PeerChange{key(1), {ip4("10.77.0.5")}, {ip4("10.77.0.5")}, {}, {}}}));
 }
 
-TEST_F(Validate, OneBadChangeRefusesTheWholeBatch) {
-    std::vector<PeerChange> batch{PeerChange{key(1), {ip4("10.77.0.9")}, {}, {}, {}},
-                                  PeerChange{key(2), {}, {}, {}, {ip6("fe80::2")}}};
-    EXPECT_FALSE(check(batch));
-    batch.pop_back();
-    EXPECT_TRUE(check(batch));
+TEST_F(Validate, ABadChangeIsRefusedWholeAndTheOthersOfItsOrderStand) {
+    const DeviceView view(device);
+    OrderCheck order(view, scope, leased);
+    // Its good half (an IPv4 grant) goes with its bad half (a link-local removal).
+    auto bad = order.check(PeerChange{key(2), {ip4("10.77.0.7")}, {}, {}, {ip6("fe80::2")}});
+    ASSERT_FALSE(bad);
+    // The address it would have added is free for the next change.
+    auto good = order.check(PeerChange{key(1), {ip4("10.77.0.7")}, {}, {}, {}});
+    ASSERT_TRUE(good) << good.error().message;
+    EXPECT_EQ(good->add4, std::vector<Ip4>{ip4("10.77.0.7")});
+}
+
+TEST_F(Validate, AddOfAZeroHostBroadcastOrOwnAddressIsRefused) {
+    pools.v4.push_back({ip4("10.80.0.0"), 24});
+    pools.v4.push_back({ip4("10.81.0.0"), 31});
+    scope.own4 = {ip4("10.77.0.1")};
+    scope.own6 = {ip6("2001:db8:77::1")};
+    for (const char* a : {"10.77.0.0", "10.77.255.255", "10.80.0.0", "10.80.0.255", "10.77.0.1"})
+        EXPECT_FALSE(check({PeerChange{key(1), {ip4(a)}, {}, {}, {}}})) << a;
+    for (const char* a : {"2001:db8:77::", "2001:db8:77::1"})
+        EXPECT_FALSE(check({PeerChange{key(1), {}, {}, {ip6(a)}, {}}})) << a;
+    // A /31 has no broadcast; IPv6 has none; the host next to them is fine.
+    EXPECT_TRUE(check({PeerChange{key(1), {ip4("10.81.0.1")}, {}, {}, {}}}));
+    EXPECT_TRUE(check({PeerChange{key(1), {ip4("10.80.0.254")}, {}, {ip6("2001:db8:77::2")}, {}}}));
+}
+
+TEST_F(Validate, AddOfAnAddressNoHostCanHaveIsRefusedInsideAWidePool) {
+    pools.v4 = {{ip4("0.0.0.0"), 0}};
+    pools.v6 = {{ip6("::"), 0}};
+    for (const char* a : {"0.1.2.3", "127.0.0.2", "169.254.1.1", "224.1.1.1", "240.0.0.1"})
+        EXPECT_FALSE(check({PeerChange{key(1), {ip4(a)}, {}, {}, {}}})) << a;
+    for (const char* a : {"::", "::1", "::ffff:10.0.0.1", "fe80::7", "ff02::1"})
+        EXPECT_FALSE(check({PeerChange{key(1), {}, {}, {ip6(a)}, {}}})) << a;
+    EXPECT_TRUE(check({PeerChange{key(1), {ip4("198.51.100.7")}, {}, {ip6("2001:db8:9::7")}, {}}}));
+}
+
+TEST_F(Validate, APeerHoldsAtMostOneLeasedAddressOfEachFamily) {
+    auto two = check({PeerChange{key(1), {ip4("10.77.0.9"), ip4("10.77.0.10")}, {}, {}, {}}});
+    ASSERT_FALSE(two);
+    EXPECT_EQ(two.error().code, EDQUOT);
+    EXPECT_FALSE(
+        check({PeerChange{key(1), {}, {}, {ip6("2001:db8:77::9"), ip6("2001:db8:77::a")}, {}}}));
+
+    const DeviceView view(device);
+    OrderCheck first(view, scope, leased);
+    auto grant = first.check(PeerChange{key(1), {ip4("10.77.0.9")}, {}, {}, {}});
+    ASSERT_TRUE(grant);
+    leased.record(*grant);
+    // A second one beside it: refused; in place of it: fine; again the same: fine.
+    auto second = judge(view, scope, leased, {PeerChange{key(1), {ip4("10.77.0.10")}, {}, {}, {}}});
+    ASSERT_FALSE(second);
+    EXPECT_EQ(second.error().code, EDQUOT);
+    EXPECT_TRUE(judge(view, scope, leased,
+                      {PeerChange{key(1), {ip4("10.77.0.10")}, {ip4("10.77.0.9")}, {}, {}}}));
+    EXPECT_TRUE(judge(view, scope, leased, {PeerChange{key(1), {ip4("10.77.0.9")}, {}, {}, {}}}));
+    // The other family is counted apart.
+    EXPECT_TRUE(
+        judge(view, scope, leased, {PeerChange{key(1), {}, {}, {ip6("2001:db8:77::9")}, {}}}));
+}
+
+TEST_F(Validate, AddOfThePeersOwnStaticEntryChangesNothingAndNeverMakesItLeased) {
+    const DeviceView view(device);
+    OrderCheck order(view, scope, leased);
+    auto r = order.check(PeerChange{key(2), {}, {}, {ip6("2001:db8:77::6")}, {}});
+    ASSERT_TRUE(r);
+    EXPECT_TRUE(r->add6.empty());
+    leased.record(*r);
+    EXPECT_EQ(leased.find(key(2)), nullptr);
+    EXPECT_FALSE(
+        judge(view, scope, leased, {PeerChange{key(2), {}, {}, {}, {ip6("2001:db8:77::6")}}}));
+}
+
+TEST_F(Validate, ClaimsTakeOnlyWhatTheDeviceShowsOnThatPeerOncePerFamily) {
+    const DeviceView view(device);
+    EXPECT_FALSE(leased.claim(view, scope, key(3), ip4("10.77.0.5"), std::nullopt));
+    EXPECT_FALSE(leased.claim(view, scope, key(1), ip4("10.77.0.6"), std::nullopt)); // peer 2's
+    EXPECT_FALSE(leased.claim(view, scope, key(2), ip4("10.77.1.0"), std::nullopt)); // a /24
+    EXPECT_FALSE(leased.claim(view, scope, key(1), std::nullopt, ip6("fe80::1")));
+    EXPECT_EQ(leased.size(), 0u);
+    ASSERT_TRUE(leased.claim(view, scope, key(2), ip4("10.77.0.6"), ip6("2001:db8:77::6")));
+    auto again = leased.claim(view, scope, key(2), ip4("10.77.0.6"), std::nullopt);
+    ASSERT_FALSE(again);
+    EXPECT_EQ(again.error().code, EDQUOT);
+    EXPECT_TRUE(leased.holds(key(2), ip4("10.77.0.6")));
+    EXPECT_TRUE(leased.holds(key(2), ip6("2001:db8:77::6")));
+}
+
+TEST_F(Validate, PruneDropsLeasesTheDeviceNoLongerShows) {
+    ASSERT_TRUE(
+        leased.claim(DeviceView(device), scope, key(2), ip4("10.77.0.6"), ip6("2001:db8:77::6")));
+    device.peers[1].allowed4 = {};
+    leased.prune(DeviceView(device));
+    EXPECT_FALSE(leased.holds(key(2), ip4("10.77.0.6")));
+    EXPECT_TRUE(leased.holds(key(2), ip6("2001:db8:77::6")));
+    device.peers.pop_back();
+    leased.prune(DeviceView(device));
+    EXPECT_EQ(leased.size(), 0u);
+}
+
+TEST(ClientAddresses, RemovesOnlyWhatItAddedAndNeverTouchesWhatWasThere) {
+    const Prefix there = Prefix4{ip4("192.0.2.7"), 24};
+    ClientAddresses guard({there, Prefix6{ip6("fe80::1234"), 128}});
+    const Prefix old4 = Prefix4{ip4("192.0.2.7"), 32};
+    auto add_old = guard.check(true, old4);
+    ASSERT_TRUE(add_old);
+    EXPECT_EQ(*add_old, ClientAddresses::Action::nothing);
+    auto remove_old = guard.check(false, old4);
+    ASSERT_FALSE(remove_old);
+    EXPECT_EQ(remove_old.error().code, EPERM);
+    EXPECT_FALSE(guard.check(false, Prefix4{ip4("198.51.100.1"), 32}));
+
+    const Prefix mine = Prefix4{ip4("198.51.100.1"), 32};
+    ASSERT_EQ(*guard.check(true, mine), ClientAddresses::Action::apply);
+    guard.record(true, mine);
+    EXPECT_EQ(*guard.check(false, mine), ClientAddresses::Action::apply);
+    // The replacement beside it, then no third.
+    const Prefix next = Prefix4{ip4("198.51.100.2"), 32};
+    ASSERT_EQ(*guard.check(true, next), ClientAddresses::Action::apply);
+    guard.record(true, next);
+    auto third = guard.check(true, Prefix4{ip4("198.51.100.3"), 32});
+    ASSERT_FALSE(third);
+    EXPECT_EQ(third.error().code, EDQUOT);
+    EXPECT_EQ(*guard.check(true, Prefix6{ip6("2001:db8::3"), 128}), ClientAddresses::Action::apply);
+    guard.record(false, mine);
+    EXPECT_FALSE(guard.check(false, mine));
 }
 
 TEST(ValidateAddressOrder, OnlyHostGlobalAddressesOnTheConfiguredInterface) {
@@ -145,7 +306,7 @@ TEST(ValidateInterface, OnlyTheConfiguredIndex) {
 TEST_F(Validate, ViewUpdatedByRecordedChangesJudgesLikeAFreshView) {
     DeviceView view(device);
     const PeerChange grant{key(1), {ip4("10.77.0.9")}, {}, {ip6("2001:db8:77::9")}, {}};
-    ASSERT_TRUE(validate_peer_changes(view, pools, std::vector<PeerChange>{grant}));
+    ASSERT_TRUE(judge(view, scope, leased, {grant}));
     ASSERT_TRUE(view.record(grant));
     apply_change(grant, device.peers[0].allowed4, device.peers[0].allowed6);
 
@@ -153,7 +314,7 @@ TEST_F(Validate, ViewUpdatedByRecordedChangesJudgesLikeAFreshView) {
     const PeerChange steal4{key(2), {ip4("10.77.0.9")}, {}, {}, {}};
     const PeerChange steal6{key(2), {}, {}, {ip6("2001:db8:77::9")}, {}};
     for (const auto& c : {steal4, steal6}) {
-        auto recorded = validate_peer_changes(view, pools, std::vector<PeerChange>{c});
+        auto recorded = judge(view, scope, leased, {c});
         auto fresh = check({c});
         ASSERT_FALSE(recorded);
         ASSERT_FALSE(fresh);
@@ -165,7 +326,7 @@ TEST_F(Validate, ViewUpdatedByRecordedChangesJudgesLikeAFreshView) {
     const PeerChange release{key(1), {}, {ip4("10.77.0.9")}, {}, {}};
     ASSERT_TRUE(view.record(release));
     apply_change(release, device.peers[0].allowed4, device.peers[0].allowed6);
-    EXPECT_TRUE(validate_peer_changes(view, pools, std::vector<PeerChange>{steal4}));
+    EXPECT_TRUE(judge(view, scope, leased, {steal4}));
     EXPECT_TRUE(check({steal4}));
     ASSERT_NE(view.find(key(1)), nullptr);
     EXPECT_EQ(view.find(key(1))->allowed4, device.peers[0].allowed4);
@@ -175,8 +336,7 @@ TEST_F(Validate, ViewRefusesToRecordAChangeOfAnUnknownPeer) {
     DeviceView view(device);
     EXPECT_FALSE(view.record(PeerChange{key(9), {ip4("10.77.0.9")}, {}, {}, {}}));
     EXPECT_EQ(view.find(key(9)), nullptr);
-    EXPECT_TRUE(validate_peer_changes(
-        view, pools, std::vector<PeerChange>{{key(2), {ip4("10.77.0.9")}, {}, {}, {}}}));
+    EXPECT_TRUE(judge(view, scope, leased, {PeerChange{key(2), {ip4("10.77.0.9")}, {}, {}, {}}}));
 }
 
 TEST_F(Validate, ViewFindsEveryPeerWhateverTheOrderTheDeviceListedThem) {

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
+
 using namespace wgd;
 using namespace wgd::msg;
 
@@ -166,4 +168,30 @@ TEST(Messages, ClientMessagesRoundTrip) {
     Bytes bad = encode(l);
     bad[0] = 9;
     EXPECT_FALSE(decode_link_state(bad));
+}
+
+TEST(Messages, AllowedIpsAppliedCarriesOneStatusPerChange) {
+    AllowedIpsApplied a{{0, EPERM, 0, EEXIST}};
+    EXPECT_EQ(decode_allowed_ips_applied(encode(a)), a);
+    EXPECT_EQ(decode_allowed_ips_applied(encode(AllowedIpsApplied{})), AllowedIpsApplied{});
+    Bytes cut = encode(a);
+    cut.pop_back();
+    EXPECT_FALSE(decode_allowed_ips_applied(cut));
+    Bytes longer = encode(a);
+    longer.push_back(0);
+    EXPECT_FALSE(decode_allowed_ips_applied(longer));
+}
+
+TEST(Messages, ClaimLeasesRoundTripAndRefuseMoreThanOneMessageHolds) {
+    ClaimLeases c{
+        {{key(1), v4("10.77.0.9"), v6("2001:db8::9")}, {key(2), std::nullopt, v6("2001:db8::a")}}};
+    EXPECT_EQ(decode_claim_leases(encode(c)), c);
+    Bytes bad = encode(c);
+    bad[4 + 32] = 0; // "no IPv4" with an address written after it
+    EXPECT_FALSE(decode_claim_leases(bad));
+    ClaimLeases many;
+    many.claims.assign(kMaxClaimsPerMessage + 1, LeaseClaim{key(3), v4("10.77.0.1"), std::nullopt});
+    EXPECT_FALSE(decode_claim_leases(encode(many)));
+    many.claims.pop_back();
+    EXPECT_EQ(decode_claim_leases(encode(many)), many);
 }
