@@ -395,9 +395,12 @@ int ClientNetd::run(const std::vector<std::string>& args) {
 } // namespace
 
 int client_main(const Options& options, const std::vector<std::string>& args) {
+    Options settled = options;
+    std::vector<std::string> child_args = args;
+    settle_sandbox_user(settled, child_args);
     try {
-        ClientNetd netd(options);
-        return netd.run(args);
+        ClientNetd netd(settled);
+        return netd.run(child_args);
     } catch (const Failure& f) {
         WGD_LOG_ERROR("%s", f.reason.c_str());
         return 1;

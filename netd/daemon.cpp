@@ -124,6 +124,17 @@ std::string check_sandbox_user(const std::string& user) {
     return "";
 }
 
+void settle_sandbox_user(Options& options, std::vector<std::string>& args) {
+    if (options.user_given || getpwnam(options.user.c_str()))
+        return;
+    WGD_LOG_WARN("user %s does not exist (make install creates it with systemd-sysusers): "
+                 "the sandboxed processes run as %s, a uid other daemons may share",
+                 options.user.c_str(), kFallbackUser);
+    options.user = kFallbackUser;
+    options.user_given = true;
+    args.insert(args.begin(), {"--user", kFallbackUser});
+}
+
 Result<UniqueFd> listen_link_local(int ifindex, const std::string& ifname) {
     UniqueFd fd(socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd)

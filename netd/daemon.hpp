@@ -4,6 +4,7 @@
 
 #include "netd/result.hpp"
 #include "privsep/channel.hpp"
+#include "privsep/cli.hpp"
 #include "privsep/fd.hpp"
 #include "privsep/sandbox.hpp"
 #include "privsep/spawn.hpp"
@@ -42,6 +43,11 @@ pid_t spawn_child(privsep::Role role, const std::vector<std::string>& args,
 // before anything starts, so that a typo is a one-line usage error rather
 // than a child dying in its sandbox set-up. Empty when fine.
 std::string check_sandbox_user(const std::string& user);
+
+// Without --user, the default user where it exists, else nobody with a
+// warning; the children get the choice on their command line, since each
+// resolves --user itself before its chroot.
+void settle_sandbox_user(Options& options, std::vector<std::string>& args);
 
 // The server's listening socket on [fe80::%ifindex]:970.
 Result<UniqueFd> listen_link_local(int ifindex, const std::string& ifname);

@@ -584,9 +584,12 @@ int server_main(const Options& options, const std::vector<std::string>& args) {
     // the heap between the peers of the next read, which kept both resident.
     mallopt(M_MMAP_THRESHOLD, 64 * 1024);
     mallopt(M_TRIM_THRESHOLD, 256 * 1024);
+    Options settled = options;
+    std::vector<std::string> child_args = args;
+    settle_sandbox_user(settled, child_args);
     try {
-        ServerNetd netd(options);
-        return netd.run(args);
+        ServerNetd netd(settled);
+        return netd.run(child_args);
     } catch (const Failure& f) {
         WGD_LOG_ERROR("%s", f.reason.c_str());
         return 1;

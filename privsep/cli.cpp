@@ -22,8 +22,9 @@ std::string usage_text(Side side) {
     text += "\n"
             "  -f, --foreground       stay in the foreground, log to stderr\n"
             "  -v, --verbose          more log detail (repeatable)\n"
-            "      --user NAME        unprivileged user for the sandboxed processes "
-            "(default: nobody)\n"
+            "      --user NAME        unprivileged user for the sandboxed processes\n"
+            "                         (default: _wg-dynamic, which `make install` creates;\n"
+            "                         nobody where it is missing)\n"
             "  -h, --help             usage, exit 0\n"
             "  -V, --version          version, exit 0\n";
     if (side == Side::server)
@@ -132,6 +133,7 @@ CliResult parse_command_line(Side side, const std::vector<std::string>& args) {
             if (!value_of("--user", value) || value.empty())
                 return UsageError{"--user needs a user name"};
             opts.user = value;
+            opts.user_given = true;
         } else if (server && (arg == "--leasetime" || arg.rfind("--leasetime=", 0) == 0)) {
             if (!value_of("--leasetime", value))
                 return UsageError{"--leasetime needs a number of seconds"};

@@ -12,11 +12,18 @@ namespace wgd {
 
 enum class Side { server, client };
 
+// The sandboxed processes' user: its own system user (`make install` creates
+// it from a sysusers.d file), so that they share a uid with no other daemon.
+// Where it does not exist and --user was not given, nobody, with a warning.
+inline constexpr const char* kDefaultUser = "_wg-dynamic";
+inline constexpr const char* kFallbackUser = "nobody";
+
 struct Options {
     std::string iface;
     bool foreground = false;
     int verbosity = 0;
-    std::string user = "nobody";
+    std::string user = kDefaultUser;
+    bool user_given = false;                       // --user on the command line
     std::uint32_t leasetime = 3600;                // server only
     std::string state_dir = "/var/lib/wg-dynamic"; // server only
 };

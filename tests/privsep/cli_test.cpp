@@ -17,7 +17,8 @@ TEST(CommandLine, DefaultsFollowSpec) {
     EXPECT_EQ(o->iface, "wg0");
     EXPECT_FALSE(o->foreground);
     EXPECT_EQ(o->verbosity, 0);
-    EXPECT_EQ(o->user, "nobody");
+    EXPECT_EQ(o->user, "_wg-dynamic");
+    EXPECT_FALSE(o->user_given);
     EXPECT_EQ(o->leasetime, 3600u);
     EXPECT_EQ(o->state_dir, "/var/lib/wg-dynamic");
 }
@@ -39,6 +40,7 @@ TEST(CommandLine, ServerOptionsTakeValuesInBothSpellings) {
     EXPECT_EQ(o.leasetime, 4u);
     EXPECT_EQ(o.state_dir, "/tmp/x");
     EXPECT_EQ(o.user, "wgd");
+    EXPECT_TRUE(o.user_given);
 }
 
 TEST(CommandLine, ServerOnlyOptionsAreUnknownToTheClient) {

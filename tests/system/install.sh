@@ -16,7 +16,8 @@ for f in usr/sbin/wg-dynamic-server usr/sbin/wg-dynamic-client \
          usr/share/man/man8/wg-dynamic-server.8 usr/share/man/man8/wg-dynamic-client.8 \
          usr/share/man/man7/wg-dynamic.7 \
          usr/lib/systemd/system/wg-dynamic-server@.service \
-         usr/lib/systemd/system/wg-dynamic-client@.service; do
+         usr/lib/systemd/system/wg-dynamic-client@.service \
+         usr/lib/sysusers.d/wg-dynamic.conf; do
     if [ ! -f "$dest/$f" ]; then echo "missing: /$f"; fail=1; fi
 done
 [ -x "$dest/usr/sbin/wg-dynamic-server" ] || { echo "wg-dynamic-server is not executable"; fail=1; }
@@ -24,6 +25,19 @@ grep -q '^ExecStart=/usr/sbin/wg-dynamic-server ' "$dest/usr/lib/systemd/system/
     { echo "the server unit does not start /usr/sbin/wg-dynamic-server"; fail=1; }
 "$dest/usr/sbin/wg-dynamic-server" --version | grep -q '^wg-dynamic-server ' ||
     { echo "the installed server does not run"; fail=1; }
+
+grep -q '^u _wg-dynamic ' "$dest/usr/lib/sysusers.d/wg-dynamic.conf" ||
+    { echo "the sysusers.d file does not create _wg-dynamic"; fail=1; }
+# systemd-sysusers accepts it (into a scratch root: the host is not changed).
+if command -v systemd-sysusers >/dev/null 2>&1; then
+    root=$(mktemp -d /tmp/wgd-sysroot.XXXXXX)
+    mkdir -p "$root/etc"
+    if ! systemd-sysusers --root="$root" "$dest/usr/lib/sysusers.d/wg-dynamic.conf" >/dev/null 2>&1 ||
+       ! grep -q '^_wg-dynamic:' "$root/etc/passwd"; then
+        echo "systemd-sysusers did not create _wg-dynamic from the file"; fail=1
+    fi
+    rm -rf "$root"
+fi
 
 # systemd accepts the units, where systemd-analyze exists (it checks that
 # ExecStart exists, so point it at the installed tree through a copy).

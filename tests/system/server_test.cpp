@@ -1,10 +1,12 @@
 // wg-dynamic-server end to end: real wireguard-go in network namespaces,
 // real TCP through the tunnel, the real three-process suite.
 #include "privsep/addr.hpp"
+#include "privsep/cli.hpp"
 #include "privsep/sandbox.hpp"
 #include "tests/system/suite.hpp"
 
 #include <gtest/gtest.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -300,6 +302,65 @@ TEST_F(Server, UnknownOrRootUserIsRefusedBeforeAnythingStarts) {
     std::string root = run("root");
     EXPECT_NE(root.find("is root"), std::string::npos) << root;
     EXPECT_NE(root.find("exit=1"), std::string::npos);
+}
+
+// The uids of the two children, once both are in their sandbox.
+std::set<uid_t> child_uids(pid_t parent) {
+    std::set<uid_t> uids;
+    eventually(
+        [&] {
+            uids.clear();
+            auto children = children_of(parent);
+            for (pid_t child : children) {
+                auto s = privsep::read_sandbox_state(child);
+                if (!s || s->seccomp != 2)
+                    return false;
+                uids.insert(std::begin(s->uid), std::end(s->uid));
+            }
+            return children.size() == 2;
+        },
+        3000);
+    return uids;
+}
+
+uid_t uid_of(const std::string& user) {
+    const passwd* pw = getpwnam(user.c_str());
+    return pw ? pw->pw_uid : 0;
+}
+
+TEST_F(Server, SandboxUserIsWgDynamicWhereItExistsAndNobodyWithAWarningElsewhere) {
+    lab_ = std::make_unique<Lab>(LabOptions{1});
+    bool created = false;
+    if (!getpwnam(kDefaultUser)) {
+        // Missing: nobody, and the log says why.
+        run_ = start_server(*lab_);
+        ASSERT_TRUE(wait_until_serving(*lab_)) << read_file(run_.log);
+        EXPECT_EQ(child_uids(run_.pid), std::set<uid_t>{uid_of(kFallbackUser)});
+        EXPECT_NE(read_file(run_.log).find("user _wg-dynamic does not exist"), std::string::npos)
+            << read_file(run_.log);
+        kill(run_.pid, SIGTERM);
+        ASSERT_EQ(wait_exit(run_.pid, 3000), 0);
+        ASSERT_EQ(std::system("useradd --system --no-create-home --shell /usr/sbin/nologin "
+                              "_wg-dynamic"),
+                  0);
+        created = true;
+    }
+    std::remove(run_.log.c_str());
+    run_ = start_server(*lab_);
+    bool serving = wait_until_serving(*lab_);
+    std::set<uid_t> uids = child_uids(run_.pid);
+    std::string log = read_file(run_.log);
+    kill(run_.pid, SIGTERM);
+    int status = wait_exit(run_.pid, 3000);
+    uid_t own = uid_of(kDefaultUser);
+    if (created) {
+        EXPECT_EQ(std::system("userdel _wg-dynamic"), 0);
+    }
+    ASSERT_TRUE(serving) << log;
+    EXPECT_EQ(uids, std::set<uid_t>{own});
+    EXPECT_NE(own, uid_of(kFallbackUser));
+    EXPECT_EQ(log.find("does not exist"), std::string::npos) << log;
+    EXPECT_EQ(status, 0);
 }
 
 TEST_F(Server, PrototypeDialectIsAnsweredInThePrototypesDialect) {
