@@ -16,6 +16,12 @@ ifneq ($(shell command -v ccache),)
   CMAKE_FLAGS += -DCMAKE_CXX_COMPILER_LAUNCHER=ccache
 endif
 
+# WERROR=1: warnings are errors (CI builds this way).
+WERROR       ?= 0
+ifeq ($(WERROR),1)
+  CMAKE_FLAGS += -DWERROR=ON
+endif
+
 ifeq ($(SANITIZE),1)
   BUILD := build-sanitize
   CMAKE_FLAGS += -DSANITIZE=ON
@@ -25,9 +31,9 @@ endif
 DEPS := cmake g++ clang pkg-config make libmnl-dev libseccomp-dev libcap-ng-dev \
         libsodium-dev libgtest-dev libgmock-dev libbenchmark-dev iproute2 \
         wireguard-tools wireguard-go mandoc python3 libclang-rt-14-dev \
-        iputils-ping procps
+        iputils-ping procps clang-format
 
-.PHONY: all build deps check demo fuzz soak bench bench-load install uninstall format clean
+.PHONY: all build deps check demo fuzz soak bench bench-load install uninstall format format-check clean
 
 all: build
 
@@ -102,6 +108,9 @@ uninstall:
 
 format:
 	git ls-files '*.cpp' '*.hpp' | xargs clang-format -i
+
+format-check:
+	git ls-files '*.cpp' '*.hpp' | xargs clang-format --dry-run -Werror
 
 clean:
 	rm -rf $(BUILD) build-sanitize $(FUZZ_BUILD)
