@@ -1114,6 +1114,14 @@ bool AddressPool<Ip>::is_free(const Ip& a) const {
 }
 
 template <class Ip>
+typename AddressPool<Ip>::Count AddressPool<Ip>::open_in(const Prefix& p) const {
+    constexpr unsigned W = FamilyTraits<Ip>::width;
+    const Bits base = to_bits(p.masked().addr);
+    const Bits last = base | static_cast<Bits>(~detail::mask_of<Bits, W>(p.len));
+    return static_cast<Count>(trie_.rank(last) - trie_.rank(base) + (trie_.is_free(last) ? 1 : 0));
+}
+
+template <class Ip>
 bool AddressPool<Ip>::take(const Ip& a) {
     const Bits bits = to_bits(a);
     if (!trie_.is_free(bits))

@@ -283,6 +283,8 @@ class AddressPool {
         return static_cast<Count>(trie_.free_count() - static_cast<Count>(leases_.size()));
     }
     bool has_prefixes() const { return prefixes_ > 0; }
+    // Open addresses (in the pool, not blocked; leased ones included) inside p.
+    Count open_in(const Prefix& p) const;
     std::size_t node_count() const { return trie_.node_count() + leases_.node_count(); }
     std::size_t memory_bytes() const;
 

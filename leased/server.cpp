@@ -396,6 +396,12 @@ LeaseEvents LeaseServer::remove_prefix_of(const typename FamilyTraits<Ip>::Prefi
         const PublicKey& key = entry->first;
         Peer& peer = entry->second;
         invalidate_plan(peer.pending);
+        LeaseRecord was = record_of(key, peer);
+        if constexpr (std::is_same_v<Ip, Ip4>)
+            was.ipv6.reset();
+        else
+            was.ipv4.reset();
+        events.ended.push_back(was);
         AllowedIpChanges changes{key, {}, {}, {}, {}};
         unindex_expiry(*entry);
         drop_lease<Ip>(peer, &changes);
@@ -566,6 +572,7 @@ LeaseEvents LeaseServer::expire(std::uint64_t now_boot_ms, std::size_t max_lease
         expiry_.pop_back();
         const PublicKey& key = entry.first;
         Peer& peer = entry.second;
+        events.ended.push_back(record_of(key, peer));
         AllowedIpChanges changes{key, {}, {}, {}, {}};
         drop_lease<Ip4>(peer, &changes);
         drop_lease<Ip6>(peer, &changes);
@@ -574,6 +581,74 @@ LeaseEvents LeaseServer::expire(std::uint64_t now_boot_ms, std::size_t max_lease
         events.records.push_back(record_of(key, peer));
     }
     return events;
+}
+
+std::optional<LeaseEvents> LeaseServer::revoke(const PublicKey& key) {
+    auto it = peers_.find(key);
+    if (it == peers_.end() || it->second.pending != 0)
+        return std::nullopt;
+    Peer& peer = it->second;
+    if (!peer.f4.lease && !peer.f6.lease)
+        return std::nullopt;
+    LeaseEvents events;
+    events.ended.push_back(record_of(key, peer));
+    AllowedIpChanges changes{key, {}, {}, {}, {}};
+    unindex_expiry(*it);
+    drop_lease<Ip4>(peer, &changes);
+    drop_lease<Ip6>(peer, &changes);
+    if (!changes.empty())
+        events.changes.push_back(std::move(changes));
+    events.records.push_back(record_of(key, peer));
+    return events;
+}
+
+std::optional<PublicKey> LeaseServer::lease_holder(const Ip4& a) const {
+    if (const PeerEntry* e = leases4_.find(a))
+        return e->first;
+    return std::nullopt;
+}
+
+std::optional<PublicKey> LeaseServer::lease_holder(const Ip6& a) const {
+    if (const PeerEntry* e = leases6_.find(a))
+        return e->first;
+    return std::nullopt;
+}
+
+std::optional<LeaseRecord> LeaseServer::current_lease(const PublicKey& key) const {
+    auto it = peers_.find(key);
+    if (it == peers_.end() || (!it->second.f4.lease && !it->second.f6.lease))
+        return std::nullopt;
+    return record_of(key, it->second);
+}
+
+std::optional<Ip6> LeaseServer::link_local_of(const PublicKey& key) const {
+    auto it = peers_.find(key);
+    if (it == peers_.end() || !it->second.link_local.is_link_local())
+        return std::nullopt;
+    return it->second.link_local;
+}
+
+bool LeaseServer::plan_pending(const PublicKey& key) const {
+    auto it = peers_.find(key);
+    return it != peers_.end() && it->second.pending != 0;
+}
+
+std::vector<PeerView> LeaseServer::view() const {
+    std::vector<PeerView> out;
+    out.reserve(peers_.size());
+    for (const auto& [key, peer] : peers_) {
+        PeerView v{key, std::nullopt, std::nullopt, {}, {}};
+        if (peer.link_local.is_link_local())
+            v.link_local = peer.link_local;
+        if (peer.f4.lease || peer.f6.lease)
+            v.lease = record_of(key, peer);
+        if (peer.extras) {
+            v.statics4 = peer.extras->statics4;
+            v.statics6 = peer.extras->statics6;
+        }
+        out.push_back(std::move(v));
+    }
+    return out;
 }
 
 template <class Ip>

@@ -88,6 +88,18 @@ struct Plan {
 struct LeaseEvents {
     std::vector<AllowedIpChanges> changes;
     std::vector<LeaseRecord> records;
+    // The leases that ended, as they were (expiry, prefix removal,
+    // revocation): the audit trail's addresses.
+    std::vector<LeaseRecord> ended;
+};
+
+// One peer of the live table, for `show`.
+struct PeerView {
+    PublicKey key;
+    std::optional<Ip6> link_local;
+    std::optional<LeaseRecord> lease; // nullopt: holds no dynamic lease
+    std::vector<Prefix4> statics4;    // static allowed IPs (reservations among them)
+    std::vector<Prefix6> statics6;
 };
 
 class LeaseServer {
@@ -116,6 +128,22 @@ class LeaseServer {
     LeaseEvents remove_prefix(const Prefix4& p); // revokes the leases it leaves outside every pool
     LeaseEvents remove_prefix(const Prefix6& p);
     std::optional<PublicKey> lookup_peer(const Ip6& link_local) const;
+    // The peer whose dynamic lease this address is.
+    std::optional<PublicKey> lease_holder(const Ip4& a) const;
+    std::optional<PublicKey> lease_holder(const Ip6& a) const;
+    // The peer's current lease (nullopt: none, or an unknown peer) and its identity.
+    std::optional<LeaseRecord> current_lease(const PublicKey& peer) const;
+    std::optional<Ip6> link_local_of(const PublicKey& peer) const;
+    bool plan_pending(const PublicKey& peer) const;
+    // Ends the peer's lease now: its addresses leave its allowed IPs and go
+    // back to the pool (changes), the release record is to be written.
+    // nullopt: unknown peer, no lease, or a plan of it is pending.
+    std::optional<LeaseEvents> revoke(const PublicKey& peer);
+    // Every peer, for `show`.
+    std::vector<PeerView> view() const;
+    // Addresses the pool can lease inside p (leased ones included).
+    std::uint64_t pool_size(const Prefix4& p) const { return pool4_.open_in(p); }
+    u128 pool_size(const Prefix6& p) const { return pool6_.open_in(p); }
 
     // nullopt: unknown peer, or a plan of this peer is still pending.
     std::optional<Plan> plan(const PublicKey& peer, const Want& want);

@@ -3,6 +3,7 @@
 // them durable in the lease file with one sync per batch (group commit),
 // and only then answers. Nothing is answered that is not applied and
 // written; a failed step aborts the batch and leaves the table as it was.
+#include "leased/audit.hpp"
 #include "leased/batch_answers.hpp"
 #include "leased/clock.hpp"
 #include "leased/lease_file.hpp"
@@ -10,7 +11,9 @@
 #include "leased/random.hpp"
 #include "leased/role_entry.hpp"
 #include "leased/server.hpp"
+#include "leased/show.hpp"
 #include "privsep/channel.hpp"
+#include "privsep/control.hpp"
 #include "privsep/log.hpp"
 #include "privsep/messages.hpp"
 
@@ -77,12 +80,15 @@ struct Batch {
     std::vector<std::pair<std::uint32_t, Plan>> plans; // connection, plan
     LeaseEvents maintenance;                           // expiry, revocation, restore
     BatchAnswers answers;                              // netd's, change by change
+    std::optional<EventKind> ended_kind;               // what maintenance.ended are
+    std::vector<std::uint32_t> revokers;               // control connections to answer
 };
 
 class ServerLeased {
   public:
     ServerLeased(const Options& options, LeaseFileOpen opened)
-        : opened_(std::move(opened)), server_(random_, clock_, options.leasetime) {}
+        : opened_(std::move(opened)), server_(random_, clock_, options.leasetime),
+          iface_(options.iface) {}
     int run();
 
   private:
@@ -103,7 +109,15 @@ class ServerLeased {
     void answer(std::uint32_t conn, const Plan& plan);
     void answer_error(std::uint32_t conn);
     void send_answers(); // what this round decided, in as few messages as fit
-    void queue_maintenance(LeaseEvents events, const char* why);
+    void queue_maintenance(LeaseEvents events, const char* why,
+                           std::optional<EventKind> ended_kind = std::nullopt);
+    void emit(const LeaseEvent& e);
+    void send_events();
+    void on_control(std::uint32_t conn, const control::ControlQuery& q);
+    void reply(std::uint32_t conn, bool ok, std::string_view text);
+    // false: the peer's plan is in flight, try again after its batch.
+    bool revoke(std::uint32_t conn, const PublicKey& peer);
+    std::vector<PoolUse> pool_use(const std::vector<PeerView>& peers) const;
     void start_next_batch();
     void finish_batch();
     bool write_records(const std::vector<LeaseRecord>& records);
@@ -119,6 +133,11 @@ class ServerLeased {
     Channel netd_{UniqueFd(kNetdFd)};
     Channel protod_{UniqueFd(kProtodFd)};
     msg::LeaseAnswers answers_;
+    Counters counters_;
+    bool monitors_ = false; // protod has monitors listening: send them the events
+    std::vector<LeaseEvent> monitor_events_;
+    std::vector<std::pair<std::uint32_t, PublicKey>> deferred_revokes_;
+    const std::string iface_;
 
     std::set<Prefix4> pools4_;
     std::set<Prefix6> pools6_;
@@ -233,10 +252,10 @@ void ServerLeased::on_pools(const msg::PoolsSnapshot& s) {
             server_.add_prefix(p);
     for (const auto& p : pools4_)
         if (!new4.count(p))
-            queue_maintenance(server_.remove_prefix(p), "pool removed");
+            queue_maintenance(server_.remove_prefix(p), "pool removed", EventKind::revoke);
     for (const auto& p : pools6_)
         if (!new6.count(p))
-            queue_maintenance(server_.remove_prefix(p), "pool removed");
+            queue_maintenance(server_.remove_prefix(p), "pool removed", EventKind::revoke);
     pools4_ = std::move(new4);
     pools6_ = std::move(new6);
     have_pools_ = true;
@@ -297,8 +316,30 @@ void ServerLeased::maybe_start_serving() {
 }
 
 void ServerLeased::on_protod(privsep::Message& m) {
-    static const privsep::Acceptance accepts{{0, msg::query_leases, false}};
+    static const privsep::Acceptance accepts{{0, msg::query_leases, false},
+                                             {0, msg::control_request, false},
+                                             {0, msg::monitor_state, false}};
     accepts.enforce(0, m, "protod");
+    if (m.type == msg::control_request) {
+        auto q = control::decode_control_query(m.body);
+        if (!q) {
+            WGD_LOG_ERROR("protod sent a malformed control request");
+            std::exit(1);
+        }
+        on_control(m.id, *q);
+        return;
+    }
+    if (m.type == msg::monitor_state) {
+        auto n = control::decode_monitor_state(m.body);
+        if (!n) {
+            WGD_LOG_ERROR("protod sent a malformed monitor state");
+            std::exit(1);
+        }
+        monitors_ = *n > 0;
+        if (!monitors_)
+            monitor_events_.clear();
+        return;
+    }
     auto queries = msg::decode_query_leases(m.body);
     if (!queries) {
         WGD_LOG_ERROR("protod sent malformed queries");
@@ -376,12 +417,120 @@ void ServerLeased::send_answers() {
     answers_.items.clear();
 }
 
-void ServerLeased::queue_maintenance(LeaseEvents events, const char* why) {
+void ServerLeased::reply(std::uint32_t conn, bool ok, std::string_view text) {
+    for (const control::ControlReply& piece : control::split_reply(ok, text))
+        if (!send_protod(msg::control_reply, conn, control::encode(piece)))
+            return;
+}
+
+std::vector<PoolUse> ServerLeased::pool_use(const std::vector<PeerView>& peers) const {
+    std::vector<PoolUse> out;
+    for (const Prefix4& p : pools4_) {
+        PoolUse u{to_string(p), false, server_.pool_size(p), 0};
+        for (const PeerView& v : peers)
+            if (v.lease && v.lease->ipv4 && p.contains(*v.lease->ipv4))
+                u.leased++;
+        out.push_back(u);
+    }
+    for (const Prefix6& p : pools6_) {
+        PoolUse u{to_string(p), true, server_.pool_size(p), 0};
+        for (const PeerView& v : peers)
+            if (v.lease && v.lease->ipv6 && p.contains(*v.lease->ipv6))
+                u.leased++;
+        out.push_back(u);
+    }
+    return out;
+}
+
+void ServerLeased::on_control(std::uint32_t conn, const control::ControlQuery& q) {
+    const control::Request& r = q.request;
+    if (r.command == control::Command::revoke) {
+        std::optional<PublicKey> peer = r.peer;
+        if (r.ipv4)
+            peer = server_.lease_holder(*r.ipv4);
+        else if (r.ipv6)
+            peer = server_.lease_holder(*r.ipv6);
+        std::string what = r.peer   ? "peer " + to_base64(*r.peer)
+                           : r.ipv4 ? to_string(*r.ipv4)
+                                    : to_string(*r.ipv6);
+        if (!serving_ || !peer || (!server_.current_lease(*peer) && !server_.plan_pending(*peer))) {
+            reply(conn, false, "no lease of " + what);
+            return;
+        }
+        if (!revoke(conn, *peer))
+            deferred_revokes_.emplace_back(conn, *peer);
+        return;
+    }
+    if (r.command != control::Command::show) {
+        reply(conn, false, "not a request for leased");
+        return;
+    }
+    std::vector<PeerView> peers = server_.view();
+    if (r.format == control::Format::metrics) {
+        MetricsInput in;
+        in.iface = iface_;
+        in.counters = counters_;
+        in.counters.refusals[1] = q.invalid_requests;
+        in.counters.refusals[2] = q.unsupported_requests;
+        in.monitor_lost = q.monitor_lost;
+        in.pools = pool_use(peers);
+        in.peers = peers.size();
+        in.leases = server_.lease_count();
+        reply(conn, true, format_metrics(in));
+        return;
+    }
+    LiveShow live{iface_, pool_use(peers), show_input_of(peers, clock_.wall_seconds())};
+    reply(conn, true,
+          r.format == control::Format::json ? format_live_json(live) : format_live_table(live));
+}
+
+bool ServerLeased::revoke(std::uint32_t conn, const PublicKey& peer) {
+    if (server_.plan_pending(peer))
+        return false;
+    auto events = server_.revoke(peer);
+    if (!events) {
+        reply(conn, false, "no lease of peer " + to_base64(peer));
+        return true;
+    }
+    queue_maintenance(std::move(*events), "revoke", EventKind::revoke);
+    maintenance_.back().revokers.push_back(conn);
+    return true;
+}
+
+void ServerLeased::send_events() {
+    if (!monitors_) {
+        monitor_events_.clear();
+        return;
+    }
+    for (std::size_t i = 0; i < monitor_events_.size(); i += kMaxEventsPerMessage) {
+        std::size_t n = std::min(kMaxEventsPerMessage, monitor_events_.size() - i);
+        if (!send_protod(msg::lease_events, 0,
+                         encode_events(std::span(monitor_events_).subspan(i, n))))
+            break;
+    }
+    monitor_events_.clear();
+}
+
+// The audit trail: each event at info (a renewal that changes nothing at
+// debug), counted for the metrics.
+void ServerLeased::emit(const LeaseEvent& e) {
+    counters_.count(e);
+    if (monitors_)
+        monitor_events_.push_back(e);
+    if (audit_at_info(e))
+        WGD_LOG_INFO("%s", format_text(e).c_str());
+    else
+        WGD_LOG_DEBUG("%s", format_text(e).c_str());
+}
+
+void ServerLeased::queue_maintenance(LeaseEvents events, const char* why,
+                                     std::optional<EventKind> ended_kind) {
     if (events.changes.empty() && events.records.empty())
         return;
     WGD_LOG_DEBUG("%s: %zu allowed-IP changes, %zu records", why, events.changes.size(),
                   events.records.size());
     Batch b;
+    b.ended_kind = ended_kind;
     b.maintenance = std::move(events);
     maintenance_.push_back(std::move(b));
 }
@@ -497,7 +646,11 @@ void ServerLeased::finish_batch() {
         for (std::size_t i = 0; i < batch.plans.size(); i++) {
             auto& [conn, plan] = batch.plans[i];
             const bool applied = !answers.plan_failed(i);
+            std::optional<LeaseRecord> before = server_.current_lease(plan.peer);
             if (applied && stored && server_.commit(plan)) {
+                for (const LeaseEvent& e :
+                     events_of_plan(plan, before, server_.link_local_of(plan.peer)))
+                    emit(e);
                 answer(conn, plan);
                 continue;
             }
@@ -519,9 +672,26 @@ void ServerLeased::finish_batch() {
         if (answers.failed_maintenance() > 0)
             WGD_LOG_ERROR("netd refused %zu maintenance changes (first errno %d)",
                           answers.failed_maintenance(), answers.first_error());
-        write_records(batch.maintenance.records);
+        const bool written = write_records(batch.maintenance.records);
+        const bool refused = answers.failed_maintenance() > 0;
+        for (std::uint32_t conn : batch.revokers)
+            reply(conn, written && !refused,
+                  !written  ? "the lease file refused the revocation"
+                  : refused ? "WireGuard refused the change (errno " +
+                                  std::to_string(answers.first_error()) + ")"
+                            : "");
+        if (batch.ended_kind) {
+            const std::int64_t now = clock_.wall_seconds();
+            for (const LeaseRecord& was : batch.maintenance.ended)
+                emit(event_of_ended(*batch.ended_kind, was, server_.link_local_of(was.peer), now));
+        }
     }
     compact_a_little();
+    auto revokes = std::move(deferred_revokes_);
+    deferred_revokes_.clear();
+    for (auto& [conn, peer] : revokes)
+        if (!revoke(conn, peer))
+            deferred_revokes_.emplace_back(conn, peer);
     auto deferred = std::move(deferred_);
     deferred_.clear();
     for (const Query& q : deferred)
@@ -556,9 +726,7 @@ void ServerLeased::on_timer() {
     std::uint64_t now = clock_.boot_ms();
     if (auto next = server_.next_expiry(); next && *next <= now) {
         LeaseEvents expired = server_.expire(now, 4096);
-        if (!expired.changes.empty() || !expired.records.empty())
-            WGD_LOG_INFO("%zu leases expired", expired.records.size());
-        queue_maintenance(std::move(expired), "expiry");
+        queue_maintenance(std::move(expired), "expiry", EventKind::expire);
     }
     if (!waiting_for_peers_.empty() && !refresh_in_flight_ &&
         now >= last_refresh_ms_ + kRefreshIntervalMs) {
@@ -611,6 +779,7 @@ int ServerLeased::run() {
         on_timer();
         start_next_batch();
         send_answers();
+        send_events();
     }
     return 1;
 }

@@ -148,6 +148,49 @@ std::string format_json(const ShowInput& in) {
     return out.str();
 }
 
+std::string format_live_table(const LiveShow& live) {
+    std::string out = "interface: " + live.iface + " (running)\n";
+    for (const PoolUse& p : live.pools)
+        out += "pool " + p.prefix + ": size " + decimal(p.size) + ", leased " +
+               std::to_string(p.leased) + ", free " + decimal(p.size - p.leased) + "\n";
+    if (live.pools.empty())
+        out += "no pools\n";
+    return out + "\n" + format_table(live.leases);
+}
+
+std::string format_live_json(const LiveShow& live) {
+    std::string out =
+        "{\"interface\": " + json_string(live.iface) + ", \"running\": true, \"pools\": [";
+    bool first = true;
+    for (const PoolUse& p : live.pools) {
+        out += std::string(first ? "\n" : ",\n") + "  {\"prefix\": " + json_string(p.prefix) +
+               ", \"size\": " + decimal(p.size) + ", \"leased\": " + std::to_string(p.leased) +
+               ", \"free\": " + decimal(p.size - p.leased) + "}";
+        first = false;
+    }
+    out += first ? "],\n" : "\n],\n";
+    std::string leases = format_json(live.leases);
+    leases.pop_back(); // its newline
+    return out + "\"leases\": " + leases + "}\n";
+}
+
+ShowInput show_input_of(const std::vector<PeerView>& peers, std::int64_t now_wall) {
+    ShowInput in;
+    in.now_wall = now_wall;
+    std::vector<PeerFacts> device;
+    device.reserve(peers.size());
+    for (const PeerView& p : peers) {
+        if (p.lease)
+            in.leases.push_back(*p.lease);
+        PeerFacts f{p.key, p.statics4, p.statics6};
+        if (p.link_local)
+            f.allowed6.insert(f.allowed6.begin(), Prefix6{*p.link_local, 128});
+        device.push_back(std::move(f));
+    }
+    in.device = std::move(device);
+    return in;
+}
+
 ReadLeases read_leases(const std::string& state_dir, const std::string& iface) {
     ReadLeases out;
     // LeaseFile::open may cut a torn tail or start a fresh file: give it

@@ -3,6 +3,7 @@
 // works on copies of the files, so show never writes to the state directory.
 #pragma once
 
+#include "leased/audit.hpp"
 #include "leased/lease_record.hpp"
 #include "leased/server.hpp"
 #include "privsep/cli.hpp"
@@ -24,6 +25,22 @@ struct ShowInput {
 
 std::string format_table(const ShowInput& input);
 std::string format_json(const ShowInput& input);
+
+// What the running server believes (the control socket's `show`): its
+// pools, then the same lease table as above.
+struct LiveShow {
+    std::string iface;
+    std::vector<PoolUse> pools;
+    ShowInput leases; // device: the peers as leased knows them
+};
+// "interface: wg0 (running)", one "pool PREFIX: size N, leased N, free N"
+// line per pool, an empty line, then format_table.
+std::string format_live_table(const LiveShow& live);
+// {"interface": ..., "running": true, "pools": [...], "leases": format_json}
+std::string format_live_json(const LiveShow& live);
+// The peers of the table as show's input: leases, link-local identities,
+// static allowed IPs.
+ShowInput show_input_of(const std::vector<PeerView>& peers, std::int64_t now_wall);
 
 // The live leases of IFACE in DIR without writing anything; error text when
 // there is no lease file or it cannot be read.

@@ -2,6 +2,7 @@
 // then the order loop. Every order from leased is validated here before it
 // reaches WireGuard (validate.hpp): leased is trusted with decisions, not
 // with the kernel.
+#include "netd/control_socket.hpp"
 #include "netd/daemon.hpp"
 #include "netd/netd.hpp"
 #include "netd/rtnl.hpp"
@@ -145,6 +146,7 @@ class ServerNetd {
     LeasedSet leased_set_;
     bool claims_open_ = true; // until leased's first order
     UniqueFd listener_;
+    UniqueFd control_;
     UniqueFd state_dir_, lease_file_, lease_file_next_;
     Channel leased_;
     std::optional<RtnlEvents> events_;
@@ -459,6 +461,12 @@ int ServerNetd::run(const std::vector<std::string>& args) {
     if (sodium_init() < 0) // for the digest of the peers sent to leased
         throw Failure{"libsodium cannot start"};
     check_preconditions();
+    // Before the lease files: a second server of IFACE stops here, having
+    // touched nothing.
+    auto control = open_control_socket(options_.iface);
+    if (!control)
+        throw Failure{control.error().message};
+    control_ = std::move(control.value());
     open_lease_files();
     auto listener = listen_link_local(link_.ifindex, options_.iface);
     if (!listener)
@@ -484,8 +492,8 @@ int ServerNetd::run(const std::vector<std::string>& args) {
     if (leased_pid < 0)
         throw Failure{std::string("cannot start leased: ") + std::strerror(errno)};
     supervisor.add(leased_pid, "leased");
-    pid_t protod_pid =
-        spawn_child(privsep::Role::protod, args, {protod_end.get(), listener_.get()}, relay);
+    pid_t protod_pid = spawn_child(privsep::Role::protod, args,
+                                   {protod_end.get(), listener_.get(), control_.get()}, relay);
     if (protod_pid < 0) {
         stop_children(supervisor, {});
         throw Failure{std::string("cannot start protod: ") + std::strerror(errno)};
@@ -496,6 +504,7 @@ int ServerNetd::run(const std::vector<std::string>& args) {
     leased_protod_end.reset();
     protod_end.reset();
     listener_.reset();
+    control_.reset();
     state_dir_.reset();
     lease_file_.reset();
     lease_file_next_.reset();

@@ -13,7 +13,9 @@ std::string usage_text(Side side) {
     std::string name = program_name(side);
     std::string text = "Usage: " + name + " [options] IFACE\n";
     if (side == Side::server)
-        text += "       " + name + " show IFACE [--json] [--state-dir DIR]\n";
+        text += "       " + name + " show IFACE [--json | --metrics] [--state-dir DIR]\n" +
+                "       " + name + " monitor IFACE [--json]\n" + "       " + name +
+                " revoke IFACE PEER-KEY|ADDRESS\n";
     text += side == Side::server
                 ? "Hand out leases of one IPv4 /32 and one IPv6 /128 to the WireGuard peers of "
                   "IFACE.\n"
@@ -30,7 +32,8 @@ std::string usage_text(Side side) {
     if (side == Side::server)
         text += "      --leasetime SECS   lease length, default 3600\n"
                 "      --state-dir DIR    lease files, default /var/lib/wg-dynamic\n"
-                "      --json             (show only) print the leases as JSON\n";
+                "      --json             (show, monitor) JSON for scripts\n"
+                "      --metrics          (show only) Prometheus text format\n";
     return text;
 }
 
@@ -82,6 +85,7 @@ CliResult parse_command_line(Side side, const std::vector<std::string>& args) {
     ShowCommand show;
     bool is_show = false;
     bool json_seen = false;
+    bool metrics_seen = false;
     std::vector<std::string> positional;
     const bool server = side == Side::server;
 
@@ -148,6 +152,8 @@ CliResult parse_command_line(Side side, const std::vector<std::string>& args) {
             show.state_dir = value;
         } else if (server && arg == "--json") {
             json_seen = true;
+        } else if (server && arg == "--metrics") {
+            metrics_seen = true;
         } else if (!arg.empty() && arg[0] == '-') {
             return UsageError{"unknown option '" + arg + "' (see --help)"};
         } else {
@@ -155,12 +161,26 @@ CliResult parse_command_line(Side side, const std::vector<std::string>& args) {
         }
     }
 
-    if (server && !positional.empty() && positional[0] == "show") {
-        is_show = true;
+    std::string command;
+    if (server && !positional.empty() &&
+        (positional[0] == "show" || positional[0] == "monitor" || positional[0] == "revoke")) {
+        command = positional[0];
+        is_show = command == "show";
         positional.erase(positional.begin());
     }
-    if (json_seen && !is_show)
-        return UsageError{"--json is only for 'show'"};
+    if (json_seen && command != "show" && command != "monitor")
+        return UsageError{"--json is only for 'show' and 'monitor'"};
+    if (metrics_seen && !is_show)
+        return UsageError{"--metrics is only for 'show'"};
+    if (json_seen && metrics_seen)
+        return UsageError{"--json and --metrics exclude each other"};
+    if (command == "revoke") {
+        if (positional.size() != 2)
+            return UsageError{"revoke needs IFACE and a PEER-KEY or an ADDRESS (see --help)"};
+        if (!is_valid_ifname(positional[0]))
+            return UsageError{"'" + positional[0] + "' is not a valid interface name"};
+        return RevokeCommand{positional[0], positional[1]};
+    }
     if (positional.empty())
         return UsageError{"missing interface name (see --help)"};
     if (positional.size() > 1)
@@ -171,8 +191,11 @@ CliResult parse_command_line(Side side, const std::vector<std::string>& args) {
     if (is_show) {
         show.iface = positional[0];
         show.json = json_seen;
+        show.metrics = metrics_seen;
         return show;
     }
+    if (command == "monitor")
+        return MonitorCommand{positional[0], json_seen};
     opts.iface = positional[0];
     return opts;
 }

@@ -28,10 +28,21 @@ struct Options {
     std::string state_dir = "/var/lib/wg-dynamic"; // server only
 };
 
-struct ShowCommand { // wg-dynamic-server show IFACE [--json] [--state-dir DIR]
+struct ShowCommand { // wg-dynamic-server show IFACE [--json | --metrics] [--state-dir DIR]
     std::string iface;
     bool json = false;
+    bool metrics = false;
     std::string state_dir = "/var/lib/wg-dynamic";
+};
+
+struct MonitorCommand { // wg-dynamic-server monitor IFACE [--json]
+    std::string iface;
+    bool json = false;
+};
+
+struct RevokeCommand { // wg-dynamic-server revoke IFACE PEER-KEY|ADDRESS
+    std::string iface;
+    std::string target; // as given: checked by the control request's parser
 };
 
 struct HelpRequested {};
@@ -40,7 +51,8 @@ struct UsageError {
     std::string message; // one line, no trailing newline
 };
 
-using CliResult = std::variant<Options, ShowCommand, HelpRequested, VersionRequested, UsageError>;
+using CliResult = std::variant<Options, ShowCommand, MonitorCommand, RevokeCommand, HelpRequested,
+                               VersionRequested, UsageError>;
 
 // args excludes argv[0].
 CliResult parse_command_line(Side side, const std::vector<std::string>& args);

@@ -11,6 +11,10 @@
 //   own addresses) leased -> netd    ApplyAllowedIps     id = batch netd   -> leased
 //   AllowedIpsApplied   id = batch, one status per change
 //   leased -> netd    ClaimLeases                              (at start: the leases restored)
+//   protod -> leased  ControlRequest      id = control connection  (show, monitor, revoke)
+//   leased -> protod  ControlReply        id = control connection  (the answer, in pieces)
+//   protod -> leased  MonitorState                             (monitors listening)
+//   leased -> protod  LeaseEvents                              (while monitors listen)
 // Client:
 //   netd   -> leased  LinkState                                (up/down/deleted, addresses)
 //   leased -> netd    ExchangeRequest     id = exchange        (connect to the server)
@@ -50,6 +54,11 @@ enum Type : std::uint16_t {
     address_result,
     stop,
     claim_leases,
+    // The control socket (privsep/control.hpp, privsep/events.hpp):
+    control_request, // protod -> leased, id = control connection
+    control_reply,   // leased -> protod, id = control connection
+    monitor_state,   // protod -> leased: how many monitors listen
+    lease_events,    // leased -> protod: the events, while monitors listen
 };
 
 using Bytes = std::vector<std::uint8_t>;

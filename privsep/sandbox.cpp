@@ -85,7 +85,7 @@ constexpr Entry kAllowlist[] = {
     {"sigaltstack", kAllRoles, kBothSides, "sanitizer builds set up an alternate stack"},
 
     // protod: works only on sockets handed to it; creates none.
-    {"accept", kProtod, kServer, "accept on the listening socket handed in by netd"},
+    {"accept", kProtod, kServer, "accept on the listening sockets handed in by netd"},
     {"accept4", kProtod, kServer, "accept with SOCK_NONBLOCK|SOCK_CLOEXEC"},
     {"epoll_create1", kProtod, kServer, "the server loop over 1,024 connections (issue 9)"},
     {"epoll_ctl", kProtod, kServer, "watch what each connection waits for"},
@@ -96,7 +96,8 @@ constexpr Entry kAllowlist[] = {
     {"getsockname", kProtod, kBothSides, "the local address of a connection (interface scope)"},
     {"setsockopt", kProtod, kBothSides,
      "per-connection options; client: SO_LINGER {1,0} so no TIME_WAIT holds port 970"},
-    {"getsockopt", kProtod, kBothSides, "client: SO_ERROR once netd's connect completes"},
+    {"getsockopt", kProtod, kBothSides,
+     "client: SO_ERROR once netd's connect completes; server: SO_PEERCRED of a control client"},
     {"shutdown", kProtod, kBothSides, "half-close after the last answer/request"},
 
     // leased on the server: the lease file, an fd handed in by netd.

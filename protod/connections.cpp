@@ -172,6 +172,10 @@ std::optional<msg::QueryLease> ConnectionTable::take_request(Conn& c, TimePoint 
         return msg::QueryLease{c.source, request->ipv4, request->ipv6};
     }
     if (auto* error = std::get_if<proto::ParseError>(&result)) {
+        if (error->errnum() == 1)
+            invalid_answered_++;
+        else
+            unsupported_answered_++;
         c.output += proto::serialize(response_for(*error));
         c.closing = true;
         c.request_started.reset();

@@ -103,6 +103,9 @@ class ConnectionTable {
     std::vector<ConnId> expired(TimePoint now) const;
     // The earliest timeout of any connection (for poll's timeout).
     std::optional<TimePoint> next_deadline() const;
+    // Invalid requests answered so far: errno 1, errno 2 (for the metrics).
+    std::uint64_t invalid_answered() const { return invalid_answered_; }
+    std::uint64_t unsupported_answered() const { return unsupported_answered_; }
 
   private:
     struct Conn;
@@ -112,6 +115,8 @@ class ConnectionTable {
 
     Limits limits_;
     ConnId next_id_ = 1;
+    std::uint64_t invalid_answered_ = 0;
+    std::uint64_t unsupported_answered_ = 0;
     std::map<ConnId, std::unique_ptr<Conn>> conns_;
 };
 

@@ -13,9 +13,10 @@
 namespace wgd::protod {
 
 // fd conventions (set by netd when it spawns protod):
-//   server: fd 3 = channel to leased, fd 4 = the listening TCP socket on [fe80::%IFACE]:970
+//   server: fd 3 = channel to leased, fd 4 = the listening TCP socket on [fe80::%IFACE]:970,
+//           fd 5 = the listening control socket /run/wg-dynamic/IFACE.sock
 //   client: fd 3 = channel to leased, fd 4 = channel to netd
-inline constexpr int kLeasedFd = 3, kListenFd = 4, kNetdFd = 4;
+inline constexpr int kLeasedFd = 3, kListenFd = 4, kNetdFd = 4, kControlFd = 5;
 
 // Enter the sandbox, then run the loop on the fds above. Return the exit status.
 int server_main(const Options& options);
@@ -35,8 +36,10 @@ struct ServerLoopConfig {
 
 // The server loop without the sandbox: accepts on `listener`, forwards
 // requests to leased, writes leased's answers. Returns 1 when leased goes
-// away or breaks the protocol (it never returns otherwise).
-int run_server_loop(privsep::Channel leased, UniqueFd listener, const ServerLoopConfig& config);
+// away or breaks the protocol (it never returns otherwise). control: the
+// control socket's listener, when there is one (control_server.hpp).
+int run_server_loop(privsep::Channel leased, UniqueFd listener, const ServerLoopConfig& config,
+                    UniqueFd control = UniqueFd());
 
 struct ClientLoopConfig {
     std::chrono::milliseconds connect_timeout{10'000};

@@ -6,6 +6,7 @@
 #include "privsep/messages.hpp"
 #include "privsep/sandbox.hpp"
 #include "protod/connections.hpp"
+#include "protod/control_server.hpp"
 #include "protod/protod.hpp"
 
 #include <fcntl.h>
@@ -37,14 +38,18 @@ const privsep::Acceptance& leased_acceptance() {
     static const privsep::Acceptance acceptance{
         {0, msg::lease_answers, false},
         {0, msg::refuse_connection, false},
+        {0, msg::control_reply, false},
+        {0, msg::lease_events, false},
     };
     return acceptance;
 }
 
 class Server {
   public:
-    Server(privsep::Channel leased, UniqueFd listener, const ServerLoopConfig& config)
-        : leased_(std::move(leased)), listener_(std::move(listener)), config_(config),
+    Server(privsep::Channel leased, UniqueFd listener, const ServerLoopConfig& config,
+           UniqueFd control)
+        : leased_(std::move(leased)), listener_(std::move(listener)),
+          control_listener_(std::move(control)), config_(config),
           table_(Limits{config.max_connections, config.idle_timeout, config.request_timeout}) {}
 
     int run();
@@ -69,6 +74,8 @@ class Server {
     privsep::Channel leased_;
     msg::QueryLeases queries_; // this round's, sent to leased at its end
     UniqueFd listener_;
+    UniqueFd control_listener_; // handed to control_ once epoll exists
+    std::optional<ControlServer> control_;
     ServerLoopConfig config_;
     ConnectionTable table_;
     std::map<ConnId, UniqueFd> sockets_;
@@ -211,6 +218,28 @@ bool Server::dispatch_leased(TimePoint now) {
             WGD_LOG_ERROR("leased sent message type %u: %s", m.type, privsep::to_string(verdict));
             return false;
         }
+        if (m.type == msg::control_reply || m.type == msg::lease_events) {
+            if (!control_) {
+                WGD_LOG_ERROR("leased sent a control message, and there is no control socket");
+                return false;
+            }
+            if (m.type == msg::control_reply) {
+                auto reply = control::decode_control_reply(m.body);
+                if (!reply) {
+                    WGD_LOG_ERROR("leased sent a malformed ControlReply");
+                    return false;
+                }
+                control_->on_reply(m.id, *reply);
+            } else {
+                auto events = decode_events(m.body);
+                if (!events) {
+                    WGD_LOG_ERROR("leased sent malformed LeaseEvents");
+                    return false;
+                }
+                control_->on_events(*events);
+            }
+            continue;
+        }
         if (m.type == msg::refuse_connection) {
             if (!msg::decode_empty(m.body)) {
                 WGD_LOG_ERROR("leased sent a malformed RefuseConnection");
@@ -328,6 +357,16 @@ int Server::run() {
             return 1;
         }
     }
+    if (control_listener_) {
+        int cflags = ::fcntl(control_listener_.get(), F_GETFL);
+        if (cflags < 0 || ::fcntl(control_listener_.get(), F_SETFL, cflags | O_NONBLOCK) < 0) {
+            WGD_LOG_ERROR("control socket: %s", std::strerror(errno));
+            return 1;
+        }
+        control_.emplace(std::move(control_listener_), epoll_.get(), leased_);
+        if (!control_->valid())
+            return 1;
+    }
     // The deadlines are swept (a walk over every connection) only when the
     // earliest one is due. A deadline set after a sweep (a new connection,
     // progress, an answer written) is at least the shorter timeout away, so
@@ -343,6 +382,8 @@ int Server::run() {
             auto wait = std::chrono::ceil<std::chrono::milliseconds>(next_sweep - Clock::now());
             timeout_ms = static_cast<int>(std::clamp<std::int64_t>(wait.count(), 0, 60'000));
         }
+        if (control_ && control_->clients() > 0 && (timeout_ms < 0 || timeout_ms > 1000))
+            timeout_ms = 1000; // control clients' deadlines
         const int n = ::epoll_wait(epoll_.get(), events.data(), kEventsPerWait, timeout_ms);
         if (n < 0) {
             if (errno == EINTR)
@@ -364,6 +405,11 @@ int Server::run() {
             const std::uint64_t key = events[i].data.u64;
             if (key == kListenerKey || key == kLeasedKey)
                 continue;
+            if (control_ && control_->owns(key)) {
+                if (!control_->on_event(key, events[i].events))
+                    return 1;
+                continue;
+            }
             const auto id = static_cast<ConnId>(key);
             if (!service(id, static_cast<short>(events[i].events), now))
                 return 1;
@@ -383,6 +429,11 @@ int Server::run() {
             if (table_.size() > 0)
                 next_sweep = std::min(next_sweep, now + min_timeout);
         }
+        if (control_) {
+            control_->invalid_requests = table_.invalid_answered();
+            control_->unsupported_requests = table_.unsupported_answered();
+            control_->sweep();
+        }
         if (!send_queries())
             return 1;
         for (ConnId id : touched_)
@@ -390,15 +441,30 @@ int Server::run() {
     }
 }
 
+bool is_listening_unix_socket(int fd) {
+    int listening = 0, domain = 0;
+    socklen_t len = sizeof listening;
+    if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || listening != 1)
+        return false;
+    len = sizeof domain;
+    return ::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_UNIX;
+}
+
 } // namespace
 
-int run_server_loop(privsep::Channel leased, UniqueFd listener, const ServerLoopConfig& config) {
-    Server server(std::move(leased), std::move(listener), config);
+int run_server_loop(privsep::Channel leased, UniqueFd listener, const ServerLoopConfig& config,
+                    UniqueFd control) {
+    Server server(std::move(leased), std::move(listener), config, std::move(control));
     return server.run();
 }
 
 int server_main(const Options& options) {
     log_set_verbosity(options.verbosity);
+    // Taken before the sandbox opens anything that could land on its number:
+    // the control socket is whatever listening unix socket netd put there.
+    UniqueFd control;
+    if (is_listening_unix_socket(kControlFd))
+        control.reset(kControlFd);
     privsep::SandboxSpec spec;
     spec.role = privsep::Role::protod;
     spec.side = Side::server;
@@ -409,7 +475,7 @@ int server_main(const Options& options) {
         return 1;
     }
     return run_server_loop(privsep::Channel(UniqueFd(kLeasedFd)), UniqueFd(kListenFd),
-                           ServerLoopConfig{});
+                           ServerLoopConfig{}, std::move(control));
 }
 
 } // namespace wgd::protod

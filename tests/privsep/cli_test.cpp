@@ -93,6 +93,41 @@ TEST(CommandLine, ShowSubcommandReadsInterfaceAndJson) {
     EXPECT_TRUE(std::holds_alternative<UsageError>(parse(Side::client, {"show", "wg0"})));
 }
 
+TEST(CommandLine, ShowTakesMetricsButNotWithJson) {
+    auto r = parse(Side::server, {"show", "wg0", "--metrics"});
+    auto* s = std::get_if<ShowCommand>(&r);
+    ASSERT_NE(s, nullptr);
+    EXPECT_TRUE(s->metrics);
+    EXPECT_FALSE(s->json);
+    EXPECT_TRUE(std::holds_alternative<UsageError>(
+        parse(Side::server, {"show", "wg0", "--metrics", "--json"})));
+    EXPECT_TRUE(
+        std::holds_alternative<UsageError>(parse(Side::server, {"monitor", "wg0", "--metrics"})));
+}
+
+TEST(CommandLine, MonitorTakesAnInterfaceAndJson) {
+    auto r = parse(Side::server, {"monitor", "wg0", "--json"});
+    auto* m = std::get_if<MonitorCommand>(&r);
+    ASSERT_NE(m, nullptr);
+    EXPECT_EQ(m->iface, "wg0");
+    EXPECT_TRUE(m->json);
+    EXPECT_TRUE(std::holds_alternative<UsageError>(parse(Side::server, {"monitor"})));
+    EXPECT_TRUE(std::holds_alternative<UsageError>(parse(Side::client, {"monitor", "wg0"})));
+}
+
+TEST(CommandLine, RevokeTakesAnInterfaceAndOneTarget) {
+    auto r = parse(Side::server, {"revoke", "wg0", "10.77.0.5"});
+    auto* v = std::get_if<RevokeCommand>(&r);
+    ASSERT_NE(v, nullptr);
+    EXPECT_EQ(v->iface, "wg0");
+    EXPECT_EQ(v->target, "10.77.0.5");
+    EXPECT_TRUE(std::holds_alternative<UsageError>(parse(Side::server, {"revoke", "wg0"})));
+    EXPECT_TRUE(
+        std::holds_alternative<UsageError>(parse(Side::server, {"revoke", "wg0", "a", "b"})));
+    EXPECT_TRUE(
+        std::holds_alternative<UsageError>(parse(Side::server, {"revoke", "wg0", "x", "--json"})));
+}
+
 TEST(CommandLine, UsageTextNamesEveryOption) {
     std::string server = usage_text(Side::server), client = usage_text(Side::client);
     for (auto opt : {"--foreground", "--verbose", "--user", "--help", "--version"}) {
