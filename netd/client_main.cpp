@@ -288,8 +288,8 @@ int ClientNetd::run(const std::vector<std::string>& args) {
     if (leased_pid < 0)
         throw Failure{std::string("cannot start leased: ") + std::strerror(errno)};
     supervisor.add(leased_pid, "leased");
-    pid_t protod_pid =
-        spawn_child(privsep::Role::protod, args, {protod_leased.get(), protod_netd.get()}, relay);
+    pid_t protod_pid = spawn_child(privsep::Role::protod, args,
+                                   {protod_leased.get(), protod_netd.get()}, relay, leased_pid);
     if (protod_pid < 0) {
         stop_children(supervisor, {});
         throw Failure{std::string("cannot start protod: ") + std::strerror(errno)};

@@ -105,14 +105,14 @@ void LogRelay::forward() {
 }
 
 pid_t spawn_child(privsep::Role role, const std::vector<std::string>& args,
-                  const std::vector<int>& fds, const LogRelay& relay) {
+                  const std::vector<int>& fds, const LogRelay& relay, pid_t group) {
     std::vector<std::string> argv{std::string(log_name()), privsep::role_argument(role)};
     argv.insert(argv.end(), args.begin(), args.end());
     std::vector<std::pair<int, int>> placed{{STDERR_FILENO, relay.child_stderr()}};
     int number = 3;
     for (int fd : fds)
         placed.emplace_back(number++, fd);
-    return privsep::spawn_role("/proc/self/exe", argv, placed);
+    return privsep::spawn_role("/proc/self/exe", argv, placed, group);
 }
 
 std::string check_sandbox_user(const std::string& user) {
@@ -171,8 +171,9 @@ void stop_children(privsep::Supervisor& supervisor, std::vector<privsep::Channel
         for (auto& exit : supervisor.reap())
             WGD_LOG_DEBUG("%s", exit.describe().c_str());
     }
-    if (supervisor.running() > 0)
-        supervisor.stop_all(std::chrono::milliseconds(200));
+    // No kill (netd's filter has none, and it could not reach them): what
+    // is left dies with netd through its parent-death signal.
+    supervisor.abandon();
 }
 
 } // namespace wgd::netd

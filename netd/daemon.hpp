@@ -35,9 +35,10 @@ class LogRelay {
 };
 
 // fork + exec of this binary as `role`, with the fds given at 3, 4, ...
-// and stderr from the relay.
+// and stderr from the relay, in process group `group` (0: a new one; the
+// second child joins the first's, see spawn_role).
 pid_t spawn_child(privsep::Role role, const std::vector<std::string>& args,
-                  const std::vector<int>& fds, const LogRelay& relay);
+                  const std::vector<int>& fds, const LogRelay& relay, pid_t group = 0);
 
 // The --user for leased and protod must exist and not be root: checked
 // before anything starts, so that a typo is a one-line usage error rather
@@ -52,8 +53,9 @@ void settle_sandbox_user(Options& options, std::vector<std::string>& args);
 // The server's listening socket on [fe80::%ifindex]:970.
 Result<UniqueFd> listen_link_local(int ifindex, const std::string& ifname);
 
-// Asks the children to stop by closing their channels, waits up to a
-// second for them to go, then kills what is left; used on every exit path.
+// Asks the children to stop by closing their channels and waits up to a
+// second for them to go; what is left dies with netd (parent-death signal).
+// Never blocks longer; used on every exit path.
 void stop_children(privsep::Supervisor& supervisor, std::vector<privsep::Channel*> channels);
 
 } // namespace wgd::netd

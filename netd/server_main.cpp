@@ -492,8 +492,9 @@ int ServerNetd::run(const std::vector<std::string>& args) {
     if (leased_pid < 0)
         throw Failure{std::string("cannot start leased: ") + std::strerror(errno)};
     supervisor.add(leased_pid, "leased");
-    pid_t protod_pid = spawn_child(privsep::Role::protod, args,
-                                   {protod_end.get(), listener_.get(), control_.get()}, relay);
+    pid_t protod_pid =
+        spawn_child(privsep::Role::protod, args,
+                    {protod_end.get(), listener_.get(), control_.get()}, relay, leased_pid);
     if (protod_pid < 0) {
         stop_children(supervisor, {});
         throw Failure{std::string("cannot start protod: ") + std::strerror(errno)};

@@ -205,6 +205,11 @@ int main(int argc, char** argv) {
     std::optional<wgd::privsep::Role> role;
     if (!args.empty() && (role = wgd::privsep::parse_role_argument(args[0])))
         args.erase(args.begin());
+    // netd (no role argument) keeps nothing that whoever started it leaked:
+    // every descriptor above stderr goes before anything is opened. The
+    // children get theirs placed by spawn_role, which closes the rest.
+    if (!role)
+        ::close_range(3, ~0u, 0);
 
     wgd::CliResult result = wgd::parse_command_line(side, args);
     if (auto status = wgd::answer_without_running(side, result))

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -310,6 +311,7 @@ Outcome apply_seccomp_filter(Role role, Side side) {
 Outcome enter_sandbox(const SandboxSpec& spec) {
     if (spec.role == Role::netd)
         return Outcome{"enter_sandbox is for protod and leased; netd uses enter_netd_sandbox"};
+    const pid_t parent = ::getppid();
     UniqueFd status = open_own_status();
     if (!status)
         return fail("open /proc/self/status");
@@ -356,6 +358,17 @@ Outcome enter_sandbox(const SandboxSpec& spec) {
         return Outcome{"capng_apply failed"};
     if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
         return fail("clear ambient capabilities");
+    // The uid change cleared the parent-death signal set at spawn. Setting
+    // it again would change nothing: the kernel sends it with the dying
+    // parent's credentials, and netd (uid 0 without CAP_KILL) may not signal
+    // this uid. What ends a child when netd dies is its channel's EOF, or,
+    // for a stopped child, the SIGHUP and SIGCONT its orphaned process group
+    // gets (spawn_role). Only the parent is checked here: a child whose
+    // parent died during its set-up stops now.
+    if (::getppid() != parent)
+        return Outcome{"the parent process is gone"};
+    if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        return fail("PR_SET_DUMPABLE");
 
     if (Outcome o = set_limit(RLIMIT_NPROC, 0, "RLIMIT_NPROC"); !o.ok())
         return o;
@@ -396,6 +409,10 @@ Outcome enter_netd_sandbox(Side side) {
         return fail("clear ambient capabilities");
     if (Outcome o = set_limit(RLIMIT_CORE, 0, "RLIMIT_CORE"); !o.ok())
         return o;
+    // Not dumpable: no ptrace attach and /proc/PID owned by root, even by a
+    // process of netd's uid.
+    if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        return fail("PR_SET_DUMPABLE");
 
     if (Outcome o = apply_seccomp_filter(Role::netd, side); !o.ok())
         return o;

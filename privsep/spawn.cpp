@@ -36,7 +36,7 @@ std::optional<Role> parse_role_argument(std::string_view arg) {
 namespace {
 
 // Runs in the forked child: only async-signal-safe calls, never returns.
-[[noreturn]] void exec_child(pid_t parent, const char* exe, char* const* argv,
+[[noreturn]] void exec_child(pid_t parent, pid_t group, const char* exe, char* const* argv,
                              const std::vector<std::pair<int, int>>& fds, int highest_target) {
     // The parent blocks SIGCHLD/SIGTERM/SIGINT for its signalfds; a fresh
     // role starts with every signal deliverable and at its default action.
@@ -49,6 +49,8 @@ namespace {
         sigaction(sig, &dfl, nullptr);
 
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != parent)
+        _exit(127);
+    if (setpgid(0, group) < 0)
         _exit(127);
 
     // First move every source fd above all targets, so that no dup2 below
@@ -83,7 +85,7 @@ namespace {
 } // namespace
 
 pid_t spawn_role(const std::string& exe, const std::vector<std::string>& argv,
-                 const std::vector<std::pair<int, int>>& fds) {
+                 const std::vector<std::pair<int, int>>& fds, pid_t group) {
     int highest = 2;
     for (const auto& [child_fd, parent_fd] : fds) {
         if (child_fd < 2 || parent_fd < 0) { // 2: a child's stderr may be redirected
@@ -92,6 +94,14 @@ pid_t spawn_role(const std::string& exe, const std::vector<std::string>& argv,
         }
         highest = std::max(highest, child_fd);
     }
+    // The child's stdin and stdout are /dev/null, never the parent's: those
+    // are the operator's terminal, log file or journal stream.
+    UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    if (!null)
+        return -1;
+    std::vector<std::pair<int, int>> placed{{STDIN_FILENO, null.get()},
+                                            {STDOUT_FILENO, null.get()}};
+    placed.insert(placed.end(), fds.begin(), fds.end());
     // Everything the child needs is built before fork: after it, only
     // async-signal-safe calls.
     std::vector<char*> cargv;
@@ -102,7 +112,10 @@ pid_t spawn_role(const std::string& exe, const std::vector<std::string>& argv,
 
     pid_t pid = ::fork();
     if (pid == 0)
-        exec_child(parent, exe.c_str(), cargv.data(), fds, highest);
+        exec_child(parent, group, exe.c_str(), cargv.data(), placed, highest);
+    // Both sides set the group, so that it is set whichever runs first.
+    if (pid > 0)
+        (void)::setpgid(pid, group);
     return pid;
 }
 
@@ -158,8 +171,7 @@ std::string ChildExit::describe() const {
 Supervisor::Supervisor() : sigchld_({SIGCHLD}) {}
 
 Supervisor::~Supervisor() {
-    if (!children_.empty())
-        stop_all();
+    abandon();
 }
 
 void Supervisor::add(pid_t pid, std::string role) {
@@ -213,16 +225,29 @@ std::vector<ChildExit> Supervisor::stop_all(std::chrono::milliseconds grace) {
         WGD_LOG_WARN("%s did not stop on SIGTERM; killing it", c.second.c_str());
         ::kill(c.first, SIGKILL);
     }
-    for (const auto& c : children_) {
-        int status = 0;
-        pid_t r;
-        do {
-            r = ::waitpid(c.first, &status, 0);
-        } while (r < 0 && errno == EINTR);
-        exits.push_back(ChildExit{c.first, c.second, status});
+    // Bounded too: a child that cannot be signalled (another uid) is left to
+    // its parent-death signal rather than waited for forever.
+    const auto kill_deadline = Clock::now() + grace;
+    for (;;) {
+        for (ChildExit& e : collect(false))
+            exits.push_back(std::move(e));
+        auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(kill_deadline - Clock::now());
+        if (children_.empty() || left.count() <= 0)
+            break;
+        pollfd p{sigchld_.fd(), POLLIN, 0};
+        (void)::poll(&p, 1, int(left.count()) + 1);
+        while (sigchld_.take()) {
+        }
     }
-    children_.clear();
+    abandon();
     return exits;
+}
+
+void Supervisor::abandon() {
+    for (const auto& c : children_)
+        WGD_LOG_WARN("%s is still running; its parent-death signal ends it", c.second.c_str());
+    children_.clear();
 }
 
 } // namespace wgd::privsep

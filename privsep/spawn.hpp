@@ -30,13 +30,18 @@ std::string role_argument(Role role); // "--privsep-role=protod"
 std::optional<Role> parse_role_argument(std::string_view arg);
 
 // fork + execve(exe, argv). fds: {child fd number (>= 2; 2 replaces the
-// child's stderr), parent fd}; the parent's fds stay open in the parent. Returns the child's pid,
-// or -1 (errno set). Between fork and execve the child sets PR_SET_PDEATHSIG(SIGKILL) (kept across
-// execve of a binary that is not set-id) and checks that its parent is still the caller, so a dead
-// parent always takes its children down. Must be called from a single-threaded parent (the death
-// signal follows the forking thread).
+// child's stderr), parent fd}; the parent's fds stay open in the parent. The
+// child's fds 0 and 1 are /dev/null. The child goes into process group `group`
+// (0: a new group it leads), outside the caller's: when the caller dies, the
+// group is orphaned and the kernel sends SIGHUP and SIGCONT to its members if
+// one of them is stopped, so a stopped child dies with its parent (a running
+// one sees its channel's EOF). Returns the child's pid, or -1 (errno set).
+// Between fork and execve the child sets PR_SET_PDEATHSIG(SIGKILL), which
+// holds until the child's uid change, and checks that its parent is still the
+// caller. Must be called from a single-threaded parent (the death signal
+// follows the forking thread).
 pid_t spawn_role(const std::string& exe, const std::vector<std::string>& argv,
-                 const std::vector<std::pair<int, int>>& fds);
+                 const std::vector<std::pair<int, int>>& fds, pid_t group = 0);
 
 // Signals as an fd for a poll loop: blocks the signals given and reads them
 // through a signalfd. The mask is restored on destruction.
@@ -76,15 +81,19 @@ class Supervisor {
     Supervisor();
     Supervisor(const Supervisor&) = delete;
     Supervisor& operator=(const Supervisor&) = delete;
-    ~Supervisor();
+    ~Supervisor(); // abandons the children still running (never signals)
 
     void add(pid_t pid, std::string role);
     int fd() const { return sigchld_.fd(); }
     // Collects the children that have exited (logging each as an error).
     std::vector<ChildExit> reap();
     // SIGTERM to each child still running, wait up to `grace`, then SIGKILL
-    // and wait. Returns how each ended.
+    // and wait up to `grace` again; a child still there is abandoned. Returns
+    // how each ended. Not for a process whose filter forbids kill (netd).
     std::vector<ChildExit> stop_all(std::chrono::milliseconds grace = std::chrono::seconds(1));
+    // Forgets the children still running without signalling them: their
+    // parent-death signal ends them when this process exits.
+    void abandon();
     std::size_t running() const { return children_.size(); }
 
   private:

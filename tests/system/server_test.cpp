@@ -218,6 +218,16 @@ TEST_F(Server, ThreeProcessesAreSandboxedAsDesigned) {
     start_lab();
     auto children = children_of(run_.pid);
     ASSERT_EQ(children.size(), 2u);
+    // protod answers (wait_until_serving) before leased may have finished
+    // its set-up: give each child the time to enter its sandbox.
+    for (pid_t child : children)
+        EXPECT_TRUE(eventually(
+            [&] {
+                auto s = privsep::read_sandbox_state(child);
+                return s && s->seccomp == 2;
+            },
+            3000))
+            << child;
     auto parent = privsep::read_sandbox_state(run_.pid);
     ASSERT_TRUE(parent);
     EXPECT_TRUE(privsep::check_sandbox_state(privsep::Role::netd, *parent).ok())
