@@ -659,6 +659,13 @@ void ServerLeased::finish_batch() {
             // so that nothing unrecorded stays in WireGuard.
             if (applied && !inverse.empty())
                 undo.changes.push_back(std::move(inverse));
+            LeaseEvent refused;
+            refused.kind = EventKind::refuse;
+            refused.time = plan.leasestart;
+            refused.peer = plan.peer;
+            refused.link_local = server_.link_local_of(plan.peer);
+            refused.errnum = kErrnoUnavailable;
+            emit(refused);
             answer_error(conn);
         }
         queue_maintenance(std::move(undo), "undo of an unrecorded batch");

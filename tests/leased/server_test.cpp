@@ -779,3 +779,78 @@ TEST_F(ServerTest, PutBackKeepsOnlyAddressesThatAreStillThePeersLeases) {
     EXPECT_FALSE(server.keep_leased(gone));
     EXPECT_TRUE(gone.add4.empty());
 }
+
+TEST_F(ServerTest, RevokeRemovesTheLeaseFreesItsAddressesAndRecordsARelease) {
+    server.set_peers({peer(1), peer(2)});
+    auto a = grant(1, both());
+    ASSERT_TRUE(a.ipv4 && a.ipv6);
+    EXPECT_EQ(server.lease_holder(*a.ipv4), key(1));
+    EXPECT_EQ(server.lease_holder(*a.ipv6), key(1));
+    auto revoked = server.revoke(key(1));
+    ASSERT_TRUE(revoked);
+    ASSERT_EQ(revoked->changes.size(), 1u);
+    EXPECT_EQ(revoked->changes[0].remove4, (std::vector<Prefix4>{{*a.ipv4, 32}}));
+    EXPECT_EQ(revoked->changes[0].remove6, (std::vector<Prefix6>{{*a.ipv6, 128}}));
+    ASSERT_EQ(revoked->records.size(), 1u);
+    EXPECT_TRUE(revoked->records[0].released());
+    ASSERT_EQ(revoked->ended.size(), 1u);
+    EXPECT_EQ(revoked->ended[0].ipv4, a.ipv4);
+    EXPECT_EQ(server.lease_count(), 0u);
+    EXPECT_FALSE(server.lease_holder(*a.ipv4));
+    EXPECT_FALSE(server.current_lease(key(1)));
+    EXPECT_FALSE(server.revoke(key(1))) << "nothing left to revoke";
+    EXPECT_FALSE(server.next_expiry()) << "a revoked lease does not expire later";
+    // Asking for the old address again gets another one: it is not the
+    // peer's any more, and a free address is never granted because it was asked for.
+    auto again = grant(1, ask4(to_string(*a.ipv4).c_str()));
+    ASSERT_TRUE(again.ipv4);
+    EXPECT_NE(*again.ipv4, *a.ipv4);
+}
+
+TEST_F(ServerTest, RevokeWaitsForAPendingPlanAndKnowsNoUnknownPeer) {
+    server.set_peers({peer(1)});
+    grant(1, any4());
+    auto pending = server.plan(key(1), any4());
+    ASSERT_TRUE(pending);
+    EXPECT_TRUE(server.plan_pending(key(1)));
+    EXPECT_FALSE(server.revoke(key(1)));
+    server.commit(*pending);
+    EXPECT_TRUE(server.revoke(key(1)));
+    EXPECT_FALSE(server.revoke(key(9)));
+}
+
+TEST_F(ServerTest, ExpiryReportsTheLeasesAsTheyWere) {
+    server.set_peers({peer(1)});
+    auto a = grant(1, both());
+    clock.advance_ms(std::uint64_t{kLeasetime} * 1000 + 1);
+    auto expired = server.expire(clock.boot_ms());
+    ASSERT_EQ(expired.ended.size(), 1u);
+    EXPECT_EQ(expired.ended[0].ipv4, a.ipv4);
+    EXPECT_EQ(expired.ended[0].ipv6, a.ipv6);
+    EXPECT_TRUE(expired.records[0].released());
+}
+
+TEST_F(ServerTest, ViewListsEveryPeerWithIdentityLeaseAndStatics) {
+    server.set_peers({peer(1), peer(2, {p4("10.0.0.50", 32)})});
+    auto a = grant(1, any4());
+    auto view = server.view();
+    ASSERT_EQ(view.size(), 2u);
+    std::sort(view.begin(), view.end(),
+              [](const PeerView& x, const PeerView& y) { return x.key < y.key; });
+    EXPECT_EQ(view[0].link_local, link_local(1));
+    ASSERT_TRUE(view[0].lease);
+    EXPECT_EQ(view[0].lease->ipv4, a.ipv4);
+    EXPECT_FALSE(view[1].lease);
+    EXPECT_EQ(view[1].statics4, (std::vector<Prefix4>{p4("10.0.0.50", 32)}));
+    EXPECT_EQ(server.link_local_of(key(2)), link_local(2));
+}
+
+TEST_F(ServerTest, PoolSizeCountsLeasableAddressesOfThePrefix) {
+    // 10.0.0.0/24: 256 minus .0, .255 and our .1.
+    EXPECT_EQ(server.pool_size(p4("10.0.0.0", 24)), 253u);
+    server.set_peers({peer(2, {p4("10.0.0.50", 32)})}); // a reservation is not leasable
+    EXPECT_EQ(server.pool_size(p4("10.0.0.0", 24)), 252u);
+    EXPECT_EQ(server.pool_size(p4("10.0.0.0", 25)), 125u);
+    grant(2, any6());
+    EXPECT_EQ(server.pool_size(p6("2001:db8::", 64)), (u128{1} << 64) - 2) << "leases count";
+}
