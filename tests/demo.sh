@@ -35,7 +35,7 @@ cleanup() {
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
     for p in "${wg_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     for p in "${wg_pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    for i in "${ifaces[@]}"; do rm -f "/run/wireguard/$i.sock"; done
+    for i in "${ifaces[@]}"; do rm -f "/run/wireguard/$i.sock" "/run/wg-dynamic/$i.sock"; done
     for n in "${namespaces[@]}"; do ip netns del "$n" 2>/dev/null || true; done
     [ "$status" -eq 0 ] && rm -rf "$work"
     if [ "$status" -eq 0 ]; then

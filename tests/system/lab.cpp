@@ -174,6 +174,9 @@ void Lab::teardown() {
         }
     }
     daemons_.clear();
+    // A stopped server leaves its control socket file (its sandboxed
+    // processes can remove no file); the lab's name is the lab's to clean.
+    unlink(("/run/wg-dynamic/" + server_iface + ".sock").c_str());
     std::vector<std::pair<pid_t, std::string>> wgs;
     if (server_wg_pid_ > 0)
         wgs.emplace_back(server_wg_pid_, server_iface);
