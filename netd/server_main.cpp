@@ -132,6 +132,7 @@ class ServerNetd {
     Rtnl rtnl_ = fail_open();
     LinkInfo link_;
     std::unique_ptr<WgBackend> wg_;
+    BackendOptions backend_options_; // where IFACE.sock is looked up
     DeviceView device_;
     std::chrono::steady_clock::time_point device_read_at_;
     bool device_trusted_ = false; // false: read it again before the next order
@@ -276,7 +277,7 @@ bool ServerNetd::refresh_device() {
         WGD_LOG_WARN("cannot read WireGuard device %s: %s", options_.iface.c_str(),
                      device.error().message.c_str());
         // wireguard-go may be restarting: try the backend choice again.
-        if (auto backend = open_backend(options_.iface))
+        if (auto backend = open_backend(options_.iface, backend_options_))
             wg_ = std::move(backend.value());
         return false;
     }
@@ -512,11 +513,21 @@ int ServerNetd::run(const std::vector<std::string>& args) {
     relay.close_child_end();
     leased_ = Channel(std::move(netd_end));
 
-    if (auto sandboxed = privsep::enter_netd_sandbox(Side::server); !sandboxed.ok()) {
+    // Chrooted into the UAPI sockets' directory (UAPI backend) or an empty
+    // one: from here on the socket is /IFACE.sock, and is looked up there
+    // again when wireguard-go restarts.
+    const bool uapi = wg_->name() == "uapi";
+    privsep::NetdSandbox how;
+    if (uapi)
+        how.uapi_dir = backend_options_.uapi_dir;
+    if (auto sandboxed = privsep::enter_netd_sandbox(Side::server, how); !sandboxed.ok()) {
         WGD_LOG_ERROR("netd sandbox: %s", sandboxed.error.c_str());
         stop_children(supervisor, {&leased_});
         return 1;
     }
+    backend_options_.uapi_dir = "";
+    if (uapi)
+        wg_ = make_uapi_backend("/" + options_.iface + ".sock");
     WGD_LOG_INFO("serving %s on [fe80::%%%s]:970 (%s backend, %zu peers, %zu+%zu pools)",
                  options_.iface.c_str(), options_.iface.c_str(), std::string(wg_->name()).c_str(),
                  device_.peers().size(), scope_.pools.v4.size(), scope_.pools.v6.size());

@@ -12,9 +12,12 @@
 //      RLIMIT_NOFILE (if asked)
 //   7. PR_SET_NO_NEW_PRIVS, then the seccomp filter of the role and side
 //   8. self-check through the fd of step 1 (pread is in every allowlist)
-// netd (enter_netd_sandbox): stays uid 0 without chroot, keeps exactly
+// netd (enter_netd_sandbox): stays uid 0, chroots into the UAPI sockets'
+// directory (UAPI backend) or the empty directory, keeps exactly
 // CAP_NET_ADMIN and CAP_NET_BIND_SERVICE (effective + permitted), bounding,
-// inheritable and ambient sets empty, then steps 7 and 8.
+// inheritable and ambient sets empty, not dumpable, RLIMIT_DATA, then steps
+// 7 and 8. Every role: RLIMIT_DATA, tgkill only to itself, fcntl only with
+// the commands the code uses.
 //
 // The empty directory is /var/empty when it exists, else /run/wg-dynamic/empty,
 // created root-owned, mode 0755. It must be owned by root, not writable by
@@ -57,11 +60,19 @@ struct SandboxSpec {
 
 // For protod and leased. On failure the process is half-sandboxed: exit.
 Outcome enter_sandbox(const SandboxSpec& spec);
-// For netd.
-Outcome enter_netd_sandbox(Side side);
+// For netd. chroot: into uapi_dir when the UAPI backend serves IFACE (the
+// only host path netd still reaches: wireguard-go re-creates its socket
+// there when it restarts), else into the empty directory. uapi_dir empty:
+// no AF_UNIX socket in the filter either.
+struct NetdSandbox {
+    bool chroot = true;
+    std::string uapi_dir;
+};
+Outcome enter_netd_sandbox(Side side, const NetdSandbox& how = {});
 
 // Only the seccomp step (7) with PR_SET_NO_NEW_PRIVS; for tests and tools.
-Outcome apply_seccomp_filter(Role role, Side side);
+// uapi (netd only): AF_UNIX sockets for the UAPI backend.
+Outcome apply_seccomp_filter(Role role, Side side, bool uapi = true);
 
 // The allowlist, for documentation and tests: one line per syscall.
 struct AllowedSyscall {
@@ -69,7 +80,7 @@ struct AllowedSyscall {
     const char* why;
     std::string condition; // empty: any arguments; else the argument filter
 };
-std::vector<AllowedSyscall> allowlist(Role role, Side side);
+std::vector<AllowedSyscall> allowlist(Role role, Side side, bool uapi = true);
 
 // What /proc/PID/status says about a process's confinement.
 struct SandboxState {

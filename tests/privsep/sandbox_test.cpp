@@ -133,41 +133,87 @@ TEST(SeccompFilter, ProtodAndLeasedCreateNoSocket) {
     }
 }
 
+// Per side: the server made its listener before the filter, so no AF_INET6;
+// only the server's netd talks to WireGuard after it (UAPI or genl).
 TEST(SeccompFilter, NetdSocketArgumentsAreFilteredOnBothSidesOfTheLine) {
+    constexpr unsigned kServerOnly = 1, kClientOnly = 2, kBoth = 3, kNone = 0;
     struct Case {
         int domain, type, protocol;
-        bool allowed;
+        unsigned sides;
     };
     const Case cases[] = {
-        {AF_NETLINK, SOCK_RAW, NETLINK_ROUTE, true},
-        {AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE, true},
-        {AF_NETLINK, SOCK_RAW, NETLINK_GENERIC, true},
-        {AF_NETLINK, SOCK_RAW, NETLINK_AUDIT, false},
-        {AF_NETLINK, SOCK_RAW, NETLINK_NETFILTER, false},
-        {AF_NETLINK, SOCK_DGRAM, NETLINK_ROUTE, false},
-        {AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, true},
-        {AF_UNIX, SOCK_DGRAM, 0, false},
-        {AF_UNIX, SOCK_SEQPACKET, 0, false},
-        {AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0, true},
-        {AF_INET6, SOCK_STREAM, IPPROTO_TCP, true},
-        {AF_INET6, SOCK_DGRAM, 0, false},
-        {AF_INET6, SOCK_RAW, IPPROTO_ICMPV6, false},
-        {AF_INET, SOCK_STREAM, 0, false},
-        {AF_PACKET, SOCK_RAW, 0, false},
+        {AF_NETLINK, SOCK_RAW, NETLINK_ROUTE, kBoth},
+        {AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE, kBoth},
+        {AF_NETLINK, SOCK_RAW, NETLINK_GENERIC, kServerOnly},
+        {AF_NETLINK, SOCK_RAW, NETLINK_AUDIT, kNone},
+        {AF_NETLINK, SOCK_RAW, NETLINK_NETFILTER, kNone},
+        {AF_NETLINK, SOCK_DGRAM, NETLINK_ROUTE, kNone},
+        {AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, kServerOnly},
+        {AF_UNIX, SOCK_DGRAM, 0, kNone},
+        {AF_UNIX, SOCK_SEQPACKET, 0, kNone},
+        {AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0, kClientOnly},
+        {AF_INET6, SOCK_STREAM, IPPROTO_TCP, kClientOnly},
+        {AF_INET6, SOCK_DGRAM, 0, kNone},
+        {AF_INET6, SOCK_RAW, IPPROTO_ICMPV6, kNone},
+        {AF_INET, SOCK_STREAM, 0, kNone},
+        {AF_PACKET, SOCK_RAW, 0, kNone},
     };
     for (Side side : kSides) {
+        const unsigned bit = side == Side::server ? kServerOnly : kClientOnly;
         for (const Case& c : cases) {
             SCOPED_TRACE(std::string(side_name(side)) + " domain " + std::to_string(c.domain) +
                          " type " + std::to_string(c.type) + " protocol " +
                          std::to_string(c.protocol));
             int status = with_filter(Role::netd, side,
                                      [&] { return try_socket(c.domain, c.type, c.protocol); });
-            if (c.allowed)
+            if (c.sides & bit)
                 EXPECT_TRUE(exited_ok(status)) << describe_status(status);
             else
                 EXPECT_TRUE(killed_by(status, SIGSYS)) << describe_status(status);
         }
     }
+}
+
+TEST(SeccompFilter, NetdWithTheKernelBackendCreatesNoUnixSocket) {
+    int status = wait_status_of([] {
+        if (!apply_seccomp_filter(Role::netd, Side::server, false).ok())
+            return 10;
+        return try_socket(AF_UNIX, SOCK_STREAM, 0);
+    });
+    EXPECT_TRUE(killed_by(status, SIGSYS)) << describe_status(status);
+}
+
+// No process of the suite signals another: tgkill only to its own thread
+// group, no kill, no fcntl(F_SETOWN) (SIGIO to a chosen process).
+TEST(SeccompFilter, EveryRoleSignalsOnlyItself) {
+    for (Role role : {Role::netd, Role::leased, Role::protod})
+        for (Side side : kSides) {
+            SCOPED_TRACE(std::string(role_name(role)) + " " + side_name(side));
+            // Ourselves: allowed (a blocked signal, so the call returns).
+            EXPECT_TRUE(exited_ok(with_filter(role, side, [] {
+                sigset_t set;
+                sigemptyset(&set);
+                sigaddset(&set, SIGUSR1);
+                sigprocmask(SIG_BLOCK, &set, nullptr);
+                return ::syscall(SYS_tgkill, ::getpid(), ::gettid(), SIGUSR1) == 0 ? 0 : 5;
+            })));
+            // The parent (the test): refused by the filter, whatever the uid.
+            const pid_t parent = ::getpid();
+            EXPECT_TRUE(killed_by(
+                with_filter(
+                    role, side,
+                    [parent] { return ::syscall(SYS_tgkill, parent, parent, 0) == 0 ? 0 : 5; }),
+                SIGSYS));
+            EXPECT_TRUE(
+                killed_by(with_filter(role, side, [parent] { return ::kill(parent, 0); }), SIGSYS));
+            EXPECT_TRUE(killed_by(
+                with_filter(role, side, [parent] { return ::fcntl(0, F_SETOWN, parent); }),
+                SIGSYS));
+            EXPECT_TRUE(exited_ok(with_filter(role, side, [] {
+                int flags = ::fcntl(0, F_GETFL);
+                return flags >= 0 && ::fcntl(0, F_SETFL, flags) == 0 ? 0 : 5;
+            })));
+        }
 }
 
 TEST(SeccompFilter, ProtodServerMayAcceptButClientMayNot) {
@@ -305,8 +351,13 @@ TEST(Sandbox, NetdKeepsRtnetlinkAndPort970) {
         SCOPED_TRACE(side_name(side));
         int status = in_sandbox(Role::netd, side, rtnetlink_dump_works);
         EXPECT_TRUE(exited_ok(status)) << describe_status(status);
+        // The client's netd binds port 970 for each exchange; the server's
+        // made its listener before the sandbox and creates no more.
         status = in_sandbox(Role::netd, side, bind_privileged_port_on_loopback);
-        EXPECT_TRUE(exited_ok(status)) << describe_status(status);
+        if (side == Side::client)
+            EXPECT_TRUE(exited_ok(status)) << describe_status(status);
+        else
+            EXPECT_TRUE(killed_by(status, SIGSYS)) << describe_status(status);
         status = in_sandbox(Role::netd, side,
                             [] { return try_socket(AF_NETLINK, SOCK_RAW, NETLINK_AUDIT); });
         EXPECT_TRUE(killed_by(status, SIGSYS)) << describe_status(status);

@@ -89,7 +89,7 @@ TEST_F(FailClosed, SigkillOfNetdTakesBothChildrenDownEvenAStoppedOneAndTheyHoldN
     ASSERT_EQ(kill(pid, SIGKILL), 0);
     ASSERT_NE(wait_exit(pid, 2000), -1);
     for (pid_t child : children)
-        EXPECT_TRUE(eventually([&] { return !running(child); }, 1000))
+        EXPECT_TRUE(eventually([&] { return !running(child); }, 3000))
             << "child " << child << " outlived a SIGKILL of netd";
 }
 
@@ -108,5 +108,5 @@ TEST_F(FailClosed, ChildThatIgnoresTheStopCannotHoldNetdAndDiesWithIt) {
     ASSERT_EQ(kill(run.pid, SIGTERM), 0);
     EXPECT_NE(wait_exit(run.pid, 4000), -1) << "netd waited for a stopped child";
     for (pid_t child : children)
-        EXPECT_TRUE(eventually([&] { return !running(child); }, 2000)) << child;
+        EXPECT_TRUE(eventually([&] { return !running(child); }, 3000)) << child;
 }
