@@ -103,7 +103,8 @@ std::string format_metrics(const MetricsInput& in) {
         {EventKind::release, "releases_total", "Leases of a family the peer no longer asked for."},
         {EventKind::expire, "expiries_total", "Leases that expired, not renewed in time."},
         {EventKind::revoke, "revocations_total",
-         "Leases ended by revoke or by the removal of their pool's route."},
+         "Leases ended by revoke, by the removal of their pool's route or peer, or by "
+         "their address given to another peer."},
     };
     for (const Kind& k : kinds) {
         family(out, k.name, "counter", k.help);

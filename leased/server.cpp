@@ -294,6 +294,8 @@ LeaseEvents LeaseServer::end_peers() {
         Peer& peer = entry->second;
         invalidate_plan(peer.pending);
         const bool had_lease = peer.f4.lease || peer.f6.lease;
+        if (had_lease)
+            events.ended.push_back(record_of(entry->first, peer));
         unindex_expiry(*entry);
         drop_lease<Ip4>(peer, nullptr);
         drop_lease<Ip6>(peer, nullptr);
@@ -324,6 +326,13 @@ LeaseEvents LeaseServer::end_peers() {
             if (holder == nullptr || holder->first == owner)
                 continue;
             Peer& peer = holder->second;
+            LeaseRecord was{holder->first, std::nullopt, std::nullopt, peer.start_wall,
+                            peer.expiry_wall};
+            if constexpr (std::is_same_v<Ip, Ip4>)
+                was.ipv4 = addr;
+            else
+                was.ipv6 = addr;
+            events.ended.push_back(was);
             unindex_expiry(*holder);
             family<Ip>(peer).lease_in_allowed = false;
             drop_lease<Ip>(peer, nullptr);

@@ -88,8 +88,9 @@ struct Plan {
 struct LeaseEvents {
     std::vector<AllowedIpChanges> changes;
     std::vector<LeaseRecord> records;
-    // The leases that ended, as they were (expiry, prefix removal,
-    // revocation): the audit trail's addresses.
+    // The leases that ended, as they were (expiry, prefix removal, peer
+    // removal, an address moved to another peer, revocation): the audit
+    // trail's addresses.
     std::vector<LeaseRecord> ended;
 };
 

@@ -278,7 +278,7 @@ void ServerLeased::on_peers_chunk(msg::PeersChunk& chunk) {
 }
 
 void ServerLeased::on_peers_end() {
-    queue_maintenance(server_.end_peers(), "peers removed");
+    queue_maintenance(server_.end_peers(), "peers removed", EventKind::revoke);
     have_peers_ = true;
     refresh_in_flight_ = false;
     // end_peers may have ended leases seen missing (their address is now

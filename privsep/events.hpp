@@ -28,7 +28,7 @@ enum class EventKind : std::uint8_t {
     renew,     // the same addresses again, for another leasetime
     release,   // addresses the peer no longer asked for
     expire,    // not renewed in time
-    revoke,    // ended by `revoke`, or its pool's route was removed
+    revoke,    // ended by `revoke`, its pool's route or its peer removed, its address moved
     refuse,    // a request not (fully) served: errno
 };
 inline constexpr std::uint8_t kLastEventKind = static_cast<std::uint8_t>(EventKind::refuse);

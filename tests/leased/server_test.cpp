@@ -854,3 +854,19 @@ TEST_F(ServerTest, PoolSizeCountsLeasableAddressesOfThePrefix) {
     grant(2, any6());
     EXPECT_EQ(server.pool_size(p6("2001:db8::", 64)), (u128{1} << 64) - 2) << "leases count";
 }
+
+TEST_F(ServerTest, RemovedPeerAndMovedAddressReportTheLeasesThatEnded) {
+    server.set_peers({peer(1), peer(2)});
+    auto a = grant(1, both());
+    auto b = grant(2, any4());
+    // Peer 1 leaves; peer 2's leased address becomes peer 3's static one.
+    auto events = server.set_peers({peer(2), peer(3, {Prefix4{*b.ipv4, 32}})});
+    ASSERT_EQ(events.ended.size(), 2u);
+    std::sort(events.ended.begin(), events.ended.end(),
+              [](const LeaseRecord& x, const LeaseRecord& y) { return x.peer < y.peer; });
+    EXPECT_EQ(events.ended[0].peer, key(1));
+    EXPECT_EQ(events.ended[0].ipv4, a.ipv4);
+    EXPECT_EQ(events.ended[0].ipv6, a.ipv6);
+    EXPECT_EQ(events.ended[1].peer, key(2));
+    EXPECT_EQ(events.ended[1].ipv4, b.ipv4);
+}
