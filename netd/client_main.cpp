@@ -9,6 +9,7 @@
 #include "privsep/channel.hpp"
 #include "privsep/log.hpp"
 #include "privsep/messages.hpp"
+#include "privsep/tables.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -220,11 +221,7 @@ void ClientNetd::on_address_order(std::uint32_t id, const msg::AddressOrder& ord
 }
 
 void ClientNetd::on_leased(privsep::Message& m) {
-    static const privsep::Acceptance accepts{
-        {0, msg::exchange_request, false},
-        {0, msg::address_order, false},
-    };
-    accepts.enforce(0, m, "leased");
+    privsep::tables::client_netd_from_leased().enforce(0, m, "leased");
     if (m.type == msg::exchange_request) {
         auto r = msg::decode_exchange_request(m.body);
         if (!r) {

@@ -11,6 +11,7 @@
 #include "privsep/channel.hpp"
 #include "privsep/log.hpp"
 #include "privsep/messages.hpp"
+#include "privsep/tables.hpp"
 
 #include <fcntl.h>
 #include <malloc.h>
@@ -121,6 +122,9 @@ class ServerNetd {
     bool send_peers(bool asked);
     // Answers leased's refresh_peers once a read has worked.
     bool send_peers_if_asked();
+    // Reads the device for a refresh_peers, unless one was read for that
+    // within the table's interval (then later, from the loop).
+    void refresh_if_asked();
     bool refresh_device();
     void set_device(Device device);
     void record_applied(const std::vector<PeerChange>& changes);
@@ -135,9 +139,11 @@ class ServerNetd {
     BackendOptions backend_options_; // where IFACE.sock is looked up
     DeviceView device_;
     std::chrono::steady_clock::time_point device_read_at_;
-    bool device_trusted_ = false; // false: read it again before the next order
-    bool device_held_ = false;    // false: the last read failed, the view is empty
-    bool peers_asked_ = false;    // leased asked for the peers, not answered yet
+    bool device_trusted_ = false;  // false: read it again before the next order
+    bool device_held_ = false;     // false: the last read failed, the view is empty
+    bool peers_asked_ = false;     // leased asked for the peers, not answered yet
+    bool asked_read_done_ = false; // a read was made for a refresh_peers, at:
+    std::chrono::steady_clock::time_point asked_read_at_;
     std::chrono::steady_clock::duration refresh_period_ =
         std::chrono::milliseconds(kDeviceRefreshMs);
     std::array<unsigned char, crypto_generichash_BYTES> sent_digest_{};
@@ -293,6 +299,21 @@ void ServerNetd::set_device(Device device) {
     leased_set_.prune(device_);
 }
 
+void ServerNetd::refresh_if_asked() {
+    if (!peers_asked_)
+        return;
+    const auto interval = std::chrono::milliseconds(
+        privsep::tables::server_netd_from_leased().min_interval_ms(msg::refresh_peers));
+    const auto now = std::chrono::steady_clock::now();
+    if (asked_read_done_ && now - asked_read_at_ < interval)
+        return; // too soon: the loop comes back to it
+    asked_read_done_ = true;
+    asked_read_at_ = now;
+    refresh_device();
+    if (!send_peers_if_asked())
+        stopping_ = true;
+}
+
 bool ServerNetd::send_peers_if_asked() {
     if (!peers_asked_ || !device_held_)
         return true;
@@ -310,26 +331,19 @@ void ServerNetd::record_applied(const std::vector<PeerChange>& changes) {
 }
 
 void ServerNetd::handle_leased(privsep::Message& m) {
-    // Claims come only before the first order: a leased taken over later
-    // cannot make a static entry its own.
-    enum State : std::uint32_t { restoring = 0, serving = 1 };
-    static const privsep::Acceptance accepts{
-        {restoring, msg::claim_leases, false},      {restoring, msg::refresh_peers, false},
-        {restoring, msg::apply_allowed_ips, false}, {serving, msg::refresh_peers, false},
-        {serving, msg::apply_allowed_ips, false},
-    };
-    accepts.enforce(claims_open_ ? restoring : serving, m, "leased");
+    namespace t = privsep::tables;
+    t::server_netd_from_leased().enforce(claims_open_ ? t::restoring : t::serving, m, "leased");
     if (m.type == msg::refresh_peers) {
         if (!msg::decode_empty(m.body)) {
             WGD_LOG_ERROR("leased sent a malformed refresh request");
             std::exit(1);
         }
         // Never the empty view of a failed read: leased would take it for
-        // every peer gone. It is answered after the next read that works.
+        // every peer gone. It is answered after the next read that works,
+        // and a read happens at most once per the table's interval, however
+        // often leased asks (the loop answers a deferred one).
         peers_asked_ = true;
-        refresh_device();
-        if (!send_peers_if_asked())
-            stopping_ = true;
+        refresh_if_asked();
         return;
     }
     if (m.type == msg::claim_leases) {
@@ -579,6 +593,8 @@ int ServerNetd::run(const std::vector<std::string>& args) {
         }
         if (fds[1].revents)
             handle_events();
+        if (!stopping_)
+            refresh_if_asked(); // a refresh_peers deferred by the rate limit
         auto now = std::chrono::steady_clock::now();
         if (now - last_refresh > refresh_period_) {
             bool read = refresh_device();

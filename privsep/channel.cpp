@@ -59,6 +59,8 @@ const char* to_string(Verdict v) {
         return "message type not allowed in this state";
     case Verdict::fd_missing:
         return "message requires an fd, none attached";
+    case Verdict::too_large:
+        return "body larger than the table allows";
     case Verdict::fd_unexpected:
         return "fd attached to a message that takes none";
     }
@@ -242,7 +244,8 @@ std::pair<UniqueFd, UniqueFd> make_channel_pair() {
     return {UniqueFd(sv[0]), UniqueFd(sv[1])};
 }
 
-Verdict Acceptance::check(std::uint32_t state, std::uint16_t type, bool has_fd) const {
+Verdict Acceptance::check(std::uint32_t state, std::uint16_t type, bool has_fd,
+                          std::size_t body_size) const {
     bool type_known = false;
     for (const AcceptRule& r : rules_) {
         if (r.type != type)
@@ -254,9 +257,19 @@ Verdict Acceptance::check(std::uint32_t state, std::uint16_t type, bool has_fd) 
             return Verdict::fd_missing;
         if (!r.fd_required && has_fd)
             return Verdict::fd_unexpected;
+        if (body_size > r.max_body)
+            return Verdict::too_large;
         return Verdict::accepted;
     }
     return type_known ? Verdict::wrong_state : Verdict::unknown_type;
+}
+
+std::uint32_t Acceptance::min_interval_ms(std::uint16_t type) const {
+    std::uint32_t ms = 0;
+    for (const AcceptRule& r : rules_)
+        if (r.type == type)
+            ms = std::max(ms, r.min_interval_ms);
+    return ms;
 }
 
 void Acceptance::enforce(std::uint32_t state, const Message& m, const char* peer) const {

@@ -119,12 +119,17 @@ class Channel {
 std::pair<UniqueFd, UniqueFd> make_channel_pair();
 
 // What a receiver accepts, as a table: in state `state`, message `type` is
-// allowed, with an fd (fd_required) or without one. Everything not in the
-// table is a protocol violation. Like OpenSSH's monitor table, but per peer.
+// allowed, with an fd (fd_required) or without one, with a body of at most
+// max_body bytes, and acted on at most once per min_interval_ms (sooner:
+// the receiver coalesces it with the next, see Acceptance::min_interval_ms;
+// never fatal, an honest peer may be quick). Everything else is a protocol
+// violation. Like OpenSSH's monitor table, but per channel and peer.
 struct AcceptRule {
     std::uint32_t state;
     std::uint16_t type;
     bool fd_required;
+    std::uint32_t max_body = kMaxBody;
+    std::uint32_t min_interval_ms = 0;
 };
 
 enum class Verdict {
@@ -133,6 +138,7 @@ enum class Verdict {
     wrong_state,  // the type exists, not in this state
     fd_missing,
     fd_unexpected,
+    too_large, // body over the rule's max_body
 };
 const char* to_string(Verdict v);
 
@@ -141,10 +147,15 @@ class Acceptance {
     Acceptance(std::initializer_list<AcceptRule> rules) : rules_(rules) {}
     explicit Acceptance(std::vector<AcceptRule> rules) : rules_(std::move(rules)) {}
 
-    Verdict check(std::uint32_t state, std::uint16_t type, bool has_fd) const;
+    Verdict check(std::uint32_t state, std::uint16_t type, bool has_fd,
+                  std::size_t body_size = 0) const;
     Verdict check(std::uint32_t state, const Message& m) const {
-        return check(state, m.type, m.fd.valid());
+        return check(state, m.type, m.fd.valid(), m.body.size());
     }
+    // The least time between two messages of `type` that the receiver acts
+    // on (the largest of its rules); 0: no limit.
+    std::uint32_t min_interval_ms(std::uint16_t type) const;
+    const std::vector<AcceptRule>& rules() const { return rules_; }
     // check(), and on anything but accepted: log "<peer> sent ...: <why>"
     // and _exit(1). The suite then goes down through supervision.
     void enforce(std::uint32_t state, const Message& m, const char* peer) const;
