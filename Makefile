@@ -33,7 +33,8 @@ DEPS := cmake g++ clang pkg-config make libmnl-dev libseccomp-dev libcap-ng-dev 
         wireguard-tools wireguard-go mandoc python3 libclang-rt-14-dev \
         iputils-ping procps clang-format
 
-.PHONY: all build deps check demo fuzz soak bench bench-load install uninstall format format-check clean
+.PHONY: all build deps check demo fuzz soak bench bench-load install uninstall format format-check clean \
+        deps-kernel check-kernel check-kernel-large
 
 all: build
 
@@ -59,6 +60,21 @@ deps:
 
 check: deps build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(if $(CHECK_LABEL),-L $(CHECK_LABEL))
+
+# The kernel's WireGuard (the generic netlink backend) in QEMU guests booting
+# Debian's cloud kernels 6.1 and 6.12 (tests/kernel/run.sh). The kernel and
+# busybox packages are fetched into $(BUILD)/kernel, not installed. Needs root.
+KERNEL_DEPS := qemu-system-x86 cpio kmod xz-utils file binutils
+deps-kernel:
+	@$(MAKE) --no-print-directory deps DEPS="$(KERNEL_DEPS)"
+
+check-kernel: deps deps-kernel build
+	tests/kernel/run.sh $(BUILD) tests
+
+# 100,000 peers on kernel WireGuard, all leased, then a restart (wgd-load in
+# the guests); much slower than check-kernel under emulation.
+check-kernel-large: deps deps-kernel build
+	tests/kernel/run.sh $(BUILD) large
 
 demo: deps build
 	@tests/demo.sh $(BUILD)

@@ -26,6 +26,11 @@ bool running_as_root() {
     return geteuid() == 0;
 }
 
+Wireguard lab_wireguard() {
+    const char* which = std::getenv("WGD_LAB_WIREGUARD");
+    return which && std::strcmp(which, "kernel") == 0 ? Wireguard::kernel : Wireguard::userspace;
+}
+
 int sh(const std::string& command) {
     int status = std::system(command.c_str());
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -79,7 +84,7 @@ Lab::Lab(LabOptions options) : id_(next_id()) {
         state_dir = tmpl;
 
         must("ip netns add " + server_ns);
-        server_wg_pid_ = start_wireguard_go(server_ns, server_iface);
+        server_wg_pid_ = make_wireguard(server_ns, server_iface);
         std::string server_key = trim(sh_out("wg genkey"));
         server_privkey_ = server_key;
         pools_ = options.pools;
@@ -108,7 +113,7 @@ Lab::Lab(LabOptions options) : id_(next_id()) {
             must("ip -n " + c.ns + " addr add " + net + ".2/24 dev " + vc);
             must("ip -n " + c.ns + " link set " + vc + " up");
             must("ip -n " + c.ns + " link set lo up");
-            c.wg_pid = start_wireguard_go(c.ns, c.iface);
+            c.wg_pid = make_wireguard(c.ns, c.iface);
             must("ip -n " + c.ns + " link set " + c.iface + " addrgenmode none");
             must("ip netns exec " + server_ns + " wg set " + server_iface + " peer " + c.pubkey +
                  " allowed-ips " + c.lladdr + "/128");
@@ -144,7 +149,11 @@ std::string Lab::wireguard_go_log(const std::string& iface) {
     return "/tmp/wgd-wireguard-go-" + iface + ".log";
 }
 
-pid_t Lab::start_wireguard_go(const std::string& ns, const std::string& iface) {
+pid_t Lab::make_wireguard(const std::string& ns, const std::string& iface) {
+    if (lab_wireguard() == Wireguard::kernel) {
+        must("ip -n " + ns + " link add " + iface + " type wireguard");
+        return -1;
+    }
     // Its output is kept only when it exits on its own (see teardown): a
     // wireguard-go that dies under a test must leave its reason behind.
     const std::string log = wireguard_go_log(iface);
@@ -219,8 +228,10 @@ void Lab::restart_server_wireguard() {
         }
         unlink(("/run/wireguard/" + server_iface + ".sock").c_str());
         server_wg_pid_ = -1;
+    } else if (lab_wireguard() == Wireguard::kernel) {
+        must("ip -n " + server_ns + " link del " + server_iface);
     }
-    server_wg_pid_ = start_wireguard_go(server_ns, server_iface);
+    server_wg_pid_ = make_wireguard(server_ns, server_iface);
     must("ip -n " + server_ns + " link set " + server_iface + " addrgenmode none");
     must("ip netns exec " + server_ns + " sh -c 'wg set " + server_iface +
          " private-key /dev/stdin listen-port 51820 <<EOF\n" + server_privkey_ + "\nEOF'");
@@ -233,7 +244,7 @@ void Lab::restart_server_wireguard() {
         must("ip -n " + server_ns + " addr add 10.77.0.1/24 dev " + server_iface);
         must("ip -n " + server_ns + " addr add 2001:db8:77::1/64 dev " + server_iface);
     }
-    // The clients' sessions died with the old wireguard-go; left alone they
+    // The clients' sessions died with the old interface; left alone they
     // would start new handshakes only after about 15 s. Re-adding the server
     // peer makes them handshake at their next packet.
     for (std::size_t i = 0; i < clients.size(); i++) {

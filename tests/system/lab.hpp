@@ -1,8 +1,13 @@
-// A test lab of real WireGuard (LAB.md): a server namespace and N client
-// namespaces joined by veth to a bridge-less star (one veth per client), each
-// with a wireguard-go interface, fresh keys, fe80::/64 on the server and
-// fe80::X/128 on each client. Everything made is removed by the destructor,
-// also when a test fails half-way.
+// A test lab of real WireGuard: a server namespace and N client namespaces
+// joined by veth to a bridge-less star (one veth per client), each with a
+// WireGuard interface, fresh keys, fe80::/64 on the server and fe80::X/128 on
+// each client. Everything made is removed by the destructor, also when a
+// test fails half-way.
+//
+// The interfaces are wireguard-go's, or the kernel's when the environment
+// says WGD_LAB_WIREGUARD=kernel (make check-kernel sets it inside its QEMU
+// guests, whose kernels have the wireguard module): the daemons then talk to
+// them through the generic netlink backend.
 #pragma once
 
 #include <sys/types.h>
@@ -13,6 +18,10 @@
 namespace wgd::lab {
 
 bool running_as_root();
+
+enum class Wireguard { userspace, kernel };
+// From WGD_LAB_WIREGUARD: "kernel" or, by default, wireguard-go.
+Wireguard lab_wireguard();
 // Runs a shell command; returns its exit status (-1 if it did not exit).
 int sh(const std::string& command);
 // Runs a shell command and returns its standard output.
@@ -20,11 +29,11 @@ std::string sh_out(const std::string& command);
 
 struct LabClient {
     std::string ns;      // network namespace
-    std::string iface;   // its wireguard-go interface
+    std::string iface;   // its WireGuard interface
     std::string lladdr;  // fe80::X, its identity on the server
     std::string pubkey;  // base64
     std::string privkey; // base64
-    pid_t wg_pid = -1;
+    pid_t wg_pid = -1;   // its wireguard-go, -1 with kernel WireGuard
 };
 
 struct LabOptions {
@@ -56,7 +65,8 @@ class Lab {
     std::string allowed_ips_of(const std::string& pubkey) const;
 
     // Stops the server's wireguard-go (SIGTERM by its pid: the interface
-    // goes away), starts a new one with the same name and key, and puts back
+    // goes away) or deletes its kernel interface, makes a new one with the
+    // same name and key, and puts back
     // what an operator's configuration would: listen port, peers with their
     // link-local /128 only, fe80::/64, the pools' addresses, link up.
     void restart_server_wireguard();
@@ -76,7 +86,9 @@ class Lab {
     bool pools_ = true;
     std::vector<pid_t> daemons_;
     bool ok_ = false;
-    pid_t start_wireguard_go(const std::string& ns, const std::string& iface);
+    // A WireGuard interface named iface in ns: wireguard-go's (its pid) or
+    // the kernel's (-1).
+    pid_t make_wireguard(const std::string& ns, const std::string& iface);
     void teardown();
 };
 
