@@ -27,6 +27,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (const auto& peer : device.peers)
         changes.push_back(wgd::netd::PeerChange{peer.key, {}, {wgd::Ip4{{10, 0, 0, 1}}}, {}, {}});
     (void)wgd::netd::genl::build_set_device(0x1c, 1, "wg0", device, changes,
-                                            wgd::netd::genl::Removal::replace_list);
+                                            wgd::netd::genl::Removal::transient_peer, {});
     return 0;
 }

@@ -3,6 +3,7 @@
 #include "netd/nl_io.hpp"
 
 #include <libmnl/libmnl.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -23,7 +24,7 @@ class GenlBackend final : public WgBackend {
           seq_(static_cast<std::uint32_t>(::getpid()) << 8) {
         utsname u{};
         removal_ =
-            ::uname(&u) == 0 ? genl::removal_for_kernel(u.release) : genl::Removal::replace_list;
+            ::uname(&u) == 0 ? genl::removal_for_kernel(u.release) : genl::Removal::transient_peer;
     }
     ~GenlBackend() override { mnl_socket_close(sock_); }
     GenlBackend(const GenlBackend&) = delete;
@@ -55,8 +56,10 @@ class GenlBackend final : public WgBackend {
         if (changes.empty())
             return {};
         Device current;
-        if (removal_ == genl::Removal::replace_list) {
-            // The lists to replace: those of the peers with removals only.
+        PublicKey transient;
+        bool removes = false;
+        if (removal_ == genl::Removal::transient_peer) {
+            // What the peers with removals hold now: only that is moved away.
             std::vector<PublicKey> removing;
             for (const auto& c : changes)
                 if (!c.remove4.empty() || !c.remove6.empty())
@@ -66,18 +69,30 @@ class GenlBackend final : public WgBackend {
                 if (!dev)
                     return dev.error();
                 current = std::move(*dev);
+                if (::getrandom(transient.bytes.data(), transient.bytes.size(), 0) !=
+                    static_cast<ssize_t>(transient.bytes.size()))
+                    return make_error(errno, std::string("getrandom: ") + std::strerror(errno));
+                removes = true;
             }
         }
-        auto messages =
-            genl::build_set_device(family_, seq_ + 1, ifname_, current, changes, removal_);
+        auto messages = genl::build_set_device(family_, seq_ + 1, ifname_, current, changes,
+                                               removal_, transient);
         if (!messages)
             return messages.error();
         seq_ += static_cast<std::uint32_t>(messages->size());
         for (const auto& m : *messages) {
             if (auto r = nl::exchange(
                     sock_, m, [](const nlmsghdr*) -> Result<void> { return {}; }, nullptr);
-                !r)
+                !r) {
+                // A message stops at its first failing peer: the transient
+                // peer may still hold addresses it took.
+                if (removes) {
+                    auto gone = genl::build_remove_peer(family_, ++seq_, ifname_, transient);
+                    (void)nl::exchange(
+                        sock_, gone, [](const nlmsghdr*) -> Result<void> { return {}; }, nullptr);
+                }
                 return r;
+            }
         }
         return {};
     }

@@ -117,9 +117,9 @@ Result<void> decode_peer(const nlattr* nest, Device& device, bool first_in_messa
 Removal removal_for_kernel(const std::string& release) {
     int major = 0, minor = 0;
     if (std::sscanf(release.c_str(), "%d.%d", &major, &minor) != 2)
-        return Removal::replace_list;
+        return Removal::transient_peer;
     return (major > 6 || (major == 6 && minor >= 16)) ? Removal::remove_flag
-                                                      : Removal::replace_list;
+                                                      : Removal::transient_peer;
 }
 
 std::size_t build_get_family(std::span<std::uint8_t> buf, std::uint32_t seq) {
@@ -224,43 +224,45 @@ class SetWriter {
     SetWriter(std::uint16_t family, std::uint32_t seq, const std::string& ifname, std::size_t max)
         : family_(family), seq_(seq), ifname_(ifname), max_(max) {}
 
-    Result<void> peer(const PublicKey& key, bool replace, const std::vector<Entry>& entries) {
+    // A peer that exists, updated: its entries, in as many messages as needed.
+    Result<void> peer(const PublicKey& key, const std::vector<Entry>& entries) {
         std::size_t next = 0;
-        bool first_fragment = true;
         for (;;) {
             if (!nlh_)
                 open_message();
-            nlattr* peer_nest = mnl_attr_nest_start_check(nlh_, max_, 0);
-            std::uint32_t flags = WGPEER_F_UPDATE_ONLY;
-            if (replace && first_fragment)
-                flags |= WGPEER_F_REPLACE_ALLOWEDIPS;
-            nlattr* ips = nullptr;
-            if (peer_nest &&
-                mnl_attr_put_check(nlh_, max_, WGPEER_A_PUBLIC_KEY, WG_KEY_LEN, key.bytes.data()) &&
-                mnl_attr_put_u32_check(nlh_, max_, WGPEER_A_FLAGS, flags))
-                ips = mnl_attr_nest_start_check(nlh_, max_, WGPEER_A_ALLOWEDIPS);
-            std::size_t put = 0;
-            while (ips && next < entries.size() && put_entry(entries[next])) {
-                ++next;
-                ++put;
-            }
-            const bool progress = ips && (put > 0 || next == entries.size());
-            if (!progress) {
-                if (peer_nest)
-                    mnl_attr_nest_cancel(nlh_, peer_nest);
+            const std::size_t put = peer_fragment(key, WGPEER_F_UPDATE_ONLY, entries, next, max_);
+            if (put == 0 && next < entries.size()) {
                 if (peers_in_message_ == 0)
                     return make_error(EMSGSIZE, "genl: one allowed IP does not fit a message");
                 close_message();
                 continue;
             }
-            mnl_attr_nest_end(nlh_, ips);
-            mnl_attr_nest_end(nlh_, peer_nest);
-            ++peers_in_message_;
-            first_fragment = false;
             if (next == entries.size())
                 return {};
             close_message(); // the rest of this peer goes into the next message
         }
+    }
+
+    // The transient peer: in messages of their own, each creating it with
+    // some of the entries and removing it again at its end.
+    Result<void> transient(const PublicKey& key, const std::vector<Entry>& entries) {
+        // What the removal at the end takes: the peer's nest, key and flags.
+        constexpr std::size_t kRemoval = MNL_ATTR_HDRLEN + MNL_ALIGN(MNL_ATTR_HDRLEN + WG_KEY_LEN) +
+                                         MNL_ALIGN(MNL_ATTR_HDRLEN + sizeof(std::uint32_t));
+        std::size_t next = 0;
+        while (next < entries.size()) {
+            if (nlh_)
+                close_message();
+            open_message();
+            if (peer_fragment(key, 0, entries, next, max_ - kRemoval) == 0)
+                return make_error(EMSGSIZE, "genl: one allowed IP does not fit a message");
+            nlattr* gone = mnl_attr_nest_start(nlh_, 0);
+            mnl_attr_put(nlh_, WGPEER_A_PUBLIC_KEY, WG_KEY_LEN, key.bytes.data());
+            mnl_attr_put_u32(nlh_, WGPEER_A_FLAGS, WGPEER_F_REMOVE_ME);
+            mnl_attr_nest_end(nlh_, gone);
+            close_message();
+        }
+        return {};
     }
 
     std::vector<std::vector<std::uint8_t>> finish() {
@@ -283,16 +285,42 @@ class SetWriter {
         messages_.emplace_back(buf_.begin(), buf_.begin() + nlh_->nlmsg_len);
         nlh_ = nullptr;
     }
-    bool put_entry(const Entry& e) {
-        nlattr* nest = mnl_attr_nest_start_check(nlh_, max_, 0);
+    // One peer's nest with entries from `next` on, as many as fit in
+    // `limit` bytes; how many it put (0: nothing of the peer was put).
+    std::size_t peer_fragment(const PublicKey& key, std::uint32_t flags,
+                              const std::vector<Entry>& entries, std::size_t& next,
+                              std::size_t limit) {
+        nlattr* peer_nest = mnl_attr_nest_start_check(nlh_, limit, 0);
+        nlattr* ips = nullptr;
+        if (peer_nest &&
+            mnl_attr_put_check(nlh_, limit, WGPEER_A_PUBLIC_KEY, WG_KEY_LEN, key.bytes.data()) &&
+            mnl_attr_put_u32_check(nlh_, limit, WGPEER_A_FLAGS, flags))
+            ips = mnl_attr_nest_start_check(nlh_, limit, WGPEER_A_ALLOWEDIPS);
+        std::size_t put = 0;
+        while (ips && next < entries.size() && put_entry(entries[next], limit)) {
+            ++next;
+            ++put;
+        }
+        if (!ips || (put == 0 && !entries.empty())) {
+            if (peer_nest)
+                mnl_attr_nest_cancel(nlh_, peer_nest);
+            return 0;
+        }
+        mnl_attr_nest_end(nlh_, ips);
+        mnl_attr_nest_end(nlh_, peer_nest);
+        ++peers_in_message_;
+        return put == 0 ? 1 : put; // a peer without entries was put all the same
+    }
+    bool put_entry(const Entry& e, std::size_t limit) {
+        nlattr* nest = mnl_attr_nest_start_check(nlh_, limit, 0);
         if (!nest)
             return false;
         const std::size_t alen = e.family == AF_INET ? 4 : 16;
-        if (!mnl_attr_put_u16_check(nlh_, max_, WGALLOWEDIP_A_FAMILY, e.family) ||
-            !mnl_attr_put_check(nlh_, max_, WGALLOWEDIP_A_IPADDR, alen, e.addr.data()) ||
-            !mnl_attr_put_u8_check(nlh_, max_, WGALLOWEDIP_A_CIDR_MASK, e.cidr) ||
+        if (!mnl_attr_put_u16_check(nlh_, limit, WGALLOWEDIP_A_FAMILY, e.family) ||
+            !mnl_attr_put_check(nlh_, limit, WGALLOWEDIP_A_IPADDR, alen, e.addr.data()) ||
+            !mnl_attr_put_u8_check(nlh_, limit, WGALLOWEDIP_A_CIDR_MASK, e.cidr) ||
             (e.remove &&
-             !mnl_attr_put_u32_check(nlh_, max_, kAllowedIpAttrFlags, kAllowedIpRemoveMe))) {
+             !mnl_attr_put_u32_check(nlh_, limit, kAllowedIpAttrFlags, kAllowedIpRemoveMe))) {
             mnl_attr_nest_cancel(nlh_, nest);
             return false;
         }
@@ -327,7 +355,7 @@ Entry entry(const Ip6& a, std::uint8_t cidr, bool remove) {
 Result<std::vector<std::vector<std::uint8_t>>>
 build_set_device(std::uint16_t family_id, std::uint32_t seq, const std::string& ifname,
                  const Device& current, std::span<const PeerChange> changes, Removal removal,
-                 std::size_t max_message) {
+                 const PublicKey& transient, std::size_t max_message) {
     if (ifname.empty() || ifname.size() > 15)
         return make_error(EINVAL, "invalid interface name");
     if (max_message < 256 || max_message > 65536)
@@ -336,36 +364,61 @@ build_set_device(std::uint16_t family_id, std::uint32_t seq, const std::string& 
     for (const auto& p : current.peers)
         index.emplace(p.key, &p);
     SetWriter writer(family_id, seq, ifname, max_message);
-    for (const auto& change : changes) {
-        const bool removes = !change.remove4.empty() || !change.remove6.empty();
-        std::vector<Entry> entries;
-        bool replace = false;
-        if (removes && removal == Removal::replace_list) {
+    if (removal == Removal::transient_peer) {
+        std::vector<Entry> moved;
+        for (const auto& change : changes) {
+            if (change.remove4.empty() && change.remove6.empty())
+                continue;
             auto it = index.find(change.key);
             if (it == index.end())
                 return make_error(ENOENT, "no peer " + to_base64(change.key));
-            auto allowed4 = it->second->allowed4;
-            auto allowed6 = it->second->allowed6;
-            apply_change(change, allowed4, allowed6);
-            for (const auto& p : allowed4)
-                entries.push_back(entry(p.addr, p.len, false));
-            for (const auto& p : allowed6)
-                entries.push_back(entry(p.addr, p.len, false));
-            replace = true;
-        } else {
+            const Peer& held = *it->second;
+            for (const auto& a : change.remove4)
+                if (std::find(held.allowed4.begin(), held.allowed4.end(), Prefix4{a, 32}) !=
+                    held.allowed4.end())
+                    moved.push_back(entry(a, 32, false));
+            for (const auto& a : change.remove6)
+                if (std::find(held.allowed6.begin(), held.allowed6.end(), Prefix6{a, 128}) !=
+                    held.allowed6.end())
+                    moved.push_back(entry(a, 128, false));
+        }
+        if (auto r = writer.transient(transient, moved); !r)
+            return r.error();
+    }
+    for (const auto& change : changes) {
+        std::vector<Entry> entries;
+        if (removal == Removal::remove_flag) {
             for (const auto& a : change.remove4)
                 entries.push_back(entry(a, 32, true));
             for (const auto& a : change.remove6)
                 entries.push_back(entry(a, 128, true));
-            for (const auto& a : change.add4)
-                entries.push_back(entry(a, 32, false));
-            for (const auto& a : change.add6)
-                entries.push_back(entry(a, 128, false));
         }
-        if (auto r = writer.peer(change.key, replace, entries); !r)
+        for (const auto& a : change.add4)
+            entries.push_back(entry(a, 32, false));
+        for (const auto& a : change.add6)
+            entries.push_back(entry(a, 128, false));
+        if (entries.empty())
+            continue;
+        if (auto r = writer.peer(change.key, entries); !r)
             return r.error();
     }
     return writer.finish();
+}
+
+std::vector<std::uint8_t> build_remove_peer(std::uint16_t family_id, std::uint32_t seq,
+                                            const std::string& ifname, const PublicKey& key) {
+    std::vector<std::uint8_t> buf(256, 0);
+    nlmsghdr* nlh = put_genl_header(buf.data(), family_id, NLM_F_REQUEST | NLM_F_ACK, seq,
+                                    WG_CMD_SET_DEVICE, WG_GENL_VERSION);
+    mnl_attr_put_strz(nlh, WGDEVICE_A_IFNAME, ifname.c_str());
+    nlattr* peers = mnl_attr_nest_start(nlh, WGDEVICE_A_PEERS);
+    nlattr* peer = mnl_attr_nest_start(nlh, 0);
+    mnl_attr_put(nlh, WGPEER_A_PUBLIC_KEY, WG_KEY_LEN, key.bytes.data());
+    mnl_attr_put_u32(nlh, WGPEER_A_FLAGS, WGPEER_F_REMOVE_ME);
+    mnl_attr_nest_end(nlh, peer);
+    mnl_attr_nest_end(nlh, peers);
+    buf.resize(nlh->nlmsg_len);
+    return buf;
 }
 
 } // namespace wgd::netd::genl

@@ -25,8 +25,12 @@ inline constexpr std::uint16_t kAllowedIpAttrFlags = 4; // WGALLOWEDIP_A_FLAGS, 
 inline constexpr std::uint32_t kAllowedIpRemoveMe = 1;  // WGALLOWEDIP_F_REMOVE_ME
 
 // Kernels older than 6.16 ignore the unknown flags attribute and would add
-// instead of remove: there removals replace the peer's whole list.
-enum class Removal { remove_flag, replace_list };
+// instead of remove. There the addresses to remove go to a transient peer
+// that the same message creates and then removes: adding an allowed IP that
+// a peer holds moves it to the new one, and the kernel applies a message
+// whole under its device lock, so the peer's other allowed IPs are never
+// rewritten and an operator's change to them at the same moment is kept.
+enum class Removal { remove_flag, transient_peer };
 Removal removal_for_kernel(const std::string& release); // uname -r
 
 // wireguard-tools sizes its messages by the page size (at most 8 KiB).
@@ -61,12 +65,20 @@ class DeviceDumpDecoder {
 // WG_CMD_SET_DEVICE messages (NLM_F_REQUEST|NLM_F_ACK, seq, seq+1, ...) for
 // a batch: every peer with WGPEER_F_UPDATE_ONLY; each message at most
 // max_message bytes; a peer whose entries do not fit continues in the next
-// message (without WGPEER_F_REPLACE_ALLOWEDIPS there). With replace_list,
-// a peer with removals gets its whole new list and REPLACE_ALLOWEDIPS;
-// `current` is needed only then.
+// message. With transient_peer, the removals come first: messages that each
+// create the peer `transient` (no flags) with some of the addresses to
+// remove and end with that peer and WGPEER_F_REMOVE_ME. Only addresses that
+// `current` (read just before) shows on their peer are moved, so that an
+// address already given to another peer stays there; `current` and
+// `transient` (a fresh random key, no peer's) are needed only then.
 Result<std::vector<std::vector<std::uint8_t>>>
 build_set_device(std::uint16_t family_id, std::uint32_t seq, const std::string& ifname,
                  const Device& current, std::span<const PeerChange> changes, Removal removal,
-                 std::size_t max_message = kMaxMessage);
+                 const PublicKey& transient, std::size_t max_message = kMaxMessage);
+
+// One WG_CMD_SET_DEVICE message that removes the peer `key` (if it exists):
+// what is left of a transient peer when a message that made it failed.
+std::vector<std::uint8_t> build_remove_peer(std::uint16_t family_id, std::uint32_t seq,
+                                            const std::string& ifname, const PublicKey& key);
 
 } // namespace wgd::netd::genl

@@ -232,7 +232,7 @@ TEST(GenlEncode, SetDeviceWithRemoveFlagMatchesHandBuiltBytes) {
     std::vector<PeerChange> changes{
         PeerChange{key(1), {*parse_ip4("10.77.0.9")}, {}, {}, {*parse_ip6("2001:db8::7")}}};
     auto msgs =
-        genl::build_set_device(0x1c, 5, "wg0", Device{}, changes, genl::Removal::remove_flag);
+        genl::build_set_device(0x1c, 5, "wg0", Device{}, changes, genl::Removal::remove_flag, {});
     ASSERT_TRUE(msgs) << msgs.error().message;
     ASSERT_EQ(msgs->size(), 1u);
     // libmnl, like the kernel, marks nests with NLA_F_NESTED
@@ -252,27 +252,55 @@ TEST(GenlEncode, SetDeviceWithRemoveFlagMatchesHandBuiltBytes) {
     EXPECT_EQ((*msgs)[0], expected);
 }
 
-TEST(GenlEncode, SetDeviceWithReplaceListMatchesHandBuiltBytes) {
+// Kernels before 6.16: the removed address goes to a transient peer made and
+// removed in a message of its own, ahead of the peer's additions; an
+// address the peer no longer holds (10.77.0.6) is not taken from anyone.
+TEST(GenlEncode, SetDeviceWithTransientPeerMatchesHandBuiltBytes) {
     Device current;
     current.peers.push_back(Peer{key(1),
                                  {{*parse_ip4("10.77.0.5"), 32}, {*parse_ip4("10.1.0.0"), 16}},
                                  {{*parse_ip6("fe80::1"), 128}}});
-    std::vector<PeerChange> changes{
-        PeerChange{key(1), {*parse_ip4("10.77.0.9")}, {*parse_ip4("10.77.0.5")}, {}, {}}};
-    auto msgs =
-        genl::build_set_device(0x1c, 5, "wg0", current, changes, genl::Removal::replace_list);
-    ASSERT_TRUE(msgs);
-    ASSERT_EQ(msgs->size(), 1u);
-    const Bytes peer = attr(
-        kNested, cat({attr(WGPEER_A_PUBLIC_KEY, key_bytes(1)),
-                      attr(WGPEER_A_FLAGS, u32(WGPEER_F_UPDATE_ONLY | WGPEER_F_REPLACE_ALLOWEDIPS)),
-                      attr(WGPEER_A_ALLOWEDIPS | kNested,
-                           cat({allowed4("10.1.0.0", 16), allowed4("10.77.0.9", 32),
-                                allowed6("fe80::1", 128)}))}));
-    const Bytes expected = message(0x1c, NLM_F_REQUEST | NLM_F_ACK, 5, WG_CMD_SET_DEVICE,
-                                   cat({attr(WGDEVICE_A_IFNAME, Bytes{'w', 'g', '0', 0}),
-                                        attr(WGDEVICE_A_PEERS | kNested, peer)}));
-    EXPECT_EQ((*msgs)[0], expected);
+    std::vector<PeerChange> changes{PeerChange{key(1),
+                                               {*parse_ip4("10.77.0.9")},
+                                               {*parse_ip4("10.77.0.5"), *parse_ip4("10.77.0.6")},
+                                               {},
+                                               {}}};
+    auto msgs = genl::build_set_device(0x1c, 5, "wg0", current, changes,
+                                       genl::Removal::transient_peer, key(9));
+    ASSERT_TRUE(msgs) << msgs.error().message;
+    ASSERT_EQ(msgs->size(), 2u);
+    const Bytes made =
+        attr(kNested, cat({attr(WGPEER_A_PUBLIC_KEY, key_bytes(9)), attr(WGPEER_A_FLAGS, u32(0)),
+                           attr(WGPEER_A_ALLOWEDIPS | kNested, allowed4("10.77.0.5", 32))}));
+    const Bytes gone = attr(kNested, cat({attr(WGPEER_A_PUBLIC_KEY, key_bytes(9)),
+                                          attr(WGPEER_A_FLAGS, u32(WGPEER_F_REMOVE_ME))}));
+    EXPECT_EQ((*msgs)[0], message(0x1c, NLM_F_REQUEST | NLM_F_ACK, 5, WG_CMD_SET_DEVICE,
+                                  cat({attr(WGDEVICE_A_IFNAME, Bytes{'w', 'g', '0', 0}),
+                                       attr(WGDEVICE_A_PEERS | kNested, cat({made, gone}))})));
+    const Bytes peer =
+        attr(kNested, cat({attr(WGPEER_A_PUBLIC_KEY, key_bytes(1)),
+                           attr(WGPEER_A_FLAGS, u32(WGPEER_F_UPDATE_ONLY)),
+                           attr(WGPEER_A_ALLOWEDIPS | kNested, allowed4("10.77.0.9", 32))}));
+    EXPECT_EQ((*msgs)[1], message(0x1c, NLM_F_REQUEST | NLM_F_ACK, 6, WG_CMD_SET_DEVICE,
+                                  cat({attr(WGDEVICE_A_IFNAME, Bytes{'w', 'g', '0', 0}),
+                                       attr(WGDEVICE_A_PEERS | kNested, peer)})));
+}
+
+TEST(GenlEncode, RemovalOfAPeerNotOnTheDeviceIsRefused) {
+    std::vector<PeerChange> changes{PeerChange{key(1), {}, {*parse_ip4("10.77.0.5")}, {}, {}}};
+    auto msgs = genl::build_set_device(0x1c, 5, "wg0", Device{}, changes,
+                                       genl::Removal::transient_peer, key(9));
+    ASSERT_FALSE(msgs);
+    EXPECT_EQ(msgs.error().code, ENOENT);
+}
+
+TEST(GenlEncode, RemovePeerMessageMatchesHandBuiltBytes) {
+    const Bytes gone = attr(kNested, cat({attr(WGPEER_A_PUBLIC_KEY, key_bytes(9)),
+                                          attr(WGPEER_A_FLAGS, u32(WGPEER_F_REMOVE_ME))}));
+    EXPECT_EQ(genl::build_remove_peer(0x1c, 8, "wg0", key(9)),
+              message(0x1c, NLM_F_REQUEST | NLM_F_ACK, 8, WG_CMD_SET_DEVICE,
+                      cat({attr(WGDEVICE_A_IFNAME, Bytes{'w', 'g', '0', 0}),
+                           attr(WGDEVICE_A_PEERS | kNested, gone)})));
 }
 
 namespace {
@@ -367,7 +395,7 @@ TEST(GenlEncode, BigBatchIsSplitBySizeWithEveryEntryOnce) {
             {}});
     }
     auto msgs =
-        genl::build_set_device(0x1c, 100, "wg0", Device{}, changes, genl::Removal::remove_flag);
+        genl::build_set_device(0x1c, 100, "wg0", Device{}, changes, genl::Removal::remove_flag, {});
     ASSERT_TRUE(msgs);
     EXPECT_GT(msgs->size(), 20u); // ~150 bytes a peer, 4 KiB a message
     std::map<PublicKey, Seen> seen;
@@ -386,43 +414,55 @@ TEST(GenlEncode, BigBatchIsSplitBySizeWithEveryEntryOnce) {
     }
 }
 
-TEST(GenlEncode, APeerTooBigForOneMessageContinuesWithoutReplaceFlag) {
+// 500 removals do not fit one message: each message of the transient peer
+// makes it and removes it, every removed address is moved once, and the
+// peer itself is only updated, never has its list replaced.
+TEST(GenlEncode, ManyRemovalsGoToTransientPeersEachMadeAndRemovedInOneMessage) {
     Device current;
     Peer big{key(7), {}, {}};
     for (int i = 0; i < 600; ++i)
         big.allowed4.push_back(
             {Ip4{{10, 1, static_cast<std::uint8_t>(i >> 8), static_cast<std::uint8_t>(i)}}, 32});
     current.peers.push_back(big);
-    std::vector<PeerChange> changes{
-        PeerChange{key(7), {*parse_ip4("10.9.9.9")}, {*parse_ip4("10.1.0.0")}, {}, {}}};
-    auto msgs =
-        genl::build_set_device(0x1c, 1, "wg0", current, changes, genl::Removal::replace_list);
+    PeerChange change{key(7), {*parse_ip4("10.9.9.9")}, {}, {}, {}};
+    for (int i = 0; i < 500; ++i)
+        change.remove4.push_back(big.allowed4[static_cast<std::size_t>(i)].addr);
+    std::vector<PeerChange> changes{change};
+    auto msgs = genl::build_set_device(0x1c, 1, "wg0", current, changes,
+                                       genl::Removal::transient_peer, key(9));
     ASSERT_TRUE(msgs);
     ASSERT_GT(msgs->size(), 2u);
-    std::map<PublicKey, Seen> seen;
     std::uint32_t seq = 1;
-    for (const auto& m : *msgs) {
+    std::vector<std::string> moved;
+    for (std::size_t i = 0; i + 1 < msgs->size(); ++i) {
+        const auto& m = (*msgs)[i];
         EXPECT_LE(m.size(), genl::kMaxMessage);
+        std::map<PublicKey, Seen> seen;
         collect(m, seen, seq);
+        ASSERT_EQ(seen.size(), 1u) << "message " << i;
+        const Seen& t = seen[key(9)];
+        EXPECT_EQ(t.flags, (std::vector<std::uint32_t>{0, WGPEER_F_REMOVE_ME})) << "message " << i;
+        moved.insert(moved.end(), t.entries.begin(), t.entries.end());
     }
-    const Seen& s = seen[key(7)];
-    ASSERT_EQ(s.flags.size(), msgs->size());
-    EXPECT_EQ(s.flags[0],
-              static_cast<std::uint32_t>(WGPEER_F_UPDATE_ONLY | WGPEER_F_REPLACE_ALLOWEDIPS));
-    for (std::size_t i = 1; i < s.flags.size(); ++i)
-        EXPECT_EQ(s.flags[i], static_cast<std::uint32_t>(WGPEER_F_UPDATE_ONLY)) << "fragment " << i;
-    ASSERT_EQ(s.entries.size(), 600u); // 600 - 1 removed + 1 added
-    EXPECT_EQ(s.entries.front(), "10.1.0.1/32");
-    EXPECT_EQ(s.entries.back(), "10.9.9.9/32");
+    std::map<PublicKey, Seen> last;
+    collect(msgs->back(), last, seq);
+    ASSERT_EQ(last.size(), 1u);
+    EXPECT_EQ(last[key(7)].flags, (std::vector<std::uint32_t>{WGPEER_F_UPDATE_ONLY}));
+    EXPECT_EQ(last[key(7)].entries, (std::vector<std::string>{"10.9.9.9/32"}));
+    ASSERT_EQ(moved.size(), 500u);
+    for (int i = 0; i < 500; ++i)
+        EXPECT_EQ(moved[static_cast<std::size_t>(i)],
+                  to_string(big.allowed4[static_cast<std::size_t>(i)].addr) + "/32");
 }
 
 TEST(GenlEncode, RemovalModeFollowsTheKernelVersion) {
     EXPECT_EQ(genl::removal_for_kernel("6.16.0"), genl::Removal::remove_flag);
     EXPECT_EQ(genl::removal_for_kernel("6.18.44-fc-v782"), genl::Removal::remove_flag);
     EXPECT_EQ(genl::removal_for_kernel("7.0.1"), genl::Removal::remove_flag);
-    EXPECT_EQ(genl::removal_for_kernel("6.15.9"), genl::Removal::replace_list);
-    EXPECT_EQ(genl::removal_for_kernel("5.10.0-30-amd64"), genl::Removal::replace_list);
-    EXPECT_EQ(genl::removal_for_kernel("garbage"), genl::Removal::replace_list);
+    EXPECT_EQ(genl::removal_for_kernel("6.15.9"), genl::Removal::transient_peer);
+    EXPECT_EQ(genl::removal_for_kernel("6.1.0-57-cloud-amd64"), genl::Removal::transient_peer);
+    EXPECT_EQ(genl::removal_for_kernel("5.10.0-30-amd64"), genl::Removal::transient_peer);
+    EXPECT_EQ(genl::removal_for_kernel("garbage"), genl::Removal::transient_peer);
 }
 
 TEST(GenlFamily, ParsesTheControllersFamilyId) {
