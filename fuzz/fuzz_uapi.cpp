@@ -93,6 +93,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             change.remove6.push_back(peer.allowed6.front().addr);
         changes.push_back(change);
     }
-    (void)wgd::netd::build_uapi_set(*device, changes);
+    (void)wgd::netd::build_uapi_set(*device, changes, {});
     return 0;
 }

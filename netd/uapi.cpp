@@ -2,6 +2,7 @@
 #include "netd/wireguard.hpp"
 
 #include <poll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -101,15 +102,18 @@ class UapiBackend final : public WgBackend {
             if (!c.remove4.empty() || !c.remove6.empty())
                 removing.push_back(c.key);
         Device current;
+        PublicKey transient;
         if (!removing.empty()) {
-            // No single-entry removal in this UAPI: read the lists to replace,
-            // those of the peers concerned only.
+            // What the peers with removals hold now: only that is moved away.
             auto dev = read(&removing);
             if (!dev)
                 return dev.error();
             current = std::move(*dev);
+            if (::getrandom(transient.bytes.data(), transient.bytes.size(), 0) !=
+                static_cast<ssize_t>(transient.bytes.size()))
+                return make_error(errno, std::string("getrandom: ") + std::strerror(errno));
         }
-        auto request = build_uapi_set(current, changes);
+        auto request = build_uapi_set(current, changes, transient);
         if (!request)
             return request.error();
         auto reply = uapi_set_exchange(path_, *request);

@@ -206,33 +206,41 @@ void apply_change(const PeerChange& change, Allowed4& allowed4, Allowed6& allowe
     }
 }
 
-Result<std::string> build_uapi_set(const Device& current, std::span<const PeerChange> changes) {
+Result<std::string> build_uapi_set(const Device& current, std::span<const PeerChange> changes,
+                                   const PublicKey& transient) {
     // Only removals need the current lists; index them once, if at all.
     std::map<PublicKey, const Peer*> index;
-    std::string out = "set=1\n";
+    std::string moved;
     for (const auto& change : changes) {
-        out += "public_key=" + to_hex(change.key) + "\nupdate_only=true\n";
-        if (change.remove4.empty() && change.remove6.empty()) {
-            for (const auto& a : change.add4)
-                out += "allowed_ip=" + to_string(a) + "/32\n";
-            for (const auto& a : change.add6)
-                out += "allowed_ip=" + to_string(a) + "/128\n";
+        if (change.remove4.empty() && change.remove6.empty())
             continue;
-        }
         if (index.empty())
             for (const auto& p : current.peers)
                 index.emplace(p.key, &p);
         auto it = index.find(change.key);
         if (it == index.end())
             return make_error(ENOENT, "no peer " + to_base64(change.key));
-        auto allowed4 = it->second->allowed4;
-        auto allowed6 = it->second->allowed6;
-        apply_change(change, allowed4, allowed6);
-        out += "replace_allowed_ips=true\n";
-        for (const auto& p : allowed4)
-            out += "allowed_ip=" + to_string(p) + "\n";
-        for (const auto& p : allowed6)
-            out += "allowed_ip=" + to_string(p) + "\n";
+        const Peer& held = *it->second;
+        for (const auto& a : change.remove4)
+            if (std::find(held.allowed4.begin(), held.allowed4.end(), Prefix4{a, 32}) !=
+                held.allowed4.end())
+                moved += "allowed_ip=" + to_string(a) + "/32\n";
+        for (const auto& a : change.remove6)
+            if (std::find(held.allowed6.begin(), held.allowed6.end(), Prefix6{a, 128}) !=
+                held.allowed6.end())
+                moved += "allowed_ip=" + to_string(a) + "/128\n";
+    }
+    std::string out = "set=1\n";
+    if (!moved.empty())
+        out += "public_key=" + to_hex(transient) + "\n" + moved + "remove=true\n";
+    for (const auto& change : changes) {
+        if (change.add4.empty() && change.add6.empty())
+            continue;
+        out += "public_key=" + to_hex(change.key) + "\nupdate_only=true\n";
+        for (const auto& a : change.add4)
+            out += "allowed_ip=" + to_string(a) + "/32\n";
+        for (const auto& a : change.add6)
+            out += "allowed_ip=" + to_string(a) + "/128\n";
     }
     out += "\n";
     return out;

@@ -125,11 +125,18 @@ Result<Device> parse_uapi_get(std::string_view reply);
 // Parses the answer to a set: "errno=N\n\n".
 Result<void> parse_uapi_errno(std::string_view reply);
 // The "set=1" request for a batch, one operation: update_only=true for each
-// peer; a peer with removals gets replace_allowed_ips=true and its full new
-// list (current minus removals plus additions), since wireguard-go
-// 0.0.20220316 has no single-entry removal; a peer with additions only gets
-// just the new allowed_ip= lines. ENOENT when a peer is not in `current`.
-Result<std::string> build_uapi_set(const Device& current, std::span<const PeerChange> changes);
+// peer, with its new allowed_ip= lines. wireguard-go 0.0.20220316 has no
+// single-entry removal, so the removals come first: the peer `transient`
+// (a fresh random key, no peer's) is created with the addresses to remove,
+// which moves them off their peers, and is removed again (remove=true).
+// wireguard-go applies one set whole under its configuration lock, so the
+// peers' other allowed IPs are never rewritten and an operator's change to
+// them at the same moment is kept. Only addresses that `current` (read just
+// before) shows on their peer are moved, so that one already given to
+// another peer stays there. ENOENT when a peer with removals is not in
+// `current`.
+Result<std::string> build_uapi_set(const Device& current, std::span<const PeerChange> changes,
+                                   const PublicKey& transient);
 
 // The new allowed-IP lists of a peer after a change (order kept, the
 // additions appended, duplicates dropped). Shared by both backends.
