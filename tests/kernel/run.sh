@@ -45,7 +45,7 @@ peers=${WGD_KERNEL_PEERS:-100000}
 
 case $mode in
 tests) timeout_s=${WGD_KERNEL_TIMEOUT:-420} memory=1024 ;;
-large) timeout_s=${WGD_KERNEL_TIMEOUT:-3600} memory=6144 ;;
+large) timeout_s=${WGD_KERNEL_TIMEOUT:-5400} memory=4096 ;;
 *) echo "run.sh: unknown mode '$mode' (tests or large)" >&2; exit 2 ;;
 esac
 
@@ -162,6 +162,7 @@ tests)
     ;;
 large)
     run_command="WGD_LAB_WIREGUARD=kernel $build/tests/wgd-load -n $peers -c 1000 --rate 500"
+    run_command+=" --renew-after-restart"
     ;;
 esac
 

@@ -1,13 +1,14 @@
 // wgd-load: the server under load (issue 9). Inside a lab namespace it makes
-// a wireguard-go interface with N peers (fe80::X/128 each), puts the N
+// a WireGuard interface (wireguard-go's, or the kernel's when
+// WGD_LAB_WIREGUARD=kernel) with N peers (fe80::X/128 each), puts the N
 // link-local addresses on that same interface so that local sockets can
 // bind them, routes two pools over it, starts wg-dynamic-server, and drives
 // C concurrent clients from this one process: first leases, renewals, a mix
 // of renewals and "any address" requests, a paced phase for latency at a
-// fixed rate, optionally more peers up to M leases, then a restart. Every
-// answer is checked (family, pool, stability, no address given twice) and
-// `wg show` is compared with what the answers said. Exit status 0 only when
-// every answer was checked and nothing was wrong.
+// fixed rate, optionally more peers up to M leases, then a restart (and
+// with --renew-after-restart a renewal of every lease). Every answer is checked (family, pool,
+// stability, no address given twice) and `wg show` is compared with what the answers said. Exit
+// status 0 only when every answer was checked and nothing was wrong.
 #include "privsep/addr.hpp"
 #include "tests/system/lab.hpp"
 
@@ -61,14 +62,15 @@ struct Config {
     int restart_leases = 0; // grow to this many leases before the restart
     int paced_rate = 2'000; // requests per second in the paced phase
     bool quick = false;
-    bool floor = false; // a trivial responder instead of the server (see run_floor)
+    bool floor = false;               // a trivial responder instead of the server (see run_floor)
+    bool renew_after_restart = false; // every peer renews after the restart, then wg show
     std::string server = std::string(WGD_BINARY_DIR) + "/wg-dynamic-server";
 };
 
 [[noreturn]] void usage() {
     std::fprintf(stderr,
                  "usage: wgd-load [-n PEERS] [-c CONCURRENT] [--restart-leases M] [--rate R]\n"
-                 "                [--quick] [--floor] [--server PATH]\n");
+                 "                [--quick] [--floor] [--renew-after-restart] [--server PATH]\n");
     std::exit(2);
 }
 
@@ -96,6 +98,8 @@ Config parse(int argc, char** argv) {
             c.quick = true;
         else if (a == "--floor")
             c.floor = true;
+        else if (a == "--renew-after-restart")
+            c.renew_after_restart = true;
         else
             usage();
     }
@@ -110,7 +114,8 @@ Config parse(int argc, char** argv) {
         usage();
     // Measured: wireguard-go refuses the 65,537th peer (its `wg addconf`
     // fails with a broken pipe), so more peers cannot be tested here.
-    if (std::max(c.peers, c.restart_leases) > kWireguardGoMaxPeers) {
+    if (wgd::lab::lab_wireguard() == wgd::lab::Wireguard::userspace &&
+        std::max(c.peers, c.restart_leases) > kWireguardGoMaxPeers) {
         std::fprintf(stderr, "wgd-load: wireguard-go holds at most %d peers\n",
                      kWireguardGoMaxPeers);
         std::exit(1);
@@ -860,7 +865,7 @@ int run(const Config& cfg) {
         report(name, r);
         report_cpu(before, after, r.done);
         // Failures en masse have outside causes: say which part is gone.
-        if (kill(wg, 0) != 0)
+        if (wg > 0 && kill(wg, 0) != 0)
             std::printf("          wireguard-go (pid %d) is gone: its output is kept in %s\n", wg,
                         wgd::lab::Lab::wireguard_go_log(lab.server_iface).c_str());
         if (waitpid(server, nullptr, WNOHANG) != 0)
@@ -901,6 +906,15 @@ int run(const Config& cfg) {
     std::printf("restart   %d leases: first answer after %.3f s\n", total, seconds_since(restart));
     checker.check(0, *reply, true);
     report_memory(server);
+    if (cfg.renew_after_restart) {
+        phase("renewals", renewals(checker, 0, total));
+        check_device(lab, keys, checker, total);
+        report_memory(server);
+    }
+    for (const auto& entry : std::filesystem::directory_iterator(lab.state_dir))
+        if (entry.is_regular_file())
+            std::printf("state     %s: %ju bytes\n", entry.path().filename().c_str(),
+                        static_cast<std::uintmax_t>(entry.file_size()));
 
     std::printf("checked %ld answers, %ld errors\n", checker.checked(), checker.errors());
     if (checker.errors() != 0)
