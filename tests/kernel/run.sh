@@ -44,7 +44,7 @@ filter=${WGD_KERNEL_FILTER:-$default_filter}
 peers=${WGD_KERNEL_PEERS:-100000}
 
 case $mode in
-tests) timeout_s=${WGD_KERNEL_TIMEOUT:-420} memory=1024 ;;
+tests) timeout_s=${WGD_KERNEL_TIMEOUT:-600} memory=1024 ;;
 large) timeout_s=${WGD_KERNEL_TIMEOUT:-5400} memory=4096 ;;
 *) echo "run.sh: unknown mode '$mode' (tests or large)" >&2; exit 2 ;;
 esac
