@@ -31,15 +31,16 @@ cache=$build/kernel
 # The system tests run on kernel WireGuard: grant, renewal, another peer's
 # address never granted, expiry, a reservation from a static allowed IP,
 # pools following routes, restart keeping the leases, fail closed on a
-# SIGKILL, the client's grant, expiry and stop, an operator's changes kept
-# during a grant and release storm. Under emulation each takes
+# SIGKILL of a child or of netd, the client's grant, expiry and stop, an
+# operator's changes kept during a grant and release storm, a revocation.
+# Under emulation each takes
 # 10-30 s, so the whole suite (wireguard-go's faults among it) is left to
 # make check.
 default_filter='Server.RequestWithoutAddress*:Server.AddressesAreStable*'
 default_filter+=':Server.LeaseNotRenewed*:Server.StaticAllowedIp*:Server.NewRouteGrows*'
 default_filter+=':Server.RestartRestores*:Server.KillingAChild*'
 default_filter+=':Client.ObtainsBoth*:Client.ServerGoneAddressesExpire*:Client.SigtermRemoves*'
-default_filter+=':OperatorChanges.*'
+default_filter+=':OperatorChanges.*:FailClosed.SigkillOfNetd*:Operate.RevokeEndsTheLease*'
 filter=${WGD_KERNEL_FILTER:-$default_filter}
 peers=${WGD_KERNEL_PEERS:-100000}
 
