@@ -1015,6 +1015,31 @@ void AddressPool<Ip>::reconcile(const Prefix& p, bool effective_may_close, bool 
     reconcile(lo, hi, effective_may_close, shadowed_may_open);
 }
 
+namespace {
+
+// Where a pool prefix meets a range of addresses no host can have: the
+// smaller of the two (prefixes are nested or disjoint), nothing when apart.
+template <class P>
+std::optional<P> unusable_part(const P& pool, const P& unusable) {
+    if (pool.len >= unusable.len)
+        return unusable.contains(pool.addr) ? std::optional<P>(pool.masked()) : std::nullopt;
+    return pool.contains(unusable.addr) ? std::optional<P>(unusable) : std::nullopt;
+}
+
+template <class Ip>
+auto unleasable_prefixes() {
+    if constexpr (std::is_same_v<Ip, Ip4>)
+        return unleasable_prefixes4();
+    else
+        return unleasable_prefixes6();
+}
+
+} // namespace
+
+// A pool is the prefix minus its zero host, its IPv4 broadcast and every
+// part of it that no host can have (a route as wide as 0.0.0.0/0 or ::/1
+// covers loopback, multicast, ...): block marks, counted like any other, so
+// that every draw is an address netd will grant.
 template <class Ip>
 void AddressPool<Ip>::add_prefix(const Prefix& p) {
     using Mark = typename FamilyTraits<Ip>::Trie::Mark;
@@ -1026,14 +1051,20 @@ void AddressPool<Ip>::add_prefix(const Prefix& p) {
     if constexpr (W == 32)
         if (p.len < 31)
             trie_.add(Mark::Block, bcast, W);
+    for (const Prefix& never : unleasable_prefixes<Ip>())
+        if (auto part = unusable_part(p, never))
+            trie_.add(Mark::Block, to_bits(part->addr), part->len);
     prefixes_++;
     // A pool opens addresses (shadowed leases inside may come back); its
-    // zero host and broadcast close two.
+    // zero host, broadcast and unusable parts close some.
     reconcile(p, false, true);
     reconcile(base, base, true, false);
     if constexpr (W == 32)
         if (p.len < 31)
             reconcile(bcast, bcast, true, false);
+    for (const Prefix& never : unleasable_prefixes<Ip>())
+        if (auto part = unusable_part(p, never))
+            reconcile(*part, true, false);
 }
 
 template <class Ip>
@@ -1048,6 +1079,9 @@ bool AddressPool<Ip>::remove_prefix(const Prefix& p) {
     if constexpr (W == 32)
         if (p.len < 31)
             trie_.remove(Mark::Block, bcast, W);
+    for (const Prefix& never : unleasable_prefixes<Ip>())
+        if (auto part = unusable_part(p, never))
+            trie_.remove(Mark::Block, to_bits(part->addr), part->len);
     prefixes_--;
     // The leases inside may leave every pool (the caller revokes them).
     reconcile(p, true, false);
@@ -1055,6 +1089,9 @@ bool AddressPool<Ip>::remove_prefix(const Prefix& p) {
     if constexpr (W == 32)
         if (p.len < 31)
             reconcile(bcast, bcast, false, true);
+    for (const Prefix& never : unleasable_prefixes<Ip>())
+        if (auto part = unusable_part(p, never))
+            reconcile(*part, false, true);
     return true;
 }
 

@@ -506,8 +506,14 @@ std::optional<Plan> LeaseServer::plan(const PublicKey& key, const Want& want) {
 
     plan.ipv4 = pending.p4.grant;
     plan.ipv6 = pending.p6.grant;
-    const bool short4 = pending.p4.asked && !pending.p4.grant;
-    const bool short6 = pending.p6.asked && !pending.p6.grant;
+    // A family without any pool is left out of a grant of the other one
+    // (single-stack networks renew without an error); errno 3 is for a pool
+    // that could not serve, or for a request that got nothing at all.
+    const bool granted = plan.ipv4 || plan.ipv6;
+    const bool short4 =
+        pending.p4.asked && !pending.p4.grant && (pool4_.has_prefixes() || !granted);
+    const bool short6 =
+        pending.p6.asked && !pending.p6.grant && (pool6_.has_prefixes() || !granted);
     plan.error = short4 || short6 ? kErrnoUnavailable : kErrnoSuccess;
     plan.leasestart = clock_.wall_seconds();
     plan.leasetime = leasetime_;
@@ -719,7 +725,7 @@ LeaseEvents LeaseServer::restore_expected() {
     const std::uint64_t now_boot = clock_.boot_ms();
     for (std::size_t i = 0; i < expected_.size(); i++) {
         restore_one(expected_[i], expected_seen_[i], now_wall, now_boot, events);
-        reserve_if_unrestored(expected_[i], expected_seen_[i]);
+        drop_if_unrestored(expected_[i], expected_seen_[i], events);
     }
     // Freed, not only emptied (`= {}` would keep the capacity).
     expected_ = std::vector<LeaseRecord>();
@@ -760,24 +766,40 @@ void LeaseServer::restore_one(const LeaseRecord& r, std::uint8_t& seen, std::int
         events.records.push_back(record_of(r.peer, peer));
 }
 
-// Seen in allowed IPs but not restored (expired, refused): a reservation,
-// as set_peers would have made it.
-void LeaseServer::reserve_if_unrestored(const LeaseRecord& e, std::uint8_t seen) {
-    if (seen == 0)
+// A lease of the file that did not come back (it expired while the server
+// was stopped, its route is gone, its peer holds another lease) leaves the
+// peer's allowed IPs: WireGuard kept it there, not the operator, and left
+// there it would turn into a reservation that nobody made. Without
+// expect_restore() the view took it for a static allowed IP: it stops being
+// one. seen: it was in the peer's allowed IPs when the view came.
+template <class Ip>
+void LeaseServer::drop_unrestored(Peer& peer, const PublicKey& key, const Ip& a, bool seen,
+                                  AllowedIpChanges& changes) {
+    if (family<Ip>(peer).lease == a)
+        return;
+    auto shown = statics<Ip>(peer);
+    if (auto found = std::find(shown.begin(), shown.end(), host(a)); found != shown.end()) {
+        shown.erase(found);
+        set_statics<Ip>(key, peer, std::move(shown));
+    } else if (!seen) {
+        return;
+    }
+    remove_change(changes, a);
+}
+
+void LeaseServer::drop_if_unrestored(const LeaseRecord& e, std::uint8_t seen, LeaseEvents& events) {
+    if (e.released())
         return;
     auto it = peers_.find(e.peer);
-    if (it == peers_.end())
+    if (it == peers_.end() || it->second.pending != 0)
         return;
-    if ((seen & seen4) && it->second.f4.lease != e.ipv4) {
-        auto shown = statics<Ip4>(it->second);
-        shown.push_back(host(*e.ipv4));
-        set_statics<Ip4>(e.peer, it->second, std::move(shown));
-    }
-    if ((seen & seen6) && it->second.f6.lease != e.ipv6) {
-        auto shown = statics<Ip6>(it->second);
-        shown.push_back(host(*e.ipv6));
-        set_statics<Ip6>(e.peer, it->second, std::move(shown));
-    }
+    AllowedIpChanges changes{e.peer, {}, {}, {}, {}};
+    if (e.ipv4)
+        drop_unrestored<Ip4>(it->second, e.peer, *e.ipv4, seen & seen4, changes);
+    if (e.ipv6)
+        drop_unrestored<Ip6>(it->second, e.peer, *e.ipv6, seen & seen6, changes);
+    if (!changes.empty())
+        events.changes.push_back(std::move(changes));
 }
 
 void LeaseServer::expect_restore(std::vector<LeaseRecord> records) {

@@ -160,14 +160,16 @@ class LeaseServer {
 
     // After a restart, once set_peers and the prefixes are known: the
     // replayed records come back unless expired, of an unknown peer, outside
-    // the pools or an allowed IP of another peer. changes are the adds.
+    // the pools or an allowed IP of another peer. changes are the adds of
+    // the leases restored and the removals of those that did not come back
+    // but are still in their peer's allowed IPs (never reservations).
     LeaseEvents restore_expected(); // the records expect_restore() kept
     // Before the first set_peers after a start, the records to restore:
     // their addresses in the peers' allowed IPs (WireGuard kept them) are
     // then known as leases to restore, not taken for reservations that
     // restoring would undo one pool mark at a time (at 65,536 peers that
-    // churn made a restart take seconds). Addresses not brought back become
-    // reservations, as without this call. The records are kept, not copied.
+    // churn made a restart take seconds). Addresses not brought back are
+    // removed, as without this call. The records are kept, not copied.
     void expect_restore(std::vector<LeaseRecord> records);
     // Both at once, after the view: without the head start above.
     LeaseEvents restore(std::vector<LeaseRecord> records);
@@ -175,6 +177,9 @@ class LeaseServer {
     std::vector<LeaseRecord> live_records() const;
 
     std::size_t lease_count() const { return leases4_.size() + leases6_.size(); }
+    std::size_t lease_count4() const { return leases4_.size(); }
+    std::size_t lease_count6() const { return leases6_.size(); }
+    std::size_t peer_count() const { return peers_.size(); }
     const Pool4& pool4() const { return pool4_; }
     const Pool6& pool6() const { return pool6_; }
 
@@ -317,7 +322,10 @@ class LeaseServer {
     std::vector<LeaseRecord> expected_;
     std::vector<std::uint8_t> expected_seen_;
     std::size_t find_expected(const PublicKey& key) const; // expected_.size(): none
-    void reserve_if_unrestored(const LeaseRecord& e, std::uint8_t seen);
+    void drop_if_unrestored(const LeaseRecord& e, std::uint8_t seen, LeaseEvents& events);
+    template <class Ip>
+    void drop_unrestored(Peer& peer, const PublicKey& key, const Ip& a, bool seen,
+                         AllowedIpChanges& changes);
     void restore_one(const LeaseRecord& r, std::uint8_t& seen, std::int64_t now_wall,
                      std::uint64_t now_boot, LeaseEvents& events);
     // begin_peers() .. end_peers(): the peers the view showed so far.

@@ -114,30 +114,45 @@ std::string to_string(const Prefix6& p) {
     return to_string(p.addr) + "/" + std::to_string(p.len);
 }
 
+namespace {
+
+constexpr Prefix4 kUnleasable4[] = {
+    {{{0, 0, 0, 0}}, 8},      // "this network"
+    {{{127, 0, 0, 0}}, 8},    // loopback
+    {{{169, 254, 0, 0}}, 16}, // link-local
+    {{{224, 0, 0, 0}}, 4},    // multicast
+    {{{240, 0, 0, 0}}, 4},    // reserved, and the limited broadcast
+};
+
+// ::/96 covers ::, ::1 and the deprecated IPv4-compatible form;
+// ::ffff:0:0/96 is IPv4-mapped. Neither belongs on a WireGuard peer.
+constexpr Prefix6 kUnleasable6[] = {
+    {{{}}, 96},
+    {{{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff}}, 96},
+    {{{0xfe, 0x80}}, 10}, // link-local
+    {{{0xff}}, 8},        // multicast
+};
+
+} // namespace
+
+std::span<const Prefix4> unleasable_prefixes4() {
+    return kUnleasable4;
+}
+std::span<const Prefix6> unleasable_prefixes6() {
+    return kUnleasable6;
+}
+
 bool is_leasable(const Ip4& a) {
-    std::uint8_t first = a.bytes[0];
-    if (first == 0 || first == 127 || first >= 224)
-        return false;
-    if (first == 169 && a.bytes[1] == 254)
-        return false;
+    for (const Prefix4& p : kUnleasable4)
+        if (p.contains(a))
+            return false;
     return true;
 }
 
 bool is_leasable(const Ip6& a) {
-    if (a.is_link_local() || a.bytes[0] == 0xff)
-        return false;
-    // ::/96 covers ::, ::1 and the deprecated IPv4-compatible form;
-    // ::ffff:0:0/96 is IPv4-mapped. Neither belongs on a WireGuard peer.
-    bool first80_zero = true;
-    for (int i = 0; i < 10; i++)
-        if (a.bytes[i] != 0)
-            first80_zero = false;
-    if (first80_zero) {
-        if (a.bytes[10] == 0 && a.bytes[11] == 0)
+    for (const Prefix6& p : kUnleasable6)
+        if (p.contains(a))
             return false;
-        if (a.bytes[10] == 0xff && a.bytes[11] == 0xff)
-            return false;
-    }
     return true;
 }
 

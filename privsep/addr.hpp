@@ -6,6 +6,7 @@
 #include <compare>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -59,6 +60,10 @@ std::string to_string(const Prefix6& p);
 // fe80::/10, ff00::/8, ::ffff:0:0/96 (IPv4-mapped), ::/96 (IPv4-compatible).
 bool is_leasable(const Ip4& a);
 bool is_leasable(const Ip6& a);
+// The prefixes is_leasable() refuses, each given once: what no pool may
+// hand out, whatever route covers it.
+std::span<const Prefix4> unleasable_prefixes4();
+std::span<const Prefix6> unleasable_prefixes6();
 
 struct PublicKey {
     std::array<std::uint8_t, 32> bytes{};

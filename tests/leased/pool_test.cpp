@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <map>
 #include <set>
@@ -100,15 +101,126 @@ TEST(Pool, RemovedPrefixStopsAllocating) {
 TEST(Pool, WholeAddressSpacesWork) {
     Pool4 pool4;
     pool4.add_prefix(p4("0.0.0.0", 0));
-    EXPECT_EQ(pool4.free_count(), (std::uint64_t{1} << 32) - 2);
+    // All of IPv4 minus 0/8, 127/8, 169.254/16, 224/4 and 240/4 (the zero
+    // host and the broadcast are inside them).
+    EXPECT_EQ(pool4.free_count(), (std::uint64_t{1} << 32) - 2 * (std::uint64_t{1} << 24) -
+                                      (std::uint64_t{1} << 16) - 2 * (std::uint64_t{1} << 28));
     Pool6 pool6;
     pool6.add_prefix(p6("::", 0));
-    EXPECT_EQ(pool6.free_count(), ~u128{0}); // 2^128 - 1
+    // All of IPv6 minus ::/96, ::ffff:0:0/96, fe80::/10 and ff00::/8.
+    const u128 all6 = ~u128{0} - (u128{1} << 33) - (u128{1} << 118) - (u128{1} << 120) + 1;
+    EXPECT_EQ(pool6.free_count(), all6);
     DeterministicRandom rng(11);
     auto a = pool6.allocate(rng);
     ASSERT_TRUE(a);
     EXPECT_FALSE(pool6.is_free(*a));
-    EXPECT_EQ(pool6.free_count(), ~u128{0} - 1);
+    EXPECT_EQ(pool6.free_count(), all6 - 1);
+}
+
+// Routes as wide as 0.0.0.0/0, 0.0.0.0/1 or ::/1 cover addresses no host
+// can have: none of them is free, their neighbours are.
+TEST(Pool, WideRoutesExcludeEveryAddressNoHostCanHave) {
+    for (int len : {0, 1}) {
+        Pool4 pool;
+        pool.add_prefix(p4("0.0.0.0", len));
+        for (const char* never :
+             {"0.0.0.0", "0.0.0.1", "0.255.255.255", "127.0.0.0", "127.0.0.1", "127.255.255.255"})
+            EXPECT_FALSE(pool.is_free(ip4(never))) << never << " in 0.0.0.0/" << len;
+        for (const char* fine : {"1.0.0.0", "126.255.255.255", "10.0.0.0", "100.64.0.1"})
+            EXPECT_TRUE(pool.is_free(ip4(fine))) << fine << " in 0.0.0.0/" << len;
+    }
+    Pool4 all;
+    all.add_prefix(p4("0.0.0.0", 0));
+    for (const char* never : {"169.254.0.0", "169.254.1.1", "169.254.255.255", "224.0.0.0",
+                              "224.0.0.251", "239.255.255.255", "240.0.0.0", "255.255.255.255"})
+        EXPECT_FALSE(all.is_free(ip4(never))) << never;
+    for (const char* fine : {"128.0.0.0", "169.253.255.255", "169.255.0.0", "223.255.255.255"})
+        EXPECT_TRUE(all.is_free(ip4(fine))) << fine;
+    Pool4 half;
+    half.add_prefix(p4("0.0.0.0", 1));
+    EXPECT_EQ(half.free_count(), (std::uint64_t{1} << 31) - 2 * (std::uint64_t{1} << 24));
+
+    Pool6 low, high;
+    low.add_prefix(p6("::", 1));
+    high.add_prefix(p6("8000::", 1));
+    for (const char* never :
+         {"::", "::1", "::2", "::ffff:ffff", "::ffff:0:0", "::ffff:10.0.0.1", "::ffff:ffff:ffff"})
+        EXPECT_FALSE(low.is_free(*parse_ip6(never))) << never;
+    for (const char* fine : {"::1:0:0", "::fffe:ffff:ffff", "::1:0:0:0", "2001:db8::1"})
+        EXPECT_TRUE(low.is_free(*parse_ip6(fine))) << fine;
+    EXPECT_EQ(low.free_count(), (u128{1} << 127) - (u128{1} << 33));
+    for (const char* never : {"fe80::", "fe80::1", "febf:ffff::1", "ff00::", "ff02::1",
+                              "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"})
+        EXPECT_FALSE(high.is_free(*parse_ip6(never))) << never;
+    for (const char* fine : {"8000::1", "fe7f:ffff::1", "fec0::1", "feff:ffff::1"})
+        EXPECT_TRUE(high.is_free(*parse_ip6(fine))) << fine;
+    EXPECT_EQ(high.free_count(), (u128{1} << 127) - (u128{1} << 118) - (u128{1} << 120) - 1)
+        << "and its zero host 8000::";
+}
+
+TEST(Pool, EveryDrawFromAllOfIpv4AndIpv6IsLeasable) {
+    Pool4 pool4;
+    pool4.add_prefix(p4("0.0.0.0", 0));
+    Pool6 pool6;
+    pool6.add_prefix(p6("::", 0));
+    pool6.add_prefix(p6("::", 1)); // overlapping wide routes count once
+    DeterministicRandom rng(3);
+    for (int i = 0; i < 20000; i++) {
+        auto a4 = pool4.allocate(rng);
+        ASSERT_TRUE(a4);
+        ASSERT_TRUE(is_leasable(*a4)) << to_string(*a4);
+        auto a6 = pool6.allocate(rng);
+        ASSERT_TRUE(a6);
+        ASSERT_TRUE(is_leasable(*a6)) << to_string(*a6);
+    }
+}
+
+// The exclusions leave draws uniform over what remains: 100,000 draws with
+// the real source from 0.0.0.0/0, counted per /4 (each bucket expects its
+// share of the free addresses: 0/4 and 112/4 lose a /8, 160/4 a /16,
+// 224/4 and 240/4 are empty); chi-square at the 0.001 level.
+TEST(Pool, DrawsFromAWideRouteAreUniformOverTheUsableAddresses) {
+    Pool4 pool;
+    pool.add_prefix(p4("0.0.0.0", 0));
+    const double total = static_cast<double>(pool.free_count());
+    std::array<double, 16> share{};
+    for (unsigned b = 0; b < 16; b++)
+        share[b] = static_cast<double>(std::uint64_t{1} << 28);
+    share[0] -= static_cast<double>(std::uint64_t{1} << 24);
+    share[7] -= static_cast<double>(std::uint64_t{1} << 24);
+    share[10] -= static_cast<double>(std::uint64_t{1} << 16);
+    share[14] = share[15] = 0;
+    SodiumRandom rng;
+    std::array<std::uint64_t, 16> hits{};
+    const int draws = 100000;
+    for (int i = 0; i < draws; i++) {
+        auto a = pool.allocate(rng);
+        ASSERT_TRUE(a);
+        ASSERT_TRUE(is_leasable(*a)) << to_string(*a);
+        hits[a->bytes[0] >> 4]++;
+        pool.release(*a);
+    }
+    EXPECT_EQ(hits[14] + hits[15], 0u);
+    double chi2 = 0;
+    for (unsigned b = 0; b < 14; b++) {
+        const double expected = draws * share[b] / total;
+        const double d = static_cast<double>(hits[b]) - expected;
+        chi2 += d * d / expected;
+    }
+    EXPECT_LT(chi2, 34.53) << "chi-square critical value at 0.001 for 13 degrees of freedom";
+}
+
+TEST(Pool, RemovingAWideRouteTakesItsExclusionsAlong) {
+    Pool4 pool;
+    const auto nodes = pool.node_count();
+    pool.add_prefix(p4("0.0.0.0", 0));
+    pool.add_prefix(p4("10.0.0.0", 8));
+    EXPECT_TRUE(pool.remove_prefix(p4("0.0.0.0", 0)));
+    EXPECT_EQ(pool.free_count(), (std::uint64_t{1} << 24) - 2);
+    EXPECT_FALSE(pool.is_free(ip4("127.0.0.1")));
+    EXPECT_TRUE(pool.remove_prefix(p4("10.0.0.0", 8)));
+    EXPECT_EQ(pool.free_count(), 0u);
+    EXPECT_EQ(pool.node_count(), nodes);
 }
 
 TEST(Pool, Ipv6Slash64DrawsInsideThePrefix) {

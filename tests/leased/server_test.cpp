@@ -114,6 +114,43 @@ TEST_F(ServerTest, AnyAddressIsDrawnFromThePoolAndAddedToAllowedIps) {
               (LeaseRecord{key(1), plan.ipv4, plan.ipv6, 1764201600, 1764201600 + 3600}));
 }
 
+// SPEC "Response": a family for which the server has no pool at all is left
+// out of a grant of the other family, errno 0; errno 3 means a pool exists
+// and could not serve, or nothing at all could be granted.
+TEST_F(ServerTest, FamilyWithoutAnyPoolIsLeftOutOfAGrantWithoutAnError) {
+    server.remove_prefix(p6("2001:db8::", 64));
+    server.set_peers({peer(1), peer(2)});
+    auto both_named = grant(1, both());
+    EXPECT_TRUE(both_named.ipv4);
+    EXPECT_FALSE(both_named.ipv6);
+    EXPECT_EQ(both_named.error, kErrnoSuccess);
+    Want renew = both();
+    renew.v4 = Want::Kind::Specific;
+    renew.ipv4 = *both_named.ipv4;
+    auto renewed = grant(1, renew);
+    EXPECT_EQ(renewed.ipv4, both_named.ipv4);
+    EXPECT_EQ(renewed.error, kErrnoSuccess) << "every renewal of a single-stack peer";
+    Want v6_only;
+    v6_only.v6 = Want::Kind::Any;
+    auto nothing = server.plan(key(2), v6_only);
+    ASSERT_TRUE(nothing);
+    EXPECT_FALSE(nothing->ipv4 || nothing->ipv6);
+    EXPECT_EQ(nothing->error, kErrnoUnavailable) << "nothing granted at all";
+}
+
+TEST_F(ServerTest, ExhaustedPoolOfAFamilyIsStillErrnoThree) {
+    server.set_own_addresses({ip4("10.0.0.1")}, {ip6("2001:db8::1"), ip6("fe80::")});
+    server.remove_prefix(p6("2001:db8::", 64));
+    server.add_prefix(p6("2001:db8:1::", 127)); // ::0 is the zero host, ::1 is free
+    server.set_peers({peer(1), peer(2)});
+    auto first = grant(1, both());
+    EXPECT_EQ(first.error, kErrnoSuccess);
+    auto second = grant(2, both());
+    EXPECT_TRUE(second.ipv4);
+    EXPECT_FALSE(second.ipv6);
+    EXPECT_EQ(second.error, kErrnoUnavailable) << "the IPv6 pool exists and is exhausted";
+}
+
 TEST_F(ServerTest, OwnAddressesAreNeverGranted) {
     LeaseServer small(rng, clock, kLeasetime);
     small.add_prefix(p4("10.0.0.0", 30)); // .1 and .2 usable, .1 is ours
@@ -692,27 +729,57 @@ TEST_F(ServerTest, ExpectedLeaseNotInAllowedIpsIsAddedBack) {
     EXPECT_EQ(events.changes[0].add4, (std::vector<Prefix4>{p4("10.0.0.9", 32)}));
 }
 
-// An expired expected lease still in the allowed IPs is what it was without
-// expect_restore(): that peer's reservation, never granted to another.
-TEST_F(ServerTest, ExpiredExpectedLeaseInAllowedIpsBecomesAReservation) {
+// A lease that expired while the server was stopped leaves the allowed IPs
+// that WireGuard kept, is released on file, and its address goes back to the
+// pool for anyone: it never becomes a reservation.
+TEST_F(ServerTest, ExpiredExpectedLeaseInAllowedIpsIsRemovedAndReturnsToThePool) {
     const std::vector<LeaseRecord> records{
         {key(1), ip4("10.0.0.9"), std::nullopt, 1764200000, 1764201600}}; // expired now
     server.expect_restore(records);
     server.set_peers({peer(1, {p4("10.0.0.9", 32)}), peer(2)});
-    server.restore_expected();
+    auto events = server.restore_expected();
     EXPECT_EQ(server.lease_count(), 0u);
-    for (int i = 0; i < 100; i++) {
+    ASSERT_EQ(events.changes.size(), 1u);
+    EXPECT_EQ(events.changes[0].peer, key(1));
+    EXPECT_EQ(events.changes[0].remove4, (std::vector<Prefix4>{p4("10.0.0.9", 32)}));
+    EXPECT_TRUE(events.changes[0].add4.empty());
+    ASSERT_EQ(events.records.size(), 1u);
+    EXPECT_TRUE(events.records[0].released());
+    EXPECT_TRUE(server.pool4().is_free(ip4("10.0.0.9")));
+    bool drawn = false;
+    for (int i = 0; i < 2000 && !drawn; i++) {
         auto plan = server.plan(key(2), any4());
         ASSERT_TRUE(plan);
-        EXPECT_NE(plan->ipv4, ip4("10.0.0.9"));
+        drawn = plan->ipv4 == ip4("10.0.0.9");
         server.abort(*plan);
     }
-    Want exact;
-    exact.v4 = Want::Kind::Specific;
-    exact.ipv4 = ip4("10.0.0.9");
-    auto own = server.plan(key(1), exact);
-    ASSERT_TRUE(own);
-    EXPECT_EQ(own->ipv4, ip4("10.0.0.9")) << "its own reservation";
+    EXPECT_TRUE(drawn) << "10.0.0.9 is back in the pool for every peer";
+}
+
+// Without the head start of expect_restore() the view took the expired
+// lease for a static allowed IP: restore() undoes that too.
+TEST_F(ServerTest, ExpiredLeaseRestoredAfterTheViewIsRemovedNotReserved) {
+    server.set_peers({peer(1, {p4("10.0.0.9", 32)}), peer(2)});
+    EXPECT_FALSE(server.pool4().is_free(ip4("10.0.0.9")));
+    auto events = server.restore({{key(1), ip4("10.0.0.9"), std::nullopt, 1764200000, 1764201600}});
+    ASSERT_EQ(events.changes.size(), 1u);
+    EXPECT_EQ(events.changes[0].remove4, (std::vector<Prefix4>{p4("10.0.0.9", 32)}));
+    EXPECT_TRUE(server.pool4().is_free(ip4("10.0.0.9")));
+}
+
+// A lease whose route vanished while the server was stopped is outside
+// every pool: removed from the allowed IPs, not kept as a reservation.
+TEST_F(ServerTest, ExpectedLeaseOutsideEveryPoolIsRemovedFromAllowedIps) {
+    const std::vector<LeaseRecord> records{
+        {key(1), ip4("10.9.0.9"), std::nullopt, 1764201000, 1764209000}}; // not expired
+    server.expect_restore(records);
+    server.set_peers({peer(1, {p4("10.9.0.9", 32)})});
+    auto events = server.restore_expected();
+    EXPECT_EQ(server.lease_count(), 0u);
+    ASSERT_EQ(events.changes.size(), 1u);
+    EXPECT_EQ(events.changes[0].remove4, (std::vector<Prefix4>{p4("10.9.0.9", 32)}));
+    ASSERT_EQ(events.records.size(), 1u);
+    EXPECT_TRUE(events.records[0].released());
 }
 
 TEST_F(ServerTest, ExpectedLeaseHeldAsAnotherPeersAllowedIpIsNotRestored) {
