@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 namespace wgd::netd {
 namespace {
@@ -123,6 +124,32 @@ Result<Pools> Rtnl::pools(int ifindex) {
     if (!r)
         return r.error();
     return pools;
+}
+
+Result<std::vector<SavedRoute>> Rtnl::routes_through(int ifindex, std::uint8_t family) {
+    std::vector<SavedRoute> routes;
+    auto r = dump(
+        RTM_GETROUTE, family,
+        [&](const nlmsghdr* nlh) -> Result<void> {
+            if (auto route = save_route(nlh, ifindex))
+                routes.push_back(std::move(*route));
+            return {};
+        },
+        [&] { routes.clear(); });
+    if (!r)
+        return r.error();
+    return routes;
+}
+
+Result<void> Rtnl::add_route(const SavedRoute& route) {
+    std::vector<std::uint8_t> buf = route.request;
+    if (buf.size() < sizeof(nlmsghdr))
+        return make_error(EINVAL, "empty route request");
+    reinterpret_cast<nlmsghdr*>(buf.data())->nlmsg_seq = ++seq_;
+    auto r = request(buf, [](const nlmsghdr*) -> Result<void> { return {}; });
+    if (!r && r.error().code == EEXIST)
+        return make_error(EEXIST, "route already there");
+    return r;
 }
 
 Result<void> Rtnl::add_address(int ifindex, const Prefix& prefix) {

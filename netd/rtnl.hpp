@@ -71,6 +71,36 @@ std::optional<RouteInfo> parse_route(const nlmsghdr* nlh);
 bool route_is_pool(const RouteInfo& route, int ifindex);
 void add_pool(Pools& pools, const Prefix& prefix);
 
+// A route through the client's interface, kept so that it can be put back
+// exactly as it was: Linux deletes every IPv4 route through an interface, in
+// every table, when the interface loses its last IPv4 address.
+struct SavedRoute {
+    RouteInfo info;
+    std::uint8_t tos = 0;
+    std::uint32_t priority = 0; // RTA_PRIORITY (the metric), 0 when absent
+    // RTM_NEWROUTE re-creating it (NLM_F_CREATE|NLM_F_EXCL|NLM_F_ACK); the
+    // sequence number is set when it is sent.
+    std::vector<std::uint8_t> request;
+    // The same route: table, destination, type, tos and metric (what the
+    // kernel tells routes apart by).
+    bool same_route(const SavedRoute& other) const;
+};
+std::string describe(const SavedRoute& route);
+
+// A dumped route message as a route to keep: nullopt unless it is a unicast
+// route of any table whose single output interface is `ifindex` (no
+// multipath), not a cached clone and not the kernel's own route of an
+// address (protocol kernel: it belongs to that address). The request holds
+// only the header and the attributes that define the route (destination,
+// source, output interface, gateway, metric, preferred source, metrics,
+// table, preference), so what is put back is that route on that interface
+// and nothing else.
+std::optional<SavedRoute> save_route(const nlmsghdr* nlh, int ifindex);
+// The routes of `before` that `after` lacks, those without a gateway first
+// (a gateway is accepted only once a route reaches it).
+std::vector<SavedRoute> routes_to_restore(const std::vector<SavedRoute>& before,
+                                          const std::vector<SavedRoute>& after);
+
 // An address order is acceptable only for a /32 or /128 leasable address.
 Result<void> check_address_order(const Prefix& prefix);
 
@@ -123,6 +153,11 @@ class Rtnl {
     Result<void> add_address(int ifindex, const Prefix& prefix);
     Result<void> remove_address(int ifindex, const Prefix& prefix);
     Result<Pools> pools(int ifindex);
+    // The routes of one family through ifindex that save_route keeps, in
+    // every table.
+    Result<std::vector<SavedRoute>> routes_through(int ifindex, std::uint8_t family);
+    // EEXIST comes back as Error::code.
+    Result<void> add_route(const SavedRoute& route);
 
     // How many requests went to the kernel: proves refusals send nothing.
     std::size_t messages_sent() const { return sent_; }

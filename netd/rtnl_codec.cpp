@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -197,6 +198,67 @@ void add_pool(Pools& pools, const Prefix& prefix) {
         pools.v4.push_back(*p4);
     else
         pools.v6.push_back(std::get<Prefix6>(prefix));
+}
+
+bool SavedRoute::same_route(const SavedRoute& other) const {
+    return info.table == other.info.table && info.dst == other.info.dst &&
+           info.type == other.info.type && tos == other.tos && priority == other.priority;
+}
+
+std::string describe(const SavedRoute& route) {
+    std::string text = std::visit([](const auto& p) { return to_string(p); }, route.info.dst);
+    if (route.info.has_gateway)
+        text += " via a gateway";
+    text += " table " + std::to_string(route.info.table);
+    if (route.priority != 0)
+        text += " metric " + std::to_string(route.priority);
+    return text;
+}
+
+std::optional<SavedRoute> save_route(const nlmsghdr* nlh, int ifindex) {
+    if (nlh->nlmsg_type != RTM_NEWROUTE || ifindex <= 0)
+        return std::nullopt;
+    auto info = parse_route(nlh);
+    if (!info || info->oif != ifindex || info->type != RTN_UNICAST ||
+        (info->flags & RTM_F_CLONED) || info->protocol == RTPROT_KERNEL)
+        return std::nullopt;
+    AttrTable<RTA_MAX + 1> tb;
+    if (!collect(nlh, sizeof(rtmsg), tb) || tb.at[RTA_MULTIPATH] || !valid_u32(tb.at[RTA_PRIORITY]))
+        return std::nullopt;
+    const auto* rtm = static_cast<const rtmsg*>(mnl_nlmsg_get_payload(nlh));
+    if (rtm->rtm_family != AF_INET && rtm->rtm_family != AF_INET6)
+        return std::nullopt;
+    SavedRoute saved;
+    saved.info = *info;
+    saved.tos = rtm->rtm_tos;
+    saved.priority = tb.at[RTA_PRIORITY] ? mnl_attr_get_u32(tb.at[RTA_PRIORITY]) : 0;
+    saved.request.assign(nlh->nlmsg_len + 64, 0);
+    nlmsghdr* out = mnl_nlmsg_put_header(saved.request.data());
+    out->nlmsg_type = RTM_NEWROUTE;
+    out->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+    auto* r = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(out, sizeof(rtmsg)));
+    *r = *rtm;
+    r->rtm_flags &= RTNH_F_ONLINK; // the rest describes state, not the route
+    for (int type : {RTA_DST, RTA_SRC, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_METRICS,
+                     RTA_TABLE, RTA_PREF, RTA_VIA})
+        if (const nlattr* a = tb.at[static_cast<std::size_t>(type)])
+            mnl_attr_put(out, static_cast<std::uint16_t>(type), mnl_attr_get_payload_len(a),
+                         mnl_attr_get_payload(a));
+    mnl_attr_put_u32(out, RTA_OIF, static_cast<std::uint32_t>(ifindex));
+    saved.request.resize(out->nlmsg_len);
+    return saved;
+}
+
+std::vector<SavedRoute> routes_to_restore(const std::vector<SavedRoute>& before,
+                                          const std::vector<SavedRoute>& after) {
+    std::vector<SavedRoute> missing;
+    for (const SavedRoute& r : before)
+        if (std::none_of(after.begin(), after.end(),
+                         [&](const SavedRoute& a) { return a.same_route(r); }))
+            missing.push_back(r);
+    std::stable_partition(missing.begin(), missing.end(),
+                          [](const SavedRoute& r) { return !r.info.has_gateway; });
+    return missing;
 }
 
 Result<void> check_address_order(const Prefix& prefix) {

@@ -7,6 +7,9 @@
 #include <linux/rtnetlink.h>
 #include <sys/socket.h>
 
+#include <libmnl/libmnl.h>
+
+#include <algorithm>
 #include <cstring>
 
 using namespace wgd;
@@ -121,6 +124,102 @@ TEST(RtnlCodec, MalformedRoutesAreRejected) {
     EXPECT_FALSE(parse_route(hdr(message(
         RTM_NEWROUTE, r, {attr(RTA_DST, "\x0a\x09\x00\x00", 4), attr(RTA_OIF, &two_bytes, 2)}))))
         << "2-byte RTA_OIF";
+}
+
+// The routes the client keeps across an address removal: unicast routes of
+// any table through its interface, not the kernel's own, not clones.
+TEST(RtnlCodec, SavedRoutesAreUnicastRoutesOfAnyTableThroughTheInterface) {
+    EXPECT_TRUE(save_route(hdr(route(AF_INET, v4(10, 77, 0, 0), 24, 5)), 5));
+    EXPECT_TRUE(save_route(hdr(route(AF_INET, v4(0, 0, 0, 0), 0, 5, 200)), 5)) << "other table";
+    EXPECT_TRUE(save_route(
+        hdr(route(AF_INET, v4(10, 99, 0, 0), 16, 5, RT_TABLE_MAIN, RTN_UNICAST, v4(10, 77, 0, 1))),
+        5))
+        << "through a gateway";
+    EXPECT_TRUE(save_route(hdr(route(AF_INET6, v6("2001:db8::"), 64, 5)), 5));
+    EXPECT_FALSE(save_route(hdr(route(AF_INET, v4(10, 77, 0, 0), 24, 6)), 5)) << "other interface";
+    EXPECT_FALSE(save_route(hdr(route(AF_INET, v4(10, 77, 0, 0), 24, 5)), 0));
+    EXPECT_FALSE(
+        save_route(hdr(route(AF_INET, v4(10, 8, 0, 1), 32, 5, RT_TABLE_LOCAL, RTN_LOCAL)), 5));
+    EXPECT_FALSE(
+        save_route(hdr(route(AF_INET, v4(10, 8, 0, 0), 24, 5, RT_TABLE_MAIN, RTN_BLACKHOLE)), 5));
+    Bytes kernel = route(AF_INET, v4(10, 77, 0, 0), 24, 5);
+    reinterpret_cast<rtmsg*>(kernel.data() + sizeof(nlmsghdr))->rtm_protocol = RTPROT_KERNEL;
+    EXPECT_FALSE(save_route(hdr(kernel), 5)) << "an address's own route goes with the address";
+    Bytes cloned = route(AF_INET6, v6("2001:db8::1"), 128, 5);
+    reinterpret_cast<rtmsg*>(cloned.data() + sizeof(nlmsghdr))->rtm_flags = RTM_F_CLONED;
+    EXPECT_FALSE(save_route(hdr(cloned), 5));
+    Bytes deleted = route(AF_INET, v4(10, 77, 0, 0), 24, 5);
+    reinterpret_cast<nlmsghdr*>(deleted.data())->nlmsg_type = RTM_DELROUTE;
+    EXPECT_FALSE(save_route(hdr(deleted), 5));
+}
+
+// The request re-creates that route on that interface: the header as
+// dumped, the defining attributes, RTA_OIF, and nothing else.
+TEST(RtnlCodec, SavedRouteRequestRecreatesTheRouteOnTheInterfaceOnly) {
+    rtmsg r{};
+    r.rtm_family = AF_INET;
+    r.rtm_dst_len = 0;
+    r.rtm_table = RT_TABLE_COMPAT;
+    r.rtm_type = RTN_UNICAST;
+    r.rtm_protocol = RTPROT_BOOT;
+    r.rtm_scope = RT_SCOPE_LINK;
+    r.rtm_flags = RTNH_F_LINKDOWN | RTNH_F_ONLINK;
+    const std::uint32_t oif = 5, table = 51820, metric = 7;
+    const rta_cacheinfo cache{};
+    const Bytes dumped =
+        message(RTM_NEWROUTE, r,
+                {attr(RTA_TABLE, &table, 4), attr(RTA_PRIORITY, &metric, 4), attr(RTA_OIF, &oif, 4),
+                 attr(RTA_CACHEINFO, &cache, sizeof cache)});
+    auto saved = save_route(hdr(dumped), 5);
+    ASSERT_TRUE(saved);
+    EXPECT_EQ(saved->info.table, 51820u);
+    EXPECT_EQ(saved->priority, 7u);
+    const nlmsghdr* req = reinterpret_cast<const nlmsghdr*>(saved->request.data());
+    ASSERT_EQ(req->nlmsg_len, saved->request.size());
+    EXPECT_EQ(req->nlmsg_type, RTM_NEWROUTE);
+    EXPECT_EQ(req->nlmsg_flags, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
+    const auto* out = reinterpret_cast<const rtmsg*>(saved->request.data() + sizeof(nlmsghdr));
+    EXPECT_EQ(out->rtm_flags, unsigned{RTNH_F_ONLINK}) << "state flags dropped";
+    EXPECT_EQ(out->rtm_scope, RT_SCOPE_LINK);
+    EXPECT_EQ(out->rtm_protocol, RTPROT_BOOT);
+    struct Seen {
+        std::vector<std::uint16_t> types;
+        std::uint32_t oif = 0, table = 0;
+    } seen;
+    mnl_attr_parse(
+        req, sizeof(rtmsg),
+        [](const nlattr* a, void* data) {
+            auto* s = static_cast<Seen*>(data);
+            s->types.push_back(mnl_attr_get_type(a));
+            if (mnl_attr_get_type(a) == RTA_OIF)
+                s->oif = mnl_attr_get_u32(a);
+            if (mnl_attr_get_type(a) == RTA_TABLE)
+                s->table = mnl_attr_get_u32(a);
+            return MNL_CB_OK;
+        },
+        &seen);
+    std::sort(seen.types.begin(), seen.types.end());
+    EXPECT_EQ(seen.types, (std::vector<std::uint16_t>{RTA_OIF, RTA_PRIORITY, RTA_TABLE}))
+        << "no RTA_CACHEINFO";
+    const std::uint32_t req_oif = seen.oif, req_table = seen.table;
+    EXPECT_EQ(req_oif, 5u);
+    EXPECT_EQ(req_table, 51820u);
+}
+
+TEST(RtnlCodec, RoutesToRestoreAreThoseGoneGatewaysLast) {
+    auto saved = [](const Bytes& m) { return *save_route(hdr(m), 5); };
+    const SavedRoute via = saved(
+        route(AF_INET, v4(10, 99, 0, 0), 16, 5, RT_TABLE_MAIN, RTN_UNICAST, v4(10, 77, 0, 1)));
+    const SavedRoute link = saved(route(AF_INET, v4(10, 77, 0, 0), 24, 5));
+    const SavedRoute full = saved(route(AF_INET, v4(0, 0, 0, 0), 0, 5, 200));
+    const SavedRoute kept = saved(route(AF_INET, v4(10, 1, 0, 0), 16, 5));
+    auto missing = routes_to_restore({via, link, full, kept}, {kept});
+    ASSERT_EQ(missing.size(), 3u);
+    EXPECT_TRUE(missing[0].same_route(link));
+    EXPECT_TRUE(missing[1].same_route(full));
+    EXPECT_TRUE(missing[2].same_route(via)) << "a gateway needs its link route back first";
+    EXPECT_TRUE(routes_to_restore({link, full}, {full, link}).empty());
+    EXPECT_FALSE(full.same_route(saved(route(AF_INET, v4(0, 0, 0, 0), 0, 5, 201))));
 }
 
 TEST(RtnlCodec, AddressMessagePrefersIfaLocal) {

@@ -6,9 +6,11 @@
 #include <linux/if_addr.h>
 #include <linux/rtnetlink.h>
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <functional>
 
 using namespace wgd;
@@ -61,6 +63,18 @@ bool has_route_event(const std::vector<RtnlEvent>& seen, const Prefix& prefix, b
         const auto* r = std::get_if<RouteEvent>(&e);
         return r && r->prefix == prefix && r->added == added;
     });
+}
+
+// A command's standard output (run in this thread's namespace).
+std::string sh_out(const std::string& command) {
+    std::string out;
+    if (FILE* f = ::popen(command.c_str(), "r")) {
+        char buf[512];
+        while (std::size_t n = std::fread(buf, 1, sizeof buf, f))
+            out.append(buf, n);
+        ::pclose(f);
+    }
+    return out;
 }
 
 bool has_addr(const std::vector<IfAddr>& addrs, const Prefix& prefix) {
@@ -238,6 +252,41 @@ TEST(RtnlKernel, PoolsAreTheInterfacesDirectUnicastMainTableRoutes) {
     std::sort(v6.begin(), v6.end());
     EXPECT_EQ(v4, (std::vector<Prefix4>{p4("10.9.0.0", 24), p4("10.200.0.0", 24)}));
     EXPECT_EQ(v6, (std::vector<Prefix6>{p6("2001:db8:9::", 64), p6("2001:db8:77::", 64)}));
+}
+
+// The kernel deletes every IPv4 route through an interface, in every table,
+// with its last IPv4 address; the saved routes bring them back as they were.
+TEST(RtnlKernel, RoutesSavedBeforeTheLastIpv4AddressGoesArePutBackAsTheyWere) {
+    WGD_REQUIRE_ROOT();
+    VethLab lab;
+    ASSERT_TRUE(lab.ok);
+    ASSERT_EQ(sh("ip route add 10.77.0.0/24 dev vA"
+                 " && ip route add 10.99.0.0/16 via 10.77.0.1 dev vA metric 7"
+                 " && ip route add default dev vA table 51820"
+                 " && ip route add 10.7.0.0/24 dev vB"),
+              0);
+    auto rtnl = Rtnl::open();
+    ASSERT_TRUE(rtnl);
+    const int ifindex = rtnl->link_by_name("vA")->ifindex;
+    const Prefix lease = p4("10.77.0.9", 32);
+    ASSERT_TRUE(rtnl->add_address(ifindex, lease));
+    const std::string listing = "ip -4 route show table all dev vA | grep -v '^local\\|^broadcast'"
+                                " | sed 's/ src [0-9.]*//' | sort";
+    const std::string before = sh_out(listing);
+    auto saved = rtnl->routes_through(ifindex, AF_INET);
+    ASSERT_TRUE(saved) << saved.error().message;
+    EXPECT_EQ(saved->size(), 3u);
+    ASSERT_TRUE(rtnl->remove_address(ifindex, lease));
+    auto after = rtnl->routes_through(ifindex, AF_INET);
+    ASSERT_TRUE(after);
+    EXPECT_TRUE(after->empty()) << "the kernel flushed them (what the client must undo)";
+    auto missing = routes_to_restore(*saved, *after);
+    ASSERT_EQ(missing.size(), 3u);
+    for (const SavedRoute& r : missing)
+        EXPECT_TRUE(rtnl->add_route(r)) << describe(r);
+    EXPECT_EQ(sh_out(listing), before);
+    EXPECT_EQ(rtnl->add_route(missing[0]).error().code, EEXIST);
+    EXPECT_NE(sh_out("ip route show dev vB"), "") << "other interfaces untouched";
 }
 
 TEST(RtnlEventsKernel, RouteAddedAndRemovedAreSeenFilteredToPools) {
