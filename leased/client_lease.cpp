@@ -213,6 +213,25 @@ ClientActions ClientLeaseMachine::stop() {
     return finish(std::move(out));
 }
 
+ClientActions ClientLeaseMachine::renew_now(Millis now) {
+    ClientActions out;
+    switch (state_) {
+    case ClientState::bound:
+    case ClientState::backing_off:
+        expire_if_due(now, out);
+        next_backoff_ = kFirstBackoffMs;
+        emit(out, log(Severity::info,
+                      "renewing " + describe(lease_.ipv4, lease_.ipv6) + " now (SIGHUP)"));
+        send_request(now, out);
+        break;
+    default: // requesting: one is on its way; link down, init, exited: nothing to ask
+        emit(out, log(Severity::info, std::string("SIGHUP: nothing to renew now, the client is ") +
+                                          to_string(state_)));
+        break;
+    }
+    return finish(std::move(out));
+}
+
 ClientActions ClientLeaseMachine::timer(Millis now) {
     ClientActions out;
     if (state_ == ClientState::init || state_ == ClientState::exited)

@@ -168,6 +168,9 @@ class ClientLeaseMachine {
     ClientActions response(Millis now, const LeaseResponse& response);
     // Connect failure, timeout, unparsable answer, for exchange `exchange`.
     ClientActions exchange_failed(Millis now, std::uint64_t exchange, std::string_view reason);
+    // SIGHUP: a bound or backing-off client asks the server at once (the
+    // backoff starts over); in the other states nothing changes.
+    ClientActions renew_now(Millis now);
     // SIGTERM/SIGINT: removes the addresses of a granted lease, then exits 0.
     ClientActions stop();
 

@@ -117,6 +117,8 @@ void ClientLeased::on_netd(privsep::Message& m) {
         {running, msg::address_result, false},
         {running, msg::stop, false},
         {before_link, msg::stop, false},
+        {running, msg::renew, false},
+        {before_link, msg::renew, false},
     };
     accepts.enforce(started_ ? running : before_link, m, "netd");
     auto malformed = [&] {
@@ -161,6 +163,12 @@ void ClientLeased::on_netd(privsep::Message& m) {
             WGD_LOG_ERROR("netd could not apply an address order: %s", o->error.c_str());
         break;
     }
+    case msg::renew:
+        if (!msg::decode_empty(m.body))
+            malformed();
+        if (started_ && !exit_status_)
+            execute(machine_.renew_now(now));
+        break;
     case msg::stop:
         if (!msg::decode_empty(m.body))
             malformed();

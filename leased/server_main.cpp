@@ -97,6 +97,7 @@ class ServerLeased {
     void on_netd(privsep::Message& m);
     void on_protod(privsep::Message& m);
     void on_pools(const msg::PoolsSnapshot& s);
+    void log_status();
     void on_peers_chunk(msg::PeersChunk& chunk);
     void on_peers_end();
     void maybe_start_serving();
@@ -188,7 +189,7 @@ void ServerLeased::on_netd(privsep::Message& m) {
     static const privsep::Acceptance accepts{
         {idle, msg::pools_snapshot, false},      {idle, msg::peers_begin, false},
         {idle, msg::allowed_ips_applied, false}, {in_peers, msg::peers_chunk, false},
-        {in_peers, msg::peers_end, false},
+        {in_peers, msg::peers_end, false},       {idle, msg::status, false},
     };
     accepts.enforce(receiving_peers_ ? in_peers : idle, m, "netd");
     auto malformed = [&] {
@@ -226,6 +227,11 @@ void ServerLeased::on_netd(privsep::Message& m) {
         receiving_peers_ = false;
         on_peers_end();
         break;
+    case msg::status:
+        if (!msg::decode_empty(m.body))
+            malformed();
+        log_status();
+        break;
     case msg::allowed_ips_applied: {
         auto a = msg::decode_allowed_ips_applied(m.body);
         if (!a)
@@ -234,6 +240,18 @@ void ServerLeased::on_netd(privsep::Message& m) {
         break;
     }
     }
+}
+
+// One line on SIGHUP, once netd sent the device and the routes it read again.
+void ServerLeased::log_status() {
+    std::string pools;
+    for (const auto& p : pools4_)
+        pools += (pools.empty() ? "" : " ") + to_string(p);
+    for (const auto& p : pools6_)
+        pools += (pools.empty() ? "" : " ") + to_string(p);
+    WGD_LOG_INFO("status: %zu peers, pools %s, %zu leases (%zu IPv4, %zu IPv6)",
+                 server_.peer_count(), pools.empty() ? "none" : pools.c_str(),
+                 server_.lease_count(), server_.lease_count4(), server_.lease_count6());
 }
 
 void ServerLeased::on_pools(const msg::PoolsSnapshot& s) {
@@ -375,6 +393,16 @@ void ServerLeased::handle_query(const Query& q) {
             last_refresh_ms_ = now;
             send_netd(msg::refresh_peers, 0, {});
         }
+        return;
+    }
+    if (q.query.invalid != 0) {
+        // An invalid request of a peer: it gets its error (protod writes
+        // it), nothing is decided. A source that is no peer was refused above.
+        msg::LeaseAnswer a{};
+        a.errnum = q.query.invalid;
+        answers_.items.push_back({q.conn, a});
+        if (answers_.items.size() >= msg::kMaxItemsPerMessage)
+            send_answers();
         return;
     }
     auto plan = server_.plan(*peer, want_of(q.query));

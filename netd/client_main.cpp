@@ -22,6 +22,7 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 
@@ -59,9 +60,11 @@ class ClientNetd {
 
   private:
     void check_preconditions();
+    int report_check();
     void on_leased(privsep::Message& m);
     void start_exchange(std::uint32_t id, const msg::ExchangeRequest& request);
     void on_address_order(std::uint32_t id, const msg::AddressOrder& order);
+    void restore_routes(const std::vector<SavedRoute>& before, std::uint8_t family);
     void on_events();
     bool send_leased(std::uint16_t type, std::uint32_t id, const msg::Bytes& body);
     void send_link_state();
@@ -70,6 +73,8 @@ class ClientNetd {
     std::optional<Rtnl> rtnl_;
     LinkInfo link_;
     Ip6 lladdr_;
+    std::string server_peer_;  // its public key, base64
+    std::string backend_name_; // "uapi" or "genl"
     Channel leased_, protod_;
     std::optional<RtnlEvents> events_;
     bool deleted_ = false;
@@ -80,6 +85,8 @@ class ClientNetd {
 
 void ClientNetd::check_preconditions() {
     const std::string& ifname = options_.iface;
+    if (std::string not_root = check_root(); !not_root.empty())
+        throw Failure{not_root};
     if (std::string bad_user = check_sandbox_user(options_.user); !bad_user.empty())
         throw Failure{bad_user};
     auto rtnl = Rtnl::open();
@@ -119,13 +126,15 @@ void ClientNetd::check_preconditions() {
     auto device = (*backend)->read_device();
     if (!device)
         throw Failure{"cannot read WireGuard device " + ifname + ": " + device.error().message};
-    bool server_routed = std::any_of(device->peers.begin(), device->peers.end(), [](const Peer& p) {
+    auto server = std::find_if(device->peers.begin(), device->peers.end(), [](const Peer& p) {
         return std::any_of(p.allowed6.begin(), p.allowed6.end(),
                            [](const Prefix6& a) { return a.contains(kServerAddress); });
     });
-    if (!server_routed)
+    if (server == device->peers.end())
         throw Failure{"no peer of '" + ifname +
                       "' has allowed IPs covering fe80::/128 (the server)"};
+    server_peer_ = to_base64(server->key);
+    backend_name_ = std::string((*backend)->name());
 }
 
 bool ClientNetd::send_leased(std::uint16_t type, std::uint32_t id, const msg::Bytes& body) {
@@ -206,6 +215,11 @@ void ClientNetd::on_address_order(std::uint32_t id, const msg::AddressOrder& ord
             WGD_LOG_INFO("added %s to %s", text.c_str(), options_.iface.c_str());
         }
     } else {
+        const std::uint8_t family = order.ipv4 ? AF_INET : AF_INET6;
+        auto before = rtnl_->routes_through(link_.ifindex, family);
+        if (!before)
+            WGD_LOG_WARN("cannot list the routes through %s before removing %s: %s",
+                         options_.iface.c_str(), text.c_str(), before.error().message.c_str());
         auto r = rtnl_->remove_address(link_.ifindex, prefix);
         if (!r && r.error().code != EADDRNOTAVAIL) {
             outcome = {false, r.error().message};
@@ -213,11 +227,39 @@ void ClientNetd::on_address_order(std::uint32_t id, const msg::AddressOrder& ord
             addresses_->record(false, prefix);
             WGD_LOG_INFO("removed %s from %s", text.c_str(), options_.iface.c_str());
         }
+        if (before)
+            restore_routes(*before, family);
     }
     if (!outcome.ok && action)
         WGD_LOG_ERROR("address %s on %s: %s", text.c_str(), options_.iface.c_str(),
                       outcome.error.c_str());
     send_leased(msg::address_result, id, msg::encode(outcome));
+}
+
+// Removing the last IPv4 address of IFACE makes the kernel delete every
+// IPv4 route through it, in every table (wg-quick's full-tunnel default
+// route in its own table among them). Those routes are listed before each
+// removal and the ones gone afterwards are put back as they were: the
+// interface keeps carrying what the operator routed into it, and a later
+// lease finds the routes in place. Only routes through IFACE that were
+// there a moment before are re-created, each from the kernel's own listing.
+void ClientNetd::restore_routes(const std::vector<SavedRoute>& before, std::uint8_t family) {
+    auto after = rtnl_->routes_through(link_.ifindex, family);
+    if (!after) {
+        WGD_LOG_WARN("cannot list the routes through %s: %s", options_.iface.c_str(),
+                     after.error().message.c_str());
+        return;
+    }
+    for (const SavedRoute& route : routes_to_restore(before, *after)) {
+        auto r = rtnl_->add_route(route);
+        if (!r && r.error().code != EEXIST)
+            WGD_LOG_WARN("cannot put back the route %s through %s: %s", describe(route).c_str(),
+                         options_.iface.c_str(), r.error().message.c_str());
+        else
+            WGD_LOG_INFO("put back the route %s through %s that the kernel removed with the "
+                         "address",
+                         describe(route).c_str(), options_.iface.c_str());
+    }
 }
 
 void ClientNetd::on_leased(privsep::Message& m) {
@@ -265,8 +307,41 @@ void ClientNetd::on_events() {
         send_link_state();
 }
 
+// --check: every precondition held; what the client would ask for goes to
+// standard output. Nothing is bound, added or removed.
+int ClientNetd::report_check() {
+    msg::LinkState state;
+    if (auto addrs = rtnl_->addresses(link_.ifindex))
+        state = link_state(link_, *addrs);
+    // The inception rule of the lease machine: the first /32 and /128
+    // global address on IFACE are asked for again, any address otherwise.
+    auto first4 = std::find_if(state.global4.begin(), state.global4.end(),
+                               [](const Prefix4& p) { return p.len == 32; });
+    auto first6 = std::find_if(state.global6.begin(), state.global6.end(),
+                               [](const Prefix6& p) { return p.len == 128; });
+    const std::string want4 = first4 != state.global4.end()
+                                  ? to_string(*first4) + " (already on the interface)"
+                                  : "any IPv4 address";
+    const std::string want6 = first6 != state.global6.end()
+                                  ? to_string(*first6) + " (already on the interface)"
+                                  : "any IPv6 address";
+    std::printf("%s: check passed: %s would request a lease from [fe80::%%%s]:970\n"
+                "interface: %s (index %d, %s)\n"
+                "backend: %s\n"
+                "link-local address: %s\n"
+                "server peer: %s\n"
+                "would ask for: %s, %s\n",
+                std::string(log_name()).c_str(), options_.iface.c_str(), options_.iface.c_str(),
+                options_.iface.c_str(), link_.ifindex, link_.is_up() ? "up" : "down",
+                backend_name_.c_str(), to_string(lladdr_).c_str(), server_peer_.c_str(),
+                want4.c_str(), want6.c_str());
+    return 0;
+}
+
 int ClientNetd::run(const std::vector<std::string>& args) {
     check_preconditions();
+    if (options_.check)
+        return report_check();
     auto events = RtnlEvents::open(link_.ifindex);
     if (!events)
         throw Failure{"cannot subscribe to rtnetlink events: " + events.error().message};
@@ -345,8 +420,13 @@ int ClientNetd::run(const std::vector<std::string>& args) {
                 break;
         }
         if (fds[3].revents) {
-            if (auto sig = signals.take(); sig && !stop_deadline) {
+            auto sig = signals.take();
+            if (sig && *sig == SIGHUP && !stop_deadline) {
+                WGD_LOG_INFO("SIGHUP: renewing the lease now");
+                send_leased(msg::renew, 0, {});
+            } else if (sig && *sig != SIGHUP && !stop_deadline) {
                 WGD_LOG_INFO("signal %d: removing the leased addresses and stopping", *sig);
+                supervisor.expect_exits();
                 send_leased(msg::stop, 0, {});
                 stop_deadline = std::chrono::steady_clock::now() + kStopGrace;
             }

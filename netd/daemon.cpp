@@ -135,6 +135,13 @@ void settle_sandbox_user(Options& options, std::vector<std::string>& args) {
     args.insert(args.begin(), {"--user", kFallbackUser});
 }
 
+std::string check_root() {
+    if (geteuid() == 0)
+        return "";
+    return "must be run as root: it needs CAP_NET_ADMIN, port 970 and the WireGuard UAPI "
+           "socket, and drops everything else once started";
+}
+
 Result<UniqueFd> listen_link_local(int ifindex, const std::string& ifname) {
     UniqueFd fd(socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd)
@@ -162,14 +169,14 @@ void stop_children(privsep::Supervisor& supervisor, std::vector<privsep::Channel
     // netd has no CAP_KILL and the children run as another user, so a
     // signal would be refused: closing their channels is how they are told
     // to go, and PR_SET_PDEATHSIG takes any straggler down with netd.
+    supervisor.expect_exits();
     for (privsep::Channel* ch : channels)
         *ch = privsep::Channel{};
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
     while (supervisor.running() > 0 && std::chrono::steady_clock::now() < deadline) {
         pollfd p{supervisor.fd(), POLLIN, 0};
         poll(&p, 1, 50);
-        for (auto& exit : supervisor.reap())
-            WGD_LOG_DEBUG("%s", exit.describe().c_str());
+        supervisor.reap(); // each logged as stopped
     }
     // No kill (netd's filter has none, and it could not reach them): what
     // is left dies with netd through its parent-death signal.

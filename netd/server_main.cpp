@@ -25,6 +25,7 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <map>
 
@@ -126,6 +127,8 @@ class ServerNetd {
     // within the table's interval (then later, from the loop).
     void refresh_if_asked();
     bool refresh_device();
+    void reread_on_sighup();
+    int report_check();
     void set_device(Device device);
     void record_applied(const std::vector<PeerChange>& changes);
     void handle_leased(privsep::Message& m);
@@ -170,6 +173,8 @@ class ServerNetd {
 
 void ServerNetd::check_preconditions() {
     const std::string& ifname = options_.iface;
+    if (std::string not_root = check_root(); !not_root.empty())
+        throw Failure{not_root};
     if (std::string bad_user = check_sandbox_user(options_.user); !bad_user.empty())
         throw Failure{bad_user};
     auto link = rtnl_.link_by_name(ifname);
@@ -203,6 +208,69 @@ void ServerNetd::check_preconditions() {
     if (!pools)
         throw Failure{"cannot read the routes of " + ifname + ": " + pools.error().message};
     scope_.pools = std::move(pools.value());
+}
+
+// --check: every precondition held (check_preconditions and the listening
+// socket, closed again); the state directory and the lease files are looked
+// at, never created. What would be served goes to standard output.
+int ServerNetd::report_check() {
+    const std::string& dir = options_.state_dir;
+    const std::string base = dir + "/" + options_.iface + ".leases";
+    struct stat st {};
+    std::string files;
+    if (stat(dir.c_str(), &st) == 0) {
+        if (!S_ISDIR(st.st_mode))
+            throw Failure{"state directory " + dir + " is not a directory"};
+        if (access(dir.c_str(), W_OK | X_OK) != 0)
+            throw Failure{"state directory " + dir + ": " + std::strerror(errno)};
+        for (const char* n : {".0", ".1"}) {
+            const std::string path = base + n;
+            if (access(path.c_str(), F_OK) != 0)
+                files += " " + path + " (would be created)";
+            else if (access(path.c_str(), R_OK | W_OK) != 0)
+                throw Failure{"lease file " + path + ": " + std::strerror(errno)};
+            else
+                files += " " + path + " (present)";
+        }
+    } else {
+        const std::size_t slash = dir.find_last_of('/');
+        const std::string parent = slash == std::string::npos ? "."
+                                   : slash == 0               ? "/"
+                                                              : dir.substr(0, slash);
+        if (stat(parent.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+            throw Failure{"state directory " + dir + " cannot be created: no directory " + parent};
+        files = " " + base + ".0 and .1 (would be created, with " + dir + ")";
+    }
+    std::size_t served = 0;
+    std::string peers;
+    for (const Peer& p : device_.peers()) {
+        for (const Prefix6& a : p.allowed6) {
+            if (a.len == 128 && a.addr.is_link_local()) {
+                peers += "  peer " + to_base64(p.key) + " " + to_string(a.addr) + "\n";
+                served++;
+                break;
+            }
+        }
+    }
+    std::string pools;
+    for (const Prefix4& p : scope_.pools.v4)
+        pools += " " + to_string(p);
+    for (const Prefix6& p : scope_.pools.v6)
+        pools += " " + to_string(p);
+    std::printf("%s: check passed: %s would be served on [fe80::%%%s]:970\n"
+                "interface: %s (index %d, %s)\n"
+                "backend: %s\n"
+                "peers: %zu with a link-local identity, of %zu\n%s"
+                "pools:%s\n"
+                "leasetime: %u s\n"
+                "lease files:%s\n",
+                std::string(log_name()).c_str(), options_.iface.c_str(), options_.iface.c_str(),
+                options_.iface.c_str(), link_.ifindex, link_.is_up() ? "up" : "down",
+                std::string(wg_->name()).c_str(), served, device_.peers().size(), peers.c_str(),
+                pools.empty() ? " none (no route over the interface: nothing to lease)"
+                              : pools.c_str(),
+                options_.leasetime, files.c_str());
+    return 0;
 }
 
 void ServerNetd::open_lease_files() {
@@ -312,6 +380,29 @@ void ServerNetd::refresh_if_asked() {
     refresh_device();
     if (!send_peers_if_asked())
         stopping_ = true;
+}
+
+// SIGHUP: the device and the routes are read at once and leased gets
+// both, then logs one status line. Nothing stops and nothing is lost.
+void ServerNetd::reread_on_sighup() {
+    WGD_LOG_INFO("SIGHUP: reading %s and its routes again", options_.iface.c_str());
+    auto now_link = rtnl_.link_by_name(options_.iface);
+    if (now_link && now_link->ifindex == link_.ifindex && now_link->is_up()) {
+        if (auto pools = rtnl_.pools(link_.ifindex))
+            scope_.pools = std::move(pools.value());
+        else
+            WGD_LOG_WARN("cannot read the routes of %s: %s", options_.iface.c_str(),
+                         pools.error().message.c_str());
+    } else {
+        // As with route events: routes that left with the link are no pools
+        // removed by the operator.
+        WGD_LOG_INFO("%s is down or gone: its pools are kept", options_.iface.c_str());
+    }
+    const bool read = refresh_device();
+    if (!send_pools() || (read && !send_peers(true)) || !send(msg::status, 0, {}))
+        stopping_ = true;
+    if (read)
+        peers_asked_ = false; // a refresh leased asked for is answered too
 }
 
 bool ServerNetd::send_peers_if_asked() {
@@ -476,21 +567,25 @@ int ServerNetd::run(const std::vector<std::string>& args) {
     if (sodium_init() < 0) // for the digest of the peers sent to leased
         throw Failure{"libsodium cannot start"};
     check_preconditions();
-    // Before the lease files: a second server of IFACE stops here, having
-    // touched nothing.
+    auto listener = listen_link_local(link_.ifindex, options_.iface);
+    if (!listener)
+        throw Failure{listener.error().message};
+    if (options_.check)
+        return report_check(); // the listener closes with it: nothing is left
+    // Before the lease files: a second server of IFACE stops here (port 970
+    // above, or the control socket), having touched nothing.
     auto control = open_control_socket(options_.iface);
     if (!control)
         throw Failure{control.error().message};
     control_ = std::move(control.value());
-    open_lease_files();
-    auto listener = listen_link_local(link_.ifindex, options_.iface);
-    if (!listener)
-        throw Failure{listener.error().message};
     listener_ = std::move(listener.value());
     auto events = RtnlEvents::open(link_.ifindex);
     if (!events)
         throw Failure{"cannot subscribe to rtnetlink events: " + events.error().message};
     events_.emplace(std::move(events.value()));
+    // Last of the preconditions: a start that fails before it leaves no
+    // state directory and no empty lease files behind.
+    open_lease_files();
 
     if (!options_.foreground)
         detach(log_name().data());
@@ -572,7 +667,9 @@ int ServerNetd::run(const std::vector<std::string>& args) {
             break;
         }
         if (fds[3].revents) {
-            if (auto sig = signals.take()) {
+            if (auto sig = signals.take(); sig && *sig == SIGHUP) {
+                reread_on_sighup();
+            } else if (sig) {
                 WGD_LOG_INFO("signal %d: stopping", *sig);
                 break;
             }

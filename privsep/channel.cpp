@@ -286,8 +286,8 @@ void channel_failed(const Channel& ch, RecvError e, const char* peer) {
         WGD_LOG_ERROR("protocol violation by %s: %s", peer, to_string(ch.last_frame_error()));
     else if (e == RecvError::io_error)
         WGD_LOG_ERROR("channel to %s: %s: %s", peer, to_string(e), std::strerror(ch.last_errno()));
-    else if (e == RecvError::peer_closed)
-        WGD_LOG_ERROR("%s is gone (channel closed)", peer);
+    else if (e == RecvError::peer_closed) // how a child is told to stop: netd logs a crash
+        WGD_LOG_INFO("%s closed the channel: stopping", peer);
     else
         WGD_LOG_ERROR("protocol violation by %s: %s", peer, to_string(e));
     ::_exit(1);

@@ -23,14 +23,18 @@ std::string usage_text(Side side) {
                   "IFACE.\n";
     text += "\n"
             "  -f, --foreground       stay in the foreground, log to stderr\n"
-            "  -v, --verbose          more log detail (repeatable)\n"
+            "  -v, --verbose          more log detail (repeatable): -v debug lines, -vv also "
+            "every request and answer\n"
             "      --user NAME        unprivileged user for the sandboxed processes\n"
             "                         (default: _wg-dynamic, which `make install` creates;\n"
             "                         nobody where it is missing)\n"
             "  -h, --help             usage, exit 0\n"
-            "  -V, --version          version, exit 0\n";
+            "  -V, --version          version, exit 0\n"
+            "      --check            check the preconditions, print what would be served, "
+            "exit 0 or 1\n";
     if (side == Side::server)
-        text += "      --leasetime SECS   lease length, default 3600\n"
+        text += "      --leasetime TIME   lease length: seconds, or with a unit (90s, 30m, 1h, "
+                "7d); default 1h\n"
                 "      --state-dir DIR    lease files, default /var/lib/wg-dynamic\n"
                 "      --json             (show, monitor) JSON for scripts\n"
                 "      --metrics          (show only) Prometheus text format\n";
@@ -62,23 +66,41 @@ bool is_valid_ifname(const std::string& name) {
     return true;
 }
 
-namespace {
-
-bool parse_leasetime(const std::string& text, std::uint32_t& out) {
-    // One day is far beyond any sensible lease, but a week is allowed so
-    // that an operator may trade churn for stability; 0 would mean "never
-    // valid" and is refused.
-    constexpr std::uint32_t max_leasetime = 7 * 24 * 3600;
-    std::uint32_t v = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (ec != std::errc() || end != text.data() + text.size() || text.empty() || v == 0 ||
-        v > max_leasetime)
-        return false;
-    out = v;
-    return true;
+std::optional<std::uint32_t> parse_leasetime(const std::string& text) {
+    // A week at most: beyond it an address outlives any sensible outage by
+    // far, and a lease of 0 would be over before it is used.
+    constexpr std::uint64_t max_leasetime = 7 * 24 * 3600;
+    if (text.empty())
+        return std::nullopt;
+    std::uint64_t unit = 1;
+    std::size_t digits = text.size();
+    switch (text.back()) {
+    case 's':
+        digits--;
+        break;
+    case 'm':
+        unit = 60;
+        digits--;
+        break;
+    case 'h':
+        unit = 3600;
+        digits--;
+        break;
+    case 'd':
+        unit = 24 * 3600;
+        digits--;
+        break;
+    default:
+        break;
+    }
+    std::uint64_t v = 0;
+    const char* first = text.data();
+    auto [end, ec] = std::from_chars(first, first + digits, v);
+    if (digits == 0 || ec != std::errc() || end != first + digits || v == 0 ||
+        v > max_leasetime / unit)
+        return std::nullopt;
+    return static_cast<std::uint32_t>(v * unit);
 }
-
-} // namespace
 
 CliResult parse_command_line(Side side, const std::vector<std::string>& args) {
     Options opts;
@@ -133,6 +155,8 @@ CliResult parse_command_line(Side side, const std::vector<std::string>& args) {
                 else
                     opts.verbosity++;
             }
+        } else if (arg == "--check") {
+            opts.check = true;
         } else if (arg == "--user" || arg.rfind("--user=", 0) == 0) {
             if (!value_of("--user", value) || value.empty())
                 return UsageError{"--user needs a user name"};
@@ -140,11 +164,13 @@ CliResult parse_command_line(Side side, const std::vector<std::string>& args) {
             opts.user_given = true;
         } else if (server && (arg == "--leasetime" || arg.rfind("--leasetime=", 0) == 0)) {
             if (!value_of("--leasetime", value))
-                return UsageError{"--leasetime needs a number of seconds"};
-            if (!parse_leasetime(value, opts.leasetime))
-                return UsageError{"--leasetime must be a whole number of seconds from 1 to 604800, "
-                                  "not '" +
+                return UsageError{"--leasetime needs a time (seconds, or 90s, 30m, 1h, 7d)"};
+            auto seconds = parse_leasetime(value);
+            if (!seconds)
+                return UsageError{"--leasetime must be a whole number of seconds, minutes (m), "
+                                  "hours (h) or days (d) from 1s to 7d, not '" +
                                   value + "'"};
+            opts.leasetime = *seconds;
         } else if (server && (arg == "--state-dir" || arg.rfind("--state-dir=", 0) == 0)) {
             if (!value_of("--state-dir", value) || value.empty())
                 return UsageError{"--state-dir needs a directory"};
@@ -168,6 +194,8 @@ CliResult parse_command_line(Side side, const std::vector<std::string>& args) {
         is_show = command == "show";
         positional.erase(positional.begin());
     }
+    if (!command.empty() && opts.check)
+        return UsageError{"--check is not for '" + command + "'"};
     if (json_seen && command != "show" && command != "monitor")
         return UsageError{"--json is only for 'show' and 'monitor'"};
     if (metrics_seen && !is_show)

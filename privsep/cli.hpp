@@ -26,6 +26,9 @@ struct Options {
     bool user_given = false;                       // --user on the command line
     std::uint32_t leasetime = 3600;                // server only
     std::string state_dir = "/var/lib/wg-dynamic"; // server only
+    // --check: run every precondition, print what would be served, write
+    // nothing, exit 0 or 1.
+    bool check = false;
 };
 
 struct ShowCommand { // wg-dynamic-server show IFACE [--json | --metrics] [--state-dir DIR]
@@ -64,6 +67,11 @@ std::string usage_text(Side side);
 // result is a command to run.
 std::optional<int> answer_without_running(Side side, const CliResult& result);
 std::string program_name(Side side);
+
+// --leasetime: a whole number of seconds, or of seconds, minutes, hours or
+// days with the unit s, m, h or d (90s, 30m, 1h, 7d), from 1 s to 7 days.
+// nullopt for zero, more than 7 days, an overflow or anything else.
+std::optional<std::uint32_t> parse_leasetime(const std::string& text);
 
 // Linux interface names: 1 to 15 bytes, no '/', no whitespace, not "." or "..".
 bool is_valid_ifname(const std::string& name);

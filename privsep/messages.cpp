@@ -102,10 +102,12 @@ void put_query(Writer& w, const QueryLease& m) {
     w.put_ip6(m.source);
     put_opt(w, m.ipv4);
     put_opt(w, m.ipv6);
+    w.put_u8(m.invalid);
 }
 
 bool get_query(Reader& r, QueryLease& m) {
-    return r.get_ip6(m.source) && get_opt(r, m.ipv4) && get_opt(r, m.ipv6);
+    return r.get_ip6(m.source) && get_opt(r, m.ipv4) && get_opt(r, m.ipv6) && r.get_u8(m.invalid) &&
+           m.invalid <= 2 && (m.invalid == 0 || (!m.ipv4 && !m.ipv6));
 }
 
 void put_answer(Writer& w, const LeaseAnswer& m) {
@@ -116,10 +118,10 @@ void put_answer(Writer& w, const LeaseAnswer& m) {
 
 bool get_answer(Reader& r, LeaseAnswer& m) {
     return get_opt(r, m.ipv4) && get_opt(r, m.ipv6) && r.get_u64(m.leasestart) &&
-           r.get_u32(m.leasetime) && r.get_u8(m.errnum) && (m.errnum == 0 || m.errnum == 3);
+           r.get_u32(m.leasetime) && r.get_u8(m.errnum) && m.errnum <= 3;
 }
 
-constexpr std::size_t kQuerySize = 16 + 5 + 17;
+constexpr std::size_t kQuerySize = 16 + 5 + 17 + 1;
 constexpr std::size_t kAnswerSize = 5 + 17 + 8 + 4 + 1;
 
 } // namespace

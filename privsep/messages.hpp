@@ -24,6 +24,9 @@
 //   leased -> netd    AddressOrder        id = order
 //   netd   -> leased  AddressResult       id = order
 //   netd   -> leased  Stop                                     (SIGTERM: remove addresses, exit 0)
+//   netd   -> leased  Renew                                    (SIGHUP: renew the lease now)
+// Server, SIGHUP: netd sends the pools and the peers it just read again, then
+//   netd   -> leased  Status                                   (log one status line)
 #pragma once
 
 #include "privsep/addr.hpp"
@@ -59,6 +62,8 @@ enum Type : std::uint16_t {
     control_reply,   // leased -> protod, id = control connection
     monitor_state,   // protod -> leased: how many monitors listen
     lease_events,    // leased -> protod: the events, while monitors listen
+    status,
+    renew,
 };
 
 using Bytes = std::vector<std::uint8_t>;
@@ -70,6 +75,10 @@ struct QueryLease {
     Ip6 source;              // the connection's link-local source address
     std::optional<Ip4> ipv4; // as parsed: nullopt not named, unspecified = any
     std::optional<Ip6> ipv6;
+    // 1 or 2: the request was invalid (SPEC's errno); no address is named and
+    // leased only judges the source: a peer gets the error (a LeaseAnswer
+    // with this errnum and nothing else), any other source no answer at all.
+    std::uint8_t invalid = 0;
     friend bool operator==(const QueryLease&, const QueryLease&) = default;
 };
 Bytes encode(const QueryLease& m);
@@ -80,7 +89,7 @@ struct LeaseAnswer {
     std::optional<Ip6> ipv6;
     std::uint64_t leasestart = 0;
     std::uint32_t leasetime = 0;
-    std::uint8_t errnum = 0; // SPEC's table: 0 or 3 (1 and 2 are protod's own)
+    std::uint8_t errnum = 0; // SPEC's table: 0 or 3, or the `invalid` of the query (1, 2)
     friend bool operator==(const LeaseAnswer&, const LeaseAnswer&) = default;
 };
 Bytes encode(const LeaseAnswer& m);
@@ -114,7 +123,7 @@ struct LeaseAnswers {
 Bytes encode(const LeaseAnswers& m);
 std::optional<LeaseAnswers> decode_lease_answers(Body body);
 
-// Empty bodies: RefuseConnection, RefreshPeers, PeersBegin, PeersEnd, Stop.
+// Empty bodies: RefuseConnection, RefreshPeers, PeersBegin, PeersEnd, Stop, Status, Renew.
 bool decode_empty(Body body);
 
 struct PeerFacts {

@@ -185,7 +185,9 @@ std::vector<ChildExit> Supervisor::collect(bool log) {
         pid_t r = ::waitpid(it->first, &status, WNOHANG);
         if (r == it->first || (r < 0 && errno == ECHILD)) {
             ChildExit e{it->first, it->second, status};
-            if (log)
+            if (log && expecting_exits_)
+                WGD_LOG_INFO("%s stopped", e.role.c_str());
+            else if (log)
                 WGD_LOG_ERROR("%s", e.describe().c_str());
             exits.push_back(std::move(e));
             it = children_.erase(it);

@@ -85,8 +85,11 @@ class Supervisor {
 
     void add(pid_t pid, std::string role);
     int fd() const { return sigchld_.fd(); }
-    // Collects the children that have exited (logging each as an error).
+    // Collects the children that have exited, logging each as an error,
+    // or once expect_exits() was called as the stop it is (info).
     std::vector<ChildExit> reap();
+    // The owner is stopping the suite: the exits that follow are expected.
+    void expect_exits() { expecting_exits_ = true; }
     // SIGTERM to each child still running, wait up to `grace`, then SIGKILL
     // and wait up to `grace` again; a child still there is abandoned. Returns
     // how each ended. Not for a process whose filter forbids kill (netd).
@@ -100,6 +103,7 @@ class Supervisor {
     std::vector<ChildExit> collect(bool log);
     SignalFd sigchld_;
     std::vector<std::pair<pid_t, std::string>> children_;
+    bool expecting_exits_ = false;
 };
 
 } // namespace wgd::privsep

@@ -39,7 +39,8 @@ class Client {
   public:
     Client(privsep::Channel leased, privsep::Channel netd, const ClientLoopConfig& config)
         : leased_(std::move(leased)),
-          netd_(std::move(netd)), timeouts_{config.connect_timeout, config.answer_timeout} {}
+          netd_(std::move(netd)), timeouts_{config.connect_timeout, config.answer_timeout},
+          trace_(config.trace) {}
 
     int run();
 
@@ -52,6 +53,7 @@ class Client {
     privsep::Channel leased_;
     privsep::Channel netd_;
     ExchangeTimeouts timeouts_;
+    bool trace_ = false;
     std::optional<Exchange> exchange_;
     UniqueFd socket_;
 };
@@ -61,7 +63,10 @@ bool Client::dispatch_leased() {
     if (auto* error = std::get_if<privsep::RecvError>(&received)) {
         if (*error == privsep::RecvError::would_block)
             return true;
-        WGD_LOG_ERROR("channel to leased: %s", privsep::to_string(*error));
+        if (*error == privsep::RecvError::peer_closed) // a stop, not a failure
+            WGD_LOG_INFO("leased closed the channel: stopping");
+        else
+            WGD_LOG_ERROR("channel to leased: %s", privsep::to_string(*error));
         return false;
     }
     auto& m = std::get<privsep::Message>(received);
@@ -76,7 +81,10 @@ bool Client::dispatch_netd(TimePoint now) {
         if (auto* error = std::get_if<privsep::RecvError>(&received)) {
             if (*error == privsep::RecvError::would_block)
                 return true;
-            WGD_LOG_ERROR("channel to netd: %s", privsep::to_string(*error));
+            if (*error == privsep::RecvError::peer_closed) // a stop, not a failure
+                WGD_LOG_INFO("netd closed the channel: stopping");
+            else
+                WGD_LOG_ERROR("channel to netd: %s", privsep::to_string(*error));
             return false;
         }
         auto& m = std::get<privsep::Message>(received);
@@ -149,6 +157,11 @@ bool Client::report() {
     const msg::ExchangeResult result = *exchange_->result(); // outlives the exchange
     if (result.answered)
         WGD_LOG_DEBUG("exchange %u: answered, errno %u", exchange_->id(), result.errnum);
+    if (result.answered && trace_)
+        WGD_LOG_DEBUG("exchange %u: answer ipv4=%s ipv6=%s leasestart=%llu leasetime=%u",
+                      exchange_->id(), result.ipv4 ? to_string(*result.ipv4).c_str() : "(none)",
+                      result.ipv6 ? to_string(*result.ipv6).c_str() : "(none)",
+                      static_cast<unsigned long long>(result.leasestart), result.leasetime);
     else
         WGD_LOG_INFO("exchange %u: %s", exchange_->id(), result.error.c_str());
     // Reset on close so no TIME_WAIT keeps port 970 from the next exchange.
@@ -215,8 +228,10 @@ int client_main(const Options& options) {
         WGD_LOG_ERROR("sandbox: %s", sandbox.error.c_str());
         return 1;
     }
+    ClientLoopConfig config;
+    config.trace = options.verbosity >= 2;
     return run_client_loop(privsep::Channel(UniqueFd(kLeasedFd)),
-                           privsep::Channel(UniqueFd(kNetdFd)), ClientLoopConfig{});
+                           privsep::Channel(UniqueFd(kNetdFd)), config);
 }
 
 } // namespace wgd::protod

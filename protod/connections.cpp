@@ -34,12 +34,27 @@ proto::Response response_for(const msg::LeaseAnswer& answer, proto::Dialect dial
     return r;
 }
 
-proto::Response response_for(const proto::ParseError& error) {
+proto::Response response_for(const proto::ParseError& error, proto::Dialect dialect) {
     proto::Response r;
     r.errnum = error.errnum();
     r.errmsg = std::string(proto::errmsg_for(r.errnum));
-    r.dialect = proto::Dialect::modern;
+    r.dialect = dialect;
     return r;
+}
+
+proto::Dialect dialect_of(std::string_view request) {
+    bool legacy = false, modern = false;
+    for (std::size_t pos = 0; pos < request.size();) {
+        const std::size_t end = request.find('\n', pos);
+        const std::string_view line =
+            request.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos);
+        legacy = legacy || line.starts_with("ip=");
+        modern = modern || line.starts_with("ipv4=") || line.starts_with("ipv6=");
+        if (end == std::string_view::npos)
+            break;
+        pos = end + 1;
+    }
+    return legacy && !modern ? proto::Dialect::legacy : proto::Dialect::modern;
 }
 
 struct ConnectionTable::Conn {
@@ -48,6 +63,9 @@ struct ConnectionTable::Conn {
     std::string output;
     proto::Dialect dialect = proto::Dialect::modern; // of the request in flight
     bool awaiting_answer = false;
+    // An invalid request (its errno) waits for leased's verdict on the
+    // source: a peer gets the error, anyone else no answer (refused).
+    std::uint8_t invalid = 0;
     bool closing = false;   // an invalid request was answered: close after the write
     bool peer_done = false; // EOF from the peer
     TimePoint last_progress;
@@ -145,6 +163,9 @@ std::optional<msg::QueryLease> ConnectionTable::take_request(Conn& c, TimePoint 
     auto result = c.parser.next();
     // Keep `unparsed` equal to the parser's tail.
     const std::size_t consumed = c.unparsed.size() - c.parser.buffered();
+    proto::Dialect error_dialect = proto::Dialect::modern;
+    if (std::holds_alternative<proto::ParseError>(result))
+        error_dialect = dialect_of(std::string_view(c.unparsed).substr(0, consumed));
     if (consumed > 0) {
         c.unparsed.erase(0, consumed);
         c.lines_checked_upto = 0;
@@ -158,6 +179,7 @@ std::optional<msg::QueryLease> ConnectionTable::take_request(Conn& c, TimePoint 
                     .substr(c.lines_checked_upto, end - c.lines_checked_upto);
             if (auto error = line_error(line, c.lines_checked_upto == 0)) {
                 result = *error;
+                error_dialect = dialect_of(std::string_view(c.unparsed).substr(0, end));
                 break;
             }
             c.lines_checked_upto = end + 1;
@@ -172,14 +194,15 @@ std::optional<msg::QueryLease> ConnectionTable::take_request(Conn& c, TimePoint 
         return msg::QueryLease{c.source, request->ipv4, request->ipv6};
     }
     if (auto* error = std::get_if<proto::ParseError>(&result)) {
-        if (error->errnum() == 1)
-            invalid_answered_++;
-        else
-            unsupported_answered_++;
-        c.output += proto::serialize(response_for(*error));
+        // Not answered yet: only a peer gets an answer, and only leased
+        // knows the peers. Nothing more is read from this connection.
+        c.awaiting_answer = true;
+        c.invalid = static_cast<std::uint8_t>(error->errnum());
+        c.dialect = error_dialect;
         c.closing = true;
         c.request_started.reset();
-        return std::nullopt;
+        msg::QueryLease verdict{c.source, std::nullopt, std::nullopt, c.invalid};
+        return verdict;
     }
     // NeedMore: the clock of a partial request runs from its first byte.
     if (c.parser.buffered() > 0 && !c.request_started)
@@ -216,8 +239,20 @@ ConnectionTable::AnswerOutcome ConnectionTable::answered(ConnId id, const msg::L
     if (c == nullptr || !c->awaiting_answer)
         return outcome;
     outcome.delivered = true;
-    c->output += proto::serialize(response_for(answer, c->dialect));
     c->awaiting_answer = false;
+    if (c->invalid != 0) {
+        // leased judged the source a peer: it gets protod's own error, in
+        // its request's dialect, whatever else leased's answer says.
+        const proto::ParseError error{static_cast<proto::ErrorKind>(c->invalid), {}};
+        if (c->invalid == 1)
+            invalid_answered_++;
+        else
+            unsupported_answered_++;
+        c->output += proto::serialize(response_for(error, c->dialect));
+        c->last_progress = now;
+        return outcome;
+    }
+    c->output += proto::serialize(response_for(answer, c->dialect));
     c->last_progress = now;
     if (c->parser.buffered() > 0)
         c->request_started = now;

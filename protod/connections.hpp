@@ -48,8 +48,12 @@ std::optional<Ip6> allowed_source(const sockaddr_storage& peer, socklen_t len,
 
 // The response to a request whose answer leased decided, in the request's dialect.
 proto::Response response_for(const msg::LeaseAnswer& answer, proto::Dialect dialect);
-// The response to an invalid request (errno 1 or 2); always the modern dialect.
-proto::Response response_for(const proto::ParseError& error);
+// The response to an invalid request (errno 1 or 2), in the dialect it was
+// written in (see dialect_of).
+proto::Response response_for(const proto::ParseError& error, proto::Dialect dialect);
+// The dialect of a request, complete or not, valid or not, as its lines show:
+// ip= lines and no ipv4= or ipv6= line are the upstream prototype's.
+proto::Dialect dialect_of(std::string_view request);
 
 class ConnectionTable {
   public:
@@ -77,8 +81,10 @@ class ConnectionTable {
     // read (an answer is awaited, the connection is closing, or the peer is done).
     std::size_t read_space(ConnId id) const;
     // Bytes read from the peer (at most read_space()). Returns the query to
-    // send to leased when they completed a request. An invalid request queues
-    // the error response and marks the connection to close once it is written.
+    // send to leased when they completed a request. An invalid request is a
+    // query too (QueryLease::invalid): leased's answer says the source is a
+    // peer, and the error is then written and the connection closed; leased's
+    // refusal closes it without a word.
     std::optional<msg::QueryLease> received(ConnId id, std::span<const std::uint8_t> bytes,
                                             TimePoint now);
     // The peer closed its side: an incomplete request is dropped, and the

@@ -32,6 +32,8 @@ struct ServerLoopConfig {
     int accepts_per_round = 64; // fairness between the listener and open connections
     // At most one "too many connections" warning (and one accept error) per interval.
     std::chrono::seconds full_warning_interval{10};
+    // -vv: every request forwarded to leased and every answer, at debug.
+    bool trace = false;
 };
 
 // The server loop without the sandbox: accepts on `listener`, forwards
@@ -44,6 +46,8 @@ int run_server_loop(privsep::Channel leased, UniqueFd listener, const ServerLoop
 struct ClientLoopConfig {
     std::chrono::milliseconds connect_timeout{10'000};
     std::chrono::milliseconds answer_timeout{10'000};
+    // -vv: every answer as parsed, at debug.
+    bool trace = false;
 };
 
 // The client loop without the sandbox: takes connecting sockets from netd

@@ -138,6 +138,10 @@ void Server::watch(ConnId id) {
 bool Server::forward(ConnId id, const msg::QueryLease& query) {
     WGD_LOG_DEBUG("connection %u from %s: request forwarded to leased", id,
                   to_string(query.source).c_str());
+    if (config_.trace)
+        WGD_LOG_DEBUG("connection %u: request ipv4=%s ipv6=%s", id,
+                      query.ipv4 ? to_string(*query.ipv4).c_str() : "(not named)",
+                      query.ipv6 ? to_string(*query.ipv6).c_str() : "(not named)");
     queries_.items.push_back({id, query});
     return queries_.items.size() < msg::kMaxItemsPerMessage || send_queries();
 }
@@ -210,7 +214,10 @@ bool Server::dispatch_leased(TimePoint now) {
         if (auto* error = std::get_if<privsep::RecvError>(&received)) {
             if (*error == privsep::RecvError::would_block)
                 return true;
-            WGD_LOG_ERROR("channel to leased: %s", privsep::to_string(*error));
+            if (*error == privsep::RecvError::peer_closed) // a stop, not a failure
+                WGD_LOG_INFO("leased closed the channel: stopping");
+            else
+                WGD_LOG_ERROR("channel to leased: %s", privsep::to_string(*error));
             return false;
         }
         auto& m = std::get<privsep::Message>(received);
@@ -263,6 +270,11 @@ bool Server::dispatch_leased(TimePoint now) {
 }
 
 bool Server::deliver(ConnId id, const msg::LeaseAnswer& answer, TimePoint now) {
+    if (config_.trace)
+        WGD_LOG_DEBUG("connection %u: answer errno=%u ipv4=%s ipv6=%s leasetime=%u", id,
+                      unsigned{answer.errnum},
+                      answer.ipv4 ? to_string(*answer.ipv4).c_str() : "(none)",
+                      answer.ipv6 ? to_string(*answer.ipv6).c_str() : "(none)", answer.leasetime);
     auto outcome = table_.answered(id, answer, now);
     if (!outcome.delivered) {
         WGD_LOG_DEBUG("answer for connection %u dropped: it is closed", id);
@@ -474,8 +486,10 @@ int server_main(const Options& options) {
         WGD_LOG_ERROR("sandbox: %s", sandbox.error.c_str());
         return 1;
     }
-    return run_server_loop(privsep::Channel(UniqueFd(kLeasedFd)), UniqueFd(kListenFd),
-                           ServerLoopConfig{}, std::move(control));
+    ServerLoopConfig config;
+    config.trace = options.verbosity >= 2;
+    return run_server_loop(privsep::Channel(UniqueFd(kLeasedFd)), UniqueFd(kListenFd), config,
+                           std::move(control));
 }
 
 } // namespace wgd::protod

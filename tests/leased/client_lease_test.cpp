@@ -223,6 +223,44 @@ TEST_F(Bound, RenewalAsksForTheHeldAddresses) {
     EXPECT_EQ(m.state(), ClientState::requesting);
 }
 
+TEST_F(Bound, SighupRenewsTheHeldAddressesAtOnce) {
+    auto out = m.renew_now(600'000);
+    EXPECT_EQ(only<SendRequest>(out),
+              (std::vector<SendRequest>{{2, ip4("10.0.0.5"), ip6("2001:db8::5")}}));
+    EXPECT_FALSE(has_address_orders(out));
+    EXPECT_EQ(m.state(), ClientState::requesting);
+    m.response(600'020, grant(2, p4("10.0.0.5"), p6("2001:db8::5")));
+    EXPECT_EQ(m.lease().expires_at, 600'000u + 3600'000u) << "counted from the renewal";
+}
+
+TEST_F(Bound, SighupWhileAnExchangeIsInFlightSendsNoSecondRequest) {
+    m.timer(1800'000);
+    ASSERT_EQ(m.state(), ClientState::requesting);
+    auto out = m.renew_now(1800'010);
+    EXPECT_TRUE(only<SendRequest>(out).empty());
+    EXPECT_EQ(m.state(), ClientState::requesting);
+}
+
+TEST(ClientLease, SighupWhileBackingOffRetriesAtOnceAndStartsTheBackoffOver) {
+    ClientLeaseMachine m(no_jitter);
+    m.start(0, {});
+    m.exchange_failed(10, 1, "timeout");
+    m.timer(1010);
+    m.exchange_failed(1020, 2, "timeout");
+    ASSERT_EQ(m.state(), ClientState::backing_off);
+    auto out = m.renew_now(1500);
+    EXPECT_EQ(only<SendRequest>(out).size(), 1u);
+    m.exchange_failed(1510, *m.exchange_in_flight(), "timeout");
+    EXPECT_EQ(*m.next_deadline(), 1510u + kFirstBackoffMs);
+}
+
+TEST(ClientLease, SighupWhileTheLinkIsDownAsksNothing) {
+    ClientLeaseMachine m(no_jitter);
+    m.start(0, {}, false);
+    EXPECT_TRUE(orders(m.renew_now(100)).empty());
+    EXPECT_EQ(m.state(), ClientState::link_down);
+}
+
 TEST_F(Bound, RenewedGrantMovesExpiryWithoutAddressOrders) {
     m.timer(1800'000);
     auto out = m.response(1800'020, grant(2, p4("10.0.0.5"), p6("2001:db8::5")));

@@ -50,11 +50,43 @@ TEST(CommandLine, ServerOnlyOptionsAreUnknownToTheClient) {
         std::holds_alternative<UsageError>(parse(Side::client, {"--state-dir", "/x", "wg0"})));
 }
 
-TEST(CommandLine, BadLeasetimeIsAUsageError) {
-    for (std::string v : {"0", "-1", "abc", "10s", "", "99999999999"})
-        EXPECT_TRUE(
-            std::holds_alternative<UsageError>(parse(Side::server, {"--leasetime", v, "wg0"})))
-            << v;
+TEST(CommandLine, CheckIsAnOptionOfBothDaemonsButNotOfTheOperatingCommands) {
+    for (Side side : {Side::server, Side::client}) {
+        auto o = parse(side, {"--check", "wg0"});
+        ASSERT_TRUE(std::holds_alternative<Options>(o));
+        EXPECT_TRUE(std::get<Options>(o).check);
+        EXPECT_FALSE(std::get<Options>(parse(side, {"wg0"})).check);
+    }
+    EXPECT_TRUE(
+        std::holds_alternative<UsageError>(parse(Side::server, {"show", "wg0", "--check"})));
+    EXPECT_NE(usage_text(Side::client).find("--check"), std::string::npos);
+}
+
+TEST(CommandLine, LeasetimeTakesSecondsOrAUnit) {
+    const std::vector<std::pair<std::string, std::uint32_t>> cases{
+        {"1", 1},       {"90", 90},         {"90s", 90},      {"30m", 1800},      {"1h", 3600},
+        {"7d", 604800}, {"604800", 604800}, {"168h", 604800}, {"10080m", 604800}, {"0001m", 60}};
+    for (const auto& [text, seconds] : cases) {
+        auto o = parse(Side::server, {"--leasetime", text, "wg0"});
+        ASSERT_TRUE(std::holds_alternative<Options>(o)) << text;
+        EXPECT_EQ(std::get<Options>(o).leasetime, seconds) << text;
+        EXPECT_EQ(parse_leasetime(text), seconds) << text;
+    }
+}
+
+TEST(CommandLine, ZeroOverflowAndGarbageLeasetimesAreUsageErrorsWithOneLineReasons) {
+    for (std::string v :
+         {"0",           "0s",     "0d",     "-1",   "abc",         "",
+          "s",           "1x",     "1hh",    "1 h",  " 1",          "1.5h",
+          "8d",          "604801", "10081m", "169h", "99999999999", "18446744073709551617",
+          "4294967296s", "+5",     "1H"}) {
+        auto o = parse(Side::server, {"--leasetime", v, "wg0"});
+        ASSERT_TRUE(std::holds_alternative<UsageError>(o)) << v;
+        const std::string& message = std::get<UsageError>(o).message;
+        EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+        EXPECT_NE(message.find("--leasetime"), std::string::npos) << message;
+        EXPECT_FALSE(parse_leasetime(v)) << v;
+    }
     EXPECT_TRUE(std::holds_alternative<UsageError>(parse(Side::server, {"wg0", "--leasetime"})));
 }
 

@@ -55,12 +55,28 @@ TEST(Messages, AbsentAddressMustBeWrittenAsZeros) {
     EXPECT_FALSE(decode_query_lease(b));
 }
 
-TEST(Messages, LeaseAnswerOnlyCarriesErrnoZeroOrThree) {
+TEST(Messages, LeaseAnswerCarriesAnErrnoOfSpecsTableOnly) {
     LeaseAnswer a{};
-    a.errnum = 3;
-    EXPECT_TRUE(decode_lease_answer(encode(a)));
-    a.errnum = 1;
+    for (std::uint8_t e : {0, 1, 2, 3}) {
+        a.errnum = e;
+        EXPECT_TRUE(decode_lease_answer(encode(a))) << int{e};
+    }
+    a.errnum = 4;
     EXPECT_FALSE(decode_lease_answer(encode(a)));
+}
+
+// An invalid request travels to leased for its verdict on the source only:
+// errno 1 or 2, and never an address.
+TEST(Messages, InvalidQueryCarriesItsErrnoAndNoAddress) {
+    for (std::uint8_t e : {1, 2}) {
+        QueryLease q{v6("fe80::1"), std::nullopt, std::nullopt, e};
+        EXPECT_EQ(decode_query_lease(encode(q)), q);
+    }
+    EXPECT_FALSE(
+        decode_query_lease(encode(QueryLease{v6("fe80::1"), std::nullopt, std::nullopt, 3})));
+    EXPECT_FALSE(
+        decode_query_lease(encode(QueryLease{v6("fe80::1"), v4("0.0.0.0"), std::nullopt, 1})));
+    EXPECT_FALSE(decode_query_lease(encode(QueryLease{v6("fe80::1"), std::nullopt, Ip6{}, 2})));
 }
 
 TEST(Messages, QueriesAndAnswersTravelSeveralToAMessage) {
@@ -80,7 +96,7 @@ TEST(Messages, QueriesAndAnswersTravelSeveralToAMessage) {
 TEST(Messages, OneBadAnswerRefusesTheWholeMessage) {
     LeaseAnswers a;
     a.items.push_back({1, {v4("10.0.0.1"), std::nullopt, 1764201600, 3600, 0}});
-    a.items.push_back({2, {std::nullopt, std::nullopt, 0, 0, 2}}); // errno 2 is protod's own
+    a.items.push_back({2, {std::nullopt, std::nullopt, 0, 0, 4}}); // no errno of SPEC's table
     EXPECT_FALSE(decode_lease_answers(encode(a)));
 }
 

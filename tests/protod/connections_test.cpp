@@ -49,6 +49,21 @@ msg::LeaseAnswer granted(const char* v4, std::uint64_t start = 1764201600) {
 
 constexpr std::string_view kAnyRequest = "request_ip=1\nipv4=0.0.0.0/32\n\n";
 
+// An invalid request goes to leased as a query naming no address with its
+// errno; leased's answer (the source is a peer) lets the error out.
+std::string error_after_verdict(ConnectionTable& table, ConnId id,
+                                const std::optional<msg::QueryLease>& query, int errnum) {
+    EXPECT_TRUE(query);
+    if (!query)
+        return {};
+    EXPECT_EQ(query->invalid, errnum);
+    EXPECT_FALSE(query->ipv4 || query->ipv6);
+    EXPECT_TRUE(table.pending_output(id).empty()) << "nothing before leased's verdict";
+    EXPECT_EQ(table.read_space(id), 0u);
+    EXPECT_TRUE(table.answered(id, msg::LeaseAnswer{}, t0).delivered);
+    return std::string(table.pending_output(id));
+}
+
 } // namespace
 
 TEST(Connections, AtMost1024AreOpenAndTheNextIsRefused) {
@@ -226,22 +241,54 @@ TEST(Connections, LegacyRequestGetsLegacyResponse) {
 TEST(Connections, InvalidRequestIsAnsweredWithErrno1ThenClosed) {
     ConnectionTable table;
     auto id = *table.open(ip6("fe80::1"), t0);
-    EXPECT_FALSE(table.received(id, bytes("request_ip=1\nipv4=10.0.0.1/24\n\n"), t0));
-    std::string out(table.pending_output(id));
+    auto q = table.received(id, bytes("request_ip=1\nipv4=10.0.0.1/24\n\n"), t0);
+    std::string out = error_after_verdict(table, id, q, 1);
     auto response = parsed_response(out);
     EXPECT_EQ(response.errnum, 1);
     EXPECT_NE(out.find("errmsg=Invalid request\n"), std::string::npos) << out;
+    EXPECT_EQ(out.rfind("request_ip=1\n", 0), 0u) << out;
     EXPECT_EQ(table.read_space(id), 0u);
     EXPECT_FALSE(table.finished(id)); // the answer is not written yet
     table.wrote(id, out.size(), t0);
     EXPECT_TRUE(table.finished(id));
 }
 
+// SPEC "Response": errors to a request in the ip= dialect are written in that
+// dialect (no request_ip=1 line).
+TEST(Connections, InvalidRequestInTheIpDialectIsAnsweredInThatDialect) {
+    for (std::string_view bad :
+         {"request_ip=1\nip=10.0.0.1/24\n\n", "request_ip=1\nip=fe80::1\n\n",
+          "request_ip=1\nip=0.0.0.0\nip=0.0.0.0\n\n", "request_ip=1\nip=0.0.0.0\r\n"}) {
+        ConnectionTable table;
+        auto id = *table.open(ip6("fe80::1"), t0);
+        std::string out = error_after_verdict(table, id, table.received(id, bytes(bad), t0), 1);
+        EXPECT_EQ(out, "errno=1\nerrmsg=Invalid request\n\n") << bad;
+    }
+    EXPECT_EQ(dialect_of("request_ip=1\nip=10.0.0.1\nipv4=0.0.0.0\n"), proto::Dialect::modern)
+        << "both dialects at once: the modern one";
+    EXPECT_EQ(dialect_of("request_ip=1\n"), proto::Dialect::modern);
+    EXPECT_EQ(dialect_of("request_ip=1\nxip=1\n"), proto::Dialect::modern);
+}
+
+// SPEC "Transport": a source that is not a peer gets no answer, not even to
+// an invalid request: leased's refusal closes the connection without a word.
+TEST(Connections, InvalidRequestWaitsForLeasedsVerdictOnTheSource) {
+    ConnectionTable table;
+    auto id = *table.open(ip6("fe80::99"), t0);
+    auto q = table.received(id, bytes("request_ip=2\n\n"), t0);
+    ASSERT_TRUE(q);
+    EXPECT_EQ(q->source, ip6("fe80::99"));
+    EXPECT_EQ(q->invalid, 2);
+    EXPECT_TRUE(table.pending_output(id).empty());
+    EXPECT_EQ(table.read_space(id), 0u);
+    EXPECT_FALSE(table.finished(id)) << "waits for leased";
+}
+
 TEST(Connections, UnsupportedVersionIsAnsweredWithErrno2ThenClosed) {
     ConnectionTable table;
     auto id = *table.open(ip6("fe80::1"), t0);
-    EXPECT_FALSE(table.received(id, bytes("request_ip=2\n\n"), t0));
-    std::string out(table.pending_output(id));
+    std::string out =
+        error_after_verdict(table, id, table.received(id, bytes("request_ip=2\n\n"), t0), 2);
     EXPECT_EQ(parsed_response(out).errnum, 2);
     EXPECT_NE(out.find("errmsg=Unsupported protocol\n"), std::string::npos) << out;
     table.wrote(id, out.size(), t0);
@@ -255,7 +302,9 @@ TEST(Connections, InvalidPipelinedRequestIsAnsweredAfterTheGoodOne) {
     ASSERT_TRUE(table.received(id, bytes(two), t0));
     EXPECT_TRUE(table.pending_output(id).empty());
     auto outcome = table.answered(id, granted("10.0.0.1"), t0);
-    EXPECT_FALSE(outcome.next.has_value());
+    ASSERT_TRUE(outcome.next.has_value()) << "the invalid one goes to leased in its turn";
+    EXPECT_EQ(outcome.next->invalid, 1);
+    ASSERT_TRUE(table.answered(id, msg::LeaseAnswer{}, t0).delivered);
     std::string out(table.pending_output(id));
     proto::ResponseParser parser;
     parser.feed(out);
@@ -382,8 +431,8 @@ TEST(Connections, CrlfRequestIsAnsweredWithoutWaitingForAnEmptyLine) {
     ConnectionTable table;
     auto id = *table.open(ip6("fe80::1"), t0);
     // With CRLF the empty line never comes; the first line is already invalid.
-    EXPECT_FALSE(table.received(id, bytes("request_ip=1\r\nipv4=0.0.0.0/32\r\n\r\n"), t0));
-    EXPECT_EQ(parsed_response(std::string(table.pending_output(id))).errnum, 1);
+    auto q = table.received(id, bytes("request_ip=1\r\nipv4=0.0.0.0/32\r\n\r\n"), t0);
+    EXPECT_EQ(parsed_response(error_after_verdict(table, id, q, 1)).errnum, 1);
     table.wrote(id, table.pending_output(id).size(), t0);
     EXPECT_TRUE(table.finished(id));
 }
@@ -391,15 +440,15 @@ TEST(Connections, CrlfRequestIsAnsweredWithoutWaitingForAnEmptyLine) {
 TEST(Connections, HttpRequestIsAnsweredAtItsFirstLine) {
     ConnectionTable table;
     auto id = *table.open(ip6("fe80::1"), t0);
-    EXPECT_FALSE(table.received(id, bytes("GET / HTTP/1.1\r\n"), t0));
-    EXPECT_EQ(parsed_response(std::string(table.pending_output(id))).errnum, 1);
+    auto q = table.received(id, bytes("GET / HTTP/1.1\r\n"), t0);
+    EXPECT_EQ(parsed_response(error_after_verdict(table, id, q, 1)).errnum, 1);
 }
 
 TEST(Connections, UnknownCommandIsAnsweredWithErrno2AtItsFirstLine) {
     ConnectionTable table;
     auto id = *table.open(ip6("fe80::1"), t0);
-    EXPECT_FALSE(table.received(id, bytes("request_ip=2\n"), t0));
-    EXPECT_EQ(parsed_response(std::string(table.pending_output(id))).errnum, 2);
+    auto q = table.received(id, bytes("request_ip=2\n"), t0);
+    EXPECT_EQ(parsed_response(error_after_verdict(table, id, q, 2)).errnum, 2);
 }
 
 TEST(Connections, BadLaterLineIsAnsweredBeforeTheMessageEnds) {
@@ -407,8 +456,8 @@ TEST(Connections, BadLaterLineIsAnsweredBeforeTheMessageEnds) {
     auto id = *table.open(ip6("fe80::1"), t0);
     EXPECT_FALSE(table.received(id, bytes("request_ip=1\n"), t0));
     EXPECT_TRUE(table.pending_output(id).empty());
-    EXPECT_FALSE(table.received(id, bytes("ipv4=10.0.0.1/24\n"), t0));
-    EXPECT_EQ(parsed_response(std::string(table.pending_output(id))).errnum, 1);
+    auto q = table.received(id, bytes("ipv4=10.0.0.1/24\n"), t0);
+    EXPECT_EQ(parsed_response(error_after_verdict(table, id, q, 1)).errnum, 1);
 }
 
 TEST(Connections, GoodLinesOfAnIncompleteRequestWaitForItsEnd) {
@@ -425,7 +474,10 @@ TEST(Connections, BadLineOfAPipelinedRequestIsAnsweredInItsTurn) {
     auto id = *table.open(ip6("fe80::1"), t0);
     ASSERT_TRUE(table.received(id, bytes("request_ip=1\n\nGET / HTTP/1.1\r\n"), t0));
     EXPECT_TRUE(table.pending_output(id).empty()); // the first is with leased
-    table.answered(id, granted("10.0.0.1"), t0);
+    auto outcome = table.answered(id, granted("10.0.0.1"), t0);
+    ASSERT_TRUE(outcome.next.has_value()) << "the bad one goes to leased for its verdict";
+    EXPECT_EQ(outcome.next->invalid, 1);
+    ASSERT_TRUE(table.answered(id, msg::LeaseAnswer{}, t0).delivered);
     std::string out(table.pending_output(id));
     proto::ResponseParser parser;
     parser.feed(out);

@@ -68,9 +68,11 @@ TEST(Eviction, ConnectionWithUnwrittenOutputIsNeverEvicted) {
     std::vector<ConnId> ids;
     for (int i = 0; i < 4; ++i)
         ids.push_back(*table.open(ll(i), t0));
-    // Invalid requests: the error answer is queued, not yet written.
-    for (ConnId id : ids)
-        table.received(id, bytes("nonsense\n\n"), t0);
+    // Invalid requests of peers: the error answer is queued, not yet written.
+    for (ConnId id : ids) {
+        ASSERT_TRUE(table.received(id, bytes("nonsense\n\n"), t0).has_value());
+        ASSERT_TRUE(table.answered(id, msg::LeaseAnswer{}, t0).delivered);
+    }
     for (ConnId id : ids)
         ASSERT_FALSE(table.pending_output(id).empty());
     EXPECT_FALSE(table.evictable(t0 + 1h).has_value());

@@ -180,14 +180,31 @@ TEST(ServerLoop, SecondRequestOnTheSameConnectionIsServedAfterTheFirst) {
     EXPECT_EQ(legacy.ipv4, parse_ip4("10.0.0.2").value());
 }
 
-TEST(ServerLoop, InvalidRequestGetsErrno1AndTheConnectionIsClosed) {
+TEST(ServerLoop, InvalidRequestOfAPeerGetsErrno1AndTheConnectionIsClosed) {
     ServerLoop loop{without_source_check()};
     UniqueFd client = connect_to_loopback(loop.port());
     ASSERT_TRUE(send_all(client.get(), "request_ip=1\nipv4=10.0.0.1/8\n\n"));
+    auto m = loop.to_leased();
+    ASSERT_TRUE(m.has_value()) << "leased judges the source first";
+    EXPECT_EQ(m->query.invalid, 1);
+    EXPECT_FALSE(m->query.ipv4 || m->query.ipv6);
+    ASSERT_TRUE(loop.answer(m->id, msg::LeaseAnswer{}));
     ReadResult r = read_until(client.get(), kWait, never);
     EXPECT_TRUE(r.closed);
     EXPECT_EQ(parse(r.bytes).errnum, 1);
-    EXPECT_FALSE(loop.to_leased(100ms).has_value());
+}
+
+TEST(ServerLoop, InvalidRequestOfANonPeerIsClosedWithoutAWord) {
+    ServerLoop loop{without_source_check()};
+    UniqueFd client = connect_to_loopback(loop.port());
+    ASSERT_TRUE(send_all(client.get(), "request_ip=7\n\n"));
+    auto m = loop.to_leased();
+    ASSERT_TRUE(m.has_value());
+    EXPECT_EQ(m->query.invalid, 2);
+    ASSERT_TRUE(loop.leased().send(msg::refuse_connection, m->id, {}));
+    ReadResult r = read_until(client.get(), kWait, never);
+    EXPECT_TRUE(r.closed);
+    EXPECT_EQ(r.bytes, "");
 }
 
 TEST(ServerLoop, RefusedConnectionIsClosedSilently) {
@@ -302,6 +319,9 @@ TEST(ServerLoop, EverySyscallOfTheLoopIsInProtodsServerAllowlist) {
 
     UniqueFd invalid = connect_to_loopback(loop.port());
     ASSERT_TRUE(send_all(invalid.get(), "bad\n\n"));
+    auto verdict = loop.to_leased();
+    ASSERT_TRUE(verdict.has_value());
+    ASSERT_TRUE(loop.answer(verdict->id, msg::LeaseAnswer{}));
     EXPECT_EQ(parse(read_until(invalid.get(), kWait, never).bytes).errnum, 1);
 
     EXPECT_TRUE(read_until(client.get(), kWait, never).closed); // idle timeout
