@@ -152,13 +152,13 @@ std::vector<ConnId> ConnectionTable::ids() const {
 
 std::size_t ConnectionTable::read_space(ConnId id) const {
     const Conn* c = find(id);
-    if (c == nullptr || c->awaiting_answer || c->closing || c->peer_done)
+    if (c == nullptr || c->awaiting_answer || c->closing || c->peer_done || !c->output.empty())
         return 0;
     return c->parser.space();
 }
 
 std::optional<msg::QueryLease> ConnectionTable::take_request(Conn& c, TimePoint now) {
-    if (c.awaiting_answer || c.closing)
+    if (c.awaiting_answer || c.closing || !c.output.empty())
         return std::nullopt;
     auto result = c.parser.next();
     // Keep `unparsed` equal to the parser's tail.
@@ -232,13 +232,10 @@ void ConnectionTable::peer_closed(ConnId id) {
     }
 }
 
-ConnectionTable::AnswerOutcome ConnectionTable::answered(ConnId id, const msg::LeaseAnswer& answer,
-                                                         TimePoint now) {
-    AnswerOutcome outcome;
+bool ConnectionTable::answered(ConnId id, const msg::LeaseAnswer& answer, TimePoint now) {
     Conn* c = find(id);
     if (c == nullptr || !c->awaiting_answer)
-        return outcome;
-    outcome.delivered = true;
+        return false;
     c->awaiting_answer = false;
     if (c->invalid != 0) {
         // leased judged the source a peer: it gets protod's own error, in
@@ -250,14 +247,11 @@ ConnectionTable::AnswerOutcome ConnectionTable::answered(ConnId id, const msg::L
             unsupported_answered_++;
         c->output += proto::serialize(response_for(error, c->dialect));
         c->last_progress = now;
-        return outcome;
+        return true;
     }
     c->output += proto::serialize(response_for(answer, c->dialect));
     c->last_progress = now;
-    if (c->parser.buffered() > 0)
-        c->request_started = now;
-    outcome.next = take_request(*c, now);
-    return outcome;
+    return true;
 }
 
 std::string_view ConnectionTable::pending_output(ConnId id) const {
@@ -265,12 +259,19 @@ std::string_view ConnectionTable::pending_output(ConnId id) const {
     return c == nullptr ? std::string_view() : std::string_view(c->output);
 }
 
-void ConnectionTable::wrote(ConnId id, std::size_t n, TimePoint now) {
-    if (Conn* c = find(id)) {
-        c->output.erase(0, std::min(n, c->output.size()));
-        if (n > 0)
-            c->last_progress = now;
-    }
+std::optional<msg::QueryLease> ConnectionTable::wrote(ConnId id, std::size_t n, TimePoint now) {
+    Conn* c = find(id);
+    if (c == nullptr)
+        return std::nullopt;
+    const bool owed = !c->output.empty();
+    c->output.erase(0, std::min(n, c->output.size()));
+    if (n > 0)
+        c->last_progress = now;
+    if (!owed || !c->output.empty() || c->parser.buffered() == 0)
+        return std::nullopt;
+    // The next request's clock starts now that the one before it is answered.
+    c->request_started = now;
+    return take_request(*c, now);
 }
 
 bool ConnectionTable::peer_closed_side(ConnId id) const {

@@ -2,6 +2,15 @@
 // request in flight per connection, answers in the dialect of their request.
 // No I/O: the loop in server.cpp reads and writes the sockets and tells the
 // table what happened; the table says what to forward, write and close.
+//
+// Backpressure: a connection is read only while nothing is owed to its peer
+// (no answer awaited from leased, no byte of an answer unwritten), and a
+// pipelined request already buffered is forwarded only once the answer before
+// it is written. A peer that sends without reading therefore stops being read
+// as soon as its first answer fills its socket, and its stalled write counts
+// toward the idle timeout (only bytes read or written are progress). What one
+// connection holds is bounded by kMaxConnectionBytes; with max_connections
+// open, protod's connection state is bounded by kMaxTableBytes.
 #pragma once
 
 #include "privsep/addr.hpp"
@@ -39,6 +48,17 @@ struct Limits {
 };
 
 inline constexpr std::uint16_t kProtocolPort = 970;
+
+// The largest response: both address lines, leasestart, leasetime, errno and
+// the longest errmsg, each line at most max_line_bytes (the serializer writes
+// far less: about 200 bytes).
+inline constexpr std::size_t kMaxResponseBytes = 8 * proto::max_line_bytes;
+// One connection's buffers at most: the request parser's buffer and the copy
+// of its unchecked tail (each at most one message), and one response owed.
+inline constexpr std::size_t kMaxConnectionBytes = 2 * proto::max_message_bytes + kMaxResponseBytes;
+// Every connection of a table with the default limits at most (the fixed
+// part of each connection, a few hundred bytes, aside).
+inline constexpr std::size_t kMaxTableBytes = 1024 * kMaxConnectionBytes;
 
 // SPEC "Transport": the source of an accepted connection, as accept() gave it,
 // if the server talks to it: IPv6, link-local (fe80::/10) and port 970. With
@@ -78,7 +98,8 @@ class ConnectionTable {
     std::vector<ConnId> ids() const;
 
     // How many bytes the owner may read from the peer now; 0 means do not
-    // read (an answer is awaited, the connection is closing, or the peer is done).
+    // read (an answer is awaited or unwritten, the connection is closing, or
+    // the peer is done).
     std::size_t read_space(ConnId id) const;
     // Bytes read from the peer (at most read_space()). Returns the query to
     // send to leased when they completed a request. An invalid request is a
@@ -92,16 +113,15 @@ class ConnectionTable {
     void peer_closed(ConnId id);
     bool peer_closed_side(ConnId id) const; // peer_closed() was called
 
-    struct AnswerOutcome {
-        bool delivered = false;              // false: no such connection or nothing asked
-        std::optional<msg::QueryLease> next; // a pipelined request that was waiting
-    };
-    // leased's answer for connection `id`: the response is queued for writing.
-    AnswerOutcome answered(ConnId id, const msg::LeaseAnswer& answer, TimePoint now);
+    // leased's answer for connection `id`: the response is queued for
+    // writing. False: no such connection, or it asked nothing.
+    bool answered(ConnId id, const msg::LeaseAnswer& answer, TimePoint now);
 
-    // Bytes owed to the peer; wrote() after writing n of them.
+    // Bytes owed to the peer; wrote() after writing n of them. Once all are
+    // written, wrote() returns the pipelined request that was waiting for
+    // them, to send to leased (an invalid one too: leased judges its source).
     std::string_view pending_output(ConnId id) const;
-    void wrote(ConnId id, std::size_t n, TimePoint now);
+    std::optional<msg::QueryLease> wrote(ConnId id, std::size_t n, TimePoint now);
 
     // Nothing is owed and nothing more will be read: the owner closes it.
     bool finished(ConnId id) const;

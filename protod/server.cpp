@@ -61,9 +61,9 @@ class Server {
     bool send_queries();                                   // false: leased is gone
     bool deliver(ConnId id, const msg::LeaseAnswer& answer, TimePoint now);
     bool service(ConnId id, short revents, TimePoint now); // false: leased is gone
-    void flush(ConnId id, TimePoint now);
-    void drop(ConnId id, bool broken = false); // broken: no FIN to send (reset, error)
-    void watch(ConnId id);                     // epoll interest = what the connection now waits for
+    bool flush(ConnId id, TimePoint now);                  // false: leased is gone
+    void drop(ConnId id, bool broken = false);             // broken: no FIN to send (reset, error)
+    void watch(ConnId id); // epoll interest = what the connection now waits for
 
     // epoll, not poll: with 1,000 connections open, poll's walk over every
     // socket per round was most of protod's CPU (wgd-load, issue 9).
@@ -275,22 +275,20 @@ bool Server::deliver(ConnId id, const msg::LeaseAnswer& answer, TimePoint now) {
                       unsigned{answer.errnum},
                       answer.ipv4 ? to_string(*answer.ipv4).c_str() : "(none)",
                       answer.ipv6 ? to_string(*answer.ipv6).c_str() : "(none)", answer.leasetime);
-    auto outcome = table_.answered(id, answer, now);
-    if (!outcome.delivered) {
+    if (!table_.answered(id, answer, now)) {
         WGD_LOG_DEBUG("answer for connection %u dropped: it is closed", id);
         return true;
     }
-    if (outcome.next && !forward(id, *outcome.next))
-        return false;
-    flush(id, now);
     touched_.push_back(id);
-    return true;
+    return flush(id, now);
 }
 
-void Server::flush(ConnId id, TimePoint now) {
+// Writes what is owed; once all of it is written, a pipelined request that
+// waited for it goes to leased (and an invalid one's error is written).
+bool Server::flush(ConnId id, TimePoint now) {
     auto it = sockets_.find(id);
     if (it == sockets_.end())
-        return;
+        return true;
     for (;;) {
         std::string_view out = table_.pending_output(id);
         if (out.empty())
@@ -300,15 +298,18 @@ void Server::flush(ConnId id, TimePoint now) {
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
+                return true;
             WGD_LOG_DEBUG("connection %u: send: %s", id, std::strerror(errno));
             drop(id, true);
-            return;
+            return true;
         }
-        table_.wrote(id, static_cast<std::size_t>(n), now);
+        if (auto next = table_.wrote(id, static_cast<std::size_t>(n), now))
+            if (!forward(id, *next))
+                return false;
     }
     if (table_.finished(id))
         drop(id);
+    return true;
 }
 
 bool Server::service(ConnId id, short revents, TimePoint now) {
@@ -345,8 +346,7 @@ bool Server::service(ConnId id, short revents, TimePoint now) {
                 break;
         }
     }
-    flush(id, now);
-    return true;
+    return flush(id, now);
 }
 
 int Server::run() {
