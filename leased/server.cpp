@@ -517,6 +517,25 @@ std::optional<Plan> LeaseServer::plan(const PublicKey& key, const Want& want) {
     plan.error = short4 || short6 ? kErrnoUnavailable : kErrnoSuccess;
     plan.leasestart = clock_.wall_seconds();
     plan.leasetime = leasetime_;
+
+    // Lease caching: the same leases, already in the allowed IPs, with more
+    // than half the leasetime left (or no lease at all: nothing to store).
+    const bool same = pending.p4.lease_after == peer.f4.lease &&
+                      pending.p6.lease_after == peer.f6.lease && plan.changes.empty();
+    if (same) {
+        const std::uint64_t now_boot = clock_.boot_ms();
+        const bool has_lease = peer.f4.lease || peer.f6.lease;
+        const std::uint64_t left_ms = peer.expiry_ms > now_boot ? peer.expiry_ms - now_boot : 0;
+        if (!has_lease || (left_ms > std::uint64_t{leasetime_} * 1000 / 2 && left_ms >= 1000)) {
+            plan.unchanged = true;
+            if (has_lease) // whole seconds, rounded down: never past the stored expiry
+                plan.leasetime =
+                    static_cast<std::uint32_t>(std::min<std::uint64_t>(left_ms / 1000, leasetime_));
+            plan.record = record_of(key, peer);
+            plan.changes = {};
+            return plan;
+        }
+    }
     pending.start_wall = plan.leasestart;
     pending.expiry_wall = plan.leasestart + leasetime_;
     pending.expiry_ms = clock_.boot_ms() + std::uint64_t{leasetime_} * 1000;
@@ -756,9 +775,11 @@ void LeaseServer::restore_one(const LeaseRecord& r, std::uint8_t& seen, std::int
         if (restore_family<Ip6>(*it, *r.ipv6, in_allowed, changes) && in_allowed)
             seen &= ~seen6;
     }
-    peer.start_wall = r.start_wall;
-    peer.expiry_wall = r.expiry_wall;
-    peer.expiry_ms = now_boot + static_cast<std::uint64_t>(r.expiry_wall - now_wall) * 1000;
+    // No record pins an address for longer than a lease granted now would.
+    const std::int64_t left = std::min<std::int64_t>(r.expiry_wall - now_wall, leasetime_);
+    peer.start_wall = std::min(r.start_wall, now_wall);
+    peer.expiry_wall = now_wall + left;
+    peer.expiry_ms = now_boot + static_cast<std::uint64_t>(left) * 1000;
     index_expiry(*it);
     if (!changes.empty())
         events.changes.push_back(std::move(changes));

@@ -12,6 +12,15 @@
 //   server.commit(plan)                the plan becomes the lease; answer
 //
 // A peer has at most one plan pending; its lease does not expire meanwhile.
+//
+// Renewals that change nothing write nothing (lease caching, as Kea does it):
+// a plan that keeps a peer's leases as they are, while more than half of the
+// configured leasetime is left on them, is `unchanged`. It is answered at
+// once with what the lease file already holds: leasestart now and leasetime
+// the time left, so leasestart + leasetime is the stored expiry, and a client
+// counting from the answer (this project's, or the prototype's, which keeps
+// its own clock when leasestart is far from it) renews before that expiry.
+// Such a plan is not pending: nothing is applied, written or committed.
 #pragma once
 
 #include <cstddef>
@@ -80,6 +89,8 @@ struct Plan {
     // To do before answering, in this order.
     AllowedIpChanges changes;
     LeaseRecord record; // the peer's lease state once committed
+    // Nothing to apply or write: answer at once, do not commit or abort.
+    bool unchanged = false;
 };
 
 // Leases taken away without a request (expiry, prefix removal, peer
@@ -147,6 +158,7 @@ class LeaseServer {
     u128 pool_size(const Prefix6& p) const { return pool6_.open_in(p); }
 
     // nullopt: unknown peer, or a plan of this peer is still pending.
+    // An unchanged plan (see above) is not pending.
     std::optional<Plan> plan(const PublicKey& peer, const Want& want);
     bool commit(const Plan& plan); // false when the plan is unknown (aborted, peer gone)
     // Forgets the plan; returns the inverse of plan.changes for netd when

@@ -410,6 +410,11 @@ void ServerLeased::handle_query(const Query& q) {
         deferred_.push_back(q); // this peer's previous plan is still in flight
         return;
     }
+    if (plan->unchanged) {
+        // What the lease file holds already: no netd order, no write, no sync.
+        answer(q.conn, *plan);
+        return;
+    }
     next_.plans.emplace_back(q.conn, std::move(*plan));
     if (next_.plans.size() >= kMaxPlansPerBatch)
         start_next_batch();

@@ -198,7 +198,17 @@ TEST(ServerModel, AgreesWithTheSpecRulesOverRandomOperationSequences) {
                 ASSERT_EQ(plan->changes.add4, adds);
                 ASSERT_EQ(plan->changes.remove4, removes);
 
-                if (ops.uniform(8) == 0) {
+                const bool abort_it = ops.uniform(8) == 0;
+                if (plan->unchanged) {
+                    // The same lease with more than half its time left, or
+                    // none: not pending, and the expiry does not move.
+                    ASSERT_TRUE(plan->changes.empty());
+                    ASSERT_EQ(lease.has_value(), dynamic);
+                    if (lease) {
+                        ASSERT_GT(model.leases[n].expiry, clock.boot_ms() + leasetime * 500ull);
+                    }
+                    ASSERT_FALSE(server.commit(*plan));
+                } else if (abort_it) {
                     server.abort(*plan);
                 } else {
                     ASSERT_TRUE(server.commit(*plan));

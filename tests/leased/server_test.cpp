@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include <algorithm>
 #include <map>
 #include <set>
@@ -91,7 +93,9 @@ class ServerTest : public ::testing::Test {
         EXPECT_TRUE(plan);
         if (!plan)
             return {};
-        EXPECT_TRUE(server.commit(*plan));
+        if (!plan->unchanged) { // an unchanged plan is not pending: nothing to commit
+            EXPECT_TRUE(server.commit(*plan));
+        }
         return *plan;
     }
 };
@@ -346,6 +350,63 @@ TEST_F(ServerTest, RenewalMovesStartAndExpiry) {
     EXPECT_TRUE(server.expire(clock.boot_ms()).records.empty());
 }
 
+TEST_F(ServerTest, RenewalWithMoreThanHalfLeftRepeatsTheStoredExpiryAndWritesNothing) {
+    server.set_peers({peer(1)});
+    auto first = grant(1, both());
+    const std::uint64_t expiry = *server.next_expiry();
+    clock.advance_ms(100 * 1000 + 999);
+    auto renewal = server.plan(key(1), both());
+    ASSERT_TRUE(renewal);
+    EXPECT_TRUE(renewal->unchanged);
+    EXPECT_EQ(renewal->ipv4, first.ipv4);
+    EXPECT_EQ(renewal->ipv6, first.ipv6);
+    EXPECT_TRUE(renewal->changes.empty());
+    // What the peer is told ends where the stored lease ends (whole seconds, down).
+    EXPECT_EQ(renewal->leasestart, 1764201600 + 100);
+    EXPECT_EQ(renewal->leasetime, kLeasetime - 101);
+    EXPECT_EQ(renewal->record, first.record) << "the stored record, unmoved";
+    EXPECT_EQ(server.next_expiry(), expiry);
+    // Not pending: nothing to commit, and the peer's next request is planned at once.
+    EXPECT_FALSE(server.commit(*renewal));
+    EXPECT_TRUE(server.plan(key(1), both()).has_value());
+    EXPECT_EQ(server.next_expiry(), expiry);
+}
+
+TEST_F(ServerTest, RenewalWithHalfOrLessLeftIsWrittenAndMovesTheExpiry) {
+    server.set_peers({peer(1)});
+    grant(1, both());
+    clock.advance_ms(kLeasetime * 1000ull / 2);
+    auto renewal = grant(1, both());
+    EXPECT_FALSE(renewal.unchanged);
+    EXPECT_EQ(renewal.leasestart, 1764201600 + kLeasetime / 2);
+    EXPECT_EQ(renewal.leasetime, kLeasetime);
+    EXPECT_EQ(renewal.record.expiry_wall, 1764201600 + kLeasetime / 2 + kLeasetime);
+    EXPECT_EQ(server.next_expiry(), clock.boot_ms() + kLeasetime * 1000ull);
+}
+
+TEST_F(ServerTest, FamilyChangeIsNeverAnsweredFromTheStoredLease) {
+    server.set_peers({peer(1)});
+    grant(1, both());
+    clock.advance_ms(1000);
+    auto v4_only = grant(1, any4());
+    EXPECT_FALSE(v4_only.unchanged);
+    EXPECT_EQ(v4_only.changes.remove6.size(), 1u);
+    EXPECT_FALSE(v4_only.record.ipv6);
+}
+
+TEST_F(ServerTest, RestoredExpiryIsClampedToNowPlusTheLeasetime) {
+    server.set_peers({peer(1)});
+    LeaseRecord far{key(1), ip4("10.0.0.77"), std::nullopt, 1764201600,
+                    std::numeric_limits<std::int64_t>::max()};
+    auto events = server.restore({far});
+    EXPECT_EQ(server.lease_count(), 1u);
+    EXPECT_EQ(server.next_expiry(), clock.boot_ms() + kLeasetime * 1000ull);
+    ASSERT_EQ(events.records.size(), 1u) << "the clamped lease is written back";
+    EXPECT_EQ(events.records[0].expiry_wall, 1764201600 + kLeasetime);
+    clock.advance_ms(kLeasetime * 1000ull);
+    EXPECT_EQ(server.expire(clock.boot_ms()).records.size(), 1u);
+}
+
 TEST_F(ServerTest, ExpiryComesInBatches) {
     std::vector<PeerFacts> peers;
     for (int n = 1; n <= 10; n++)
@@ -522,9 +583,15 @@ TEST_F(ServerTest, ManyRenewalsExpireOnceAtTheLastExpiryTime) {
     server.set_peers({peer(1), peer(2)});
     auto first = grant(1, both());
     grant(2, any4());
+    // Each renewal comes when just under half the lease is left: each is
+    // written (none is answered from the stored lease).
     for (int i = 0; i < 3000; i++) {
-        clock.advance_ms(1);
+        clock.advance_ms(kLeasetime * 1000ull / 2 + 1);
+        ASSERT_FALSE(grant(2, any4()).unchanged);
+        if (i == 2999)
+            clock.advance_ms(3000);
         auto renewed = grant(1, both());
+        ASSERT_FALSE(renewed.unchanged);
         ASSERT_EQ(renewed.ipv4, first.ipv4);
     }
     const std::uint64_t last = clock.boot_ms() + kLeasetime * 1000ull;
@@ -606,7 +673,7 @@ TEST_F(ServerTest, EveryLeaseIsFoundByItsAddressAfterChurn) {
         for (int n = 0; n < count; n++) {
             auto plan = server.plan(key_of(n), (n + round) % 3 == 0 ? Want{} : both());
             ASSERT_TRUE(plan);
-            ASSERT_TRUE(server.commit(*plan));
+            ASSERT_TRUE(plan->unchanged || server.commit(*plan));
             plans[static_cast<std::size_t>(n)] = *plan;
         }
     std::size_t leased4 = 0;
@@ -682,13 +749,19 @@ TEST_F(ServerTest, PeersLeavingWithPlansPendingAmidStaleRenewalsLeaveNoExpiry) {
         peers.back().key.bytes[1] = static_cast<std::uint8_t>(n >> 8);
     }
     server.set_peers(peers);
-    for (int round = 0; round < 3; round++)
+    // Each round renews with just under half the lease left: every renewal
+    // is written and leaves a stale expiry entry behind.
+    for (int round = 0; round < 3; round++) {
         for (auto& f : peers) {
             auto plan = server.plan(f.key, any4());
             ASSERT_TRUE(plan && server.commit(*plan));
         }
-    for (auto& f : peers)
-        ASSERT_TRUE(server.plan(f.key, any4())); // left pending
+        clock.advance_ms(kLeasetime * 1000ull / 2 + 1);
+    }
+    for (auto& f : peers) {
+        auto plan = server.plan(f.key, any4());
+        ASSERT_TRUE(plan && !plan->unchanged); // left pending
+    }
     PeerFacts newcomer = peer(1);
     newcomer.key.bytes[2] = 9; // not one of those leaving
     auto events = server.set_peers({newcomer});
