@@ -2,6 +2,7 @@
 
 #include "privsep/log.hpp"
 #include "privsep/sandbox.hpp"
+#include "privsep/state_files.hpp"
 
 #include <sodium.h>
 
@@ -12,6 +13,9 @@ bool enter_leased_sandbox(Side side, const Options& options) {
     spec.role = privsep::Role::leased;
     spec.side = side;
     spec.user = options.user;
+    // The lease file never grows past what netd and `show` accept to open.
+    if (side == Side::server)
+        spec.max_file_bytes = privsep::kMaxLeaseFileBytes;
     // libsodium picks its random source before the filter forbids looking.
     if (sodium_init() < 0) {
         WGD_LOG_ERROR("libsodium cannot start");

@@ -2,6 +2,7 @@
 
 #include "leased/lease_file.hpp"
 #include "leased/leased.hpp"
+#include "privsep/state_files.hpp"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -195,31 +196,48 @@ ReadLeases read_leases(const std::string& state_dir, const std::string& iface) {
     ReadLeases out;
     // LeaseFile::open may cut a torn tail or start a fresh file: give it
     // private copies, so that show only ever reads the state directory.
+    // The same checks as the server's at start: no symlink, root's, one link,
+    // and no larger than leased can write, so the copy is bounded too.
     UniqueFd copies[2];
     bool any = false;
+    privsep::OpenedFile dir = privsep::open_state_dir(state_dir, false);
+    if (!dir.fd) {
+        out.error = dir.error;
+        return out;
+    }
     for (int i = 0; i < 2; i++) {
-        std::string path = state_dir + "/" + iface + ".leases." + std::to_string(i);
+        const std::string name = iface + ".leases." + std::to_string(i);
+        const std::string path = state_dir + "/" + name;
         copies[i].reset(memfd_create("wg-dynamic-show", MFD_CLOEXEC));
         if (!copies[i]) {
             out.error = std::string("memfd_create: ") + std::strerror(errno);
             return out;
         }
-        UniqueFd src(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-        if (!src) {
-            if (errno != ENOENT) {
-                out.error = "cannot read " + path + ": " + std::strerror(errno);
+        privsep::OpenedFile opened = privsep::open_lease_file(dir.fd.get(), state_dir, name, false);
+        if (!opened.fd) {
+            if (!opened.error.empty()) {
+                out.error = opened.error;
                 return out;
             }
             continue;
         }
+        UniqueFd src = std::move(opened.fd);
         any = true;
         char buf[65536];
         ssize_t n;
-        while ((n = read(src.get(), buf, sizeof buf)) > 0)
+        std::uint64_t copied = 0;
+        while ((n = read(src.get(), buf, sizeof buf)) > 0) {
+            copied += static_cast<std::uint64_t>(n);
+            if (copied > privsep::kMaxLeaseFileBytes) {
+                out.error = "lease file " + path + " refused: grew over the limit of " +
+                            std::to_string(privsep::kMaxLeaseFileBytes) + " bytes";
+                return out;
+            }
             if (write(copies[i].get(), buf, static_cast<std::size_t>(n)) != n) {
                 out.error = std::string("copy: ") + std::strerror(errno);
                 return out;
             }
+        }
         if (n < 0) {
             out.error = "cannot read " + path + ": " + std::strerror(errno);
             return out;

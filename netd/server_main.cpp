@@ -11,6 +11,7 @@
 #include "privsep/channel.hpp"
 #include "privsep/log.hpp"
 #include "privsep/messages.hpp"
+#include "privsep/state_files.hpp"
 #include "privsep/tables.hpp"
 
 #include <fcntl.h>
@@ -275,17 +276,15 @@ int ServerNetd::report_check() {
 
 void ServerNetd::open_lease_files() {
     const std::string& dir = options_.state_dir;
-    if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
-        throw Failure{"cannot create state directory " + dir + ": " + std::strerror(errno)};
-    state_dir_.reset(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!state_dir_)
-        throw Failure{"cannot open state directory " + dir + ": " + std::strerror(errno)};
+    privsep::OpenedFile opened = privsep::open_state_dir(dir, true);
+    if (!opened.fd)
+        throw Failure{opened.error};
+    state_dir_ = std::move(opened.fd);
     auto open_file = [&](const std::string& name) {
-        UniqueFd fd(openat(state_dir_.get(), name.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-        if (!fd)
-            throw Failure{"cannot open lease file " + dir + "/" + name + ": " +
-                          std::strerror(errno)};
-        return fd;
+        privsep::OpenedFile file = privsep::open_lease_file(state_dir_.get(), dir, name, true);
+        if (!file.fd)
+            throw Failure{file.error};
+        return std::move(file.fd);
     };
     lease_file_ = open_file(options_.iface + ".leases.0");
     lease_file_next_ = open_file(options_.iface + ".leases.1");

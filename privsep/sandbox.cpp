@@ -411,6 +411,11 @@ Outcome enter_sandbox(const SandboxSpec& spec) {
     if (spec.role == Role::protod) {
         if (Outcome o = set_limit(RLIMIT_FSIZE, 0, "RLIMIT_FSIZE"); !o.ok())
             return o;
+    } else if (spec.max_file_bytes != 0) {
+        if (::signal(SIGXFSZ, SIG_IGN) == SIG_ERR)
+            return fail("ignore SIGXFSZ");
+        if (Outcome o = set_limit(RLIMIT_FSIZE, spec.max_file_bytes, "RLIMIT_FSIZE"); !o.ok())
+            return o;
     }
     if (spec.max_open_files != 0) {
         if (Outcome o = set_limit(RLIMIT_NOFILE, spec.max_open_files, "RLIMIT_NOFILE"); !o.ok())

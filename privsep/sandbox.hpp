@@ -56,6 +56,10 @@ struct SandboxSpec {
     std::string empty_dir; // empty: /var/empty or /run/wg-dynamic/empty (see above)
     // 0 leaves RLIMIT_NOFILE alone; protod on the server needs about 1100.
     std::uint64_t max_open_files = 0;
+    // 0 leaves RLIMIT_FSIZE alone (protod's is 0 whatever this says). Else
+    // the largest file the process may write; SIGXFSZ is ignored, so a write
+    // past it fails with EFBIG instead of killing the process.
+    std::uint64_t max_file_bytes = 0;
 };
 
 // For protod and leased. On failure the process is half-sandboxed: exit.
