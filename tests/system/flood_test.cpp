@@ -400,3 +400,238 @@ TEST_F(Floods, SlowSenderIsCutAtTheRequestTimeoutAndTightReconnectsDoNotStarveOt
               << " connections (" << answers << " answers read); good peer served " << good.served
               << " times, slowest " << good.slowest_ms << " ms\n";
 }
+
+namespace {
+
+// protod's resident memory in kB, from /proc/PID/status.
+long rss_kb(pid_t pid) {
+    std::istringstream status(read_file("/proc/" + std::to_string(pid) + "/status"));
+    for (std::string line; std::getline(status, line);)
+        if (line.rfind("VmRSS:", 0) == 0)
+            return std::atol(line.c_str() + 6);
+    return -1;
+}
+
+pid_t child_named(pid_t parent, const std::string& role) {
+    for (pid_t child : children_of(parent))
+        if (read_file("/proc/" + std::to_string(child) + "/cmdline").find(role) !=
+            std::string::npos)
+            return child;
+    return -1;
+}
+
+// A counter of /proc/PID/io ("syscw": write system calls, pwrite included).
+long long proc_io(pid_t pid, const std::string& key) {
+    std::istringstream io(read_file("/proc/" + std::to_string(pid) + "/io"));
+    for (std::string line; std::getline(io, line);)
+        if (line.rfind(key + ":", 0) == 0)
+            return std::atoll(line.c_str() + key.size() + 1);
+    return -1;
+}
+
+class Bounded : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        if (!running_as_root())
+            GTEST_SKIP() << "system tests need root (network namespaces, wireguard-go)";
+        lab_ = std::make_unique<Lab>(LabOptions{2});
+    }
+    void TearDown() override {
+        if (HasFailure() && lab_ && !run_.log.empty())
+            std::cerr << "---- server log (tail)\n" << sh_out("tail -n 40 " + run_.log) << "----\n";
+    }
+    void start() {
+        run_ = start_server(*lab_);
+        ASSERT_TRUE(wait_until_serving(*lab_, 0)) << read_file(run_.log);
+        ASSERT_TRUE(wait_until_serving(*lab_, 1));
+    }
+    std::unique_ptr<Lab> lab_;
+    ServerRun run_;
+};
+
+} // namespace
+
+// A peer that pipelines requests and never reads is read only until its
+// first answer stalls: protod holds at most one request and one answer for
+// it (kMaxConnectionBytes, under 48 KB), its resident memory does not grow,
+// and the stalled connection is closed at the 10 s idle timeout although
+// the peer still has requests to send. Another peer is served throughout.
+TEST_F(Bounded, PeerPipeliningWithoutReadingIsNotReadAndIsClosedAtTheIdleTimeout) {
+    ASSERT_NO_FATAL_FAILURE(start());
+    const pid_t protod = child_named(run_.pid, "protod");
+    ASSERT_GT(protod, 0);
+    const long rss_before = rss_kb(protod);
+    const LabClient& c = lab_->clients[0];
+    const std::string iface = c.iface, self = c.lladdr;
+    constexpr int kRequests = 100'000;
+    Background flood(c.ns, [&] {
+        int fd = connect_from(iface, self, 970, false);
+        if (fd < 0)
+            return std::string("connect failed");
+        const std::string one = "request_ip=1\n\n";
+        std::string chunk;
+        for (int i = 0; i < 1000; i++)
+            chunk += one;
+        long long sent_bytes = 0;
+        const long long total = static_cast<long long>(kRequests) * one.size();
+        long long last_progress = now_ms();
+        const long long t0 = now_ms();
+        // Send until all is sent or nothing moves for 2 s; never read.
+        while (sent_bytes < total && now_ms() - last_progress < 2000) {
+            const std::size_t off = static_cast<std::size_t>(sent_bytes % chunk.size());
+            const std::size_t len = std::min<long long>(chunk.size() - off, total - sent_bytes);
+            ssize_t n = send(fd, chunk.data() + off, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n > 0) {
+                sent_bytes += n;
+                last_progress = now_ms();
+                continue;
+            }
+            if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+                break;
+            pollfd p{fd, POLLOUT, 0};
+            poll(&p, 1, 100);
+        }
+        const long long stalled_at = now_ms() - t0;
+        // Then wait, still not reading, for the server to close.
+        long long closed_at = -1;
+        while (now_ms() - t0 < 25'000) {
+            pollfd p{fd, POLLRDHUP, 0};
+            if (poll(&p, 1, 100) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+                closed_at = now_ms() - t0;
+                break;
+            }
+        }
+        close(fd);
+        return std::to_string(sent_bytes / static_cast<long long>(one.size())) + " " +
+               std::to_string(stalled_at) + " " + std::to_string(closed_at);
+    });
+    long rss_peak = rss_before;
+    struct {
+        long long slowest_ms = 0;
+        int served = 0, failures = 0;
+    } good;
+    const long long until = now_ms() + 14'000;
+    while (now_ms() < until) {
+        rss_peak = std::max(rss_peak, rss_kb(protod));
+        long long start = now_ms();
+        Exchange ex = request(*lab_, 1);
+        good.slowest_ms = std::max(good.slowest_ms, now_ms() - start);
+        (field(ex.reply, "errno") == "0" ? good.served : good.failures)++;
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    std::istringstream result(flood.wait());
+    long long requests_sent = -1, stalled_at = -1, closed_at = -1;
+    result >> requests_sent >> stalled_at >> closed_at;
+    EXPECT_LE(rss_peak - rss_before, 1024) << "protod grew by more than 1 MB";
+    EXPECT_GE(closed_at, 0) << "the stalled connection was never closed";
+    // The idle timeout runs from the last byte protod read or wrote, which
+    // is about when the sender stalled (it then waited 2 s to notice).
+    EXPECT_GE(closed_at - (stalled_at - 2000), 9000);
+    EXPECT_LE(closed_at - (stalled_at - 2000), 13'000);
+    EXPECT_EQ(good.failures, 0);
+    EXPECT_GE(good.served, 20);
+    EXPECT_LE(good.slowest_ms, 1000);
+    EXPECT_TRUE(process_alive(run_.pid));
+    std::cout << "pipelined " << requests_sent << " of " << kRequests
+              << " requests before the socket stalled at " << stalled_at
+              << " ms; closed by the server at " << closed_at << " ms; protod RSS " << rss_before
+              << " kB before, " << rss_peak << " kB at most; good peer served " << good.served
+              << " times, slowest " << good.slowest_ms << " ms\n";
+}
+
+// Renewals that change nothing (the same addresses, more than half the lease
+// left) are answered from the stored lease: leased makes no write system
+// call and the lease files do not change, while every answer ends the lease
+// where the file does.
+TEST_F(Bounded, RenewalStormWritesNothingAndEveryAnswerEndsWhereTheStoredLeaseEnds) {
+    ASSERT_NO_FATAL_FAILURE(start());
+    const pid_t leased = child_named(run_.pid, "leased");
+    ASSERT_GT(leased, 0);
+    Exchange first = request(*lab_, 1);
+    ASSERT_EQ(field(first.reply, "errno"), "0") << first.reply;
+    const long long end = std::atoll(field(first.reply, "leasestart").c_str()) +
+                          std::atoll(field(first.reply, "leasetime").c_str());
+    auto files = [&] { return sh_out("stat -c '%n %s %Y.%y' " + lab_->state_dir + "/*.leases.*"); };
+    const std::string files_before = files();
+    const long long writes_before = proc_io(leased, "syscw");
+    ASSERT_GE(writes_before, 0);
+    const LabClient& c = lab_->clients[1];
+    const std::string iface = c.iface, self = c.lladdr, ipv4 = field(first.reply, "ipv4");
+    constexpr int kRenewals = 3000;
+    Background storm(c.ns, [&] {
+        int fd = connect_from(iface, self, 970, false);
+        if (fd < 0)
+            return std::string("connect failed");
+        const std::string req = "request_ip=1\nipv4=" + ipv4 + "\nipv6=::/128\n\n";
+        int ok = 0, off_end = 0;
+        std::string buf;
+        const long long t0 = now_ms();
+        for (int i = 0; i < kRenewals; i++) {
+            if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size()))
+                break;
+            std::size_t at;
+            while ((at = buf.find("\n\n")) == std::string::npos) {
+                char b[512];
+                ssize_t n = recv(fd, b, sizeof b, 0);
+                if (n <= 0)
+                    return "connection lost after " + std::to_string(ok);
+                buf.append(b, static_cast<std::size_t>(n));
+            }
+            std::string reply = buf.substr(0, at + 2);
+            buf.erase(0, at + 2);
+            if (field(reply, "errno") == "0" && field(reply, "ipv4") == ipv4)
+                ++ok;
+            long long e = std::atoll(field(reply, "leasestart").c_str()) +
+                          std::atoll(field(reply, "leasetime").c_str());
+            if (e < end - 1 || e > end)
+                ++off_end;
+        }
+        const long long took = now_ms() - t0;
+        close(fd);
+        return std::to_string(ok) + " " + std::to_string(off_end) + " " + std::to_string(took);
+    });
+    std::istringstream result(storm.wait());
+    int ok = -1, off_end = -1;
+    long long took = -1;
+    result >> ok >> off_end >> took;
+    EXPECT_EQ(ok, kRenewals);
+    EXPECT_EQ(off_end, 0) << "an answer's leasestart + leasetime left the stored expiry";
+    EXPECT_EQ(proc_io(leased, "syscw"), writes_before) << "leased wrote during the storm";
+    EXPECT_EQ(files(), files_before);
+    std::cout << kRenewals << " renewals on one connection in " << took << " ms ("
+              << (took > 0 ? kRenewals * 1000 / took : 0)
+              << "/s), leased's write calls before and after: " << writes_before << "\n";
+}
+
+namespace {
+
+// Starts the server on a prepared state directory and expects it to refuse:
+// exit status 1 and exactly one line on stderr, containing `reason`.
+void expect_refused(Lab& lab, const std::string& reason) {
+    ServerRun run = start_server(lab);
+    int status = wait_exit(run.pid, 10'000);
+    ASSERT_NE(status, -1) << "the server did not stop";
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;
+    std::string log = read_file(run.log);
+    EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << log;
+    EXPECT_NE(log.find(reason), std::string::npos) << log;
+    std::cout << "refused: " << log;
+    std::remove(run.log.c_str());
+}
+
+} // namespace
+
+TEST_F(Bounded, SymlinkedGroupWritableAndSparseTenGigabyteLeaseFilesAreRefusedInOneLine) {
+    const std::string d = lab_->state_dir, f = d + "/" + lab_->server_iface + ".leases.0";
+    // A symlink to a root-owned file: refused, and the file is not truncated.
+    ASSERT_EQ(sh("printf precious > " + d + "/target && ln -s " + d + "/target " + f), 0);
+    ASSERT_NO_FATAL_FAILURE(expect_refused(*lab_, "refused: a symbolic link"));
+    EXPECT_EQ(read_file(d + "/target"), "precious");
+    // Group-writable.
+    ASSERT_EQ(sh("rm " + f + " && install -m 0660 /dev/null " + f), 0);
+    ASSERT_NO_FATAL_FAILURE(expect_refused(*lab_, "refused: writable by group or others"));
+    // 10 GB, sparse: over the limit leased could ever write.
+    ASSERT_EQ(sh("rm " + f + " && truncate -s 10G " + f + " && chmod 0600 " + f), 0);
+    ASSERT_NO_FATAL_FAILURE(expect_refused(*lab_, "refused: 10737418240 bytes, over the limit"));
+    ASSERT_EQ(sh("rm " + f), 0);
+}
