@@ -348,7 +348,7 @@ int ClientNetd::run(const std::vector<std::string>& args) {
     events_.emplace(std::move(events.value()));
     if (!options_.foreground)
         detach(std::string(log_name()));
-    LogRelay relay(options_.foreground);
+    LogRelay relay;
     privsep::Supervisor supervisor;
     privsep::SignalFd signals{SIGTERM, SIGINT, SIGHUP};
 

@@ -7,9 +7,9 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pwd.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <syslog.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -18,24 +18,6 @@
 #include <cstring>
 
 namespace wgd::netd {
-
-namespace {
-
-int syslog_priority(LogLevel level) {
-    switch (level) {
-    case LogLevel::error:
-        return LOG_ERR;
-    case LogLevel::warning:
-        return LOG_WARNING;
-    case LogLevel::info:
-        return LOG_INFO;
-    case LogLevel::debug:
-        return LOG_DEBUG;
-    }
-    return LOG_INFO;
-}
-
-} // namespace
 
 void detach(const std::string& ident) {
     pid_t pid = fork();
@@ -62,44 +44,61 @@ void detach(const std::string& ident) {
         if (devnull > 2)
             close(devnull);
     }
-    static std::string ident_storage = ident; // openlog keeps the pointer
-    openlog(ident_storage.c_str(), LOG_PID | LOG_NDELAY, LOG_DAEMON);
-    log_set_sink([](LogLevel level, std::string_view line) {
-        syslog(syslog_priority(level), "%.*s", static_cast<int>(line.size()), line.data());
-    });
+    // Not glibc's syslog(): when /dev/log is absent or refuses, it makes a
+    // new socket at every line, which the sandbox answers with SIGSYS.
+    log_set_sink(log_syslog_sink(ident));
 }
 
-LogRelay::LogRelay(bool foreground) : foreground_(foreground) {
-    // Always a socket, never netd's own stderr: protod runs with
+LogRelay::LogRelay() : children_{{privsep::Role::leased, {}, {}}, {privsep::Role::protod, {}, {}}} {
+    // Always sockets, never netd's own stderr: protod runs with
     // RLIMIT_FSIZE 0, and a write to a regular file (stderr redirected to a
-    // log) would kill it with SIGXFSZ.
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) == 0) {
-        parent_.reset(sv[0]);
-        child_.reset(sv[1]);
+    // log) would kill it with SIGXFSZ. Without them the suite does not start.
+    epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
+    if (!epoll_) {
+        WGD_LOG_ERROR("log relay: epoll_create1: %s", std::strerror(errno));
+        std::exit(1);
+    }
+    for (Child& c : children_) {
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0) {
+            WGD_LOG_ERROR("log relay: socketpair: %s", std::strerror(errno));
+            std::exit(1);
+        }
+        c.parent.reset(sv[0]);
+        c.child.reset(sv[1]);
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.fd = c.parent.get();
+        if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, c.parent.get(), &ev) != 0) {
+            WGD_LOG_ERROR("log relay: epoll_ctl: %s", std::strerror(errno));
+            std::exit(1);
+        }
     }
 }
 
-int LogRelay::child_stderr() const {
-    return child_.valid() ? child_.get() : STDERR_FILENO;
+int LogRelay::child_stderr(privsep::Role role) const {
+    for (const Child& c : children_)
+        if (c.role == role)
+            return c.child.get();
+    return -1;
+}
+
+void LogRelay::close_child_end() {
+    for (Child& c : children_)
+        c.child.reset();
 }
 
 void LogRelay::forward() {
     char buf[2048];
-    for (;;) {
-        ssize_t n = recv(parent_.get(), buf, sizeof buf, MSG_DONTWAIT);
-        if (n <= 0)
-            return;
-        std::string_view line(buf, static_cast<std::size_t>(n));
-        while (!line.empty() && line.back() == '\n')
-            line.remove_suffix(1);
-        // The children prefix their own name; keep their line as it is.
-        if (foreground_) {
-            std::string out(line);
-            out.push_back('\n');
-            (void)!write(STDERR_FILENO, out.data(), out.size());
-        } else {
-            syslog(LOG_INFO, "%.*s", static_cast<int>(line.size()), line.data());
+    for (Child& c : children_) {
+        const std::string prefix = std::string(privsep::role_name(c.role)) + ": ";
+        for (int i = 0; i < kLinesPerRound; i++) {
+            ssize_t n = recv(c.parent.get(), buf, sizeof buf, MSG_DONTWAIT);
+            if (n <= 0)
+                break;
+            RelayedLine line =
+                parse_relayed_line(std::string_view(buf, static_cast<std::size_t>(n)));
+            log_line(line.level, prefix + line.text);
         }
     }
 }
@@ -108,7 +107,7 @@ pid_t spawn_child(privsep::Role role, const std::vector<std::string>& args,
                   const std::vector<int>& fds, const LogRelay& relay, pid_t group) {
     std::vector<std::string> argv{std::string(log_name()), privsep::role_argument(role)};
     argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<std::pair<int, int>> placed{{STDERR_FILENO, relay.child_stderr()}};
+    std::vector<std::pair<int, int>> placed{{STDERR_FILENO, relay.child_stderr(role)}};
     int number = 3;
     for (int fd : fds)
         placed.emplace_back(number++, fd);

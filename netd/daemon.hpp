@@ -15,23 +15,35 @@
 
 namespace wgd::netd {
 
-// Double fork and setsid, stdio to /dev/null, logs to syslog from then on.
+// Double fork and setsid, stdio to /dev/null, logs to syslog from then on
+// (a socket connected to /dev/log now, before any sandbox; see privsep/log.hpp).
 // Returns only in the daemon; the original process exits 0.
 void detach(const std::string& ident);
 
-// The children's stderr: one end of a datagram socketpair whose lines netd
-// forwards to its own stderr (foreground) or to syslog (detached).
+// The children's stderr: one datagram socketpair per child, whose lines
+// netd logs through its own sink (stderr in the foreground, the journal's
+// "<N>" prefixes when stderr is the journal, syslog when detached). Each
+// line keeps the level its child gave it ("<N>text"), is named after the
+// child whose socket it came on (never after what it says), has its control
+// bytes replaced, and at most kLinesPerRound lines of each child are read
+// per call, so a child flooding its stderr cannot hold netd's loop.
 class LogRelay {
   public:
-    explicit LogRelay(bool foreground);
-    int child_stderr() const; // the fd to place at 2 in each child
-    int fd() const { return parent_.get(); }
-    void forward(); // reads and logs what is pending
-    void close_child_end() { child_.reset(); }
+    static constexpr int kLinesPerRound = 64;
+    LogRelay();
+    // The fd to place at 2 in the child of `role` (leased or protod).
+    int child_stderr(privsep::Role role) const;
+    int fd() const { return epoll_.get(); } // readable when a child wrote
+    void forward();                         // reads and logs what is pending, bounded
+    void close_child_end();
 
   private:
-    bool foreground_;
-    UniqueFd parent_, child_;
+    struct Child {
+        privsep::Role role;
+        UniqueFd parent, child;
+    };
+    UniqueFd epoll_;
+    Child children_[2];
 };
 
 // fork + exec of this binary as `role`, with the fds given at 3, 4, ...

@@ -588,7 +588,7 @@ int ServerNetd::run(const std::vector<std::string>& args) {
 
     if (!options_.foreground)
         detach(log_name().data());
-    LogRelay relay(options_.foreground);
+    LogRelay relay;
     privsep::Supervisor supervisor;
     privsep::SignalFd signals{SIGTERM, SIGINT, SIGHUP};
 

@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
         return wgd::netd::client_main(options, args);
     }
     wgd::log_set_name(wgd::program_name(side) + ": " + wgd::privsep::role_name(*role));
+    wgd::log_set_relayed(); // stderr is netd's relay
     switch (*role) {
     case wgd::privsep::Role::leased:
         return wgd::leased::client_main(options);
