@@ -608,7 +608,8 @@ namespace {
 // Starts the server on a prepared state directory and expects it to refuse:
 // exit status 1 and exactly one line on stderr, containing `reason`.
 void expect_refused(Lab& lab, const std::string& reason) {
-    ServerRun run = start_server(lab);
+    // An explicit user: no warning about the default one before the reason.
+    ServerRun run = start_server(lab, {"--user", "nobody"});
     int status = wait_exit(run.pid, 10'000);
     ASSERT_NE(status, -1) << "the server did not stop";
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;
