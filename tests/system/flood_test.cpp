@@ -295,8 +295,9 @@ TEST_F(Floods, TwoThousandSilentConnectionsAreCappedDroppedWhenIdleAndAGoodPeerI
     EXPECT_EQ(report.snapshots.back().failed, 0) << report.errors;
     // The client also counts connections still in the listen backlog, not
     // yet accepted and closed; by 5 s there are none.
-    // 1,024 connections, the listener, the channel to leased, the log.
-    EXPECT_LE(most_sockets, 1024 + 3) << "protod held more than its limit";
+    // 1,024 connections, the listener, the control socket's listener, the
+    // channel to leased, the log.
+    EXPECT_LE(most_sockets, 1024 + 4) << "protod held more than its limit";
     EXPECT_LE(at_3s, 1024);
     EXPECT_GE(at_3s, 1024 - 40) << "the server should fill its 1,024 slots";
     EXPECT_GE(closed_at_3s, kFlood - 1024) << "the rest are closed";
