@@ -304,7 +304,7 @@ TEST_F(Faults, SigkillOfEachProcessDuringGrantsLosesNoAcknowledgedLease) {
 TEST_F(Faults, FullDiskRefusesGrantsWithAnErrorAndServiceResumesWhenSpaceIsBack) {
     lab_ = std::make_unique<Lab>(LabOptions{2});
     const std::string dir = lab_->state_dir + "/tmpfs";
-    ASSERT_EQ(sh("mkdir -p " + dir + " && mount -t tmpfs -o size=128k tmpfs " + dir), 0);
+    ASSERT_EQ(sh("mkdir -p " + dir + " && mount -t tmpfs -o size=128k,mode=0700 tmpfs " + dir), 0);
     struct Unmount {
         std::string dir;
         ~Unmount() { sh("umount -l " + dir + " 2>/dev/null"); }
@@ -384,7 +384,7 @@ TEST_F(Faults, FullDiskRefusesGrantsWithAnErrorAndServiceResumesWhenSpaceIsBack)
 TEST_F(Faults, ReadOnlyStateDirectoryIsAClearFailureAndLeavesTheLeaseFileAlone) {
     lab_ = std::make_unique<Lab>(LabOptions{1});
     const std::string dir = lab_->state_dir + "/tmpfs";
-    ASSERT_EQ(sh("mkdir -p " + dir + " && mount -t tmpfs -o size=128k tmpfs " + dir), 0);
+    ASSERT_EQ(sh("mkdir -p " + dir + " && mount -t tmpfs -o size=128k,mode=0700 tmpfs " + dir), 0);
     struct Unmount {
         std::string dir;
         ~Unmount() { sh("umount -l " + dir + " 2>/dev/null"); }
