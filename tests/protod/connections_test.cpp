@@ -60,7 +60,7 @@ std::string error_after_verdict(ConnectionTable& table, ConnId id,
     EXPECT_FALSE(query->ipv4 || query->ipv6);
     EXPECT_TRUE(table.pending_output(id).empty()) << "nothing before leased's verdict";
     EXPECT_EQ(table.read_space(id), 0u);
-    EXPECT_TRUE(table.answered(id, msg::LeaseAnswer{}, t0).delivered);
+    EXPECT_TRUE(table.answered(id, msg::LeaseAnswer{}, t0));
     return std::string(table.pending_output(id));
 }
 
@@ -533,12 +533,12 @@ TEST(Connections, BadLineOfAPipelinedRequestIsAnsweredInItsTurn) {
     auto id = *table.open(ip6("fe80::1"), t0);
     ASSERT_TRUE(table.received(id, bytes("request_ip=1\n\nGET / HTTP/1.1\r\n"), t0));
     EXPECT_TRUE(table.pending_output(id).empty()); // the first is with leased
-    auto outcome = table.answered(id, granted("10.0.0.1"), t0);
-    ASSERT_TRUE(outcome.next.has_value()) << "the bad one goes to leased for its verdict";
-    EXPECT_EQ(outcome.next->invalid, 1);
-    ASSERT_TRUE(table.answered(id, msg::LeaseAnswer{}, t0).delivered);
+    ASSERT_TRUE(table.answered(id, granted("10.0.0.1"), t0));
     std::string out(table.pending_output(id));
-    EXPECT_FALSE(table.wrote(id, out.size(), t0).has_value());
+    auto next = table.wrote(id, out.size(), t0);
+    ASSERT_TRUE(next.has_value()) << "the bad one goes to leased for its verdict once written";
+    EXPECT_EQ(next->invalid, 1);
+    ASSERT_TRUE(table.answered(id, msg::LeaseAnswer{}, t0));
     out += table.pending_output(id);
     proto::ResponseParser parser;
     parser.feed(out);
