@@ -411,7 +411,11 @@ void ServerLeased::handle_query(const Query& q) {
         return;
     }
     if (plan->unchanged) {
-        // What the lease file holds already: no netd order, no write, no sync.
+        // What the lease file holds already: no netd order, no write, no
+        // sync; still a renewal for the audit trail, monitor and metrics.
+        for (const LeaseEvent& e :
+             events_of_plan(*plan, server_.current_lease(*peer), server_.link_local_of(*peer)))
+            emit(e);
         answer(q.conn, *plan);
         return;
     }

@@ -45,6 +45,11 @@ bool running(pid_t pid) {
     return state.find('Z') == std::string::npos;
 }
 
+bool stopped(pid_t pid) {
+    const std::string status = read_file("/proc/" + std::to_string(pid) + "/status");
+    return status.find("State:\tT") != std::string::npos;
+}
+
 class FailClosed : public ::testing::Test {
   protected:
     void SetUp() override {
@@ -85,7 +90,10 @@ TEST_F(FailClosed, SigkillOfNetdTakesBothChildrenDownEvenAStoppedOneAndTheyHoldN
     }
 
     // protod stopped: it would never read its channel's EOF.
+    // The kernel wakes the stopped members of a group orphaned by netd's
+    // exit, so the stop must have happened before that exit.
     ASSERT_EQ(kill(children[1], SIGSTOP), 0);
+    ASSERT_TRUE(eventually([&] { return stopped(children[1]); }, 2000));
     ASSERT_EQ(kill(pid, SIGKILL), 0);
     ASSERT_NE(wait_exit(pid, 2000), -1);
     for (pid_t child : children)
