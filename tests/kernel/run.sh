@@ -41,6 +41,8 @@ default_filter+=':Server.LeaseNotRenewed*:Server.StaticAllowedIp*:Server.NewRout
 default_filter+=':Server.RestartRestores*:Server.KillingAChild*'
 default_filter+=':Client.ObtainsBoth*:Client.ServerGoneAddressesExpire*:Client.SigtermRemoves*'
 default_filter+=':OperatorChanges.*:FailClosed.SigkillOfNetd*:Operate.RevokeEndsTheLease*'
+default_filter+=':ClientRoutes.*:Deployment.LeaseThatExpiredWhileTheServerWasStopped*'
+default_filter+=':HostileNeighbour.*'
 filter=${WGD_KERNEL_FILTER:-$default_filter}
 peers=${WGD_KERNEL_PEERS:-100000}
 
@@ -131,7 +133,8 @@ copy_with_libraries() { # root file [destination]
 base=$work/base
 mkdir -p "$base"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,run,var,root}
 ln -s ../run "$base/var/run"
-for program in wg-dynamic-server wg-dynamic-client tests/test_system tests/wgd-load; do
+for program in wg-dynamic-server wg-dynamic-client tests/test_system tests/wgd-load \
+    tests/hostile_leased.so; do
     [ -x "$build/$program" ] || { echo "run.sh: $build/$program missing: make build" >&2; exit 1; }
     copy_with_libraries "$base" "$build/$program"
 done
