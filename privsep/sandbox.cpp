@@ -142,9 +142,6 @@ constexpr SocketRule kNetdSockets[] = {
     {AF_INET6, SOCK_STREAM, IPPROTO_TCP, kClient, "same, with the protocol spelled out"},
 };
 
-// The fcntl commands the code uses after its sandbox (protod's O_NONBLOCK
-// on handed-in sockets; FD_CLOEXEC for completeness). Never F_SETOWN or
-// F_SETSIG (signals to others), F_DUPFD, locks, leases or F_NOTIFY.
 // RLIMIT_DATA (heap and private writable mappings) of netd, leased and
 // protod. Measured peaks (make bench): netd's device copy about 100 B a peer
 // (BM_DeviceMemory: 6.5 MB at 65,536 peers), leased's restart 316 B a peer
@@ -153,6 +150,23 @@ constexpr SocketRule kNetdSockets[] = {
 // a few million peers and stop a process taken over from eating the host.
 constexpr rlim_t kDataLimit[] = {512u << 20, 1024u << 20, 256u << 20};
 
+// AddressSanitizer reserves terabytes of shadow memory up front, which no
+// data limit admits; sanitizer builds (tests only) run without one.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAddressSanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kAddressSanitizer = true;
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+
+// The fcntl commands the code uses after its sandbox (protod's O_NONBLOCK
+// on handed-in sockets; FD_CLOEXEC for completeness). Never F_SETOWN or
+// F_SETSIG (signals to others), F_DUPFD, locks, leases or F_NOTIFY.
 constexpr int kFcntlCommands[] = {F_GETFL, F_SETFL, F_GETFD, F_SETFD};
 
 unsigned role_bit(Role r) {
@@ -239,6 +253,12 @@ Outcome set_limit(int resource, rlim_t value, const char* name) {
     if (::setrlimit(resource, &lim) < 0)
         return fail(std::string("setrlimit ") + name);
     return {};
+}
+
+Outcome set_data_limit(rlim_t value) {
+    if (kAddressSanitizer)
+        return {};
+    return set_limit(RLIMIT_DATA, value, "RLIMIT_DATA");
 }
 
 UniqueFd open_own_status() {
@@ -402,9 +422,7 @@ Outcome enter_sandbox(const SandboxSpec& spec) {
 
     if (Outcome o = set_limit(RLIMIT_NPROC, 0, "RLIMIT_NPROC"); !o.ok())
         return o;
-    if (Outcome o =
-            set_limit(RLIMIT_DATA, kDataLimit[spec.role == Role::leased ? 1 : 2], "RLIMIT_DATA");
-        !o.ok())
+    if (Outcome o = set_data_limit(kDataLimit[spec.role == Role::leased ? 1 : 2]); !o.ok())
         return o;
     if (Outcome o = set_limit(RLIMIT_CORE, 0, "RLIMIT_CORE"); !o.ok())
         return o;
@@ -467,7 +485,7 @@ Outcome enter_netd_sandbox(Side side, const NetdSandbox& how) {
     if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
         return fail("PR_SET_DUMPABLE");
 
-    if (Outcome o = set_limit(RLIMIT_DATA, kDataLimit[0], "RLIMIT_DATA"); !o.ok())
+    if (Outcome o = set_data_limit(kDataLimit[0]); !o.ok())
         return o;
 
     if (Outcome o = apply_seccomp_filter(Role::netd, side, !how.uapi_dir.empty()); !o.ok())
