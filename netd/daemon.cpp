@@ -165,9 +165,9 @@ Result<UniqueFd> listen_link_local(int ifindex, const std::string& ifname) {
 }
 
 void stop_children(privsep::Supervisor& supervisor, std::vector<privsep::Channel*> channels) {
-    // netd has no CAP_KILL and the children run as another user, so a
-    // signal would be refused: closing their channels is how they are told
-    // to go, and PR_SET_PDEATHSIG takes any straggler down with netd.
+    // netd's filter has no kill: closing their channels is how the
+    // children are told to go, and their parent-death signal takes any
+    // straggler down with netd.
     supervisor.expect_exits();
     for (privsep::Channel* ch : channels)
         *ch = privsep::Channel{};
@@ -177,8 +177,8 @@ void stop_children(privsep::Supervisor& supervisor, std::vector<privsep::Channel
         poll(&p, 1, 50);
         supervisor.reap(); // each logged as stopped
     }
-    // No kill (netd's filter has none, and it could not reach them): what
-    // is left dies with netd through its parent-death signal.
+    // No kill (netd's filter has none): what is left dies with netd
+    // through its parent-death signal.
     supervisor.abandon();
 }
 

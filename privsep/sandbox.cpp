@@ -86,7 +86,7 @@ constexpr Entry kAllowlist[] = {
     // protod: works only on sockets handed to it; creates none.
     {"accept", kProtod, kServer, "accept on the listening sockets handed in by netd"},
     {"accept4", kProtod, kServer, "accept with SOCK_NONBLOCK|SOCK_CLOEXEC"},
-    {"epoll_create1", kProtod, kServer, "the server loop over 1,024 connections (issue 9)"},
+    {"epoll_create1", kProtod, kServer, "the server loop over 1,024 connections"},
     {"epoll_ctl", kProtod, kServer, "watch what each connection waits for"},
     {"epoll_wait", kProtod, kServer, "the server loop's wait"},
     {"epoll_pwait", kProtod, kServer, "glibc may implement epoll_wait with epoll_pwait"},
@@ -408,13 +408,12 @@ Outcome enter_sandbox(const SandboxSpec& spec) {
         return Outcome{"capng_apply failed"};
     if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
         return fail("clear ambient capabilities");
-    // The uid change cleared the parent-death signal set at spawn. Setting
-    // it again would change nothing: the kernel sends it with the dying
-    // parent's credentials, and netd (uid 0 without CAP_KILL) may not signal
-    // this uid. What ends a child when netd dies is its channel's EOF, or,
-    // for a stopped child, the SIGHUP and SIGCONT its orphaned process group
-    // gets (spawn_role). Only the parent is checked here: a child whose
-    // parent died during its set-up stops now.
+    // The uid change cleared the parent-death signal set at spawn: set it
+    // again, now as this uid. The kernel sends it with the dying parent's
+    // credentials, which is why netd keeps CAP_KILL (and no call to use it).
+    // A parent that died before this point would never send it: check.
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+        return fail("PR_SET_PDEATHSIG");
     if (::getppid() != parent)
         return Outcome{"the parent process is gone"};
     if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
@@ -468,8 +467,11 @@ Outcome enter_netd_sandbox(Side side, const NetdSandbox& how) {
     }
 
     ::capng_clear(CAPNG_SELECT_ALL);
+    // CAP_KILL only so that the kernel may deliver the children's
+    // parent-death signal across their uid when netd dies; netd's filter
+    // has no call that sends a signal to another process.
     if (::capng_updatev(CAPNG_ADD, capng_type_t(CAPNG_EFFECTIVE | CAPNG_PERMITTED), CAP_NET_ADMIN,
-                        CAP_NET_BIND_SERVICE, -1) != 0)
+                        CAP_NET_BIND_SERVICE, CAP_KILL, -1) != 0)
         return Outcome{"capng_updatev failed"};
     // Bounding set first (needs CAP_SETPCAP), then the capability sets.
     if (::capng_apply(CAPNG_SELECT_BOUNDS) != 0)
@@ -630,7 +632,8 @@ std::optional<SandboxState> read_sandbox_state(pid_t pid) {
 }
 
 std::uint64_t netd_capabilities() {
-    return (std::uint64_t(1) << CAP_NET_ADMIN) | (std::uint64_t(1) << CAP_NET_BIND_SERVICE);
+    return (std::uint64_t(1) << CAP_NET_ADMIN) | (std::uint64_t(1) << CAP_NET_BIND_SERVICE) |
+           (std::uint64_t(1) << CAP_KILL);
 }
 
 Outcome check_sandbox_state(Role role, const SandboxState& s) {

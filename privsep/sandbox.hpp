@@ -14,7 +14,9 @@
 //   8. self-check through the fd of step 1 (pread is in every allowlist)
 // netd (enter_netd_sandbox): stays uid 0, chroots into the UAPI sockets'
 // directory (UAPI backend) or the empty directory, keeps exactly
-// CAP_NET_ADMIN and CAP_NET_BIND_SERVICE (effective + permitted), bounding,
+// CAP_NET_ADMIN, CAP_NET_BIND_SERVICE and CAP_KILL (effective + permitted:
+// CAP_KILL only for the kernel's delivery of the children's parent-death
+// signal; no call in netd's filter sends a signal to another process), bounding,
 // inheritable and ambient sets empty, not dumpable, RLIMIT_DATA, then steps
 // 7 and 8. Every role: RLIMIT_DATA, tgkill only to itself, fcntl only with
 // the commands the code uses.
@@ -96,7 +98,7 @@ struct SandboxState {
 std::optional<SandboxState> parse_sandbox_state(std::string_view proc_status_text);
 std::optional<SandboxState> read_sandbox_state(pid_t pid);
 
-// The capability mask netd keeps: CAP_NET_ADMIN | CAP_NET_BIND_SERVICE.
+// The capability mask netd keeps: CAP_NET_ADMIN | CAP_NET_BIND_SERVICE | CAP_KILL.
 std::uint64_t netd_capabilities();
 // Pure: does this state match the row of `role`? Says what differs if not.
 Outcome check_sandbox_state(Role role, const SandboxState& state);

@@ -37,9 +37,9 @@ std::optional<Role> parse_role_argument(std::string_view arg);
 // one of them is stopped, so a stopped child dies with its parent (a running
 // one sees its channel's EOF). Returns the child's pid, or -1 (errno set).
 // Between fork and execve the child sets PR_SET_PDEATHSIG(SIGKILL), which
-// holds until the child's uid change, and checks that its parent is still the
-// caller. Must be called from a single-threaded parent (the death signal
-// follows the forking thread).
+// holds until the child's uid change (enter_sandbox sets it again after it),
+// and checks that its parent is still the caller. Must be called from a single-threaded parent (the
+// death signal follows the forking thread).
 pid_t spawn_role(const std::string& exe, const std::vector<std::string>& argv,
                  const std::vector<std::pair<int, int>>& fds, pid_t group = 0);
 

@@ -163,7 +163,7 @@ for entry in "server:$server_pid" "client1:${client_pids[0]}" "client2:${client_
     show_process "$suite" netd "$pid"
     for child in $(pgrep -P "$pid"); do show_process "$suite" "$(role_of "$child")" "$child"; done
 done
-say "netd keeps uid 0 with only CAP_NET_ADMIN and CAP_NET_BIND_SERVICE (0000000000001400);"
+say "netd keeps uid 0 with only CAP_NET_ADMIN, CAP_NET_BIND_SERVICE and CAP_KILL (0000000000001420);"
 say "leased and protod run as nobody with no capability; all nine under seccomp (2)."
 
 step "Stopping: the clients remove their addresses, the server keeps its leases on file"

@@ -7,14 +7,17 @@
 // production: the shipped binaries neither contain it nor read its variable,
 // and whoever can set LD_PRELOAD for a root daemon already controls it.
 //
-// Script: steps separated by ';', each TYPE:HEXBODY (one frame) or
-// TYPE:HEXBODY*COUNT (the same frame COUNT times, answers not awaited).
+// Script: steps separated by ';', each TYPE:HEXBODY (one frame),
+// TYPE:HEXBODY*COUNT (the same frame COUNT times, answers not awaited), or
+// "hang": ignore every catchable signal that ends a process and netd's EOF,
+// and never exit.
 #include "leased/leased.hpp"
 #include "privsep/messages.hpp"
 
 #include <dlfcn.h>
 #include <poll.h>
 #include <seccomp.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -118,6 +121,14 @@ std::string await(std::uint32_t id, int ms) {
     }
 }
 
+[[noreturn]] void hang() {
+    for (int sig : {SIGHUP, SIGINT, SIGTERM, SIGPIPE, SIGUSR1, SIGUSR2, SIGALRM, SIGCONT})
+        ::signal(sig, SIG_IGN);
+    std::fprintf(stderr, "hostile: hanging\n");
+    for (;;)
+        ::poll(nullptr, 0, 1000);
+}
+
 [[noreturn]] void run_script() {
     await(0, 1000); // pools and peers at start
     std::uint32_t id = 1000;
@@ -129,6 +140,8 @@ std::string await(std::uint32_t id, int ms) {
             end = g_script.size();
         std::string step = g_script.substr(at, end - at);
         at = end + 1;
+        if (step == "hang")
+            hang();
         size_t colon = step.find(':');
         size_t star = step.find('*');
         auto type = static_cast<std::uint16_t>(std::stoi(step.substr(0, colon)));

@@ -206,6 +206,20 @@ TEST(SeccompFilter, EveryRoleSignalsOnlyItself) {
                 SIGSYS));
             EXPECT_TRUE(
                 killed_by(with_filter(role, side, [parent] { return ::kill(parent, 0); }), SIGSYS));
+            // Every other call that sends a signal: none is allowed (netd
+            // holds CAP_KILL, so its filter is all that stands here).
+            for (long call :
+                 {long(SYS_tkill), long(SYS_rt_sigqueueinfo), long(SYS_rt_tgsigqueueinfo),
+                  long(SYS_pidfd_open), long(SYS_pidfd_send_signal)}) {
+                SCOPED_TRACE(call);
+                EXPECT_TRUE(
+                    killed_by(with_filter(role, side,
+                                          [parent, call] {
+                                              siginfo_t info{};
+                                              return int(::syscall(call, parent, parent, &info, 0));
+                                          }),
+                              SIGSYS));
+            }
             EXPECT_TRUE(killed_by(
                 with_filter(role, side, [parent] { return ::fcntl(0, F_SETOWN, parent); }),
                 SIGSYS));
@@ -411,7 +425,8 @@ TEST(Sandbox, ProcStatusOfSandboxedChildrenShowsTheirRow) {
             EXPECT_TRUE(exited_ok(status)) << describe_status(status);
             EXPECT_EQ(s->seccomp, 2);
             EXPECT_EQ(s->no_new_privs, 1);
-            const std::uint64_t caps = role == Role::netd ? 0x1400u : 0u;
+            // netd: CAP_KILL (5), CAP_NET_BIND_SERVICE (10), CAP_NET_ADMIN (12).
+            const std::uint64_t caps = role == Role::netd ? 0x1420u : 0u;
             EXPECT_EQ(s->cap_eff, caps);
             EXPECT_EQ(s->cap_prm, caps);
             EXPECT_EQ(s->cap_inh, 0u);

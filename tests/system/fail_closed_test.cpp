@@ -34,17 +34,6 @@ bool holds_path(pid_t pid, const std::string& path) {
     return false;
 }
 
-// Running, as opposed to gone or a zombie (reaped by whoever adopted it,
-// which in a container may take its time).
-bool running(pid_t pid) {
-    const std::string status = read_file("/proc/" + std::to_string(pid) + "/status");
-    const auto at = status.find("State:");
-    if (at == std::string::npos)
-        return false;
-    const std::string state = status.substr(at, status.find('\n', at) - at);
-    return state.find('Z') == std::string::npos;
-}
-
 bool stopped(pid_t pid) {
     const std::string status = read_file("/proc/" + std::to_string(pid) + "/status");
     return status.find("State:\tT") != std::string::npos;
@@ -97,7 +86,7 @@ TEST_F(FailClosed, SigkillOfNetdTakesBothChildrenDownEvenAStoppedOneAndTheyHoldN
     ASSERT_EQ(kill(pid, SIGKILL), 0);
     ASSERT_NE(wait_exit(pid, 2000), -1);
     for (pid_t child : children)
-        EXPECT_TRUE(eventually([&] { return !running(child); }, 3000))
+        EXPECT_TRUE(eventually([&] { return !process_running(child); }, 3000))
             << "child " << child << " outlived a SIGKILL of netd";
 }
 
@@ -116,5 +105,5 @@ TEST_F(FailClosed, ChildThatIgnoresTheStopCannotHoldNetdAndDiesWithIt) {
     ASSERT_EQ(kill(run.pid, SIGTERM), 0);
     EXPECT_NE(wait_exit(run.pid, 4000), -1) << "netd waited for a stopped child";
     for (pid_t child : children)
-        EXPECT_TRUE(eventually([&] { return !running(child); }, 3000)) << child;
+        EXPECT_TRUE(eventually([&] { return !process_running(child); }, 3000)) << child;
 }

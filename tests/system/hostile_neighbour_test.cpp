@@ -84,8 +84,9 @@ class HostileNeighbour : public ::testing::Test {
         eventually(
             [&] {
                 std::string log = read_file(run_.log);
-                return log.find("hostile: done") != std::string::npos || !process_alive(run_.pid) ||
-                       log.find("netd gone") != std::string::npos;
+                return log.find("hostile: done") != std::string::npos ||
+                       log.find("hostile: hanging") != std::string::npos ||
+                       !process_alive(run_.pid) || log.find("netd gone") != std::string::npos;
             },
             60000);
         return read_file(run_.log);
@@ -182,4 +183,20 @@ TEST_F(HostileNeighbour, EveryOrderOutsideTheRulesIsRefusedChangeByChangeAndNoth
     const std::string after =
         lab_->out(lab_->server_ns, "wg show " + lab_->server_iface + " allowed-ips");
     EXPECT_EQ(after, before) << "something was applied";
+}
+
+// A leased taken over that ignores netd's EOF and every catchable signal
+// (not stopped, so no orphaned-group SIGHUP reaches it either) still dies
+// with netd: its parent-death signal, set after its uid change, is sent with
+// netd's credentials, which keep CAP_KILL for exactly this.
+TEST_F(HostileNeighbour, LeasedThatIgnoresEofAndSignalsDiesWhenNetdIsKilled) {
+    lab_ = std::make_unique<Lab>(LabOptions{1});
+    std::string log = play({{"hang", "hang"}});
+    ASSERT_NE(log.find("hostile: hanging"), std::string::npos) << log;
+    auto children = children_of(run_.pid);
+    ASSERT_EQ(children.size(), 2u);
+    ASSERT_EQ(kill(run_.pid, SIGKILL), 0);
+    for (pid_t child : children)
+        EXPECT_TRUE(eventually([&] { return !process_running(child); }, 3000))
+            << "child " << child << " outlived a SIGKILL of netd";
 }

@@ -48,6 +48,15 @@ bool process_alive(pid_t pid) {
     return kill(pid, 0) == 0;
 }
 
+bool process_running(pid_t pid) {
+    const std::string status = read_file("/proc/" + std::to_string(pid) + "/status");
+    const auto at = status.find("State:");
+    if (at == std::string::npos)
+        return false;
+    const std::string state = status.substr(at, status.find('\n', at) - at);
+    return state.find('Z') == std::string::npos;
+}
+
 int wait_exit(pid_t pid, int timeout_ms) {
     int status = 0;
     bool done = eventually(

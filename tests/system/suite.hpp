@@ -15,6 +15,9 @@ std::string binary(const std::string& name); // WGD_BINARY_DIR/name
 std::vector<pid_t> children_of(pid_t parent);
 std::string read_file(const std::string& path);
 bool process_alive(pid_t pid);
+// Running, as opposed to gone or a zombie (reaped by whoever adopted it,
+// which in a container may take its time).
+bool process_running(pid_t pid);
 // Waits for pid (a child of the test) to exit; its status, or -1 on timeout.
 int wait_exit(pid_t pid, int timeout_ms);
 
