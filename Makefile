@@ -33,8 +33,8 @@ DEPS := cmake g++ clang pkg-config make libmnl-dev libseccomp-dev libcap-ng-dev 
         wireguard-tools wireguard-go mandoc python3 libclang-rt-14-dev \
         iputils-ping procps clang-format
 
-.PHONY: all build deps check demo fuzz soak bench bench-load install uninstall format format-check clean \
-        deps-kernel check-kernel check-kernel-large
+.PHONY: all build deps have-deps check demo fuzz soak bench bench-load install uninstall format format-check clean \
+        deps-kernel have-deps-kernel check-kernel check-kernel-large
 
 all: build
 
@@ -44,10 +44,15 @@ $(BUILD)/CMakeCache.txt:
 build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
-deps:
-	@missing=$$(for p in $(DEPS); do \
+# The packages of the list $(1) that are not installed, as shell text.
+missing_packages = $$(for p in $(1); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
-	  done); \
+	  done)
+
+# The only targets that install packages: deps and deps-kernel. The others
+# check (have-deps) and say what to run.
+deps:
+	@missing=$(call missing_packages,$(DEPS)); \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ]; then \
 	  echo "missing packages; as root run:"; \
@@ -58,7 +63,13 @@ deps:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing || \
 	{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; }
 
-check: deps build
+have-deps:
+	@missing=$(call missing_packages,$(DEPS)); \
+	if [ -n "$$missing" ]; then \
+	  echo "missing Debian packages:" $$missing "(install them with: make deps, as root)" >&2; exit 2; \
+	fi
+
+check: have-deps build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(if $(CHECK_LABEL),-L $(CHECK_LABEL))
 
 # The kernel's WireGuard (the generic netlink backend) in QEMU guests booting
@@ -68,18 +79,24 @@ KERNEL_DEPS := qemu-system-x86 cpio kmod xz-utils file binutils
 deps-kernel:
 	@$(MAKE) --no-print-directory deps DEPS="$(KERNEL_DEPS)"
 
-check-kernel: deps deps-kernel build
+have-deps-kernel:
+	@missing=$(call missing_packages,$(KERNEL_DEPS)); \
+	if [ -n "$$missing" ]; then \
+	  echo "missing Debian packages:" $$missing "(install them with: make deps-kernel, as root)" >&2; exit 2; \
+	fi
+
+check-kernel: have-deps have-deps-kernel build
 	tests/kernel/run.sh $(BUILD) tests
 
 # 100,000 peers on kernel WireGuard, all leased, then a restart (wgd-load in
 # the guests); much slower than check-kernel under emulation.
-check-kernel-large: deps deps-kernel build
+check-kernel-large: have-deps have-deps-kernel build
 	tests/kernel/run.sh $(BUILD) large
 
-demo: deps build
+demo: have-deps build
 	@tests/demo.sh $(BUILD)
 
-fuzz: deps
+fuzz: have-deps
 	cmake -S . -B $(FUZZ_BUILD) -DFUZZ=ON -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)
 	@set -e; for t in $(FUZZ_BUILD)/fuzz/fuzz_*; do \
@@ -92,18 +109,18 @@ fuzz: deps
 	  test $${PIPESTATUS[0]} -eq 0; \
 	done
 
-# The robustness campaign (issue 10): SIGKILLs of the server suite's processes
+# The robustness campaign: SIGKILLs of the server suite's processes
 # during grants for SOAK_SECONDS, every acknowledged lease checked after each
 # restart; then the other fault, flood and hostile-input tests once. Needs root.
-soak: deps build
+soak: have-deps build
 	cd $(BUILD) && WGD_SOAK_SECONDS=$(SOAK_SECONDS) ./tests/test_system \
 	  --gtest_filter='Faults.*:Floods.*:Hostile.*'
 
-bench: deps build
+bench: have-deps build
 	@set -e; for b in $(BUILD)/bench/*; do echo "== $$(basename $$b)"; \
 	  $$b --benchmark_repetitions=5 --benchmark_report_aggregates_only=true; done
 
-# The server under load (issue 9): N peers, C concurrent clients, and
+# The server under load: N peers, C concurrent clients, and
 # optionally M leases before the restart (RESTART_LEASES=60000; wireguard-go
 # holds at most 65,536 peers). FLOOR=1 replaces the server by a trivial
 # responder: the ceiling this machine's TCP and the generator allow. Needs root.
@@ -111,7 +128,7 @@ N              ?= 10000
 C              ?= 1000
 RESTART_LEASES ?= 0
 FLOOR          ?= 0
-bench-load: deps build
+bench-load: have-deps build
 	$(BUILD)/tests/wgd-load -n $(N) -c $(C) --restart-leases $(RESTART_LEASES) \
 	  $(if $(filter 1,$(FLOOR)),--floor)
 

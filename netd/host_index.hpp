@@ -2,7 +2,7 @@
 // 4 bytes a slot. The address is not stored: the peer it names already holds
 // it, and the caller's holds(peer, address) answers whether a slot matches.
 // Two std::unordered_map<Ip, u32> cost 40-56 bytes an entry (a node and a
-// bucket); this costs about 6 at netd's load (issue #9).
+// bucket); this costs about 6 at netd's load.
 //
 // Open addressing, linear probing, at most 3/4 full counting tombstones. An
 // erase leaves a tombstone (a backward shift would need the addresses of the

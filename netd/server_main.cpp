@@ -339,7 +339,7 @@ bool ServerNetd::send_peers(bool asked) {
 
 bool ServerNetd::refresh_device() {
     // The old copy goes before the new one is read: both at once were netd's
-    // peak memory (issue #9). Nothing needs it meanwhile: the loop is
+    // peak memory. Nothing needs it meanwhile: the loop is
     // single-threaded, and after a failed read the empty view is untrusted,
     // so the next order reads again (and is refused if that fails too).
     device_ = DeviceView();

@@ -120,9 +120,6 @@ void log_set_verbosity(int v) {
 std::string_view log_name() {
     return g_name;
 }
-LogSink log_stderr_sink() {
-    return write_stderr;
-}
 void log_set_relayed() {
     g_relayed = true;
 }

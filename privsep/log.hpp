@@ -32,7 +32,6 @@ void log_set_name(std::string_view process_name);
 void log_set_verbosity(int verbosity);
 bool log_enabled(LogLevel level);
 std::string_view log_name();
-LogSink log_stderr_sink();
 // This process is a child whose stderr is netd's relay: "<N>text" lines.
 void log_set_relayed();
 // Whether stderr is the journal (decided once, at start).

@@ -66,7 +66,7 @@ class Server {
     void watch(ConnId id); // epoll interest = what the connection now waits for
 
     // epoll, not poll: with 1,000 connections open, poll's walk over every
-    // socket per round was most of protod's CPU (wgd-load, issue 9).
+    // socket per round is most of protod's CPU (wgd-load).
     UniqueFd epoll_;
     std::unordered_map<ConnId, std::uint32_t> watched_; // registered interest
     std::vector<ConnId> touched_;                       // this round's, to re-watch

@@ -6,8 +6,8 @@
 // (a removal reads the device and replaces the peers' lists: wireguard-go
 // 0.0.20220316 has no single-entry removal).
 // BM_DeviceMemory: the heap netd's copy of a device of N peers costs, per
-// peer, at each step of a read and at the peaks (issue #9: netd under 16 MiB
-// at 100,000 peers).
+// peer, at each step of a read and at the peaks (the target: netd under
+// 16 MiB at 100,000 peers).
 #include "netd/device_view.hpp"
 #include "netd/wireguard.hpp"
 #include "tests/netd/lab.hpp"

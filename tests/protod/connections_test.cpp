@@ -1,4 +1,4 @@
-// The server protod's connection rules (issue 6), one test per rule, on the
+// The server protod's connection rules, one test per rule, on the
 // pure ConnectionTable with a clock the tests move by hand.
 #include "protod/connections.hpp"
 

@@ -1,4 +1,4 @@
-// Issue 10: with every slot taken by silent connections, a new peer still
+// With every slot taken by silent connections, a new peer still
 // gets in; the connection closed for it is the one quiet longest, and never
 // one that is owed an answer or was active within evict_after_quiet.
 #include "protod/connections.hpp"

@@ -1,4 +1,4 @@
-// The client protod's exchange (issue 7): the request it sends, its two
+// The client protod's exchange: the request it sends, its two
 // timeouts and the typed result leased gets, on the pure Exchange.
 #include "protod/exchange.hpp"
 

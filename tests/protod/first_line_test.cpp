@@ -1,4 +1,4 @@
-// Issue 10: a peer that does not speak the protocol (CR LF line ends, HTTP,
+// A peer that does not speak the protocol (CR LF line ends, HTTP,
 // TLS) is answered as soon as its first line is complete, not after the
 // request timeout: its bytes may never contain the "\n\n" that ends a message.
 // The early verdict is the one codec.hpp's rules give the whole message.

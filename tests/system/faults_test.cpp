@@ -1,4 +1,4 @@
-// Issue 10, faults: processes of the server suite killed during a load of
+// Faults: processes of the server suite killed during a load of
 // grants, the lease file's disk full or read-only, WireGuard losing allowed
 // IPs or restarting under the server, the interface deleted. The rule
 // checked after each: every grant whose answer a client received is in the

@@ -1,4 +1,4 @@
-// Issue 10, hostile input: a catalogue of bad and odd requests, each sent by a
+// Hostile input: a catalogue of bad and odd requests, each sent by a
 // real peer through the tunnel from port 970 to the real server suite. A
 // refused request must get errno 1 or 2 and a closed connection, or no answer
 // at all, and change no lease and no allowed IP; a legal but odd one must get a
