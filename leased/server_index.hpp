@@ -22,31 +22,6 @@
 
 namespace wgd::leased {
 
-// splitmix64's finalizer: every input bit moves about half the output bits,
-// so consecutive addresses (a fresh pool fills low bits) spread evenly.
-inline std::uint64_t mix64(std::uint64_t x) {
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
-
-struct AddressHash {
-    std::uint64_t operator()(const Ip4& a) const {
-        std::uint32_t v;
-        std::memcpy(&v, a.bytes.data(), sizeof v);
-        return mix64(v);
-    }
-    std::uint64_t operator()(const Ip6& a) const {
-        std::uint64_t hi, lo;
-        std::memcpy(&hi, a.bytes.data(), sizeof hi);
-        std::memcpy(&lo, a.bytes.data() + 8, sizeof lo);
-        return mix64(lo ^ mix64(hi));
-    }
-};
-
 // Ref: a pointer to the owner. KeyOf: Key(Ref), the owner's key. Hash:
 // std::uint64_t(Key).
 template <class Key, class Ref, class KeyOf, class Hash = AddressHash>

@@ -1,8 +1,22 @@
 #include "netd/device_view.hpp"
 
+#include <sys/random.h>
+
 #include <algorithm>
+#include <chrono>
 
 namespace wgd::netd {
+
+std::uint64_t address_hash_key() {
+    static const std::uint64_t key = [] {
+        std::uint64_t k = 0;
+        if (::getrandom(&k, sizeof k, 0) != sizeof k) // never short for 8 bytes
+            k = static_cast<std::uint64_t>(
+                std::chrono::steady_clock::now().time_since_epoch().count());
+        return k;
+    }();
+    return key;
+}
 
 namespace {
 

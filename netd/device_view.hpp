@@ -14,6 +14,9 @@
 
 namespace wgd::netd {
 
+// This process's key for the views' address indexes: random, drawn once.
+std::uint64_t address_hash_key();
+
 class DeviceView {
   public:
     DeviceView() = default;
@@ -46,8 +49,8 @@ class DeviceView {
     Peers peers_;
     // Global host entries only: link-local ones can never meet an order,
     // which adds global unicast addresses only.
-    HostIndex<Ip4> hosts4_; // index into peers_
-    HostIndex<Ip6> hosts6_;
+    HostIndex<Ip4> hosts4_{address_hash_key()}; // index into peers_
+    HostIndex<Ip6> hosts6_{address_hash_key()};
     std::vector<std::pair<Prefix4, std::uint32_t>> wide4_; // shorter prefixes (few)
     std::vector<std::pair<Prefix6, std::uint32_t>> wide6_;
 };

@@ -35,6 +35,10 @@ class HostIndex {
   public:
     static constexpr std::uint32_t kNone = 0xffffffffu;
 
+    // `key`: the hash key (AddressHash); netd's views take a random one,
+    // because leased chooses the addresses of its orders.
+    explicit HostIndex(std::uint64_t key = 0) : hash_{key} {}
+
     // Empty, with room for `entries` and some to spare. The old slots are
     // freed first: the table is never held twice.
     void reset(std::size_t entries) {
@@ -126,27 +130,14 @@ class HostIndex {
   private:
     static constexpr std::uint32_t kTombstone = 0xfffffffeu;
 
-    static std::uint64_t mix(std::uint64_t x) {
-        x ^= x >> 30;
-        x *= 0xbf58476d1ce4e5b9ull;
-        x ^= x >> 27;
-        x *= 0x94d049bb133111ebull;
-        return x ^ (x >> 31);
-    }
-    static std::uint64_t hash(const Ip4& a) { return mix(a.to_u32()); }
-    static std::uint64_t hash(const Ip6& a) {
-        std::uint64_t hi, lo;
-        std::memcpy(&hi, a.bytes.data(), sizeof hi);
-        std::memcpy(&lo, a.bytes.data() + 8, sizeof lo);
-        return mix(lo ^ mix(hi));
-    }
     // The top 32 bits of the hash scaled to the table: any size works, so the
     // table grows by half, not by doubling.
     std::size_t home(const Ip& a) const {
-        return static_cast<std::size_t>(((hash(a) >> 32) * slots_.size()) >> 32);
+        return static_cast<std::size_t>(((hash_(a) >> 32) * slots_.size()) >> 32);
     }
     std::size_t next(std::size_t i) const { return i + 1 == slots_.size() ? 0 : i + 1; }
 
+    AddressHash hash_;
     std::vector<std::uint32_t> slots_;
     std::size_t size_ = 0;
     std::size_t tombstones_ = 0;

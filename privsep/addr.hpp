@@ -5,6 +5,7 @@
 #include <array>
 #include <compare>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <span>
 #include <string>
@@ -64,6 +65,35 @@ bool is_leasable(const Ip6& a);
 // hand out, whatever route covers it.
 std::span<const Prefix4> unleasable_prefixes4();
 std::span<const Prefix6> unleasable_prefixes6();
+
+// splitmix64's finalizer: every input bit moves about half the output bits,
+// so consecutive addresses (a fresh pool fills low bits) spread evenly.
+constexpr std::uint64_t mix64(std::uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+// The hash of the address tables. `key` is 0 where the addresses come from
+// the operator or a uniform draw; random where the process beside chooses
+// them, so that it cannot aim many addresses at one probe run without
+// knowing the key.
+struct AddressHash {
+    std::uint64_t key = 0;
+    std::uint64_t operator()(const Ip4& a) const {
+        std::uint32_t v;
+        std::memcpy(&v, a.bytes.data(), sizeof v);
+        return mix64(v ^ key);
+    }
+    std::uint64_t operator()(const Ip6& a) const {
+        std::uint64_t hi, lo;
+        std::memcpy(&hi, a.bytes.data(), sizeof hi);
+        std::memcpy(&lo, a.bytes.data() + 8, sizeof lo);
+        return mix64(lo ^ mix64(hi ^ key));
+    }
+};
 
 struct PublicKey {
     std::array<std::uint8_t, 32> bytes{};

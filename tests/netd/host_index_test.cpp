@@ -146,11 +146,12 @@ TEST(HostIndex, APeersOtherAddressesStayFoundWhenOneIsErased) {
         EXPECT_EQ(index.find(addr(n), peers), n % 4 == 0 ? HostIndex<Ip4>::kNone : n % 2) << n;
 }
 
-TEST(HostIndex, RandomAssignsAndErasesAgreeWithAMap) {
+// Whatever the key: netd draws one at random.
+static void random_operations_agree_with_a_map(std::uint64_t key) {
     std::mt19937 rng(9);
     Peers peers{std::vector<std::vector<Ip4>>(64)};
     std::map<std::uint32_t, std::uint32_t> model; // address -> peer
-    HostIndex<Ip4> index;
+    HostIndex<Ip4> index(key);
     index.reset(16);
     int rebuilds = 0;
     for (int step = 0; step < 20000; step++) {
@@ -186,4 +187,11 @@ TEST(HostIndex, RandomAssignsAndErasesAgreeWithAMap) {
             }
     }
     EXPECT_GT(rebuilds, 3); // tombstones filled it up again and again
+}
+
+TEST(HostIndex, RandomAssignsAndErasesAgreeWithAMapWhateverTheKey) {
+    for (std::uint64_t key : {0ull, 0x243f6a8885a308d3ull, ~0ull}) {
+        SCOPED_TRACE(key);
+        random_operations_agree_with_a_map(key);
+    }
 }

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+#include <vector>
+
 using namespace wgd;
 
 TEST(Addr, ParsesAndFormatsBothFamiliesRoundTrip) {
@@ -54,4 +57,52 @@ TEST(Addr, PublicKeysConvertBetweenBase64AndHex) {
     EXPECT_FALSE(key_from_base64(b64.substr(0, 43)));
     EXPECT_FALSE(key_from_hex(to_hex(k) + "0"));
     EXPECT_FALSE(key_from_hex(std::string(64, 'g')));
+}
+
+namespace {
+
+// The buckets (of 4096) that 4096 consecutive addresses of each family fall
+// into, in order.
+std::vector<std::uint64_t> buckets_of_consecutive(AddressHash hash, bool ipv6) {
+    std::vector<std::uint64_t> out;
+    Ip6 a6{};
+    a6.bytes[0] = 0x20;
+    for (std::uint32_t n = 0; n < 4096; n++) {
+        a6.bytes[14] = static_cast<std::uint8_t>(n >> 8);
+        a6.bytes[15] = static_cast<std::uint8_t>(n);
+        out.push_back((ipv6 ? hash(a6) : hash(Ip4::from_u32(0x0a000000u + n))) & 4095);
+    }
+    return out;
+}
+
+std::size_t distinct(const std::vector<std::uint64_t>& v) {
+    std::map<std::uint64_t, int> seen;
+    for (std::uint64_t b : v)
+        seen[b]++;
+    return seen.size();
+}
+
+} // namespace
+
+TEST(AddressHash, SpreadsConsecutiveAddressesOverLowBitsWithAnyKey) {
+    // A fresh pool hands out neighbours: 4096 consecutive addresses must not
+    // fall into a few of 4096 buckets. Uniform: about 63% of buckets are
+    // hit; a weak hash hits far fewer.
+    for (std::uint64_t key : {0ull, 0x243f6a8885a308d3ull}) {
+        SCOPED_TRACE(key);
+        EXPECT_GT(distinct(buckets_of_consecutive(AddressHash{key}, false)), 2400u);
+        EXPECT_GT(distinct(buckets_of_consecutive(AddressHash{key}, true)), 2400u);
+    }
+}
+
+TEST(AddressHash, AnotherKeySendsTheSameAddressesToOtherBuckets) {
+    for (bool ipv6 : {false, true}) {
+        auto a = buckets_of_consecutive(AddressHash{0}, ipv6);
+        auto b = buckets_of_consecutive(AddressHash{0x243f6a8885a308d3ull}, ipv6);
+        int same = 0;
+        for (std::size_t i = 0; i < a.size(); i++)
+            same += a[i] == b[i];
+        // Independent buckets agree for about 1 address in 4096.
+        EXPECT_LT(same, 20) << (ipv6 ? "IPv6" : "IPv4");
+    }
 }
