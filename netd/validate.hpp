@@ -49,8 +49,8 @@ Result<void> grantable(const Scope& scope, const Ip6& a);
 //
 // Besides the leases, the set holds addresses claimed at start for their
 // removal only: leases of the file whose route went while the server was
-// stopped, so that they are outside every pool now and can never be granted
-// or restored, yet still on their peer. An order may remove such an address
+// stopped, so that they are outside every pool, where nothing is granted or
+// restored, yet still on their peer. An order may remove such an address
 // from its peer and do nothing else with it.
 class LeasedSet {
   public:
