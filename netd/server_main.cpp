@@ -446,6 +446,7 @@ void ServerNetd::handle_leased(privsep::Message& m) {
         return;
     }
     claims_open_ = false;
+    leased_set_.close_claims();
     auto order = msg::decode_apply_allowed_ips(m.body);
     if (!order) {
         WGD_LOG_ERROR("leased sent a malformed allowed-IP order");
@@ -505,10 +506,22 @@ void ServerNetd::on_claims(const msg::ClaimLeases& claims) {
     }
     std::size_t taken = 0;
     for (const msg::LeaseClaim& c : claims.claims) {
-        if (auto r = leased_set_.claim(device_, scope_, c.key, c.ipv4, c.ipv6); !r)
+        auto r = leased_set_.claim(device_, scope_, c.key, c.ipv4, c.ipv6);
+        if (!r) {
             WGD_LOG_WARN("lease claim from leased not taken: %s", r.error().message.c_str());
-        else
-            taken++;
+            continue;
+        }
+        taken++;
+        // The trace of what the lease file alone made removable (DESIGN.md).
+        auto note = [&](const auto& a) {
+            WGD_LOG_INFO("lease claim of %s for peer %s: outside every pool, taken for its "
+                         "removal only",
+                         to_string(a).c_str(), to_base64(c.key).c_str());
+        };
+        if (r->removal_only4)
+            note(*r->removal_only4);
+        if (r->removal_only6)
+            note(*r->removal_only6);
     }
     WGD_LOG_DEBUG("%zu of %zu lease claims taken", taken, claims.claims.size());
 }

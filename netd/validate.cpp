@@ -57,6 +57,12 @@ Result<void> grantable_impl(const Scope& scope, const Ip& a) {
     return {};
 }
 
+template <class Ip>
+bool inside_a_pool(const Scope& scope, const Ip& a) {
+    const auto& pools = pools_of(scope, a);
+    return std::any_of(pools.begin(), pools.end(), [&](const auto& p) { return p.contains(a); });
+}
+
 bool peer_holds(const Peer& peer, const Ip4& a) {
     return std::any_of(peer.allowed4.begin(), peer.allowed4.end(),
                        [&](const Prefix4& p) { return p.len == 32 && p.addr == a; });
@@ -104,6 +110,11 @@ const LeasedSet::Entry* LeasedSet::find(const PublicKey& key) const {
     return it == entries_.end() ? nullptr : &it->second;
 }
 
+const LeasedSet::Entry* LeasedSet::find_removal_only(const PublicKey& key) const {
+    auto it = removal_only_.find(key);
+    return it == removal_only_.end() ? nullptr : &it->second;
+}
+
 bool LeasedSet::holds(const PublicKey& key, const Ip4& a) const {
     const Entry* e = find(key);
     return e && e->ipv4 == a;
@@ -114,40 +125,85 @@ bool LeasedSet::holds(const PublicKey& key, const Ip6& a) const {
     return e && e->ipv6 == a;
 }
 
-Result<void> LeasedSet::claim(const DeviceView& view, const Scope& scope, const PublicKey& key,
-                              const std::optional<Ip4>& ipv4, const std::optional<Ip6>& ipv6) {
+bool LeasedSet::removal_only(const PublicKey& key, const Ip4& a) const {
+    const Entry* e = find_removal_only(key);
+    return e && e->ipv4 == a;
+}
+
+bool LeasedSet::removal_only(const PublicKey& key, const Ip6& a) const {
+    const Entry* e = find_removal_only(key);
+    return e && e->ipv6 == a;
+}
+
+Result<LeasedSet::Claimed> LeasedSet::claim(const DeviceView& view, const Scope& scope,
+                                            const PublicKey& key, const std::optional<Ip4>& ipv4,
+                                            const std::optional<Ip6>& ipv6) {
+    if (claims_closed_)
+        return make_error(EPERM,
+                          "claim for " + peer_name(key) +
+                              " after leased's first order (claims are taken at start only)");
     const Peer* peer = view.find(key);
     if (!peer)
         return make_error(ENOENT, "claim for " + peer_name(key) + ", which is not on the device");
     const Entry* had = find(key);
-    auto check = [&](const auto& a, const auto& already) -> Result<void> {
-        if (!a)
-            return {};
+    const Entry* had_removal = find_removal_only(key);
+    // The verdict on one address: taken as the lease (false) or for its
+    // removal only (true).
+    auto check = [&](const auto& a, bool already) -> Result<bool> {
+        const std::string what = "claim of " + to_string(a) + " for " + peer_name(key);
         if (already)
-            return make_error(EDQUOT, "claim of " + to_string(*a) + " for " + peer_name(key) +
-                                          ", which has a leased " + family_name(*a) + " already");
-        if (!peer_holds(*peer, *a))
-            return make_error(ENOENT, "claim of " + to_string(*a) + " for " + peer_name(key) +
-                                          ", which does not hold it");
-        if (auto g = grantable(scope, *a); !g)
-            return make_error(EINVAL, "claim for " + peer_name(key) + ": " + g.error().message);
-        return {};
+            return make_error(EDQUOT, what + ", which has a leased " + family_name(a) + " already");
+        if (!peer_holds(*peer, a))
+            return make_error(ENOENT, what + ", which does not hold it");
+        if (inside_a_pool(scope, a)) {
+            if (auto g = grantable(scope, a); !g)
+                return make_error(EINVAL, "claim for " + peer_name(key) + ": " + g.error().message);
+            return false;
+        }
+        // Outside every pool: the lease's route went while the server was
+        // stopped. Only its removal is ever accepted; never a link-local
+        // identity or another address no host can have, never the server's.
+        if (!is_leasable(a))
+            return make_error(EINVAL, what + ": an address no host can have");
+        const auto& own = own_of(scope, a);
+        if (std::find(own.begin(), own.end(), a) != own.end())
+            return make_error(EINVAL, what + ": an address of the server itself");
+        return true;
     };
-    if (auto r = check(ipv4, had ? had->ipv4 : std::nullopt); !r)
-        return r;
-    if (auto r = check(ipv6, had ? had->ipv6 : std::nullopt); !r)
-        return r;
-    if (!ipv4 && !ipv6)
-        return {};
-    Entry& e = entries_[key];
+    Result<bool> v4 = false, v6 = false;
+    if (ipv4) {
+        v4 = check(*ipv4, (had && had->ipv4) || (had_removal && had_removal->ipv4));
+        if (!v4)
+            return v4.error();
+    }
+    if (ipv6) {
+        v6 = check(*ipv6, (had && had->ipv6) || (had_removal && had_removal->ipv6));
+        if (!v6)
+            return v6.error();
+    }
+    Claimed claimed;
     if (ipv4)
-        e.ipv4 = ipv4;
+        (*v4 ? removal_only_[key].ipv4 : entries_[key].ipv4) = ipv4;
     if (ipv6)
-        e.ipv6 = ipv6;
-    return {};
+        (*v6 ? removal_only_[key].ipv6 : entries_[key].ipv6) = ipv6;
+    if (ipv4 && *v4)
+        claimed.removal_only4 = ipv4;
+    if (ipv6 && *v6)
+        claimed.removal_only6 = ipv6;
+    return claimed;
 }
 
 void LeasedSet::record(const PeerChange& applied) {
+    if (auto r = removal_only_.find(applied.key); r != removal_only_.end()) {
+        for (const Ip4& a : applied.remove4)
+            if (r->second.ipv4 == a)
+                r->second.ipv4.reset();
+        for (const Ip6& a : applied.remove6)
+            if (r->second.ipv6 == a)
+                r->second.ipv6.reset();
+        if (!r->second.ipv4 && !r->second.ipv6)
+            removal_only_.erase(r);
+    }
     auto it = entries_.find(applied.key);
     if (it != entries_.end()) {
         for (const Ip4& a : applied.remove4)
@@ -170,14 +226,16 @@ void LeasedSet::record(const PeerChange& applied) {
 }
 
 void LeasedSet::prune(const DeviceView& view) {
-    for (auto it = entries_.begin(); it != entries_.end();) {
-        const Peer* peer = view.find(it->first);
-        Entry& e = it->second;
-        if (e.ipv4 && !(peer && peer_holds(*peer, *e.ipv4)))
-            e.ipv4.reset();
-        if (e.ipv6 && !(peer && peer_holds(*peer, *e.ipv6)))
-            e.ipv6.reset();
-        it = !e.ipv4 && !e.ipv6 ? entries_.erase(it) : std::next(it);
+    for (auto* entries : {&entries_, &removal_only_}) {
+        for (auto it = entries->begin(); it != entries->end();) {
+            const Peer* peer = view.find(it->first);
+            Entry& e = it->second;
+            if (e.ipv4 && !(peer && peer_holds(*peer, *e.ipv4)))
+                e.ipv4.reset();
+            if (e.ipv6 && !(peer && peer_holds(*peer, *e.ipv6)))
+                e.ipv6.reset();
+            it = !e.ipv4 && !e.ipv6 ? entries->erase(it) : std::next(it);
+        }
     }
 }
 
@@ -188,6 +246,7 @@ Result<void> OrderCheck::check_family(const PublicKey& key, const Peer& peer,
                                       const std::vector<Ip>& adds, const std::vector<Ip>& removes,
                                       std::vector<Ip>& apply_adds, std::vector<Ip>& apply_removes,
                                       const std::optional<Ip>& leased,
+                                      const std::optional<Ip>& removal_only,
                                       std::set<Ip>& added_in_order) const {
     const std::string who = peer_name(key);
     bool leased_removed = false;
@@ -197,6 +256,11 @@ Result<void> OrderCheck::check_family(const PublicKey& key, const Peer& peer,
         if (leased == a) {
             leased_removed = true;
             apply_removes.push_back(a);
+        } else if (removal_only == a) {
+            // Claimed at start outside every pool: this removal is all that
+            // is ever accepted of it (an add is judged as any other add).
+            if (peer_holds(peer, a))
+                apply_removes.push_back(a);
         } else if (peer_holds(peer, a)) {
             return make_error(EPERM, who + ": removing " + to_string(a) +
                                          ", which wg-dynamic did not lease to this peer" +
@@ -237,13 +301,16 @@ Result<PeerChange> OrderCheck::check(const PeerChange& change) {
         return make_error(EINVAL, peer_name(change.key) + " twice in one order");
     seen_.insert(change.key);
     const LeasedSet::Entry* leased = leased_.find(change.key);
+    const LeasedSet::Entry* removal = leased_.find_removal_only(change.key);
     PeerChange apply{change.key, {}, {}, {}, {}};
     if (auto r = check_family(change.key, *peer, change.add4, change.remove4, apply.add4,
-                              apply.remove4, leased ? leased->ipv4 : std::nullopt, added4_);
+                              apply.remove4, leased ? leased->ipv4 : std::nullopt,
+                              removal ? removal->ipv4 : std::nullopt, added4_);
         !r)
         return r.error();
     if (auto r = check_family(change.key, *peer, change.add6, change.remove6, apply.add6,
-                              apply.remove6, leased ? leased->ipv6 : std::nullopt, added6_);
+                              apply.remove6, leased ? leased->ipv6 : std::nullopt,
+                              removal ? removal->ipv6 : std::nullopt, added6_);
         !r)
         return r.error();
     added4_.insert(change.add4.begin(), change.add4.end());

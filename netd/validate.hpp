@@ -46,6 +46,12 @@ Result<void> grantable(const Scope& scope, const Ip6& a);
 // and one /128 each. netd removes nothing outside this set; every other
 // allowed IP on the device (link-local identities, static reservations,
 // wider prefixes) is the operator's.
+//
+// Besides the leases, the set holds addresses claimed at start for their
+// removal only: leases of the file whose route went while the server was
+// stopped, so that they are outside every pool, where nothing is granted or
+// restored, yet still on their peer. An order may remove such an address
+// from its peer and do nothing else with it.
 class LeasedSet {
   public:
     struct Entry {
@@ -53,16 +59,32 @@ class LeasedSet {
         std::optional<Ip6> ipv6;
     };
     const Entry* find(const PublicKey& key) const; // nullptr: nothing leased
+    // Claimed for its removal only (nullptr: nothing of this peer).
+    const Entry* find_removal_only(const PublicKey& key) const;
     bool holds(const PublicKey& key, const Ip4& a) const;
     bool holds(const PublicKey& key, const Ip6& a) const;
-    std::size_t size() const { return entries_.size(); }
+    bool removal_only(const PublicKey& key, const Ip4& a) const;
+    bool removal_only(const PublicKey& key, const Ip6& a) const;
+    std::size_t size() const { return entries_.size(); } // peers with a lease
 
-    // A lease leased restored from its file, at start: taken into the set
-    // only when the device shows exactly that /32 or /128 on that peer, it is
-    // grantable, and the peer has no leased address of that family yet.
-    // Anything else is refused (the rule in the error) and changes nothing.
-    Result<void> claim(const DeviceView& view, const Scope& scope, const PublicKey& key,
-                       const std::optional<Ip4>& ipv4, const std::optional<Ip6>& ipv6);
+    // The addresses of a claim taken for their removal only (for the log).
+    struct Claimed {
+        std::optional<Ip4> removal_only4;
+        std::optional<Ip6> removal_only6;
+    };
+    // A lease leased restored from its file, at start, before leased's
+    // first order (netd's permission table admits claims only then, and
+    // close_claims() ends them here too). Each address must be exactly a /32
+    // or /128 that the device shows on that peer, and the peer must have no
+    // address of that family in the set yet (leased or for removal only).
+    // Then an address inside a pool is taken as the peer's lease when it is
+    // grantable; an address outside every pool is taken for its removal only
+    // when a host can have it and it is not one of the server's own. Anything
+    // else is refused (the rule in the error) and changes nothing.
+    Result<Claimed> claim(const DeviceView& view, const Scope& scope, const PublicKey& key,
+                          const std::optional<Ip4>& ipv4, const std::optional<Ip6>& ipv6);
+    // From leased's first order on, every claim is refused.
+    void close_claims() { claims_closed_ = true; }
     // A change WireGuard applied (as returned by OrderCheck::check).
     void record(const PeerChange& applied);
     // After a device read: an entry the device no longer shows on its peer
@@ -71,6 +93,8 @@ class LeasedSet {
 
   private:
     std::map<PublicKey, Entry> entries_;
+    std::map<PublicKey, Entry> removal_only_;
+    bool claims_closed_ = false;
 };
 
 // The changes of one ApplyAllowedIps, judged one by one in order. A change
@@ -79,11 +103,13 @@ class LeasedSet {
 // order named; adds and removes the same address; adds an address that is
 // not grantable, lies inside an allowed IP of another peer (WireGuard would
 // move it), or that an earlier accepted change of the order adds; removes an
-// address the peer holds that is not in the leased set; would leave the peer
-// with more than one leased /32 or /128. An accepted change comes back as
-// the change to apply: removals of addresses the peer does not hold, and
-// adds of an address the peer already holds as a static entry, are dropped
-// (no-ops, and a static entry never enters the leased set).
+// address the peer holds that is not in the leased set (as its lease or for
+// its removal only); would leave the peer with more than one leased /32 or
+// /128 (an address held for removal only is no lease and never counts). An
+// accepted change comes back as the change to apply: removals of addresses
+// the peer does not hold, and adds of an address the peer already holds as a
+// static entry, are dropped (no-ops, and a static entry never enters the
+// leased set).
 class OrderCheck {
   public:
     OrderCheck(const DeviceView& view, const Scope& scope, const LeasedSet& leased)
@@ -95,6 +121,7 @@ class OrderCheck {
     Result<void> check_family(const PublicKey& key, const Peer& peer, const std::vector<Ip>& adds,
                               const std::vector<Ip>& removes, std::vector<Ip>& apply_adds,
                               std::vector<Ip>& apply_removes, const std::optional<Ip>& leased,
+                              const std::optional<Ip>& removal_only,
                               std::set<Ip>& added_in_order) const;
 
     const DeviceView& view_;

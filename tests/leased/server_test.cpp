@@ -855,6 +855,39 @@ TEST_F(ServerTest, ExpectedLeaseOutsideEveryPoolIsRemovedFromAllowedIps) {
     EXPECT_TRUE(events.records[0].released());
 }
 
+// Only the IPv4 route went: the IPv6 lease comes back as it was, the IPv4
+// address leaves the allowed IPs and the record keeps only the IPv6 lease.
+// When the route comes back, the address is free for anyone and the peer
+// gets a fresh IPv4 lease, never a reservation of its old address.
+TEST_F(ServerTest, ExpectedLeaseWithOneFamilyOutsideEveryPoolKeepsTheOtherAndServesAgain) {
+    const std::vector<LeaseRecord> records{
+        {key(1), ip4("10.9.0.9"), ip6("2001:db8::9"), 1764201000, 1764209000}}; // not expired
+    server.expect_restore(records);
+    server.set_peers({peer(1, {p4("10.9.0.9", 32)}, {p6("2001:db8::9", 128)}), peer(2)});
+    auto events = server.restore_expected();
+    ASSERT_EQ(events.changes.size(), 1u);
+    EXPECT_EQ(events.changes[0].remove4, (std::vector<Prefix4>{p4("10.9.0.9", 32)}));
+    EXPECT_TRUE(events.changes[0].add4.empty());
+    EXPECT_TRUE(events.changes[0].add6.empty() && events.changes[0].remove6.empty());
+    ASSERT_EQ(events.records.size(), 1u);
+    EXPECT_EQ(events.records[0].ipv4, std::nullopt);
+    EXPECT_EQ(events.records[0].ipv6, ip6("2001:db8::9"));
+    EXPECT_EQ(server.lease_count4(), 0u);
+    EXPECT_EQ(server.lease_count6(), 1u);
+
+    // netd removed it; the next view shows the peer without it.
+    server.set_peers({peer(1, {}, {p6("2001:db8::9", 128)}), peer(2)});
+    server.add_prefix(p4("10.9.0.0", 24));
+    EXPECT_TRUE(server.pool4().is_free(ip4("10.9.0.9")));
+    auto again = grant(1, both());
+    ASSERT_TRUE(again.ipv4);
+    EXPECT_TRUE(p4("10.0.0.0", 24).contains(*again.ipv4) ||
+                p4("10.9.0.0", 24).contains(*again.ipv4));
+    EXPECT_EQ(again.changes.add4, (std::vector<Prefix4>{{*again.ipv4, 32}}));
+    EXPECT_EQ(again.ipv6, ip6("2001:db8::9")) << "the IPv6 lease is kept";
+    EXPECT_EQ(again.record.ipv4, again.ipv4) << "a lease, not a reservation";
+}
+
 TEST_F(ServerTest, ExpectedLeaseHeldAsAnotherPeersAllowedIpIsNotRestored) {
     const std::vector<LeaseRecord> records{
         {key(1), ip4("10.0.0.9"), std::nullopt, 1764201000, 1764209000}};

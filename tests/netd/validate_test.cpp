@@ -5,6 +5,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <optional>
+#include <utility>
+#include <vector>
 
 using namespace wgd;
 using namespace wgd::netd;
@@ -252,6 +255,155 @@ TEST_F(Validate, PruneDropsLeasesTheDeviceNoLongerShows) {
     device.peers.pop_back();
     leased.prune(DeviceView(device));
     EXPECT_EQ(leased.size(), 0u);
+}
+
+// A lease of the file whose route went while the server was stopped: outside
+// every pool at start, still on its peer. Claimed then, it is removable from
+// that peer and from nowhere else, once, and is never a lease.
+TEST_F(Validate, ClaimOutsideEveryPoolAtStartIsTakenForItsRemovalOnly) {
+    device.peers[0].allowed4.push_back({ip4("10.78.0.9"), 32});
+    device.peers[0].allowed6.push_back({ip6("2001:db8:78::9"), 128});
+    const DeviceView view(device);
+    auto claimed = leased.claim(view, scope, key(1), ip4("10.78.0.9"), ip6("2001:db8:78::9"));
+    ASSERT_TRUE(claimed) << claimed.error().message;
+    EXPECT_EQ(claimed->removal_only4, ip4("10.78.0.9"));
+    EXPECT_EQ(claimed->removal_only6, ip6("2001:db8:78::9"));
+    EXPECT_TRUE(leased.removal_only(key(1), ip4("10.78.0.9")));
+    EXPECT_TRUE(leased.removal_only(key(1), ip6("2001:db8:78::9")));
+    EXPECT_FALSE(leased.holds(key(1), ip4("10.78.0.9")));
+    EXPECT_EQ(leased.find(key(1)), nullptr) << "no lease";
+
+    // Its removal is accepted and sent.
+    auto removal =
+        OrderCheck(view, scope, leased)
+            .check(PeerChange{key(1), {}, {ip4("10.78.0.9")}, {}, {ip6("2001:db8:78::9")}});
+    ASSERT_TRUE(removal) << removal.error().message;
+    EXPECT_EQ(removal->remove4, std::vector<Ip4>{ip4("10.78.0.9")});
+    EXPECT_EQ(removal->remove6, std::vector<Ip6>{ip6("2001:db8:78::9")});
+    // It is never added or granted again while outside every pool, to this
+    // peer or another.
+    auto add = judge(view, scope, leased, {PeerChange{key(1), {ip4("10.78.0.9")}, {}, {}, {}}});
+    ASSERT_FALSE(add);
+    EXPECT_EQ(add.error().code, EINVAL);
+    EXPECT_FALSE(
+        judge(view, scope, leased, {PeerChange{key(2), {}, {}, {ip6("2001:db8:78::9")}, {}}}));
+    // It is no lease: a new lease of its family beside it, or in its place, is fine.
+    EXPECT_TRUE(judge(view, scope, leased, {PeerChange{key(1), {ip4("10.77.0.9")}, {}, {}, {}}}));
+    EXPECT_TRUE(judge(view, scope, leased,
+                      {PeerChange{key(1), {ip4("10.77.0.9")}, {ip4("10.78.0.9")}, {}, {}}}));
+
+    // Once removed, it is out of the set: the same removal again is refused.
+    leased.record(*removal);
+    EXPECT_FALSE(leased.removal_only(key(1), ip4("10.78.0.9")));
+    EXPECT_FALSE(leased.removal_only(key(1), ip6("2001:db8:78::9")));
+    auto again = judge(view, scope, leased, {PeerChange{key(1), {}, {ip4("10.78.0.9")}, {}, {}}});
+    ASSERT_FALSE(again);
+    EXPECT_EQ(again.error().code, EPERM);
+}
+
+TEST_F(Validate, ClaimOutsideEveryPoolRefusesWhatIsNotExactlyThatPeersOwnHostAddress) {
+    device.peers[0].allowed4.push_back({ip4("10.78.0.1"), 32}); // the server's own, see below
+    device.peers[0].allowed4.push_back({ip4("10.79.0.0"), 24});
+    device.peers[1].allowed4.push_back({ip4("10.78.0.6"), 32});
+    device.peers[1].allowed6.push_back({ip6("2001:db8:78::6"), 128});
+    scope.own4 = {ip4("10.78.0.1")};
+    const DeviceView view(device);
+    struct Case {
+        const char* what;
+        int peer;
+        std::optional<Ip4> v4;
+        std::optional<Ip6> v6;
+        int code;
+    };
+    for (const Case& c : std::vector<Case>{
+             {"a static of another peer", 1, ip4("10.78.0.6"), std::nullopt, ENOENT},
+             {"an address no peer holds", 1, ip4("10.78.0.7"), std::nullopt, ENOENT},
+             {"a peer not on the device", 3, ip4("10.78.0.6"), std::nullopt, ENOENT},
+             {"a host inside a wider static prefix", 1, ip4("10.79.0.0"), std::nullopt, ENOENT},
+             {"the server's own address", 1, ip4("10.78.0.1"), std::nullopt, EINVAL},
+             {"a link-local identity", 1, std::nullopt, ip6("fe80::1"), EINVAL},
+             {"a good IPv6 beside a bad IPv4", 2, ip4("10.78.0.7"), ip6("2001:db8:78::6"), ENOENT},
+         }) {
+        auto r = leased.claim(view, scope, key(static_cast<std::uint8_t>(c.peer)), c.v4, c.v6);
+        ASSERT_FALSE(r) << c.what;
+        EXPECT_EQ(r.error().code, c.code) << c.what << ": " << r.error().message;
+    }
+    EXPECT_EQ(leased.size(), 0u);
+    EXPECT_EQ(leased.find_removal_only(key(1)), nullptr);
+    EXPECT_EQ(leased.find_removal_only(key(2)), nullptr);
+    // Peer 2's statics outside the pools stay out of reach of any order.
+    EXPECT_FALSE(judge(view, scope, leased, {PeerChange{key(2), {}, {ip4("10.78.0.6")}, {}, {}}}));
+    EXPECT_FALSE(
+        judge(view, scope, leased, {PeerChange{key(2), {}, {}, {}, {ip6("2001:db8:78::6")}}}));
+
+    // One address of a family per peer, leased or for removal only.
+    ASSERT_TRUE(leased.claim(view, scope, key(2), ip4("10.78.0.6"), std::nullopt));
+    auto second = leased.claim(view, scope, key(2), ip4("10.77.0.6"), std::nullopt);
+    ASSERT_FALSE(second);
+    EXPECT_EQ(second.error().code, EDQUOT);
+    EXPECT_FALSE(leased.holds(key(2), ip4("10.77.0.6")));
+}
+
+// A peer whose IPv4 lease lost its route and whose IPv6 lease did not: one
+// claim takes both, each by its own rule.
+TEST_F(Validate, ClaimWithOneAddressInsideAPoolAndOneOutsideTakesEachByItsRule) {
+    device.peers[1].allowed4.push_back({ip4("10.78.0.6"), 32});
+    const DeviceView view(device);
+    auto claimed = leased.claim(view, scope, key(2), ip4("10.78.0.6"), ip6("2001:db8:77::6"));
+    ASSERT_TRUE(claimed) << claimed.error().message;
+    EXPECT_EQ(claimed->removal_only4, ip4("10.78.0.6"));
+    EXPECT_EQ(claimed->removal_only6, std::nullopt);
+    EXPECT_TRUE(leased.removal_only(key(2), ip4("10.78.0.6")));
+    EXPECT_TRUE(leased.holds(key(2), ip6("2001:db8:77::6")));
+    EXPECT_FALSE(leased.holds(key(2), ip4("10.78.0.6")));
+}
+
+// Only at start: after leased's first order no claim is taken, so a live
+// order can never make a static outside the pools removable.
+TEST_F(Validate, ClaimsAfterLeasedsFirstOrderAreRefusedAndTheStaticStaysUnremovable) {
+    device.peers[0].allowed4.push_back({ip4("10.78.0.9"), 32});
+    const DeviceView view(device);
+    auto unclaimed =
+        judge(view, scope, leased, {PeerChange{key(1), {}, {ip4("10.78.0.9")}, {}, {}}});
+    ASSERT_FALSE(unclaimed);
+    EXPECT_EQ(unclaimed.error().code, EPERM);
+    leased.close_claims();
+    for (auto [v4, what] : {std::pair{ip4("10.78.0.9"), "outside every pool"},
+                            std::pair{ip4("10.77.0.5"), "inside a pool"}}) {
+        auto late = leased.claim(view, scope, key(1), v4, std::nullopt);
+        ASSERT_FALSE(late) << what;
+        EXPECT_EQ(late.error().code, EPERM) << what;
+    }
+    EXPECT_FALSE(leased.removal_only(key(1), ip4("10.78.0.9")));
+    EXPECT_EQ(leased.find(key(1)), nullptr);
+    EXPECT_FALSE(judge(view, scope, leased, {PeerChange{key(1), {}, {ip4("10.78.0.9")}, {}, {}}}));
+}
+
+// The route comes back before the address left its peer: the address is
+// still removable from that peer and, as any allowed IP of a peer, never
+// granted to another.
+TEST_F(Validate, AddressClaimedForRemovalWhoseRouteComesBackStaysRemovableAndNeverMoves) {
+    device.peers[0].allowed4.push_back({ip4("10.78.0.9"), 32});
+    const DeviceView view(device);
+    ASSERT_TRUE(leased.claim(view, scope, key(1), ip4("10.78.0.9"), std::nullopt));
+    pools.v4.push_back({ip4("10.78.0.0"), 16});
+    EXPECT_FALSE(judge(view, scope, leased, {PeerChange{key(2), {ip4("10.78.0.9")}, {}, {}, {}}}));
+    auto removal =
+        OrderCheck(view, scope, leased).check(PeerChange{key(1), {}, {ip4("10.78.0.9")}, {}, {}});
+    ASSERT_TRUE(removal) << removal.error().message;
+    EXPECT_EQ(removal->remove4, std::vector<Ip4>{ip4("10.78.0.9")});
+}
+
+TEST_F(Validate, PruneDropsAddressesClaimedForRemovalTheDeviceNoLongerShows) {
+    device.peers[0].allowed4.push_back({ip4("10.78.0.9"), 32});
+    ASSERT_TRUE(leased.claim(DeviceView(device), scope, key(1), ip4("10.78.0.9"), std::nullopt));
+    device.peers[0].allowed4 = {{ip4("10.77.0.5"), 32}};
+    leased.prune(DeviceView(device));
+    EXPECT_FALSE(leased.removal_only(key(1), ip4("10.78.0.9")));
+    EXPECT_EQ(leased.find_removal_only(key(1)), nullptr);
+    // Put back by an operator later, it is theirs: no order removes it.
+    device.peers[0].allowed4.push_back({ip4("10.78.0.9"), 32});
+    EXPECT_FALSE(check({PeerChange{key(1), {}, {ip4("10.78.0.9")}, {}, {}}}));
 }
 
 TEST(ClientAddresses, RemovesOnlyWhatItAddedAndNeverTouchesWhatWasThere) {

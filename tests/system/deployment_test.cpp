@@ -20,6 +20,7 @@
 #include <memory>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <thread>
 
 using namespace wgd::lab;
@@ -229,6 +230,128 @@ TEST_F(Deployment, LeaseThatExpiredWhileTheServerWasStoppedLeavesAllowedIpsAtSta
         << "still: " << lab_->allowed_ips_of(peer);
     // Not a reservation: the file says released, and the server stays up.
     EXPECT_TRUE(process_alive(server_.pid));
+}
+
+// A list of allowed IPs as Lab::allowed_ips_of writes it (space separated,
+// sorted), without the entries `gone`.
+std::string without(const std::string& ips, const std::vector<std::string>& gone) {
+    std::istringstream words(ips);
+    std::vector<std::string> kept;
+    for (std::string w; words >> w;)
+        if (std::find(gone.begin(), gone.end(), w) == gone.end())
+            kept.push_back(w);
+    std::sort(kept.begin(), kept.end());
+    std::string out;
+    for (const std::string& w : kept)
+        out += (out.empty() ? "" : " ") + w;
+    return out;
+}
+
+// A lease whose route was deleted while the server was stopped is outside
+// every pool at the next start: it leaves its peer's allowed IPs then, each
+// family on its own, while the peers' static allowed IPs (inside the pool
+// that went, outside every pool, wider prefixes) stay, and nothing of it
+// becomes a reservation. When the routes come back, the pools serve again.
+TEST_F(Deployment, LeaseWhoseRouteWasRemovedWhileTheServerWasStoppedLeavesAllowedIpsAtStart) {
+    make_lab(2);
+    const LabClient &a = client(0), &b = client(1);
+    const std::string& srv = lab_->server_ns;
+    const std::string& iface = lab_->server_iface;
+    // Peer a: statics outside every pool; peer b: a reservation in 10.77.0.0/24.
+    ASSERT_EQ(lab_->in(srv, "wg set " + iface + " peer " + a.pubkey + " allowed-ips " + a.lladdr +
+                                "/128,192.0.2.7/32,2001:db8:99::7/128,10.99.0.0/24"),
+              0);
+    ASSERT_EQ(lab_->in(srv, "wg set " + iface + " peer " + b.pubkey + " allowed-ips " + b.lladdr +
+                                "/128,10.77.0.5/32"),
+              0);
+    // The first start waits for both tunnels' first handshakes too (slow on
+    // a loaded machine); the later starts find them up.
+    server_ = start_server(*lab_);
+    ASSERT_TRUE(wait_until_serving(*lab_, 0, 30000)) << read_file(server_.log);
+    ASSERT_TRUE(wait_until_serving(*lab_, 1, 30000)) << read_file(server_.log);
+    Exchange ga = request(*lab_, 0), gb = request(*lab_, 1);
+    const std::string v4a = field(ga.reply, "ipv4"), v6a = field(ga.reply, "ipv6");
+    const std::string v6b = field(gb.reply, "ipv6");
+    ASSERT_EQ(field(ga.reply, "errno"), "0") << ga.reply;
+    ASSERT_EQ(field(gb.reply, "ipv4"), "10.77.0.5/32") << gb.reply; // the reservation
+    ASSERT_FALSE(v4a.empty());
+    ASSERT_FALSE(v6a.empty());
+    ASSERT_FALSE(v6b.empty());
+    const std::string a_before = lab_->allowed_ips_of(a.pubkey);
+    const std::string b_before = lab_->allowed_ips_of(b.pubkey);
+    ASSERT_NE(a_before.find(v4a), std::string::npos) << a_before;
+    ASSERT_NE(b_before.find(v6b), std::string::npos) << b_before;
+    // show lists the leases and, as "reserved", the peers' static host
+    // addresses: an address gone from it is neither.
+    auto show = [&] { return sh_out(binary("wg-dynamic-server") + " show " + iface + " 2>&1"); };
+
+    // The IPv4 route goes while the server is stopped; the IPv6 leases stay.
+    stop_server();
+    ASSERT_EQ(lab_->in(srv, "ip route del 10.77.0.0/24 dev " + iface), 0);
+    serve();
+    const std::string a_v6_only = without(a_before, {v4a});
+    EXPECT_TRUE(eventually([&] { return lab_->allowed_ips_of(a.pubkey) == a_v6_only; }, 5000))
+        << "peer a: " << lab_->allowed_ips_of(a.pubkey) << ", expected " << a_v6_only;
+    EXPECT_EQ(lab_->allowed_ips_of(b.pubkey), b_before) << "the reservation outside the pool now";
+    std::string live = show();
+    EXPECT_EQ(live.find(v4a), std::string::npos) << live;
+    EXPECT_NE(live.find(v6a), std::string::npos) << live;
+    EXPECT_NE(live.find(v6b), std::string::npos) << live;
+
+    // Then the IPv6 route: the restored IPv6 leases go at the next start.
+    stop_server();
+    ASSERT_EQ(lab_->in(srv, "ip -6 route del 2001:db8:77::/64 dev " + iface), 0);
+    serve();
+    const std::string a_statics = without(a_before, {v4a, v6a});
+    const std::string b_statics = without(b_before, {v6b});
+    EXPECT_TRUE(eventually([&] { return lab_->allowed_ips_of(a.pubkey) == a_statics; }, 5000))
+        << "peer a: " << lab_->allowed_ips_of(a.pubkey) << ", expected " << a_statics;
+    EXPECT_TRUE(eventually([&] { return lab_->allowed_ips_of(b.pubkey) == b_statics; }, 5000))
+        << "peer b: " << lab_->allowed_ips_of(b.pubkey) << ", expected " << b_statics;
+    EXPECT_EQ(a_statics,
+              without("10.99.0.0/24 192.0.2.7/32 2001:db8:99::7/128 " + a.lladdr + "/128", {}));
+    EXPECT_EQ(b_statics, without("10.77.0.5/32 " + b.lladdr + "/128", {}));
+    live = show();
+    for (const std::string& gone : {v4a, v6a, v6b})
+        EXPECT_EQ(live.find(gone), std::string::npos) << gone << " in\n" << live;
+    stop_server();
+    const std::string offline = sh_out(binary("wg-dynamic-server") + " show " + iface +
+                                       " --state-dir " + lab_->state_dir + " 2>/dev/null");
+    for (const std::string& gone : {v4a, v6a, v6b})
+        EXPECT_EQ(offline.find(gone), std::string::npos) << gone << " in\n" << offline;
+    // Every claim taken; each one outside the pools logged for the operator.
+    const std::string log = read_file(server_.log);
+    EXPECT_EQ(log.find("not taken"), std::string::npos) << log;
+    for (auto [gone, key] : {std::pair{v4a, a.pubkey}, {v6a, a.pubkey}, {v6b, b.pubkey}})
+        EXPECT_NE(log.find("lease claim of " + gone.substr(0, gone.find('/')) + " for peer " + key +
+                           ": outside every pool, taken for its removal only"),
+                  std::string::npos)
+            << gone << "\n"
+            << log;
+    EXPECT_EQ(log.find("refused change"), std::string::npos) << log;
+
+    // The routes come back while the server runs: both pools serve again,
+    // and the reservation is b's again.
+    serve();
+    ASSERT_EQ(lab_->in(srv, "ip route add 10.77.0.0/24 dev " + iface), 0);
+    ASSERT_EQ(lab_->in(srv, "ip -6 route add 2001:db8:77::/64 dev " + iface), 0);
+    Exchange again;
+    EXPECT_TRUE(eventually(
+        [&] {
+            again = request(*lab_, 0);
+            return field(again.reply, "errno") == "0" &&
+                   field(again.reply, "ipv4").rfind("10.77.0.", 0) == 0 &&
+                   field(again.reply, "ipv6").rfind("2001:db8:77:", 0) == 0;
+        },
+        5000))
+        << again.reply;
+    EXPECT_EQ(lab_->allowed_ips_of(a.pubkey), without(a_statics + " " + field(again.reply, "ipv4") +
+                                                          " " + field(again.reply, "ipv6"),
+                                                      {}))
+        << "the new leases beside a's statics";
+    Exchange b_again = request(*lab_, 1, "request_ip=1\nipv4=0.0.0.0/32\n\n");
+    EXPECT_EQ(field(b_again.reply, "ipv4"), "10.77.0.5/32") << b_again.reply;
+    EXPECT_EQ(lab_->allowed_ips_of(b.pubkey), b_statics);
 }
 
 // ---- pools as wide as a default route
