@@ -32,7 +32,9 @@ cache=$build/kernel
 # address never granted, expiry, a reservation from a static allowed IP,
 # pools following routes, restart keeping the leases, fail closed on a
 # SIGKILL of a child or of netd, the client's grant, expiry and stop, an
-# operator's changes kept during a grant and release storm, a revocation.
+# operator's changes kept during a grant and release storm, a revocation,
+# leases that expired or lost their route during downtime, the hostile
+# program in leased's seat.
 # Under emulation each takes
 # 10-30 s, so the whole suite (wireguard-go's faults among it) is left to
 # make check.
@@ -42,6 +44,7 @@ default_filter+=':Server.RestartRestores*:Server.KillingAChild*'
 default_filter+=':Client.ObtainsBoth*:Client.ServerGoneAddressesExpire*:Client.SigtermRemoves*'
 default_filter+=':OperatorChanges.*:FailClosed.SigkillOfNetd*:Operate.RevokeEndsTheLease*'
 default_filter+=':ClientRoutes.*:Deployment.LeaseThatExpiredWhileTheServerWasStopped*'
+default_filter+=':Deployment.LeaseWhoseRouteWasRemovedWhileTheServerWasStopped*'
 default_filter+=':HostileNeighbour.*'
 filter=${WGD_KERNEL_FILTER:-$default_filter}
 peers=${WGD_KERNEL_PEERS:-100000}
