@@ -209,12 +209,6 @@ void LeaseServer::invalidate_plan(std::uint64_t id) {
     pending_.erase(it);
 }
 
-LeaseEvents LeaseServer::set_peers(const std::vector<PeerFacts>& facts) {
-    begin_peers();
-    add_peers(facts);
-    return end_peers();
-}
-
 void LeaseServer::begin_peers() {
     seen_in_view_.clear();
     seen_in_view_.reserve(peers_.size());
@@ -556,7 +550,7 @@ bool LeaseServer::commit(const Plan& plan) {
     if (it == pending_.end())
         return false;
     const Pending& pd = it->second;
-    PeerEntry& entry = *peers_.find(pd.peer); // set_peers drops the plans of peers it erases
+    PeerEntry& entry = *peers_.find(pd.peer); // end_peers drops the plans of peers it erases
     Peer& peer = entry.second;
     auto apply = [&](auto& pf, const auto& fp, auto& lease_map, auto& family_pool) {
         if (pf.lease && pf.lease != fp.lease_after) {
@@ -726,11 +720,6 @@ bool LeaseServer::restore_family(PeerEntry& entry, const Ip& a, bool seen_in_all
     pf.lease = a;
     leases<Ip>().assign(&entry);
     return true;
-}
-
-LeaseEvents LeaseServer::restore(std::vector<LeaseRecord> records) {
-    expect_restore(std::move(records)); // after the view: nothing was seen as expected
-    return restore_expected();
 }
 
 LeaseEvents LeaseServer::restore_expected() {

@@ -126,7 +126,6 @@ class LeaseServer {
     void begin_peers();
     void add_peers(std::span<const PeerFacts> peers);
     LeaseEvents end_peers();
-    LeaseEvents set_peers(const std::vector<PeerFacts>& peers); // the three at once
     // The leased addresses of a peer in the view that its allowed IPs lack
     // (wireguard-go restarted, an operator's `wg set`): the adds that put
     // them back. Empty when nothing is missing or the peer is unknown.
@@ -170,21 +169,19 @@ class LeaseServer {
     // Leases expired at now_boot_ms, at most max_leases of them per call.
     LeaseEvents expire(std::uint64_t now_boot_ms, std::size_t max_leases = SIZE_MAX);
 
-    // After a restart, once set_peers and the prefixes are known: the
+    // After a restart, once the view (end_peers) and the prefixes are known: the
     // replayed records come back unless expired, of an unknown peer, outside
     // the pools or an allowed IP of another peer. changes are the adds of
     // the leases restored and the removals of those that did not come back
     // but are still in their peer's allowed IPs (never reservations).
     LeaseEvents restore_expected(); // the records expect_restore() kept
-    // Before the first set_peers after a start, the records to restore:
+    // Before the first view after a start, the records to restore:
     // their addresses in the peers' allowed IPs (WireGuard kept them) are
     // then known as leases to restore, not taken for reservations that
     // restoring would undo one pool mark at a time (at 65,536 peers that
     // churn made a restart take seconds). Addresses not brought back are
     // removed, as without this call. The records are kept, not copied.
     void expect_restore(std::vector<LeaseRecord> records);
-    // Both at once, after the view: without the head start above.
-    LeaseEvents restore(std::vector<LeaseRecord> records);
     // One record per peer holding a lease: the live set, for compaction.
     std::vector<LeaseRecord> live_records() const;
 
@@ -327,9 +324,9 @@ class LeaseServer {
     mutable std::vector<ExpiryEntry> expiry_;
     std::unordered_map<std::uint64_t, Pending> pending_;
     // expect_restore(): the replayed records sorted by peer, one per peer,
-    // and whether set_peers saw their addresses in the peer's allowed IPs.
-    // A sorted vector, not a map: at 65,536 peers the map was 6 MB more at
-    // leased's peak. Emptied by restore().
+    // and whether the view showed their addresses in the peer's allowed IPs.
+    // A sorted vector, not a map: a map costs 6 MB more at leased's peak at
+    // 65,536 peers. Emptied by restore_expected().
     enum ExpectedSeen : std::uint8_t { seen4 = 1, seen6 = 2 };
     std::vector<LeaseRecord> expected_;
     std::vector<std::uint8_t> expected_seen_;

@@ -788,7 +788,7 @@ int ServerLeased::run() {
     file_ = &*opened_.file;
     const ReplayReport& report = opened_.report;
     // SPEC: a missing or unreadable lease file is reported, and the
-    // addresses found in allowed IPs are then reservations: set_peers treats
+    // addresses found in allowed IPs are then reservations: the view treats
     // every allowed IP it holds no lease for as static.
     if (report.unreadable)
         WGD_LOG_ERROR("lease file unreadable: started a new one; addresses in allowed IPs are "

@@ -4,6 +4,7 @@
 #include "leased/pool.hpp"
 #include "leased/server.hpp"
 #include "privsep/messages.hpp"
+#include "tests/leased/server_helpers.hpp"
 
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
@@ -121,7 +122,7 @@ void BM_MemoryPerLease(benchmark::State& state) {
             facts.reserve(peers);
             for (std::uint32_t n = 0; n < peers; n++)
                 facts.push_back(PeerFacts{key(n), {}, {}});
-            server->set_peers(facts);
+            set_peers(*server, facts);
             facts.clear();
             facts.shrink_to_fit();
             const std::size_t peers_only = malloc_in_use() - before;
@@ -160,7 +161,7 @@ void BM_PlanAndCommit(benchmark::State& state) {
     std::vector<PeerFacts> facts;
     for (std::uint32_t n = 0; n < peers; n++)
         facts.push_back(PeerFacts{key(n), {}, {}});
-    server.set_peers(facts);
+    set_peers(server, facts);
     Want any, none;
     any.v4 = any.v6 = Want::Kind::Any;
     std::uint32_t n = 0;
@@ -209,11 +210,11 @@ void BM_RestartTable(benchmark::State& state) {
         server.add_prefix(p6("2001:db8::", 64));
         if (state.range(1) != 0) {
             server.expect_restore(records); // as leased does before the first view
-            server.set_peers(facts);
+            set_peers(server, facts);
             server.restore_expected();
         } else {
-            server.set_peers(facts);
-            server.restore(records);
+            set_peers(server, facts);
+            restore(server, records);
         }
         restored = server.lease_count();
     }

@@ -2,6 +2,7 @@
 // rules: thousands of random operation sequences on a small pool must agree
 // on every outcome.
 #include "leased/server.hpp"
+#include "tests/leased/server_helpers.hpp"
 
 #include <gtest/gtest.h>
 
@@ -98,7 +99,7 @@ TEST(ServerModel, AgreesWithTheSpecRulesOverRandomOperationSequences) {
             }
             facts.push_back(f);
         }
-        server.set_peers(facts);
+        set_peers(server, facts);
         model.own = base + 1;
         server.set_own_addresses({Ip4::from_u32(model.own)}, {});
         auto random_prefix = [&] {

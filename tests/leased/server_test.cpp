@@ -1,6 +1,7 @@
 // One test per rule of SPEC "Address allocation", with the deterministic
 // random source and a fake clock.
 #include "leased/server.hpp"
+#include "tests/leased/server_helpers.hpp"
 
 #include <gtest/gtest.h>
 
@@ -103,7 +104,7 @@ class ServerTest : public ::testing::Test {
 } // namespace
 
 TEST_F(ServerTest, AnyAddressIsDrawnFromThePoolAndAddedToAllowedIps) {
-    server.set_peers({peer(1)});
+    set_peers(server, {peer(1)});
     auto plan = grant(1, both());
     ASSERT_TRUE(plan.ipv4 && plan.ipv6);
     EXPECT_TRUE(p4("10.0.0.0", 24).contains(*plan.ipv4));
@@ -123,7 +124,7 @@ TEST_F(ServerTest, AnyAddressIsDrawnFromThePoolAndAddedToAllowedIps) {
 // and could not serve, or nothing at all could be granted.
 TEST_F(ServerTest, FamilyWithoutAnyPoolIsLeftOutOfAGrantWithoutAnError) {
     server.remove_prefix(p6("2001:db8::", 64));
-    server.set_peers({peer(1), peer(2)});
+    set_peers(server, {peer(1), peer(2)});
     auto both_named = grant(1, both());
     EXPECT_TRUE(both_named.ipv4);
     EXPECT_FALSE(both_named.ipv6);
@@ -146,7 +147,7 @@ TEST_F(ServerTest, ExhaustedPoolOfAFamilyIsStillErrnoThree) {
     server.set_own_addresses({ip4("10.0.0.1")}, {ip6("2001:db8::1"), ip6("fe80::")});
     server.remove_prefix(p6("2001:db8::", 64));
     server.add_prefix(p6("2001:db8:1::", 127)); // ::0 is the zero host, ::1 is free
-    server.set_peers({peer(1), peer(2)});
+    set_peers(server, {peer(1), peer(2)});
     auto first = grant(1, both());
     EXPECT_EQ(first.error, kErrnoSuccess);
     auto second = grant(2, both());
@@ -160,7 +161,7 @@ TEST_F(ServerTest, OwnAddressesAreNeverGranted) {
     small.add_prefix(p4("10.0.0.0", 30)); // .1 and .2 usable, .1 is ours
     small.set_own_addresses({ip4("10.0.0.1")}, {});
     std::vector<PeerFacts> peers{peer(1), peer(2)};
-    small.set_peers(peers);
+    set_peers(small, peers);
     auto a = small.plan(key(1), any4());
     ASSERT_TRUE(a && a->ipv4);
     EXPECT_EQ(*a->ipv4, ip4("10.0.0.2"));
@@ -171,7 +172,7 @@ TEST_F(ServerTest, OwnAddressesAreNeverGranted) {
 }
 
 TEST_F(ServerTest, RequestedAddressAssignedToThisPeerIsGranted) {
-    server.set_peers({peer(1)});
+    set_peers(server, {peer(1)});
     auto first = grant(1, any4());
     auto again = grant(1, ask4(to_string(*first.ipv4).c_str()));
     EXPECT_EQ(again.ipv4, first.ipv4);
@@ -181,7 +182,7 @@ TEST_F(ServerTest, RequestedAddressAssignedToThisPeerIsGranted) {
 TEST_F(ServerTest, RequestedAddressNotAssignedToThisPeerIsNotGrantedAndARandomOneIs) {
     LeaseServer small(rng, clock, kLeasetime);
     small.add_prefix(p4("10.0.0.0", 30)); // exactly .1 and .2
-    small.set_peers({peer(1)});
+    set_peers(small, {peer(1)});
     for (int i = 0; i < 20; i++) { // whatever the draw, never the requested one
         auto plan = small.plan(key(1), ask4("10.0.0.2"));
         ASSERT_TRUE(plan && plan->ipv4);
@@ -191,7 +192,7 @@ TEST_F(ServerTest, RequestedAddressNotAssignedToThisPeerIsNotGrantedAndARandomOn
 }
 
 TEST_F(ServerTest, RequestedAddressOfAnotherPeerIsNotGranted) {
-    server.set_peers({peer(1), peer(2)});
+    set_peers(server, {peer(1), peer(2)});
     auto other = grant(2, any4());
     auto plan = grant(1, ask4(to_string(*other.ipv4).c_str()));
     ASSERT_TRUE(plan.ipv4);
@@ -199,9 +200,9 @@ TEST_F(ServerTest, RequestedAddressOfAnotherPeerIsNotGranted) {
 }
 
 TEST_F(ServerTest, RestoredLeaseCountsAsAssignedToThePeer) {
-    server.set_peers({peer(1)});
+    set_peers(server, {peer(1)});
     LeaseRecord saved{key(1), ip4("10.0.0.77"), std::nullopt, 1764201000, 1764201600 + 100};
-    auto restored = server.restore({saved});
+    auto restored = restore(server, {saved});
     ASSERT_EQ(restored.changes.size(), 1u);
     EXPECT_EQ(restored.changes[0].add4, (std::vector<Prefix4>{p4("10.0.0.77", 32)}));
     auto plan = grant(1, ask4("10.0.0.77"));
@@ -209,7 +210,7 @@ TEST_F(ServerTest, RestoredLeaseCountsAsAssignedToThePeer) {
 }
 
 TEST_F(ServerTest, AnyForAFamilyAlreadyHeldGivesTheSameAddress) {
-    server.set_peers({peer(1)});
+    set_peers(server, {peer(1)});
     auto first = grant(1, both());
     for (int i = 0; i < 5; i++) {
         clock.advance_ms(1000);
@@ -223,20 +224,20 @@ TEST_F(ServerTest, AnyForAFamilyAlreadyHeldGivesTheSameAddress) {
 TEST_F(ServerTest, NoAddressKeyAsksOneAddressOfEachFamilyWithAPool) {
     LeaseServer only4(rng, clock, kLeasetime);
     only4.add_prefix(p4("10.0.0.0", 24));
-    only4.set_peers({peer(1)});
+    set_peers(only4, {peer(1)});
     auto plan = only4.plan(key(1), no_key());
     ASSERT_TRUE(plan);
     EXPECT_TRUE(plan->ipv4);
     EXPECT_FALSE(plan->ipv6);
     EXPECT_EQ(plan->error, kErrnoSuccess) << "no IPv6 pool: IPv6 was not asked for";
 
-    server.set_peers({peer(1)});
+    set_peers(server, {peer(1)});
     auto both_families = grant(1, no_key());
     EXPECT_TRUE(both_families.ipv4 && both_families.ipv6);
 }
 
 TEST_F(ServerTest, OnlyOneFamilyNamedReleasesTheOther) {
-    server.set_peers({peer(1)});
+    set_peers(server, {peer(1)});
     auto first = grant(1, both());
     auto v4only = grant(1, any4());
     EXPECT_EQ(v4only.ipv4, first.ipv4);
@@ -250,7 +251,7 @@ TEST_F(ServerTest, FamilyAskedWithNothingAvailableIsPartialWithErrno3) {
     LeaseServer full(rng, clock, kLeasetime);
     full.add_prefix(p4("10.0.0.0", 30));
     full.add_prefix(p6("2001:db8::", 64));
-    full.set_peers({peer(1), peer(2), peer(3)});
+    set_peers(full, {peer(1), peer(2), peer(3)});
     for (int n : {1, 2}) {
         auto p = full.plan(key(n), any4());
         full.commit(*p);
@@ -264,7 +265,7 @@ TEST_F(ServerTest, FamilyAskedWithNothingAvailableIsPartialWithErrno3) {
 }
 
 TEST_F(ServerTest, ReservationIsGivenToItsPeerWithoutChangingAllowedIps) {
-    server.set_peers({peer(1, {p4("10.0.0.50", 32)}), peer(2)});
+    set_peers(server, {peer(1, {p4("10.0.0.50", 32)}), peer(2)});
     auto plan = grant(1, any4());
     EXPECT_EQ(plan.ipv4, ip4("10.0.0.50"));
     EXPECT_TRUE(plan.changes.empty());
@@ -276,7 +277,7 @@ TEST_F(ServerTest, ReservationIsGivenToItsPeerWithoutChangingAllowedIps) {
 TEST_F(ServerTest, ReservationIsNeverGivenToAnotherPeer) {
     LeaseServer small(rng, clock, kLeasetime);
     small.add_prefix(p4("10.0.0.0", 30));
-    small.set_peers({peer(1, {p4("10.0.0.2", 32)}), peer(2)});
+    set_peers(small, {peer(1, {p4("10.0.0.2", 32)}), peer(2)});
     auto a = small.plan(key(2), ask4("10.0.0.2"));
     ASSERT_TRUE(a && a->ipv4);
     EXPECT_EQ(*a->ipv4, ip4("10.0.0.1"));
@@ -286,7 +287,7 @@ TEST_F(ServerTest, ReservationIsNeverGivenToAnotherPeer) {
 }
 
 TEST_F(ServerTest, ReservationIsNeverRemovedOnExpiry) {
-    server.set_peers({peer(1, {p4("10.0.0.50", 32)})});
+    set_peers(server, {peer(1, {p4("10.0.0.50", 32)})});
     grant(1, both());
     clock.advance_ms(kLeasetime * 1000ull + 1);
     auto expired = server.expire(clock.boot_ms());
@@ -298,7 +299,7 @@ TEST_F(ServerTest, ReservationIsNeverRemovedOnExpiry) {
 
 TEST_F(ServerTest, AnAllowedIpOfAnyOtherPeerIsNeverGranted) {
     // Peer 2 routes a /25 statically and holds a static /32 in the other half.
-    server.set_peers({peer(1), peer(2, {p4("10.0.0.0", 25), p4("10.0.0.200", 32)})});
+    set_peers(server, {peer(1), peer(2, {p4("10.0.0.0", 25), p4("10.0.0.200", 32)})});
     for (int i = 0; i < 200; i++) {
         auto plan = server.plan(key(1), any4());
         ASSERT_TRUE(plan && plan->ipv4);
@@ -311,7 +312,7 @@ TEST_F(ServerTest, AnAllowedIpOfAnyOtherPeerIsNeverGranted) {
 }
 
 TEST_F(ServerTest, GrantingNeverTouchesLinkLocalOrStaticAllowedIps) {
-    server.set_peers({peer(1, {p4("192.168.1.0", 24)}, {p6("2001:db8:1::", 48)})});
+    set_peers(server, {peer(1, {p4("192.168.1.0", 24)}, {p6("2001:db8:1::", 48)})});
     auto first = grant(1, both());
     auto release = grant(1, Want{});
     for (auto& p : release.changes.remove6)
@@ -322,7 +323,7 @@ TEST_F(ServerTest, GrantingNeverTouchesLinkLocalOrStaticAllowedIps) {
 }
 
 TEST_F(ServerTest, ExpiredLeaseIsRemovedFromAllowedIpsAndReturnsToThePool) {
-    server.set_peers({peer(1), peer(2)});
+    set_peers(server, {peer(1), peer(2)});
     auto a = grant(1, any4());
     clock.advance_ms(10000);
     auto b = grant(2, any4());
@@ -340,7 +341,7 @@ TEST_F(ServerTest, ExpiredLeaseIsRemovedFromAllowedIpsAndReturnsToThePool) {
 }
 
 TEST_F(ServerTest, RenewalMovesStartAndExpiry) {
-    server.set_peers({peer(1)});
+    set_peers(server, {peer(1)});
     grant(1, any4());
     clock.advance_ms(1800 * 1000);
     auto renewed = grant(1, any4());
@@ -351,7 +352,7 @@ TEST_F(ServerTest, RenewalMovesStartAndExpiry) {
 }
 
 TEST_F(ServerTest, RenewalWithMoreThanHalfLeftRepeatsTheStoredExpiryAndWritesNothing) {
-    server.set_peers({peer(1)});
+    set_peers(server, {peer(1)});
     auto first = grant(1, both());
     const std::uint64_t expiry = *server.next_expiry();
     clock.advance_ms(100 * 1000 + 999);
@@ -373,7 +374,7 @@ TEST_F(ServerTest, RenewalWithMoreThanHalfLeftRepeatsTheStoredExpiryAndWritesNot
 }
 
 TEST_F(ServerTest, RenewalWithHalfOrLessLeftIsWrittenAndMovesTheExpiry) {
-    server.set_peers({peer(1)});
+    set_peers(server, {peer(1)});
     grant(1, both());
     clock.advance_ms(kLeasetime * 1000ull / 2);
     auto renewal = grant(1, both());
@@ -385,7 +386,7 @@ TEST_F(ServerTest, RenewalWithHalfOrLessLeftIsWrittenAndMovesTheExpiry) {
 }
 
 TEST_F(ServerTest, FamilyChangeIsNeverAnsweredFromTheStoredLease) {
-    server.set_peers({peer(1)});
+    set_peers(server, {peer(1)});
     grant(1, both());
     clock.advance_ms(1000);
     auto v4_only = grant(1, any4());
@@ -395,10 +396,10 @@ TEST_F(ServerTest, FamilyChangeIsNeverAnsweredFromTheStoredLease) {
 }
 
 TEST_F(ServerTest, RestoredExpiryIsClampedToNowPlusTheLeasetime) {
-    server.set_peers({peer(1)});
+    set_peers(server, {peer(1)});
     LeaseRecord far{key(1), ip4("10.0.0.77"), std::nullopt, 1764201600,
                     std::numeric_limits<std::int64_t>::max()};
-    auto events = server.restore({far});
+    auto events = restore(server, {far});
     EXPECT_EQ(server.lease_count(), 1u);
     EXPECT_EQ(server.next_expiry(), clock.boot_ms() + kLeasetime * 1000ull);
     ASSERT_EQ(events.records.size(), 1u) << "the clamped lease is written back";
@@ -411,7 +412,7 @@ TEST_F(ServerTest, ExpiryComesInBatches) {
     std::vector<PeerFacts> peers;
     for (int n = 1; n <= 10; n++)
         peers.push_back(peer(n));
-    server.set_peers(peers);
+    set_peers(server, peers);
     for (int n = 1; n <= 10; n++)
         grant(n, any4());
     clock.advance_ms(kLeasetime * 1000ull);
@@ -425,7 +426,7 @@ TEST_F(ServerTest, ExpiryComesInBatches) {
 TEST_F(ServerTest, RemovedRouteRevokesTheLeasesInsideIt) {
     server.remove_prefix(p4("10.0.0.0", 24));
     server.add_prefix(p4("10.9.0.0", 24));
-    server.set_peers({peer(1)});
+    set_peers(server, {peer(1)});
     auto a = grant(1, both());
     ASSERT_TRUE(p4("10.9.0.0", 24).contains(*a.ipv4));
     server.remove_prefix(p4("10.9.0.0", 24));
@@ -437,7 +438,7 @@ TEST_F(ServerTest, RemovedRouteRevokesTheLeasesInsideIt) {
 }
 
 TEST_F(ServerTest, RemovedRouteReturnsTheAllowedIpRemovals) {
-    server.set_peers({peer(1)});
+    set_peers(server, {peer(1)});
     server.add_prefix(p4("10.0.0.0", 25)); // overlaps: removing it keeps the /24 leases
     auto a = grant(1, any4());
     EXPECT_TRUE(server.remove_prefix(p4("10.0.0.0", 25)).changes.empty());
@@ -450,7 +451,7 @@ TEST_F(ServerTest, RemovedRouteReturnsTheAllowedIpRemovals) {
 
 TEST_F(ServerTest, NewRouteGrowsThePoolAtOnce) {
     LeaseServer empty(rng, clock, kLeasetime);
-    empty.set_peers({peer(1)});
+    set_peers(empty, {peer(1)});
     auto none = empty.plan(key(1), any4());
     EXPECT_EQ(none->error, kErrnoUnavailable);
     empty.abort(*none);
@@ -460,7 +461,7 @@ TEST_F(ServerTest, NewRouteGrowsThePoolAtOnce) {
 }
 
 TEST_F(ServerTest, AbortReturnsEverythingToThePreviousState) {
-    server.set_peers({peer(1)});
+    set_peers(server, {peer(1)});
     auto first = grant(1, both());
     const auto free4 = server.pool4().free_count();
     const auto free6 = server.pool6().free_count();
@@ -480,7 +481,7 @@ TEST_F(ServerTest, AbortReturnsEverythingToThePreviousState) {
 }
 
 TEST_F(ServerTest, AbortOfAFreshPlanFreesItsAddress) {
-    server.set_peers({peer(1)});
+    set_peers(server, {peer(1)});
     const auto free4 = server.pool4().free_count();
     auto plan = server.plan(key(1), any4());
     EXPECT_EQ(server.pool4().free_count(), free4 - 1) << "held while pending";
@@ -492,7 +493,7 @@ TEST_F(ServerTest, AbortOfAFreshPlanFreesItsAddress) {
 TEST_F(ServerTest, ConcurrentPlansNeverGetTheSameAddress) {
     LeaseServer small(rng, clock, kLeasetime);
     small.add_prefix(p4("10.0.0.0", 30));
-    small.set_peers({peer(1), peer(2), peer(3)});
+    set_peers(small, {peer(1), peer(2), peer(3)});
     auto a = small.plan(key(1), any4());
     auto b = small.plan(key(2), any4());
     auto c = small.plan(key(3), any4());
@@ -503,9 +504,9 @@ TEST_F(ServerTest, ConcurrentPlansNeverGetTheSameAddress) {
 }
 
 TEST_F(ServerTest, RemovedPeerLosesItsLeases) {
-    server.set_peers({peer(1), peer(2)});
+    set_peers(server, {peer(1), peer(2)});
     auto a = grant(1, both());
-    auto events = server.set_peers({peer(2)});
+    auto events = set_peers(server, {peer(2)});
     ASSERT_EQ(events.records.size(), 1u);
     EXPECT_TRUE(events.records[0].released());
     EXPECT_TRUE(server.pool4().is_free(*a.ipv4));
@@ -514,23 +515,23 @@ TEST_F(ServerTest, RemovedPeerLosesItsLeases) {
 }
 
 TEST_F(ServerTest, PeersAreFoundByTheirLinkLocalAddress) {
-    server.set_peers({peer(1), peer(2)});
+    set_peers(server, {peer(1), peer(2)});
     EXPECT_EQ(server.lookup_peer(link_local(2)), key(2));
     EXPECT_FALSE(server.lookup_peer(link_local(3)));
 }
 
 TEST_F(ServerTest, LeasedAddressesInTheFactsAreNotMistakenForReservations) {
-    server.set_peers({peer(1)});
+    set_peers(server, {peer(1)});
     auto a = grant(1, any4());
-    server.set_peers({peer(1, {Prefix4{*a.ipv4, 32}})}); // netd's view after the add
+    set_peers(server, {peer(1, {Prefix4{*a.ipv4, 32}})}); // netd's view after the add
     auto plan = server.plan(key(1), Want{});
     EXPECT_EQ(plan->changes.remove4, (std::vector<Prefix4>{{*a.ipv4, 32}}));
 }
 
 TEST_F(ServerTest, LeaseMovedToAnotherPeerByTheOperatorIsDropped) {
-    server.set_peers({peer(1), peer(2)});
+    set_peers(server, {peer(1), peer(2)});
     auto a = grant(1, any4());
-    auto events = server.set_peers({peer(1), peer(2, {Prefix4{*a.ipv4, 32}})});
+    auto events = set_peers(server, {peer(1), peer(2, {Prefix4{*a.ipv4, 32}})});
     ASSERT_EQ(events.records.size(), 1u);
     EXPECT_FALSE(events.records[0].ipv4);
     auto again = grant(1, any4());
@@ -538,19 +539,21 @@ TEST_F(ServerTest, LeaseMovedToAnotherPeerByTheOperatorIsDropped) {
 }
 
 TEST_F(ServerTest, RestoreDropsExpiredLeasesAndUnknownPeers) {
-    server.set_peers({peer(1)});
-    auto events = server.restore({
-        {key(1), ip4("10.0.0.9"), std::nullopt, 1764200000, 1764201600}, // expired now
-        {key(7), ip4("10.0.0.8"), std::nullopt, 1764201000, 1764209999}, // no such peer
-    });
+    set_peers(server, {peer(1)});
+    auto events = restore(
+        server, {
+                    {key(1), ip4("10.0.0.9"), std::nullopt, 1764200000, 1764201600}, // expired now
+                    {key(7), ip4("10.0.0.8"), std::nullopt, 1764201000, 1764209999}, // no such peer
+                });
     EXPECT_TRUE(events.changes.empty());
     EXPECT_EQ(events.records.size(), 2u);
     EXPECT_EQ(server.lease_count(), 0u);
 }
 
 TEST_F(ServerTest, RestoredLeaseAlreadyInAllowedIpsIsALeaseNotAReservation) {
-    server.set_peers({peer(1, {p4("10.0.0.9", 32)})}); // after a restart: looks static
-    auto events = server.restore({{key(1), ip4("10.0.0.9"), std::nullopt, 1764201000, 1764201700}});
+    set_peers(server, {peer(1, {p4("10.0.0.9", 32)})}); // after a restart: looks static
+    auto events =
+        restore(server, {{key(1), ip4("10.0.0.9"), std::nullopt, 1764201000, 1764201700}});
     EXPECT_TRUE(events.changes.empty()) << "already there";
     EXPECT_EQ(server.next_expiry(), 1000000u + 100 * 1000);
     auto expired = server.expire(1000000u + 100 * 1000);
@@ -559,8 +562,8 @@ TEST_F(ServerTest, RestoredLeaseAlreadyInAllowedIpsIsALeaseNotAReservation) {
 }
 
 TEST_F(ServerTest, WithoutALeaseFileAllowedIpsAreReservations) {
-    server.set_peers({peer(1, {p4("10.0.0.9", 32)}), peer(2)});
-    server.restore({});
+    set_peers(server, {peer(1, {p4("10.0.0.9", 32)}), peer(2)});
+    restore(server, {});
     for (int i = 0; i < 100; i++) {
         auto plan = server.plan(key(2), any4());
         EXPECT_NE(plan->ipv4, ip4("10.0.0.9"));
@@ -569,9 +572,9 @@ TEST_F(ServerTest, WithoutALeaseFileAllowedIpsAreReservations) {
 }
 
 TEST_F(ServerTest, RestoreRefusesAnAddressOfAnotherPeer) {
-    server.set_peers({peer(1), peer(2, {p4("10.0.0.9", 32)})});
+    set_peers(server, {peer(1), peer(2, {p4("10.0.0.9", 32)})});
     auto events =
-        server.restore({{key(1), ip4("10.0.0.9"), ip6("2001:db8::9"), 1764201000, 1764209000}});
+        restore(server, {{key(1), ip4("10.0.0.9"), ip6("2001:db8::9"), 1764201000, 1764209000}});
     ASSERT_EQ(events.records.size(), 1u);
     EXPECT_FALSE(events.records[0].ipv4);
     EXPECT_EQ(events.records[0].ipv6, ip6("2001:db8::9"));
@@ -580,7 +583,7 @@ TEST_F(ServerTest, RestoreRefusesAnAddressOfAnotherPeer) {
 // The expiry index keeps an entry per renewal until it is swept: thousands of
 // renewals must still expire each lease once, at its last expiry time.
 TEST_F(ServerTest, ManyRenewalsExpireOnceAtTheLastExpiryTime) {
-    server.set_peers({peer(1), peer(2)});
+    set_peers(server, {peer(1), peer(2)});
     auto first = grant(1, both());
     grant(2, any4());
     // Each renewal comes when just under half the lease is left: each is
@@ -618,11 +621,11 @@ TEST_F(ServerTest, PeersThatLeftLeaveNothingToExpireForNewcomers) {
         first.push_back(peer(n));
     for (int n = 51; n <= 100; n++)
         second.push_back(peer(n));
-    server.set_peers(first);
+    set_peers(server, first);
     for (int round = 0; round < 3; round++)
         for (int n = 1; n <= 50; n++)
             grant(n, both());
-    EXPECT_EQ(server.set_peers(second).records.size(), 50u);
+    EXPECT_EQ(set_peers(server, second).records.size(), 50u);
     EXPECT_FALSE(server.next_expiry());
     EXPECT_EQ(server.lease_count(), 0u);
     clock.advance_ms(5000);
@@ -645,7 +648,7 @@ TEST_F(ServerTest, RemovedRouteRevokesItsLeasesInAddressOrder) {
     std::vector<PeerFacts> peers;
     for (int n = 1; n <= 100; n++)
         peers.push_back(peer(n));
-    server.set_peers(peers);
+    set_peers(server, peers);
     for (int n = 1; n <= 100; n++)
         grant(n, any4());
     auto revoked = server.remove_prefix(p4("10.7.0.0", 24));
@@ -667,7 +670,7 @@ TEST_F(ServerTest, EveryLeaseIsFoundByItsAddressAfterChurn) {
         peers.back().key.bytes[1] = static_cast<std::uint8_t>(n >> 8);
     }
     auto key_of = [&](int n) { return peers[static_cast<std::size_t>(n)].key; };
-    server.set_peers(peers);
+    set_peers(server, peers);
     std::vector<Plan> plans(count);
     for (int round = 0; round < 3; round++)
         for (int n = 0; n < count; n++) {
@@ -687,7 +690,7 @@ TEST_F(ServerTest, EveryLeaseIsFoundByItsAddressAfterChurn) {
             peers[static_cast<std::size_t>(n + 1)].allowed4.push_back(Prefix4{*a, 32});
             moved[key_of(n)] = *a;
         }
-    auto events = server.set_peers(peers);
+    auto events = set_peers(server, peers);
     ASSERT_EQ(events.records.size(), moved.size());
     for (auto& r : events.records) {
         ASSERT_TRUE(moved.count(r.peer));
@@ -698,16 +701,16 @@ TEST_F(ServerTest, EveryLeaseIsFoundByItsAddressAfterChurn) {
 
 TEST_F(ServerTest, PeerWithTwoLinkLocalsIsFoundByEitherUntilOneLeavesTheFacts) {
     Ip6 second = link_local(200);
-    server.set_peers({peer(1, {}, {Prefix6{second, 128}}), peer(2)});
+    set_peers(server, {peer(1, {}, {Prefix6{second, 128}}), peer(2)});
     EXPECT_EQ(server.lookup_peer(link_local(1)), key(1));
     EXPECT_EQ(server.lookup_peer(second), key(1));
     EXPECT_EQ(server.lookup_peer(link_local(2)), key(2));
-    server.set_peers({peer(1), peer(2)});
+    set_peers(server, {peer(1), peer(2)});
     EXPECT_EQ(server.lookup_peer(link_local(1)), key(1));
     EXPECT_FALSE(server.lookup_peer(second));
     // A peer whose only link-local changed is found by the new one only.
     PeerFacts moved{key(2), {}, {Prefix6{link_local(77), 128}}};
-    server.set_peers({peer(1), moved});
+    set_peers(server, {peer(1), moved});
     EXPECT_FALSE(server.lookup_peer(link_local(2)));
     EXPECT_EQ(server.lookup_peer(link_local(77)), key(2));
 }
@@ -722,9 +725,9 @@ TEST_F(ServerTest, ThousandsOfPeersAreEachFoundByTheirLinkLocal) {
         k.bytes[1] = static_cast<std::uint8_t>(n >> 8);
         peers.push_back(PeerFacts{k, {}, {Prefix6{ll, 128}}});
     }
-    server.set_peers(peers);
+    set_peers(server, peers);
     peers.resize(1000); // two thirds leave
-    server.set_peers(peers);
+    set_peers(server, peers);
     for (int n = 0; n < 3000; n++) {
         Ip6 ll = link_local(0);
         ll.bytes[13] = static_cast<std::uint8_t>(n >> 8);
@@ -748,7 +751,7 @@ TEST_F(ServerTest, PeersLeavingWithPlansPendingAmidStaleRenewalsLeaveNoExpiry) {
         peers.push_back(peer(n));
         peers.back().key.bytes[1] = static_cast<std::uint8_t>(n >> 8);
     }
-    server.set_peers(peers);
+    set_peers(server, peers);
     // Each round renews with just under half the lease left: every renewal
     // is written and leaves a stale expiry entry behind.
     for (int round = 0; round < 3; round++) {
@@ -764,7 +767,7 @@ TEST_F(ServerTest, PeersLeavingWithPlansPendingAmidStaleRenewalsLeaveNoExpiry) {
     }
     PeerFacts newcomer = peer(1);
     newcomer.key.bytes[2] = 9; // not one of those leaving
-    auto events = server.set_peers({newcomer});
+    auto events = set_peers(server, {newcomer});
     EXPECT_EQ(events.records.size(), 1000u);
     EXPECT_EQ(server.lease_count(), 0u);
     EXPECT_FALSE(server.next_expiry());
@@ -781,7 +784,7 @@ TEST_F(ServerTest, ExpectedLeaseSeenInAllowedIpsIsRestoredWithoutAChange) {
     const std::vector<LeaseRecord> records{
         {key(1), ip4("10.0.0.9"), ip6("2001:db8::9"), 1764201000, 1764201700}};
     server.expect_restore(records);
-    server.set_peers({peer(1, {p4("10.0.0.9", 32)}, {p6("2001:db8::9", 128)}), peer(2)});
+    set_peers(server, {peer(1, {p4("10.0.0.9", 32)}, {p6("2001:db8::9", 128)}), peer(2)});
     auto events = server.restore_expected();
     EXPECT_TRUE(events.changes.empty()) << "already there";
     EXPECT_EQ(server.lease_count(), 2u);
@@ -796,7 +799,7 @@ TEST_F(ServerTest, ExpectedLeaseNotInAllowedIpsIsAddedBack) {
     const std::vector<LeaseRecord> records{
         {key(1), ip4("10.0.0.9"), std::nullopt, 1764201000, 1764201700}};
     server.expect_restore(records);
-    server.set_peers({peer(1)});
+    set_peers(server, {peer(1)});
     auto events = server.restore_expected();
     ASSERT_EQ(events.changes.size(), 1u);
     EXPECT_EQ(events.changes[0].add4, (std::vector<Prefix4>{p4("10.0.0.9", 32)}));
@@ -809,7 +812,7 @@ TEST_F(ServerTest, ExpiredExpectedLeaseInAllowedIpsIsRemovedAndReturnsToThePool)
     const std::vector<LeaseRecord> records{
         {key(1), ip4("10.0.0.9"), std::nullopt, 1764200000, 1764201600}}; // expired now
     server.expect_restore(records);
-    server.set_peers({peer(1, {p4("10.0.0.9", 32)}), peer(2)});
+    set_peers(server, {peer(1, {p4("10.0.0.9", 32)}), peer(2)});
     auto events = server.restore_expected();
     EXPECT_EQ(server.lease_count(), 0u);
     ASSERT_EQ(events.changes.size(), 1u);
@@ -832,9 +835,10 @@ TEST_F(ServerTest, ExpiredExpectedLeaseInAllowedIpsIsRemovedAndReturnsToThePool)
 // Without the head start of expect_restore() the view took the expired
 // lease for a static allowed IP: restore() undoes that too.
 TEST_F(ServerTest, ExpiredLeaseRestoredAfterTheViewIsRemovedNotReserved) {
-    server.set_peers({peer(1, {p4("10.0.0.9", 32)}), peer(2)});
+    set_peers(server, {peer(1, {p4("10.0.0.9", 32)}), peer(2)});
     EXPECT_FALSE(server.pool4().is_free(ip4("10.0.0.9")));
-    auto events = server.restore({{key(1), ip4("10.0.0.9"), std::nullopt, 1764200000, 1764201600}});
+    auto events =
+        restore(server, {{key(1), ip4("10.0.0.9"), std::nullopt, 1764200000, 1764201600}});
     ASSERT_EQ(events.changes.size(), 1u);
     EXPECT_EQ(events.changes[0].remove4, (std::vector<Prefix4>{p4("10.0.0.9", 32)}));
     EXPECT_TRUE(server.pool4().is_free(ip4("10.0.0.9")));
@@ -846,7 +850,7 @@ TEST_F(ServerTest, ExpectedLeaseOutsideEveryPoolIsRemovedFromAllowedIps) {
     const std::vector<LeaseRecord> records{
         {key(1), ip4("10.9.0.9"), std::nullopt, 1764201000, 1764209000}}; // not expired
     server.expect_restore(records);
-    server.set_peers({peer(1, {p4("10.9.0.9", 32)})});
+    set_peers(server, {peer(1, {p4("10.9.0.9", 32)})});
     auto events = server.restore_expected();
     EXPECT_EQ(server.lease_count(), 0u);
     ASSERT_EQ(events.changes.size(), 1u);
@@ -863,7 +867,7 @@ TEST_F(ServerTest, ExpectedLeaseWithOneFamilyOutsideEveryPoolKeepsTheOtherAndSer
     const std::vector<LeaseRecord> records{
         {key(1), ip4("10.9.0.9"), ip6("2001:db8::9"), 1764201000, 1764209000}}; // not expired
     server.expect_restore(records);
-    server.set_peers({peer(1, {p4("10.9.0.9", 32)}, {p6("2001:db8::9", 128)}), peer(2)});
+    set_peers(server, {peer(1, {p4("10.9.0.9", 32)}, {p6("2001:db8::9", 128)}), peer(2)});
     auto events = server.restore_expected();
     ASSERT_EQ(events.changes.size(), 1u);
     EXPECT_EQ(events.changes[0].remove4, (std::vector<Prefix4>{p4("10.9.0.9", 32)}));
@@ -876,7 +880,7 @@ TEST_F(ServerTest, ExpectedLeaseWithOneFamilyOutsideEveryPoolKeepsTheOtherAndSer
     EXPECT_EQ(server.lease_count6(), 1u);
 
     // netd removed it; the next view shows the peer without it.
-    server.set_peers({peer(1, {}, {p6("2001:db8::9", 128)}), peer(2)});
+    set_peers(server, {peer(1, {}, {p6("2001:db8::9", 128)}), peer(2)});
     server.add_prefix(p4("10.9.0.0", 24));
     EXPECT_TRUE(server.pool4().is_free(ip4("10.9.0.9")));
     auto again = grant(1, both());
@@ -892,7 +896,7 @@ TEST_F(ServerTest, ExpectedLeaseHeldAsAnotherPeersAllowedIpIsNotRestored) {
     const std::vector<LeaseRecord> records{
         {key(1), ip4("10.0.0.9"), std::nullopt, 1764201000, 1764209000}};
     server.expect_restore(records);
-    server.set_peers({peer(1), peer(2, {p4("10.0.0.9", 32)})});
+    set_peers(server, {peer(1), peer(2, {p4("10.0.0.9", 32)})});
     auto events = server.restore_expected();
     EXPECT_TRUE(events.changes.empty());
     EXPECT_EQ(server.lease_count(), 0u);
@@ -902,7 +906,7 @@ TEST_F(ServerTest, ExpectRestoreKeepsTheLastRecordOfAPeer) {
     server.expect_restore({{key(1), ip4("10.0.0.8"), std::nullopt, 1764201000, 1764201700},
                            {key(2), ip4("10.0.0.5"), std::nullopt, 1764201000, 1764201700},
                            {key(1), ip4("10.0.0.9"), std::nullopt, 1764201000, 1764201700}});
-    server.set_peers({peer(1), peer(2)});
+    set_peers(server, {peer(1), peer(2)});
     auto events = server.restore_expected();
     ASSERT_EQ(events.changes.size(), 2u);
     for (const auto& c : events.changes)
@@ -911,7 +915,7 @@ TEST_F(ServerTest, ExpectRestoreKeepsTheLastRecordOfAPeer) {
 }
 
 TEST_F(ServerTest, ViewInChunksDropsOnlyPeersAbsentFromEveryChunk) {
-    server.set_peers({peer(1), peer(2), peer(3)});
+    set_peers(server, {peer(1), peer(2), peer(3)});
     auto a = grant(1, any4());
     auto b = grant(3, any4());
     server.begin_peers();
@@ -929,7 +933,7 @@ TEST_F(ServerTest, ViewInChunksDropsOnlyPeersAbsentFromEveryChunk) {
 }
 
 TEST_F(ServerTest, LeaseMissingFromAllowedIpsIsReportedForPuttingBack) {
-    server.set_peers({peer(1), peer(2)});
+    set_peers(server, {peer(1), peer(2)});
     auto a = grant(1, both());
     auto missing = server.missing_leases(peer(1, {}, {Prefix6{*a.ipv6, 128}}));
     EXPECT_EQ(missing.add4, (std::vector<Prefix4>{{*a.ipv4, 32}}));
@@ -939,7 +943,7 @@ TEST_F(ServerTest, LeaseMissingFromAllowedIpsIsReportedForPuttingBack) {
 }
 
 TEST_F(ServerTest, PutBackKeepsOnlyAddressesThatAreStillThePeersLeases) {
-    server.set_peers({peer(1), peer(2)});
+    set_peers(server, {peer(1), peer(2)});
     auto a = grant(1, any4());
     auto missing = server.missing_leases(peer(1));
     ASSERT_EQ(missing.add4.size(), 1u);
@@ -947,14 +951,14 @@ TEST_F(ServerTest, PutBackKeepsOnlyAddressesThatAreStillThePeersLeases) {
     EXPECT_TRUE(server.keep_leased(still));
     EXPECT_EQ(still.add4, missing.add4);
     // The operator put the address on peer 2: WireGuard moved it, the lease is gone.
-    server.set_peers({peer(1), peer(2, {Prefix4{*a.ipv4, 32}})});
+    set_peers(server, {peer(1), peer(2, {Prefix4{*a.ipv4, 32}})});
     auto gone = missing;
     EXPECT_FALSE(server.keep_leased(gone));
     EXPECT_TRUE(gone.add4.empty());
 }
 
 TEST_F(ServerTest, RevokeRemovesTheLeaseFreesItsAddressesAndRecordsARelease) {
-    server.set_peers({peer(1), peer(2)});
+    set_peers(server, {peer(1), peer(2)});
     auto a = grant(1, both());
     ASSERT_TRUE(a.ipv4 && a.ipv6);
     EXPECT_EQ(server.lease_holder(*a.ipv4), key(1));
@@ -981,7 +985,7 @@ TEST_F(ServerTest, RevokeRemovesTheLeaseFreesItsAddressesAndRecordsARelease) {
 }
 
 TEST_F(ServerTest, RevokeWaitsForAPendingPlanAndKnowsNoUnknownPeer) {
-    server.set_peers({peer(1)});
+    set_peers(server, {peer(1)});
     grant(1, any4());
     // A change (IPv4 released, IPv6 granted): an unchanged renewal would be
     // answered from the stored lease without a pending plan.
@@ -995,7 +999,7 @@ TEST_F(ServerTest, RevokeWaitsForAPendingPlanAndKnowsNoUnknownPeer) {
 }
 
 TEST_F(ServerTest, ExpiryReportsTheLeasesAsTheyWere) {
-    server.set_peers({peer(1)});
+    set_peers(server, {peer(1)});
     auto a = grant(1, both());
     clock.advance_ms(std::uint64_t{kLeasetime} * 1000 + 1);
     auto expired = server.expire(clock.boot_ms());
@@ -1006,7 +1010,7 @@ TEST_F(ServerTest, ExpiryReportsTheLeasesAsTheyWere) {
 }
 
 TEST_F(ServerTest, ViewListsEveryPeerWithIdentityLeaseAndStatics) {
-    server.set_peers({peer(1), peer(2, {p4("10.0.0.50", 32)})});
+    set_peers(server, {peer(1), peer(2, {p4("10.0.0.50", 32)})});
     auto a = grant(1, any4());
     auto view = server.view();
     ASSERT_EQ(view.size(), 2u);
@@ -1023,7 +1027,7 @@ TEST_F(ServerTest, ViewListsEveryPeerWithIdentityLeaseAndStatics) {
 TEST_F(ServerTest, PoolSizeCountsLeasableAddressesOfThePrefix) {
     // 10.0.0.0/24: 256 minus .0, .255 and our .1.
     EXPECT_EQ(server.pool_size(p4("10.0.0.0", 24)), 253u);
-    server.set_peers({peer(2, {p4("10.0.0.50", 32)})}); // a reservation is not leasable
+    set_peers(server, {peer(2, {p4("10.0.0.50", 32)})}); // a reservation is not leasable
     EXPECT_EQ(server.pool_size(p4("10.0.0.0", 24)), 252u);
     EXPECT_EQ(server.pool_size(p4("10.0.0.0", 25)), 125u);
     grant(2, any6());
@@ -1031,11 +1035,11 @@ TEST_F(ServerTest, PoolSizeCountsLeasableAddressesOfThePrefix) {
 }
 
 TEST_F(ServerTest, RemovedPeerAndMovedAddressReportTheLeasesThatEnded) {
-    server.set_peers({peer(1), peer(2)});
+    set_peers(server, {peer(1), peer(2)});
     auto a = grant(1, both());
     auto b = grant(2, any4());
     // Peer 1 leaves; peer 2's leased address becomes peer 3's static one.
-    auto events = server.set_peers({peer(2), peer(3, {Prefix4{*b.ipv4, 32}})});
+    auto events = set_peers(server, {peer(2), peer(3, {Prefix4{*b.ipv4, 32}})});
     ASSERT_EQ(events.ended.size(), 2u);
     std::sort(events.ended.begin(), events.ended.end(),
               [](const LeaseRecord& x, const LeaseRecord& y) { return x.peer < y.peer; });
