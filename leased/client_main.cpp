@@ -7,6 +7,7 @@
 #include "leased/random.hpp"
 #include "leased/role_entry.hpp"
 #include "privsep/channel.hpp"
+#include "privsep/fatal.hpp"
 #include "privsep/log.hpp"
 #include "privsep/messages.hpp"
 
@@ -121,10 +122,7 @@ void ClientLeased::on_netd(privsep::Message& m) {
         {before_link, msg::renew, false},
     };
     accepts.enforce(started_ ? running : before_link, m, "netd");
-    auto malformed = [&] {
-        WGD_LOG_ERROR("netd sent a malformed message of type %u", m.type);
-        std::exit(1);
-    };
+    auto malformed = [&] { fatal("netd sent a malformed message of type %u", m.type); };
     std::uint64_t now = clock_.boot_ms();
     switch (m.type) {
     case msg::link_state: {
@@ -186,8 +184,7 @@ void ClientLeased::on_protod(privsep::Message& m) {
     accepts.enforce(0, m, "protod");
     auto r = msg::decode_exchange_result(m.body);
     if (!r) {
-        WGD_LOG_ERROR("protod sent a malformed exchange result");
-        std::exit(1);
+        fatal("protod sent a malformed exchange result");
     }
     std::uint64_t now = clock_.boot_ms();
     if (!r->answered) {

@@ -14,6 +14,7 @@
 #include "leased/show.hpp"
 #include "privsep/channel.hpp"
 #include "privsep/control.hpp"
+#include "privsep/fatal.hpp"
 #include "privsep/log.hpp"
 #include "privsep/messages.hpp"
 
@@ -192,10 +193,7 @@ void ServerLeased::on_netd(privsep::Message& m) {
         {in_peers, msg::peers_end, false},       {idle, msg::status, false},
     };
     accepts.enforce(receiving_peers_ ? in_peers : idle, m, "netd");
-    auto malformed = [&] {
-        WGD_LOG_ERROR("netd sent a malformed message of type %u", m.type);
-        std::exit(1);
-    };
+    auto malformed = [&] { fatal("netd sent a malformed message of type %u", m.type); };
     switch (m.type) {
     case msg::pools_snapshot: {
         auto s = msg::decode_pools_snapshot(m.body);
@@ -341,8 +339,7 @@ void ServerLeased::on_protod(privsep::Message& m) {
     if (m.type == msg::control_request) {
         auto q = control::decode_control_query(m.body);
         if (!q) {
-            WGD_LOG_ERROR("protod sent a malformed control request");
-            std::exit(1);
+            fatal("protod sent a malformed control request");
         }
         on_control(m.id, *q);
         return;
@@ -350,8 +347,7 @@ void ServerLeased::on_protod(privsep::Message& m) {
     if (m.type == msg::monitor_state) {
         auto n = control::decode_monitor_state(m.body);
         if (!n) {
-            WGD_LOG_ERROR("protod sent a malformed monitor state");
-            std::exit(1);
+            fatal("protod sent a malformed monitor state");
         }
         monitors_ = *n > 0;
         if (!monitors_)
@@ -360,8 +356,7 @@ void ServerLeased::on_protod(privsep::Message& m) {
     }
     auto queries = msg::decode_query_leases(m.body);
     if (!queries) {
-        WGD_LOG_ERROR("protod sent malformed queries");
-        std::exit(1);
+        fatal("protod sent malformed queries");
     }
     // protod parsed untrusted bytes: check again what only a sound parser
     // lets through, so a compromised protod cannot ask for a multicast lease.
@@ -370,8 +365,7 @@ void ServerLeased::on_protod(privsep::Message& m) {
         if (!q.source.is_link_local() ||
             (q.ipv4 && !q.ipv4->is_unspecified() && !is_leasable(*q.ipv4)) ||
             (q.ipv6 && !q.ipv6->is_unspecified() && !is_leasable(*q.ipv6))) {
-            WGD_LOG_ERROR("protod sent a query that no valid request can produce");
-            std::exit(1);
+            fatal("protod sent a query that no valid request can produce");
         }
     }
     for (const auto& [conn, q] : queries->items) {
@@ -642,13 +636,11 @@ void ServerLeased::send_claims_for(const LeaseEvents& restore) {
 
 void ServerLeased::on_applied(std::uint32_t id, const msg::AllowedIpsApplied& applied) {
     if (!in_flight_ || in_flight_->id != id) {
-        WGD_LOG_ERROR("netd answered batch %u, which is not in flight", id);
-        std::exit(1);
+        fatal("netd answered batch %u, which is not in flight", id);
     }
     if (!in_flight_->answers.answered(applied.status)) {
-        WGD_LOG_ERROR("netd answered batch %u with %zu statuses, not one per change sent", id,
-                      applied.status.size());
-        std::exit(1);
+        fatal("netd answered batch %u with %zu statuses, not one per change sent", id,
+              applied.status.size());
     }
     if (in_flight_->answers.complete())
         finish_batch();

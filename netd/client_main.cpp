@@ -7,6 +7,7 @@
 #include "netd/validate.hpp"
 #include "netd/wireguard.hpp"
 #include "privsep/channel.hpp"
+#include "privsep/fatal.hpp"
 #include "privsep/log.hpp"
 #include "privsep/messages.hpp"
 #include "privsep/tables.hpp"
@@ -267,15 +268,13 @@ void ClientNetd::on_leased(privsep::Message& m) {
     if (m.type == msg::exchange_request) {
         auto r = msg::decode_exchange_request(m.body);
         if (!r) {
-            WGD_LOG_ERROR("leased sent a malformed exchange request");
-            std::exit(1);
+            fatal("leased sent a malformed exchange request");
         }
         start_exchange(m.id, *r);
     } else {
         auto o = msg::decode_address_order(m.body);
         if (!o) {
-            WGD_LOG_ERROR("leased sent a malformed address order");
-            std::exit(1);
+            fatal("leased sent a malformed address order");
         }
         on_address_order(m.id, *o);
     }
@@ -374,6 +373,10 @@ int ClientNetd::run(const std::vector<std::string>& args) {
     relay.close_child_end();
     leased_ = Channel(std::move(netd_leased));
     protod_ = Channel(std::move(netd_protod));
+    FatalStopHook stop_on_fatal([&] {
+        relay.forward();
+        stop_children(supervisor, {&leased_, &protod_});
+    });
 
     if (auto sandboxed = privsep::enter_netd_sandbox(Side::client); !sandboxed.ok()) {
         WGD_LOG_ERROR("netd sandbox: %s", sandboxed.error.c_str());

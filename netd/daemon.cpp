@@ -1,5 +1,6 @@
 #include "netd/daemon.hpp"
 
+#include "privsep/fatal.hpp"
 #include "privsep/log.hpp"
 
 #include <arpa/inet.h>
@@ -22,8 +23,7 @@ namespace wgd::netd {
 void detach(const std::string& ident) {
     pid_t pid = fork();
     if (pid < 0) {
-        WGD_LOG_ERROR("cannot detach: fork: %s", std::strerror(errno));
-        std::exit(1);
+        fatal("cannot detach: fork: %s", std::strerror(errno));
     }
     if (pid > 0)
         _exit(0);
@@ -55,14 +55,12 @@ LogRelay::LogRelay() : children_{{privsep::Role::leased, {}, {}}, {privsep::Role
     // log) would kill it with SIGXFSZ. Without them the suite does not start.
     epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
     if (!epoll_) {
-        WGD_LOG_ERROR("log relay: epoll_create1: %s", std::strerror(errno));
-        std::exit(1);
+        fatal("log relay: epoll_create1: %s", std::strerror(errno));
     }
     for (Child& c : children_) {
         int sv[2];
         if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0) {
-            WGD_LOG_ERROR("log relay: socketpair: %s", std::strerror(errno));
-            std::exit(1);
+            fatal("log relay: socketpair: %s", std::strerror(errno));
         }
         c.parent.reset(sv[0]);
         c.child.reset(sv[1]);
@@ -70,8 +68,7 @@ LogRelay::LogRelay() : children_{{privsep::Role::leased, {}, {}}, {privsep::Role
         ev.events = EPOLLIN;
         ev.data.fd = c.parent.get();
         if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, c.parent.get(), &ev) != 0) {
-            WGD_LOG_ERROR("log relay: epoll_ctl: %s", std::strerror(errno));
-            std::exit(1);
+            fatal("log relay: epoll_ctl: %s", std::strerror(errno));
         }
     }
 }

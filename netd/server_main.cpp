@@ -9,6 +9,7 @@
 #include "netd/validate.hpp"
 #include "netd/wireguard.hpp"
 #include "privsep/channel.hpp"
+#include "privsep/fatal.hpp"
 #include "privsep/log.hpp"
 #include "privsep/messages.hpp"
 #include "privsep/state_files.hpp"
@@ -425,8 +426,7 @@ void ServerNetd::handle_leased(privsep::Message& m) {
     t::server_netd_from_leased().enforce(claims_open_ ? t::restoring : t::serving, m, "leased");
     if (m.type == msg::refresh_peers) {
         if (!msg::decode_empty(m.body)) {
-            WGD_LOG_ERROR("leased sent a malformed refresh request");
-            std::exit(1);
+            fatal("leased sent a malformed refresh request");
         }
         // Never the empty view of a failed read: leased would take it for
         // every peer gone. It is answered after the next read that works,
@@ -439,8 +439,7 @@ void ServerNetd::handle_leased(privsep::Message& m) {
     if (m.type == msg::claim_leases) {
         auto claims = msg::decode_claim_leases(m.body);
         if (!claims) {
-            WGD_LOG_ERROR("leased sent malformed lease claims");
-            std::exit(1);
+            fatal("leased sent malformed lease claims");
         }
         on_claims(*claims);
         return;
@@ -449,8 +448,7 @@ void ServerNetd::handle_leased(privsep::Message& m) {
     leased_set_.close_claims();
     auto order = msg::decode_apply_allowed_ips(m.body);
     if (!order) {
-        WGD_LOG_ERROR("leased sent a malformed allowed-IP order");
-        std::exit(1);
+        fatal("leased sent a malformed allowed-IP order");
     }
     std::vector<PeerChange> changes = to_changes(std::move(*order));
     msg::AllowedIpsApplied answer;
@@ -633,6 +631,10 @@ int ServerNetd::run(const std::vector<std::string>& args) {
     lease_file_next_.reset();
     relay.close_child_end();
     leased_ = Channel(std::move(netd_end));
+    FatalStopHook stop_on_fatal([&] {
+        relay.forward();
+        stop_children(supervisor, {&leased_});
+    });
 
     // Chrooted into the UAPI sockets' directory (UAPI backend) or an empty
     // one: from here on the socket is /IFACE.sock, and is looked up there

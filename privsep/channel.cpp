@@ -1,4 +1,5 @@
 #include "privsep/channel.hpp"
+#include "privsep/fatal.hpp"
 
 #include "privsep/log.hpp"
 
@@ -278,7 +279,7 @@ void Acceptance::enforce(std::uint32_t state, const Message& m, const char* peer
         return;
     WGD_LOG_ERROR("protocol violation by %s: type %u in state %u: %s", peer, unsigned(m.type),
                   unsigned(state), to_string(v));
-    ::_exit(1);
+    exit_fatally();
 }
 
 void channel_failed(const Channel& ch, RecvError e, const char* peer) {
@@ -290,7 +291,7 @@ void channel_failed(const Channel& ch, RecvError e, const char* peer) {
         WGD_LOG_INFO("%s closed the channel: stopping", peer);
     else
         WGD_LOG_ERROR("protocol violation by %s: %s", peer, to_string(e));
-    ::_exit(1);
+    exit_fatally();
 }
 
 } // namespace wgd::privsep
