@@ -1,5 +1,5 @@
 // Test only, never installed: a preloaded library (LD_PRELOAD) that puts a
-// scripted hostile program in the server protod's seat. protod goes through
+// scripted hostile program in protod's seat (the server's or the client's). protod goes through
 // its whole real sandbox (chroot, uid change, capabilities, limits); once
 // the real seccomp_load() has installed protod's filter, the library takes
 // the process over and plays the file WGD_HOSTILE_SCRIPT_FILE against
@@ -11,6 +11,9 @@
 //   frame:TYPE:FLAGS:HEX[*N]  a frame whose length field is the body's size
 //                             (N times, answers read while sending)
 //   deaf:TYPE:FLAGS:HEX[*N]   the same, never reading leased's answers
+//   frameid:TYPE:ID:HEX       one frame with this id (the client's exchange number)
+//   answer:HEX                the client: an ExchangeResult for the exchange
+//                             netd hands to protod next
 //   badlen:TYPE:LEN:HEX       a frame whose length field says LEN
 //   raw:HEX                   a datagram of exactly these bytes
 //   fd:TYPE:FLAGS:HEX         a frame with a descriptor attached (/dev/null)
@@ -42,8 +45,10 @@
 
 namespace {
 
-// protod's end of its channel to leased (protod/protod.hpp: kLeasedFd).
-constexpr int kLeasedFd = 3;
+// protod's end of its channel to leased, and the client protod's to netd
+// (protod/protod.hpp: kLeasedFd, kNetdFd).
+constexpr int kLeasedFd = 3, kClientNetdFd = 4;
+constexpr std::uint16_t kExchangeResult = 13;
 // privsep/messages.hpp: the two types leased sends to protod that count here.
 constexpr std::uint16_t kLeaseAnswers = 2, kRefuseConnection = 3;
 constexpr std::uint16_t kQueryLeases = 1;
@@ -106,8 +111,7 @@ pid_t find_leased() {
 
 __attribute__((constructor)) void init() {
     std::string cmdline = read_small("/proc/self/cmdline");
-    g_protod = has_arg(cmdline, "--privsep-role=protod") &&
-               cmdline.find("wg-dynamic-server") != std::string::npos;
+    g_protod = has_arg(cmdline, "--privsep-role=protod");
     if (!g_protod)
         return;
     g_leased = find_leased();
@@ -143,9 +147,8 @@ std::vector<std::uint8_t> unhex(const std::string& h) {
 }
 
 std::vector<std::uint8_t> frame(std::uint16_t type, std::uint16_t flags, std::uint32_t length,
-                                const std::vector<std::uint8_t>& body) {
+                                const std::vector<std::uint8_t>& body, std::uint32_t id = 0) {
     std::vector<std::uint8_t> f(12 + body.size());
-    std::uint32_t id = 0;
     std::memcpy(&f[0], &type, 2);
     std::memcpy(&f[2], &flags, 2);
     std::memcpy(&f[4], &id, 4);
@@ -302,6 +305,22 @@ void signal_step(const std::vector<std::string>& f) {
                         g_tally.gone = true;
                 }
                 settle = 0;
+            }
+        } else if (kind == "frameid") {
+            auto body = unhex(f[3]);
+            send_datagram(frame(std::uint16_t(std::stoi(f[1])), 0, std::uint32_t(body.size()), body,
+                                std::uint32_t(std::stoul(f[2]))));
+        } else if (kind == "answer") {
+            // The client: the id of the exchange netd hands us next (the
+            // one leased waits for), answered with this body.
+            std::uint8_t head[12] = {};
+            pollfd p{kClientNetdFd, POLLIN, 0};
+            if (::poll(&p, 1, 10000) > 0 && ::recv(kClientNetdFd, head, sizeof head, 0) > 0) {
+                std::uint32_t id;
+                std::memcpy(&id, &head[4], 4);
+                std::fprintf(stderr, "hostile: answering exchange %u\n", id);
+                auto body = unhex(f[1]);
+                send_datagram(frame(kExchangeResult, 0, std::uint32_t(body.size()), body, id));
             }
         } else if (kind == "badlen") {
             auto body = unhex(f[3]);

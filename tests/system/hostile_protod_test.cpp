@@ -17,6 +17,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <iostream>
 
@@ -378,4 +379,123 @@ TEST_F(HostileProtod, QueriesFromNoPeerAreRefusedAndAFloodGrantsNothingNew) {
     const std::string file = lease_file();
     EXPECT_NE(file.find(lease4), std::string::npos) << file;
     EXPECT_EQ(file.find(lab_->clients[1].pubkey), std::string::npos) << file;
+}
+
+// The client's protod reads the server's answer, so it may choose the grant
+// of the exchange in flight within the rules leased checks (its residual
+// power); outside them, and for any exchange not in flight, nothing is
+// added to the interface.
+namespace {
+
+class HostileClientProtod : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        if (!running_as_root())
+            GTEST_SKIP() << "system tests need root (network namespaces, wireguard-go)";
+        lab_ = std::make_unique<Lab>(LabOptions{1});
+        server_ = start_server(*lab_);
+        ASSERT_TRUE(wait_until_serving(*lab_)) << read_file(server_.log);
+        addresses_before_ = addresses();
+    }
+    void TearDown() override {
+        if (HasFailure() && !log_.empty())
+            std::cerr << "---- client log\n" << log_ << "----\n";
+    }
+    // The client's global addresses.
+    std::string addresses() const {
+        const LabClient& c = lab_->clients[0];
+        return sh_out("ip -n " + c.ns + " -o addr show dev " + c.iface +
+                      " scope global | awk '{print $4}' | sort");
+    }
+    // Starts the client with the hostile protod playing `script`; returns
+    // its pid once the script is done or the client has exited (status).
+    pid_t play(const std::string& script, int& status) {
+        const std::string lib = std::string(WGD_BINARY_DIR) + "/tests/hostile_protod.so";
+        const std::string file = lab_->state_dir + "/hostile-client.script";
+        if (FILE* f = std::fopen(file.c_str(), "w")) {
+            std::fputs(script.c_str(), f);
+            std::fclose(f);
+        }
+        const LabClient& c = lab_->clients[0];
+        const std::string log = lab_->state_dir + "/client-" + std::to_string(++runs_) + ".log";
+        setenv("LD_PRELOAD", lib.c_str(), 1);
+        setenv("WGD_HOSTILE_SCRIPT_FILE", file.c_str(), 1);
+        pid_t pid = lab_->start(c.ns, binary("wg-dynamic-client"), {"-f", "-v", c.iface}, log);
+        unsetenv("LD_PRELOAD");
+        unsetenv("WGD_HOSTILE_SCRIPT_FILE");
+        status = -1;
+        eventually(
+            [&] {
+                if (waitpid(pid, &status, WNOHANG) == pid)
+                    return true;
+                status = -1;
+                return read_file(log).find("hostile: done") != std::string::npos;
+            },
+            60000);
+        log_ = read_file(log);
+        return pid;
+    }
+    msg::ExchangeResult grant(const char* v4, std::uint8_t len) const {
+        msg::ExchangeResult r;
+        r.answered = true;
+        r.ipv4 = Prefix4{*parse_ip4(v4), len};
+        r.leasestart = std::uint64_t(std::time(nullptr));
+        r.leasetime = 3600;
+        return r;
+    }
+    std::unique_ptr<Lab> lab_;
+    ServerRun server_;
+    std::string addresses_before_, log_;
+    int runs_ = 0;
+};
+
+} // namespace
+
+TEST_F(HostileClientProtod, GrantsOutsideTheRulesAndAnswersToNoExchangeAddNothing) {
+    const std::string script =
+        "answer:" + hex(msg::encode(grant("10.77.0.0", 24))) + ";wait:1500;" +
+        "answer:" + hex(msg::encode(grant("224.0.0.5", 32))) + ";wait:1500;" +
+        "frameid:13:77:" + hex(msg::encode(grant("10.77.0.201", 32))) + ";wait:1000";
+    int status = 0;
+    pid_t pid = play(script, status);
+    ASSERT_EQ(status, -1) << "the client went down";
+    EXPECT_NE(log_.find("rejected response: unacceptable address 10.77.0.0/24"), std::string::npos);
+    EXPECT_NE(log_.find("rejected response: unacceptable address 224.0.0.5/32"), std::string::npos);
+    EXPECT_NE(log_.find("ignoring a response to exchange 77"), std::string::npos);
+    EXPECT_EQ(addresses(), addresses_before_) << "an address was added";
+    ASSERT_EQ(kill(pid, SIGTERM), 0);
+    int st = wait_exit(pid, 10000);
+    EXPECT_TRUE(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0) << "status " << st;
+}
+
+TEST_F(HostileClientProtod, FramesOutsideTheClientTableAndSignalsEndTheClientWithNothingAdded) {
+    const std::vector<Attack> attacks{
+        {"a server query on the client's channel",
+         frame(msg::query_leases, queries({{v6("fe80::1"), {}, {}, 0}})),
+         "type 1 in state 0: unknown message type"},
+        {"an exchange result with a descriptor",
+         "fd:13:1:" + hex(msg::encode(grant("10.77.0.9", 32))),
+         "fd attached to a message that takes none"},
+        {"a malformed exchange result", frame(msg::exchange_result, {1, 2, 3}),
+         "protod sent a malformed exchange result"},
+        {"kill(leased, SIGKILL)", "kill:leased:9", ""},
+    };
+    for (const Attack& a : attacks) {
+        SCOPED_TRACE(a.name);
+        std::cerr << "[ attack   ] client: " << a.name << "\n";
+        int status = 0;
+        play(a.step, status);
+        ASSERT_NE(status, -1) << "the client is still running";
+        EXPECT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        if (!a.logged.empty()) {
+            EXPECT_NE(log_.find(a.logged), std::string::npos) << "not logged: " << a.logged;
+        } else {
+            EXPECT_NE(log_.find("hostile: kill(leased"), std::string::npos) << "not attempted";
+            EXPECT_EQ(log_.find(" returned "), std::string::npos) << "the call returned";
+        }
+        EXPECT_EQ(log_.find("leased killed by signal"), std::string::npos);
+        EXPECT_EQ(addresses(), addresses_before_) << "an address was added";
+        if (HasFailure())
+            return;
+    }
 }
