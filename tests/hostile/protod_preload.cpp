@@ -21,6 +21,7 @@
 //   kill:TARGET:SIG           kill() to leased, netd, init or -1 (all)
 //   tgkill:TARGET:SIG         tgkill() to the same targets (not -1)
 //   wait:MS                   read answers for MS ms
+//   quiet:MS                  read answers until none came for MS ms
 // After each step the answers that came are reported as
 //   hostile: step K (KIND) answers A granted G refused R [v4 ADDR,...] in MS ms [leased gone]
 #include <dirent.h>
@@ -340,6 +341,16 @@ void signal_step(const std::vector<std::string>& f) {
             signal_step(f);
         } else if (kind == "wait") {
             settle = std::stoi(f[1]);
+        } else if (kind == "quiet") {
+            // Until nothing came for MS ms (at most a minute): a loaded
+            // machine answers a flood late, but it answers.
+            for (int i = 0; i < 60000 / std::stoi(f[1]) && !g_tally.gone; i++) {
+                const long before = g_tally.answers + g_tally.refused;
+                read_for(std::stoi(f[1]));
+                if (g_tally.answers + g_tally.refused == before)
+                    break;
+            }
+            settle = 0;
         }
         read_for(settle);
         const long ms = long(std::chrono::duration_cast<std::chrono::milliseconds>(

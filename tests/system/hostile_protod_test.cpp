@@ -326,7 +326,7 @@ TEST_F(HostileProtod, QueriesFromNoPeerAreRefusedAndAFloodGrantsNothingNew) {
     };
     std::string script;
     for (const Expect& e : steps)
-        script += e.step + ";wait:2500;";
+        script += e.step + ";quiet:2500;";
     Played p = play(script, "refused queries and floods", false);
     for (std::size_t at = p.log.find("hostile: step"); at != std::string::npos;
          at = p.log.find("hostile: step", at + 1))
