@@ -86,7 +86,7 @@ bool has_arg(const std::string& cmdline, const char* arg) {
 
 // leased is started before protod: it is the sibling whose command line
 // says so. Found now, while /proc is still in reach.
-pid_t find_leased() {
+pid_t find_leased_once() {
     const pid_t parent = ::getppid();
     DIR* d = ::opendir("/proc");
     if (!d)
@@ -108,6 +108,16 @@ pid_t find_leased() {
     }
     ::closedir(d);
     return found;
+}
+
+// leased may not have exec'd yet (its command line is still netd's).
+pid_t find_leased() {
+    for (int i = 0; i < 200; i++) {
+        if (pid_t pid = find_leased_once(); pid > 0)
+            return pid;
+        ::usleep(10 * 1000);
+    }
+    return -1;
 }
 
 __attribute__((constructor)) void init() {
@@ -263,7 +273,7 @@ void signal_step(const std::vector<std::string>& f) {
     const pid_t pid = target_pid(f[1]);
     const int sig = std::stoi(f[2]);
     std::fprintf(stderr, "hostile: %s(%s %d, %d)\n", f[0].c_str(), f[1].c_str(), int(pid), sig);
-    // netd relays the line only while protod lives: give it time to.
+    // Time for netd to relay the line before the call ends protod.
     ::usleep(300 * 1000);
     long rc = f[0] == "kill" ? ::kill(pid, sig) : ::syscall(SYS_tgkill, pid, pid, sig);
     std::fprintf(stderr, "hostile: %s returned %ld (%s)\n", f[0].c_str(), rc,
