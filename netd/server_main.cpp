@@ -295,6 +295,9 @@ bool ServerNetd::send(std::uint16_t type, std::uint32_t id, const msg::Bytes& bo
     if (leased_.send(type, id, body))
         return true;
     WGD_LOG_ERROR("cannot send to leased: %s", std::strerror(errno));
+    // leased is gone or stopped reading: the suite stops as failed, however
+    // the caller stops it.
+    exit_status_ = 1;
     return false;
 }
 

@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -108,7 +109,6 @@ constexpr Entry kAllowlist[] = {
     // netd: netlink, the UAPI socket, the sockets it hands to protod, and its children.
     {"bind", kNetd, kBothSides,
      "netlink multicast groups; client socket to [fe80::X]:970; server listener"},
-    {"connect", kNetd, kBothSides, "UAPI unix socket; client TCP connection to the server"},
     {"setsockopt", kNetd, kBothSides,
      "netlink options (NETLINK_EXT_ACK, buffer sizes); SO_REUSEADDR, IPV6_V6ONLY, SO_BINDTODEVICE"},
     {"getsockopt", kNetd, kBothSides, "SO_ERROR after a non-blocking connect"},
@@ -140,6 +140,25 @@ constexpr SocketRule kNetdSockets[] = {
     // connects to the server again and again.
     {AF_INET6, SOCK_STREAM, 0, kClient, "client: connection from [fe80::X]:970 to the server"},
     {AF_INET6, SOCK_STREAM, IPPROTO_TCP, kClient, "same, with the protocol spelled out"},
+};
+
+// connect() for netd, by address length (arg 2), since the address itself
+// is out of a filter's reach. A path is resolved inside netd's chroot; an
+// abstract unix name is not, and its length is the address length: netd's
+// UAPI code always passes the whole sockaddr_un, so the only abstract names
+// left in reach are those of the full 107 bytes. No other address family
+// has a sockaddr of either length.
+struct ConnectRule {
+    socklen_t length;
+    unsigned sides;
+    bool uapi_only;
+    const char* why;
+};
+
+constexpr ConnectRule kNetdConnects[] = {
+    {sizeof(sockaddr_un), kServer, true,
+     "the UAPI socket IFACE.sock, by path in netd's chroot (wireguard-go restarted)"},
+    {sizeof(sockaddr_in6), kClient, false, "client: TCP connection to [fe80::%IFACE]:970"},
 };
 
 // RLIMIT_DATA (heap and private writable mappings) of netd, leased and
@@ -294,6 +313,11 @@ std::vector<AllowedSyscall> allowlist(Role role, Side side, bool uapi) {
             if ((r.sides & side_bit(side)) && (uapi || r.domain != AF_UNIX))
                 out.push_back({"socket", r.why, socket_condition(r)});
         }
+        for (const ConnectRule& r : kNetdConnects) {
+            if ((r.sides & side_bit(side)) && (uapi || !r.uapi_only))
+                out.push_back(
+                    {"connect", r.why, "addrlen == " + std::to_string(unsigned(r.length))});
+        }
     }
     return out;
 }
@@ -350,6 +374,14 @@ Outcome apply_seccomp_filter(Role role, Side side, bool uapi) {
             int rc = ::seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 3, args);
             if (rc < 0)
                 return Outcome{std::string("seccomp rule for socket: ") + std::strerror(-rc)};
+        }
+        for (const ConnectRule& r : kNetdConnects) {
+            if (!(r.sides & side_bit(side)) || (!uapi && r.uapi_only))
+                continue;
+            const scmp_arg_cmp len{2, SCMP_CMP_MASKED_EQ, low32, scmp_datum_t(r.length)};
+            int rc = ::seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, SCMP_SYS(connect), 1, &len);
+            if (rc < 0)
+                return Outcome{std::string("seccomp rule for connect: ") + std::strerror(-rc)};
         }
     }
     int rc = ::seccomp_load(ctx);

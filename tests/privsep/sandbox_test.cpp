@@ -6,6 +6,7 @@
 #include "tests/privsep/child.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <netinet/in.h>
@@ -13,8 +14,11 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -568,4 +572,190 @@ TEST(Allowlist, EverySyscallHasAReasonAndNetdSocketsAreConditional) {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// End to end under the real sandboxes (chroot, uid, capabilities, limits and
+// filter as each role enters them): what a process taken over can reach.
+
+namespace {
+
+// A unix stream listener; name starting with '\0' is abstract, bound with
+// the length of its name only (as most programs bind theirs).
+UniqueFd unix_listener(const std::string& name) {
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::memcpy(a.sun_path, name.data(), name.size());
+    const socklen_t len =
+        socklen_t(offsetof(sockaddr_un, sun_path) + name.size() + (name[0] == '\0' ? 0 : 1));
+    if (!fd || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), len) < 0 ||
+        ::listen(fd.get(), 8) < 0)
+        return UniqueFd();
+    return fd;
+}
+
+// 0 when connected, 3 when refused by the kernel (not by the filter).
+// full_length: the whole sockaddr_un, as netd's UAPI code passes it.
+int connect_unix(const std::string& name, bool full_length) {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 4;
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::memcpy(a.sun_path, name.data(), name.size());
+    const socklen_t len =
+        full_length
+            ? socklen_t(sizeof a)
+            : socklen_t(offsetof(sockaddr_un, sun_path) + name.size() + (name[0] == '\0' ? 0 : 1));
+    int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&a), len);
+    ::close(fd);
+    return rc == 0 ? 0 : 3;
+}
+
+// A child of the test that waits to be killed, running as uid (its
+// credentials are what a signal is checked against); returned once it
+// runs as uid.
+pid_t sleeper(uid_t uid) {
+    int ready[2];
+    if (::pipe2(ready, O_CLOEXEC) < 0)
+        return -1;
+    std::fflush(nullptr);
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        ::close(ready[0]);
+        if (uid != 0 && (::setgroups(0, nullptr) < 0 || ::setresgid(uid, uid, uid) < 0 ||
+                         ::setresuid(uid, uid, uid) < 0))
+            ::_exit(1);
+        ::close(ready[1]);
+        for (;;)
+            ::pause();
+    }
+    ::close(ready[1]);
+    char c;
+    // EOF: the child runs as uid (or is gone, which the tests then see).
+    while (::read(ready[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    ::close(ready[0]);
+    return pid;
+}
+
+bool still_running(pid_t pid) {
+    int status = 0;
+    return ::waitpid(pid, &status, WNOHANG) == 0;
+}
+
+void end(pid_t pid) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+}
+
+constexpr uid_t kNobody = 65534;
+
+} // namespace
+
+// The server netd with the UAPI backend reaches its UAPI sockets' directory
+// and nothing else: a socket at another path is out of its chroot, and an
+// abstract one (not a path, so no chroot holds it) is out of its filter.
+TEST(NetdSandboxEndToEnd, ConnectsToNoUnixSocketButThoseInItsUapiDirectory) {
+    WGD_REQUIRE_ROOT();
+    char uapi_dir[] = "/tmp/wgd-uapi-XXXXXX";
+    char other_dir[] = "/tmp/wgd-other-XXXXXX";
+    ASSERT_NE(::mkdtemp(uapi_dir), nullptr);
+    ASSERT_NE(::mkdtemp(other_dir), nullptr);
+    const std::string uapi_sock = std::string(uapi_dir) + "/wg0.sock";
+    const std::string other_sock = std::string(other_dir) + "/bus.sock";
+    const std::string abstract = std::string(1, '\0') + "wgd-test-" + std::to_string(::getpid());
+    UniqueFd l1 = unix_listener(uapi_sock), l2 = unix_listener(other_sock),
+             l3 = unix_listener(abstract);
+    ASSERT_TRUE(l1 && l2 && l3);
+
+    auto netd = [&](auto then) {
+        return wait_status_of([&] {
+            Outcome o = enter_netd_sandbox(Side::server, NetdSandbox{true, uapi_dir});
+            if (!o.ok()) {
+                std::fprintf(stderr, "sandbox: %s\n", o.error.c_str());
+                return 100;
+            }
+            return then();
+        });
+    };
+    // Control: every one of them is reachable without the sandbox.
+    for (const std::string& name : {uapi_sock, other_sock, abstract}) {
+        int status = wait_status_of([&] { return connect_unix(name, false); });
+        EXPECT_TRUE(exited_ok(status)) << describe_status(status);
+    }
+    // Its own UAPI socket, by its path inside the chroot.
+    int status = netd([] { return connect_unix("/wg0.sock", true); });
+    EXPECT_TRUE(exited_ok(status)) << describe_status(status);
+    // Another path: not there inside the chroot, the kernel refuses.
+    status = netd([&] { return connect_unix(other_sock, true); });
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 3) << describe_status(status);
+    // The abstract socket by its own name's length: the filter kills.
+    status = netd([&] { return connect_unix(abstract, false); });
+    EXPECT_TRUE(killed_by(status, SIGSYS)) << describe_status(status);
+    // With the only length the filter admits, the name is another one.
+    status = netd([&] { return connect_unix(abstract, true); });
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 3) << describe_status(status);
+
+    l1.reset();
+    l2.reset();
+    ::unlink(uapi_sock.c_str());
+    ::unlink(other_sock.c_str());
+    ::rmdir(uapi_dir);
+    ::rmdir(other_dir);
+}
+
+// netd is uid 0 and holds CAP_KILL (for its children's parent-death
+// signal), so the kernel alone would let it signal any process (the
+// controls): under its real sandbox it signals none, neither a uid-0
+// process nor one of its children's uid, by kill or by tgkill.
+TEST(NetdSandboxEndToEnd, SignalsNoProcessOfUidZeroNorOfItsChildrensUid) {
+    WGD_REQUIRE_ROOT();
+    for (uid_t uid : {uid_t(0), kNobody}) {
+        SCOPED_TRACE("target uid " + std::to_string(uid));
+        const pid_t target = sleeper(uid);
+        ASSERT_GT(target, 0);
+        EXPECT_TRUE(exited_ok(wait_status_of([&] { return ::kill(target, 0) == 0 ? 0 : 5; })))
+            << "control: a uid-0 process can signal it";
+        for (Side side : kSides) {
+            SCOPED_TRACE(side_name(side));
+            int status = in_sandbox(Role::netd, side, [&] { return ::kill(target, SIGKILL); });
+            EXPECT_TRUE(killed_by(status, SIGSYS)) << describe_status(status);
+            status = in_sandbox(Role::netd, side, [&] {
+                return int(::syscall(SYS_tgkill, target, target, SIGKILL));
+            });
+            EXPECT_TRUE(killed_by(status, SIGSYS)) << describe_status(status);
+            status = in_sandbox(Role::netd, side, [] { return ::kill(-1, 0); });
+            EXPECT_TRUE(killed_by(status, SIGSYS)) << describe_status(status);
+            EXPECT_TRUE(still_running(target));
+        }
+        end(target);
+    }
+}
+
+// protod and leased run as the same unprivileged user, so the kernel would
+// let protod signal leased (the control); protod's filter does not.
+TEST(ProtodSandboxEndToEnd, CannotSignalLeasedAProcessOfItsOwnUid) {
+    WGD_REQUIRE_ROOT();
+    const pid_t leased = sleeper(kNobody);
+    ASSERT_GT(leased, 0);
+    EXPECT_TRUE(exited_ok(wait_status_of([&] {
+        if (::setgroups(0, nullptr) < 0 || ::setresgid(kNobody, kNobody, kNobody) < 0 ||
+            ::setresuid(kNobody, kNobody, kNobody) < 0)
+            return 6;
+        return ::kill(leased, 0) == 0 ? 0 : 5;
+    }))) << "control: a process of the same uid can signal it";
+    for (Side side : kSides) {
+        SCOPED_TRACE(side_name(side));
+        int status = in_sandbox(Role::protod, side, [&] { return ::kill(leased, SIGKILL); });
+        EXPECT_TRUE(killed_by(status, SIGSYS)) << describe_status(status);
+        status = in_sandbox(Role::protod, side,
+                            [&] { return int(::syscall(SYS_tgkill, leased, leased, SIGKILL)); });
+        EXPECT_TRUE(killed_by(status, SIGSYS)) << describe_status(status);
+        status = in_sandbox(Role::protod, side, [] { return ::kill(-1, 0); });
+        EXPECT_TRUE(killed_by(status, SIGSYS)) << describe_status(status);
+        EXPECT_TRUE(still_running(leased)) << "protod reached leased";
+    }
+    end(leased);
 }
