@@ -34,7 +34,7 @@ cache=$build/kernel
 # SIGKILL of a child or of netd, the client's grant, expiry and stop, an
 # operator's changes kept during a grant and release storm, a revocation,
 # leases that expired or lost their route during downtime, the hostile
-# program in leased's seat.
+# program in leased's and in protod's seats.
 # Under emulation each takes
 # 10-30 s, so the whole suite (wireguard-go's faults among it) is left to
 # make check.
@@ -45,7 +45,7 @@ default_filter+=':Client.ObtainsBoth*:Client.ServerGoneAddressesExpire*:Client.S
 default_filter+=':OperatorChanges.*:FailClosed.SigkillOfNetd*:Operate.RevokeEndsTheLease*'
 default_filter+=':ClientRoutes.*:Deployment.LeaseThatExpiredWhileTheServerWasStopped*'
 default_filter+=':Deployment.LeaseWhoseRouteWasRemovedWhileTheServerWasStopped*'
-default_filter+=':HostileNeighbour.*'
+default_filter+=':HostileNeighbour.*:HostileProtod.*:HostileClientProtod.*'
 filter=${WGD_KERNEL_FILTER:-$default_filter}
 peers=${WGD_KERNEL_PEERS:-100000}
 
@@ -137,7 +137,7 @@ base=$work/base
 mkdir -p "$base"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,run,var,root}
 ln -s ../run "$base/var/run"
 for program in wg-dynamic-server wg-dynamic-client tests/test_system tests/wgd-load \
-    tests/hostile_leased.so; do
+    tests/hostile_leased.so tests/hostile_protod.so; do
     [ -x "$build/$program" ] || { echo "run.sh: $build/$program missing: make build" >&2; exit 1; }
     copy_with_libraries "$base" "$build/$program"
 done
