@@ -116,6 +116,11 @@ std::string format_metrics(const MetricsInput& in) {
     for (unsigned e = 1; e < in.counters.refusals.size(); e++)
         out += "wg_dynamic_refusals_total{" + iface + ",errno=\"" + std::to_string(e) + "\"} " +
                std::to_string(in.counters.refusals[e]) + "\n";
+    family(out, "over_budget_total", "counter",
+           "Requests that would have changed their peer's addresses beyond its budget of "
+           "changes, answered from what it holds.");
+    out += "wg_dynamic_over_budget_total{" + iface + "} " +
+           std::to_string(in.counters.over_budget) + "\n";
     family(out, "monitor_events_lost_total", "counter",
            "Lease events not delivered to a monitor client that did not read them in time.");
     out += "wg_dynamic_monitor_events_lost_total{" + iface + "} " +

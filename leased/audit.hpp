@@ -31,6 +31,7 @@ bool audit_at_info(const LeaseEvent& e);
 struct Counters {
     std::array<std::uint64_t, kLastEventKind + 1> events{}; // by EventKind
     std::array<std::uint64_t, 4> refusals{};                // by errno (1 and 2 from protod)
+    std::uint64_t over_budget = 0; // requests answered unchanged, the peer's budget spent
     void count(const LeaseEvent& e);
 };
 

@@ -30,8 +30,9 @@ void remove_change(AllowedIpChanges& ch, const Ip& a) {
 
 } // namespace
 
-LeaseServer::LeaseServer(RandomSource& rng, Clock& clock, std::uint32_t leasetime_seconds)
-    : rng_(rng), clock_(clock), leasetime_(leasetime_seconds) {}
+LeaseServer::LeaseServer(RandomSource& rng, Clock& clock, std::uint32_t leasetime_seconds,
+                         ChangeRate change_rate)
+    : rng_(rng), clock_(clock), leasetime_(leasetime_seconds), change_rate_(change_rate) {}
 
 template <class Ip>
 LeaseServer::PeerFamily<Ip>& LeaseServer::family(Peer& p) {
@@ -479,6 +480,25 @@ LeaseServer::FamilyPlan<Ip> LeaseServer::plan_family(Peer& peer, Want::Kind kind
     return fp;
 }
 
+// An over-budget answer for one family: what the plan granted, unless that
+// was a fresh address, or the peer's lease that is not in its allowed IPs
+// (putting it back is a change) or ends within the second.
+template <class Ip>
+std::optional<Ip> LeaseServer::held_grant(const Peer& peer, const FamilyPlan<Ip>& fp,
+                                          std::uint64_t left_ms) const {
+    const PeerFamily<Ip>& pf = [&]() -> const PeerFamily<Ip>& {
+        if constexpr (std::is_same_v<Ip, Ip4>)
+            return peer.f4;
+        else
+            return peer.f6;
+    }();
+    if (!fp.grant || fp.fresh)
+        return std::nullopt;
+    if (fp.grant == pf.lease && (!pf.lease_in_allowed || left_ms < 1000))
+        return std::nullopt;
+    return fp.grant;
+}
+
 std::optional<Plan> LeaseServer::plan(const PublicKey& key, const Want& want) {
     auto it = peers_.find(key);
     if (it == peers_.end() || it->second.pending != 0)
@@ -512,14 +532,46 @@ std::optional<Plan> LeaseServer::plan(const PublicKey& key, const Want& want) {
     plan.leasestart = clock_.wall_seconds();
     plan.leasetime = leasetime_;
 
+    const std::uint64_t now_boot = clock_.boot_ms();
+    const bool has_lease = peer.f4.lease || peer.f6.lease;
+    const std::uint64_t left_ms = peer.expiry_ms > now_boot ? peer.expiry_ms - now_boot : 0;
+    const bool new_addresses =
+        pending.p4.lease_after != peer.f4.lease || pending.p6.lease_after != peer.f6.lease;
+    if (new_addresses) {
+        plan.budget = peer.budget.spend(now_boot / 1000, change_rate_);
+        if (plan.over_budget()) {
+            // Answered from what the peer holds; what this plan allocated
+            // goes back to the pool untouched.
+            if (pending.p4.fresh)
+                pool4_.release(*pending.p4.lease_after);
+            if (pending.p6.fresh)
+                pool6_.release(*pending.p6.lease_after);
+            plan.ipv4 = held_grant(peer, pending.p4, left_ms);
+            plan.ipv6 = held_grant(peer, pending.p6, left_ms);
+            const bool held = plan.ipv4 || plan.ipv6;
+            const bool refused4 =
+                pending.p4.asked && !plan.ipv4 && (pool4_.has_prefixes() || !held);
+            const bool refused6 =
+                pending.p6.asked && !plan.ipv6 && (pool6_.has_prefixes() || !held);
+            plan.error = refused4 || refused6 ? kErrnoUnavailable : kErrnoSuccess;
+            // The time left on the stored lease when one is answered, as a
+            // cached renewal has it; a reservation alone is not leased.
+            const bool lease_answered = (plan.ipv4 && plan.ipv4 == peer.f4.lease) ||
+                                        (plan.ipv6 && plan.ipv6 == peer.f6.lease);
+            if (lease_answered)
+                plan.leasetime =
+                    static_cast<std::uint32_t>(std::min<std::uint64_t>(left_ms / 1000, leasetime_));
+            plan.unchanged = true;
+            plan.record = record_of(key, peer);
+            plan.changes = {};
+            return plan;
+        }
+    }
+
     // Lease caching: the same leases, already in the allowed IPs, with more
     // than half the leasetime left (or no lease at all: nothing to store).
-    const bool same = pending.p4.lease_after == peer.f4.lease &&
-                      pending.p6.lease_after == peer.f6.lease && plan.changes.empty();
+    const bool same = !new_addresses && plan.changes.empty();
     if (same) {
-        const std::uint64_t now_boot = clock_.boot_ms();
-        const bool has_lease = peer.f4.lease || peer.f6.lease;
-        const std::uint64_t left_ms = peer.expiry_ms > now_boot ? peer.expiry_ms - now_boot : 0;
         if (!has_lease || (left_ms > std::uint64_t{leasetime_} * 1000 / 2 && left_ms >= 1000)) {
             plan.unchanged = true;
             if (has_lease) // whole seconds, rounded down: never past the stored expiry
@@ -532,7 +584,7 @@ std::optional<Plan> LeaseServer::plan(const PublicKey& key, const Want& want) {
     }
     pending.start_wall = plan.leasestart;
     pending.expiry_wall = plan.leasestart + leasetime_;
-    pending.expiry_ms = clock_.boot_ms() + std::uint64_t{leasetime_} * 1000;
+    pending.expiry_ms = now_boot + std::uint64_t{leasetime_} * 1000;
     plan.record = LeaseRecord{key, pending.p4.lease_after, pending.p6.lease_after, 0, 0};
     if (!plan.record.released()) {
         plan.record.start_wall = pending.start_wall;

@@ -21,6 +21,14 @@
 // counting from the answer (this project's, or the prototype's, which keeps
 // its own clock when leasestart is far from it) renews before that expiry.
 // Such a plan is not pending: nothing is applied, written or committed.
+//
+// Each peer has a budget of address changes (leased/budget.hpp). A plan
+// that would change the peer's addresses beyond it is `unchanged` too, and
+// `over_budget`: it answers each family asked for with what the peer holds
+// (its lease, with the time left on it, or its reservation) and errno 3 for
+// a family it would have had to get a fresh address for; an address of a
+// family not asked for stays leased until it expires or the budget allows
+// its release.
 #pragma once
 
 #include <cstddef>
@@ -33,6 +41,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "leased/budget.hpp"
 #include "leased/clock.hpp"
 #include "leased/lease_record.hpp"
 #include "leased/pool.hpp"
@@ -91,6 +100,10 @@ struct Plan {
     LeaseRecord record; // the peer's lease state once committed
     // Nothing to apply or write: answer at once, do not commit or abort.
     bool unchanged = false;
+    // Unchanged because the peer's budget of changes is spent; the verdict
+    // tells the first such answer since its last change from the others.
+    ChangeBudget::Verdict budget = ChangeBudget::Verdict::spent;
+    bool over_budget() const { return budget != ChangeBudget::Verdict::spent; }
 };
 
 // Leases taken away without a request (expiry, prefix removal, peer
@@ -116,7 +129,8 @@ struct PeerView {
 
 class LeaseServer {
   public:
-    LeaseServer(RandomSource& rng, Clock& clock, std::uint32_t leasetime_seconds);
+    LeaseServer(RandomSource& rng, Clock& clock, std::uint32_t leasetime_seconds,
+                ChangeRate change_rate = kChangeBudget);
 
     // Facts from netd: the full view each time, in pieces as netd sends it
     // (begin_peers, add_peers per chunk, end_peers), so that the whole view
@@ -199,7 +213,7 @@ class LeaseServer {
         bool lease_in_allowed = false;
     };
     // What most peers lack: static allowed IPs, a second link-local. Kept
-    // out of line, so that a peer is 80 bytes (a million of them).
+    // out of line, so that a peer is 88 bytes (a million of them).
     struct PeerExtras {
         std::vector<Prefix4> statics4; // sorted
         std::vector<Prefix6> statics6; // sorted
@@ -217,6 +231,7 @@ class LeaseServer {
         std::int64_t expiry_wall = 0;
         std::uint64_t expiry_ms = 0;
         std::uint64_t pending = 0; // id of its pending plan
+        ChangeBudget budget;
     };
     template <class Ip>
     struct FamilyPlan {
@@ -295,10 +310,14 @@ class LeaseServer {
     void index_expiry(PeerEntry& entry);
     void unindex_expiry(const PeerEntry& entry);
     LeaseRecord record_of(const PublicKey& key, const Peer& peer) const;
+    template <class Ip>
+    std::optional<Ip> held_grant(const Peer& peer, const FamilyPlan<Ip>& fp,
+                                 std::uint64_t left_ms) const;
 
     RandomSource& rng_;
     Clock& clock_;
     std::uint32_t leasetime_;
+    ChangeRate change_rate_;
     Pool4 pool4_;
     Pool6 pool6_;
     PeerMap peers_;

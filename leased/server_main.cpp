@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -85,11 +86,26 @@ struct Batch {
     std::vector<std::uint32_t> revokers;               // control connections to answer
 };
 
+// kChangeBudget, or what WGD_CHANGE_BUDGET says (leased/budget.hpp).
+ChangeRate change_rate() {
+    const char* text = std::getenv("WGD_CHANGE_BUDGET");
+    if (!text)
+        return kChangeBudget;
+    if (auto rate = parse_change_rate(text)) {
+        WGD_LOG_INFO("budget of address changes per peer: %u, then one every %u s (from "
+                     "WGD_CHANGE_BUDGET)",
+                     rate->burst, rate->interval_s);
+        return *rate;
+    }
+    WGD_LOG_WARN("WGD_CHANGE_BUDGET=%s is not BURST/SECONDS: ignored", text);
+    return kChangeBudget;
+}
+
 class ServerLeased {
   public:
-    ServerLeased(const Options& options, LeaseFileOpen opened)
-        : opened_(std::move(opened)), server_(random_, clock_, options.leasetime),
-          iface_(options.iface) {}
+    ServerLeased(const Options& options, LeaseFileOpen opened, ChangeRate rate)
+        : opened_(std::move(opened)), server_(random_, clock_, options.leasetime, rate),
+          rate_(rate), iface_(options.iface) {}
     int run();
 
   private:
@@ -113,7 +129,8 @@ class ServerLeased {
     void send_answers(); // what this round decided, in as few messages as fit
     void queue_maintenance(LeaseEvents events, const char* why,
                            std::optional<EventKind> ended_kind = std::nullopt);
-    void emit(const LeaseEvent& e);
+    // Counts, monitors and logs e; quiet: at debug whatever its kind.
+    void emit(const LeaseEvent& e, bool quiet = false);
     void send_events();
     void on_control(std::uint32_t conn, const control::ControlQuery& q);
     void reply(std::uint32_t conn, bool ok, std::string_view text);
@@ -132,6 +149,7 @@ class ServerLeased {
     SodiumRandom random_;
     SystemClock clock_;
     LeaseServer server_;
+    ChangeRate rate_;
     Channel netd_{UniqueFd(kNetdFd)};
     Channel protod_{UniqueFd(kProtodFd)};
     msg::LeaseAnswers answers_;
@@ -407,9 +425,18 @@ void ServerLeased::handle_query(const Query& q) {
     if (plan->unchanged) {
         // What the lease file holds already: no netd order, no write, no
         // sync; still a renewal for the audit trail, monitor and metrics.
+        // Over its budget, a peer's refusals are logged at debug but the
+        // first: one line per run of them, not one per request.
+        if (plan->over_budget()) {
+            counters_.over_budget++;
+            if (plan->budget == ChangeBudget::Verdict::refused_first)
+                WGD_LOG_INFO("peer %s: over its budget of address changes (%u, then one every "
+                             "%u s): answered from what it holds until its budget allows",
+                             to_base64(*peer).c_str(), rate_.burst, rate_.interval_s);
+        }
         for (const LeaseEvent& e :
              events_of_plan(*plan, server_.current_lease(*peer), server_.link_local_of(*peer)))
-            emit(e);
+            emit(e, plan->over_budget());
         answer(q.conn, *plan);
         return;
     }
@@ -544,11 +571,11 @@ void ServerLeased::send_events() {
 
 // The audit trail: each event at info (a renewal that changes nothing at
 // debug), counted for the metrics.
-void ServerLeased::emit(const LeaseEvent& e) {
+void ServerLeased::emit(const LeaseEvent& e, bool quiet) {
     counters_.count(e);
     if (monitors_)
         monitor_events_.push_back(e);
-    if (audit_at_info(e))
+    if (audit_at_info(e) && !quiet)
         WGD_LOG_INFO("%s", format_text(e).c_str());
     else
         WGD_LOG_DEBUG("%s", format_text(e).c_str());
@@ -828,7 +855,7 @@ int server_main(const Options& options) {
     // The lease file is read inside the sandbox: it is input like any other.
     LeaseFileOpen opened =
         LeaseFile::open(UniqueFd(kLeaseFileFd), UniqueFd(kLeaseFileNextFd), options.iface);
-    ServerLeased leased(options, std::move(opened));
+    ServerLeased leased(options, std::move(opened), change_rate());
     return leased.run();
 }
 

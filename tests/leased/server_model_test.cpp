@@ -77,7 +77,8 @@ TEST(ServerModel, AgreesWithTheSpecRulesOverRandomOperationSequences) {
         DeterministicRandom rng(seed);
         FakeClock clock(1764201600, 5000);
         const std::uint32_t leasetime = 100;
-        LeaseServer server(rng, clock, leasetime);
+        // No budget of changes: the model has none (budget_test.cpp).
+        LeaseServer server(rng, clock, leasetime, ChangeRate{1, 0});
         Model model;
 
         const int peers = 2 + static_cast<int>(ops.uniform(4));

@@ -76,12 +76,15 @@ Want no_key() {
 }
 
 constexpr std::uint32_t kLeasetime = 3600;
+// No budget of changes: these rules are probed with as many grants and
+// releases as they need (the budget has its own tests, budget_test.cpp).
+constexpr ChangeRate kNoBudget{1, 0};
 
 class ServerTest : public ::testing::Test {
   protected:
     DeterministicRandom rng{42};
     FakeClock clock{1764201600, 1000000};
-    LeaseServer server{rng, clock, kLeasetime};
+    LeaseServer server{rng, clock, kLeasetime, kNoBudget};
 
     void SetUp() override {
         server.add_prefix(p4("10.0.0.0", 24));
@@ -157,7 +160,7 @@ TEST_F(ServerTest, ExhaustedPoolOfAFamilyIsStillErrnoThree) {
 }
 
 TEST_F(ServerTest, OwnAddressesAreNeverGranted) {
-    LeaseServer small(rng, clock, kLeasetime);
+    LeaseServer small(rng, clock, kLeasetime, kNoBudget);
     small.add_prefix(p4("10.0.0.0", 30)); // .1 and .2 usable, .1 is ours
     small.set_own_addresses({ip4("10.0.0.1")}, {});
     std::vector<PeerFacts> peers{peer(1), peer(2)};
@@ -180,7 +183,7 @@ TEST_F(ServerTest, RequestedAddressAssignedToThisPeerIsGranted) {
 }
 
 TEST_F(ServerTest, RequestedAddressNotAssignedToThisPeerIsNotGrantedAndARandomOneIs) {
-    LeaseServer small(rng, clock, kLeasetime);
+    LeaseServer small(rng, clock, kLeasetime, kNoBudget);
     small.add_prefix(p4("10.0.0.0", 30)); // exactly .1 and .2
     set_peers(small, {peer(1)});
     for (int i = 0; i < 20; i++) { // whatever the draw, never the requested one
@@ -248,7 +251,7 @@ TEST_F(ServerTest, OnlyOneFamilyNamedReleasesTheOther) {
 }
 
 TEST_F(ServerTest, FamilyAskedWithNothingAvailableIsPartialWithErrno3) {
-    LeaseServer full(rng, clock, kLeasetime);
+    LeaseServer full(rng, clock, kLeasetime, kNoBudget);
     full.add_prefix(p4("10.0.0.0", 30));
     full.add_prefix(p6("2001:db8::", 64));
     set_peers(full, {peer(1), peer(2), peer(3)});
@@ -275,7 +278,7 @@ TEST_F(ServerTest, ReservationIsGivenToItsPeerWithoutChangingAllowedIps) {
 }
 
 TEST_F(ServerTest, ReservationIsNeverGivenToAnotherPeer) {
-    LeaseServer small(rng, clock, kLeasetime);
+    LeaseServer small(rng, clock, kLeasetime, kNoBudget);
     small.add_prefix(p4("10.0.0.0", 30));
     set_peers(small, {peer(1, {p4("10.0.0.2", 32)}), peer(2)});
     auto a = small.plan(key(2), ask4("10.0.0.2"));
@@ -450,7 +453,7 @@ TEST_F(ServerTest, RemovedRouteReturnsTheAllowedIpRemovals) {
 }
 
 TEST_F(ServerTest, NewRouteGrowsThePoolAtOnce) {
-    LeaseServer empty(rng, clock, kLeasetime);
+    LeaseServer empty(rng, clock, kLeasetime, kNoBudget);
     set_peers(empty, {peer(1)});
     auto none = empty.plan(key(1), any4());
     EXPECT_EQ(none->error, kErrnoUnavailable);
@@ -491,7 +494,7 @@ TEST_F(ServerTest, AbortOfAFreshPlanFreesItsAddress) {
 }
 
 TEST_F(ServerTest, ConcurrentPlansNeverGetTheSameAddress) {
-    LeaseServer small(rng, clock, kLeasetime);
+    LeaseServer small(rng, clock, kLeasetime, kNoBudget);
     small.add_prefix(p4("10.0.0.0", 30));
     set_peers(small, {peer(1), peer(2), peer(3)});
     auto a = small.plan(key(1), any4());

@@ -2,13 +2,16 @@
 // WireGuard interface (wireguard-go's, or the kernel's when
 // WGD_LAB_WIREGUARD=kernel) with N peers (fe80::X/128 each), makes all of
 // fe80::/64 local on that same interface (one AnyIP route) so that local
-// sockets can bind any peer's address (IPV6_FREEBIND), routes two pools over it, starts
-// wg-dynamic-server, and drives C concurrent clients from this one process: first leases, renewals,
-// a mix of renewals and "any address" requests, a paced phase for latency at a fixed rate,
-// optionally more peers up to M leases, then a restart (and with --renew-after-restart a renewal of
-// every lease). Every answer is checked (family, pool, stability, no address given twice) and `wg
-// show` is compared with what the answers said. Exit status 0 only when every answer was checked
-// and nothing was wrong.
+// sockets can bind any peer's address (IPV6_FREEBIND), routes two pools over
+// it, starts wg-dynamic-server, and drives C concurrent clients from this one
+// process: first leases, renewals, a mix of renewals and "any address"
+// requests, a paced phase for latency at a fixed rate, optionally more peers
+// up to M leases, with --hostile the paced phase again, alone and beside a
+// peer changing its lease at full speed, then a restart (and with
+// --renew-after-restart a renewal of every lease). Every answer is checked
+// (family, pool, stability, no address given twice) and `wg show` is
+// compared with what the answers said. Exit status 0 only when every answer
+// was checked and nothing was wrong.
 #include "privsep/addr.hpp"
 #include "tests/system/lab.hpp"
 
@@ -26,6 +29,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
@@ -64,13 +68,15 @@ struct Config {
     bool quick = false;
     bool floor = false;               // a trivial responder instead of the server (see run_floor)
     bool renew_after_restart = false; // every peer renews after the restart, then wg show
+    int hostile_rounds = 0; // paced renewals quiet, then beside a full-speed peer, this many times
     std::string server = std::string(WGD_BINARY_DIR) + "/wg-dynamic-server";
 };
 
 [[noreturn]] void usage() {
     std::fprintf(stderr,
                  "usage: wgd-load [-n PEERS] [-c CONCURRENT] [--restart-leases M] [--rate R]\n"
-                 "                [--quick] [--floor] [--renew-after-restart] [--server PATH]\n");
+                 "                [--quick] [--floor] [--renew-after-restart] [--hostile ROUNDS]\n"
+                 "                [--server PATH]\n");
     std::exit(2);
 }
 
@@ -100,6 +106,8 @@ Config parse(int argc, char** argv) {
             c.floor = true;
         else if (a == "--renew-after-restart")
             c.renew_after_restart = true;
+        else if (a == "--hostile")
+            c.hostile_rounds = std::stoi(value());
         else
             usage();
     }
@@ -110,7 +118,8 @@ Config parse(int argc, char** argv) {
             c.concurrency = 50;
     }
     if (c.peers < 1 || c.peers > 200'000 || c.concurrency < 1 || c.concurrency > 5'000 ||
-        c.restart_leases > 200'000 || c.paced_rate < 1)
+        c.restart_leases > 200'000 || c.paced_rate < 1 || c.hostile_rounds < 0 ||
+        (c.hostile_rounds > 0 && (c.peers < 2 || c.renew_after_restart)))
         usage();
     // Measured: wireguard-go refuses the 65,537th peer (its `wg addconf`
     // fails with a broken pipe), so more peers cannot be tested here.
@@ -688,6 +697,84 @@ std::optional<std::string> try_once(unsigned ifindex, const std::string& request
     return out;
 }
 
+// The full-speed peer (--hostile): one connection from peer `peer`, trading
+// families (`ipv4=`-only, then `ipv6=`-only) as fast as the server answers,
+// until `stop`. Each answer would release one address and lease another;
+// the server's budget of changes holds it to a few. Returns its answers.
+long trade_families(unsigned ifindex, int peer, const std::atomic<bool>& stop) {
+    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    linger lg{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    timeval tv{2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in6 src = port_970_of(lladdr_of(peer), ifindex);
+    sockaddr_in6 dst = port_970_of(kServerAddress, ifindex);
+    long answers = 0;
+    if (bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) == 0 &&
+        connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) == 0) {
+        const std::string req[2] = {"request_ip=1\nipv4=0.0.0.0/32\n\n",
+                                    "request_ip=1\nipv6=::/128\n\n"};
+        std::string buf;
+        while (!stop) {
+            const std::string& r = req[answers % 2];
+            if (send(fd, r.data(), r.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(r.size()))
+                break;
+            std::size_t at;
+            char b[512];
+            ssize_t n = 1;
+            while ((at = buf.find("\n\n")) == std::string::npos &&
+                   (n = recv(fd, b, sizeof b, 0)) > 0)
+                buf.append(b, static_cast<std::size_t>(n));
+            if (n <= 0)
+                break;
+            buf.erase(0, at + 2);
+            answers++;
+        }
+    }
+    close(fd);
+    return answers;
+}
+
+// --hostile: the paced renewals of every peer but the last, alone and then
+// beside the last peer trading families at full speed, `rounds` times in
+// alternation (the machine's noise moves both alike); the medians of the
+// rounds' p99 latencies, and their ratio.
+void run_hostile(const Config& cfg, unsigned ifindex, Driver& driver, const Checker& checker) {
+    const int hostile = cfg.peers - 1;
+    const int count = std::min(hostile, cfg.paced_rate * (cfg.quick ? 1 : 3));
+    std::vector<double> quiet, beside;
+    std::printf("hostile   paced renewals at %d/s of %d peers; peer %d trades families at full "
+                "speed in every second run:\n",
+                cfg.paced_rate, count, hostile);
+    for (int round = 0; round < cfg.hostile_rounds; round++) {
+        for (bool with : {false, true}) {
+            std::atomic<bool> stop{false};
+            long answers = 0;
+            std::thread flood;
+            if (with)
+                flood = std::thread([&] { answers = trade_families(ifindex, hostile, stop); });
+            auto start = Clock::now();
+            PhaseResult r =
+                driver.run(renewals(checker, 0, count), cfg.concurrency, cfg.paced_rate);
+            stop = true;
+            if (flood.joinable())
+                flood.join();
+            const double p99 = percentile(r.latencies_ms, 0.99);
+            (with ? beside : quiet).push_back(p99);
+            report(with ? "beside" : "quiet", r);
+            if (with)
+                std::printf("          the full-speed peer: %ld answers = %.0f /s\n", answers,
+                            static_cast<double>(answers) / seconds_since(start));
+        }
+    }
+    const double q = percentile(quiet, 0.5), b = percentile(beside, 0.5);
+    std::printf("hostile   median p99 of %d rounds: quiet %.2f ms, beside the full-speed peer "
+                "%.2f ms (%.2fx)\n",
+                cfg.hostile_rounds, q, b, q > 0 ? b / q : 0.0);
+}
+
 // The floor (--floor): what the kernel's TCP and this generator cost
 // without the server. A single process does only what any server of this
 // protocol must (accept, read the request, write an answer, keep the
@@ -878,6 +965,10 @@ int run(const Config& cfg) {
     }
     check_device(lab, keys, checker, total);
     report_memory(server);
+    // Last before the restart: the full-speed peer leaves its own lease
+    // other than the checker knows it.
+    if (cfg.hostile_rounds > 0)
+        run_hostile(cfg, ifindex, driver, checker);
 
     // Restart: SIGTERM, wait, start again; time until a renewal is answered.
     kill(server, SIGTERM);

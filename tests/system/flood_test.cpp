@@ -13,6 +13,9 @@
 // longest (at least 250 ms, owing nothing, awaiting no answer) is closed
 // to make room, so silent connections cannot lock the other peers out until
 // the 10 s idle timeout.
+#include "leased/budget.hpp"
+#include "leased/lease_file.hpp"
+#include "privsep/addr.hpp"
 #include "tests/system/background.hpp"
 #include "tests/system/suite.hpp"
 
@@ -435,8 +438,9 @@ class Bounded : public ::testing::Test {
     void SetUp() override {
         if (!running_as_root())
             GTEST_SKIP() << "system tests need root (network namespaces, wireguard-go)";
-        lab_ = std::make_unique<Lab>(LabOptions{2});
+        lab_ = std::make_unique<Lab>(LabOptions{peers()});
     }
+    virtual int peers() const { return 2; }
     void TearDown() override {
         if (HasFailure() && lab_ && !run_.log.empty())
             std::cerr << "---- server log (tail)\n" << sh_out("tail -n 40 " + run_.log) << "----\n";
@@ -448,6 +452,11 @@ class Bounded : public ::testing::Test {
     }
     std::unique_ptr<Lab> lab_;
     ServerRun run_;
+};
+
+class BoundedThreePeers : public Bounded {
+  protected:
+    int peers() const override { return 3; }
 };
 
 } // namespace
@@ -603,6 +612,134 @@ TEST_F(Bounded, RenewalStormWritesNothingAndEveryAnswerEndsWhereTheStoredLeaseEn
     std::cout << kRenewals << " renewals on one connection in " << took << " ms ("
               << (took > 0 ? kRenewals * 1000 / took : 0)
               << "/s), leased's write calls before and after: " << writes_before << "\n";
+}
+
+namespace {
+
+// The records of `peer` in both lease files (header, then 76-byte records;
+// zeros past the last are space ahead). A compaction keeps at least 128
+// records in one of the two files, so an unbounded writer cannot hide there.
+int lease_records(const std::string& dir, const std::string& iface, const PublicKey& peer,
+                  int* all = nullptr) {
+    int mine = 0, total = 0;
+    for (const char* n : {".leases.0", ".leases.1"}) {
+        const std::string f = read_file(dir + "/" + iface + n);
+        for (std::size_t at = leased::kLeaseHeaderSize; at + leased::kLeaseRecordSize <= f.size();
+             at += leased::kLeaseRecordSize) {
+            if (f[at] != 1)
+                continue;
+            ++total;
+            mine += std::memcmp(f.data() + at + 4, peer.bytes.data(), peer.bytes.size()) == 0;
+        }
+    }
+    if (all)
+        *all = total;
+    return mine;
+}
+
+} // namespace
+
+// A peer that trades one family for the other at full speed (`ipv4=`-only,
+// then `ipv6=`-only, on one connection: each answer would release one
+// address and lease another) gets its budget of address changes and then
+// answers from what it holds: its lease-file records stay within the burst
+// plus one per interval, the server logs one line about it, and two other
+// peers get their grants (one of them a family change) in good time.
+TEST_F(BoundedThreePeers,
+       PeerTradingFamiliesAtFullSpeedIsHeldToItsBudgetOfChangesAndOthersAreServed) {
+    ASSERT_NO_FATAL_FAILURE(start());
+    ASSERT_TRUE(wait_until_serving(*lab_, 2));
+    const LabClient& h = lab_->clients[0];
+    const std::optional<PublicKey> hostile = key_from_base64(h.pubkey);
+    ASSERT_TRUE(hostile);
+    const std::string iface = h.iface, self = h.lladdr;
+    constexpr long long kFloodMs = 6000;
+    const long long t0 = now_ms();
+    Background flood(h.ns, [&] {
+        int fd = connect_from(iface, self, 970, false);
+        if (fd < 0)
+            return std::string("connect failed");
+        const std::string req[2] = {"request_ip=1\nipv4=0.0.0.0/32\n\n",
+                                    "request_ip=1\nipv6=::/128\n\n"};
+        int answers = 0, granted = 0, refused = 0;
+        std::string buf;
+        while (now_ms() - t0 < kFloodMs) {
+            const std::string& r = req[answers % 2];
+            if (send(fd, r.data(), r.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(r.size()))
+                break;
+            std::size_t at;
+            while ((at = buf.find("\n\n")) == std::string::npos) {
+                char b[512];
+                ssize_t n = recv(fd, b, sizeof b, 0);
+                if (n <= 0) {
+                    close(fd);
+                    return "lost " + std::to_string(answers);
+                }
+                buf.append(b, static_cast<std::size_t>(n));
+            }
+            const std::string e = field(buf.substr(0, at + 2), "errno");
+            buf.erase(0, at + 2);
+            ++answers;
+            if (e == "0")
+                ++granted;
+            else if (e == "3")
+                ++refused;
+        }
+        close(fd);
+        return std::to_string(answers) + " " + std::to_string(granted) + " " +
+               std::to_string(refused);
+    });
+    // The two other peers: a grant of both families, renewals, and peer 2
+    // trades its IPv6 address away and takes a new one half-way.
+    struct Good {
+        int served = 0, failures = 0;
+        long long slowest_ms = 0;
+        std::string first;
+    } good[2];
+    for (int round = 0; now_ms() - t0 < kFloodMs; round++) {
+        for (int i = 0; i < 2; i++) {
+            const bool v4_only = i == 1 && round == 10;
+            const long long start = now_ms();
+            Exchange ex = request(
+                *lab_, i + 1, v4_only ? "request_ip=1\nipv4=0.0.0.0/32\n\n" : "request_ip=1\n\n");
+            good[i].slowest_ms = std::max(good[i].slowest_ms, now_ms() - start);
+            const bool ok = field(ex.reply, "errno") == "0" && !field(ex.reply, "ipv4").empty() &&
+                            (v4_only || !field(ex.reply, "ipv6").empty());
+            (ok ? good[i].served : good[i].failures)++;
+            if (round == 0)
+                good[i].first = ex.reply;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    }
+    std::istringstream result(flood.wait());
+    const long long elapsed_s = (now_ms() - t0 + 999) / 1000;
+    int answers = -1, granted = -1, refused = -1;
+    result >> answers >> granted >> refused;
+    int all = 0;
+    const int records = lease_records(lab_->state_dir, lab_->server_iface, *hostile, &all);
+    const long long bound =
+        leased::kChangeBudget.burst + elapsed_s / leased::kChangeBudget.interval_s + 1;
+    const std::string log = read_file(run_.log);
+    std::size_t lines = 0;
+    for (std::size_t at = 0; (at = log.find("over its budget", at)) != std::string::npos; at++)
+        ++lines;
+
+    EXPECT_GE(answers, 200) << "the peer was not answered at speed";
+    EXPECT_EQ(granted + refused, answers);
+    EXPECT_LE(records, bound) << "the peer changed its lease beyond its budget";
+    EXPECT_GE(records, 1);
+    EXPECT_EQ(lines, 1u) << "not one log line for a run of over-budget requests";
+    for (int i = 0; i < 2; i++) {
+        EXPECT_EQ(good[i].failures, 0) << "peer " << i + 1 << ", first answer: " << good[i].first;
+        EXPECT_GE(good[i].served, 10);
+        EXPECT_LE(good[i].slowest_ms, 2000); // loosely: a shared machine
+    }
+    EXPECT_TRUE(process_alive(run_.pid));
+    std::cout << "trading families for " << kFloodMs << " ms: " << answers << " answers ("
+              << granted << " errno 0, " << refused << " errno 3), " << records
+              << " lease records of that peer (" << all << " in all, bound " << bound
+              << "); other peers served " << good[0].served << " and " << good[1].served
+              << " times, slowest " << std::max(good[0].slowest_ms, good[1].slowest_ms) << " ms\n";
 }
 
 namespace {
