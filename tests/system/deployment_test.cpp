@@ -3,6 +3,7 @@
 // it found them, leases that expired while the server was stopped go back to
 // the pool, wide routes are pools of usable addresses, SIGHUP, --check.
 #include "tests/system/background.hpp"
+#include "tests/system/change_budget.hpp"
 #include "tests/system/suite.hpp"
 
 #include <gtest/gtest.h>
@@ -423,6 +424,7 @@ bool in_prefix(const std::string& text, const char* net, unsigned len) {
 }
 
 TEST_F(Deployment, DefaultRouteIsAPoolOfUsableAddressesEveryDrawGranted) {
+    UnlimitedChangeBudget unlimited; // 300 draws from one peer
     make_lab();
     // The gateway routes all of IPv4 into the tunnel; its own /24 stays.
     ASSERT_EQ(lab_->in(lab_->server_ns, "ip route add 0.0.0.0/0 dev " + lab_->server_iface), 0);

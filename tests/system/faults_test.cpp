@@ -10,6 +10,7 @@
 // many seconds; without it, make check runs six rounds.
 #include "privsep/addr.hpp"
 #include "tests/system/background.hpp"
+#include "tests/system/change_budget.hpp"
 #include "tests/system/suite.hpp"
 
 #include <gtest/gtest.h>
@@ -213,6 +214,7 @@ void expect_family(const char* family, const std::string& acked, int unanswered_
 } // namespace
 
 TEST_F(Faults, SigkillOfEachProcessDuringGrantsLosesNoAcknowledgedLease) {
+    UnlimitedChangeBudget unlimited; // every request may grant and release
     lab_ = std::make_unique<Lab>(LabOptions{3});
     start();
     const char* soak = std::getenv("WGD_SOAK_SECONDS");
@@ -302,6 +304,7 @@ TEST_F(Faults, SigkillOfEachProcessDuringGrantsLosesNoAcknowledgedLease) {
 }
 
 TEST_F(Faults, FullDiskRefusesGrantsWithAnErrorAndServiceResumesWhenSpaceIsBack) {
+    UnlimitedChangeBudget unlimited; // grants are retried until the disk has room
     lab_ = std::make_unique<Lab>(LabOptions{2});
     const std::string dir = lab_->state_dir + "/tmpfs";
     ASSERT_EQ(sh("mkdir -p " + dir + " && mount -t tmpfs -o size=128k,mode=0700 tmpfs " + dir), 0);

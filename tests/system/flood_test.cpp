@@ -731,7 +731,7 @@ TEST_F(BoundedThreePeers,
     EXPECT_EQ(lines, 1u) << "not one log line for a run of over-budget requests";
     for (int i = 0; i < 2; i++) {
         EXPECT_EQ(good[i].failures, 0) << "peer " << i + 1 << ", first answer: " << good[i].first;
-        EXPECT_GE(good[i].served, 10);
+        EXPECT_GE(good[i].served, 5);
         EXPECT_LE(good[i].slowest_ms, 2000); // loosely: a shared machine
     }
     EXPECT_TRUE(process_alive(run_.pid));

@@ -5,6 +5,7 @@
 // removes a single allowed IP.
 #include "netd/wireguard.hpp"
 #include "privsep/addr.hpp"
+#include "tests/system/change_budget.hpp"
 #include "tests/system/suite.hpp"
 
 #include <arpa/inet.h>
@@ -135,6 +136,7 @@ std::set<std::string> words_of(const std::string& s) {
 // update-only, add-only changes from a process inside the server's
 // namespace, through the UAPI socket or generic netlink as the server does.
 TEST_F(OperatorChanges, AllowedIpsAddedByHandDuringAGrantAndReleaseStormAreAllKept) {
+    UnlimitedChangeBudget unlimited; // the storm is the point
     lab_ = std::make_unique<Lab>(LabOptions{1});
     run_ = start_server(*lab_);
     ASSERT_TRUE(wait_until_serving(*lab_)) << read_file(run_.log);
