@@ -39,7 +39,8 @@ static_assert(kChangeBudget.burst >= 1);
 // another rate; an interval of 0 is no limit. It is for tests whose subject
 // is something else than the budget (a storm of grants and releases against
 // an operator's changes, crash consistency): the daemon's users have no
-// reason to set it. nullopt: not of that form, or a burst of 0.
+// reason to set it. nullopt: not of that form, a burst of 0, or a burst
+// times the interval beyond 2^30 s (ChangeBudget counts in 32 bits).
 inline std::optional<ChangeRate> parse_change_rate(std::string_view text) {
     const std::size_t slash = text.find('/');
     if (slash == std::string_view::npos)
@@ -50,7 +51,8 @@ inline std::optional<ChangeRate> parse_change_rate(std::string_view text) {
     auto [burst_end, e1] = std::from_chars(b, b + slash, r.burst);
     auto [interval_end, e2] = std::from_chars(b + slash + 1, end, r.interval_s);
     if (e1 != std::errc() || burst_end != b + slash || e2 != std::errc() || interval_end != end ||
-        slash == 0 || slash + 1 == text.size() || r.burst == 0)
+        slash == 0 || slash + 1 == text.size() || r.burst == 0 ||
+        std::uint64_t{r.burst} * r.interval_s > (std::uint64_t{1} << 30))
         return std::nullopt;
     return r;
 }

@@ -259,7 +259,8 @@ TEST(ChangeRateText, IsBurstSlashSecondsWithABurstOfAtLeastOne) {
     auto unlimited = parse_change_rate("1/0");
     ASSERT_TRUE(unlimited);
     EXPECT_EQ(unlimited->interval_s, 0u);
+    EXPECT_TRUE(parse_change_rate("1024/1048576")); // 2^30 s in all: the most it counts
     for (const char* bad : {"", "4", "/15", "4/", "0/15", "4/15s", "-1/15", "4 /15", "4/15/1",
-                            "99999999999/1", "a/b"})
+                            "99999999999/1", "a/b", "2/1073741824"})
         EXPECT_FALSE(parse_change_rate(bad)) << bad;
 }
