@@ -122,15 +122,18 @@ bench: have-deps build
 
 # The server under load: N peers, C concurrent clients, and
 # optionally M leases before the restart (RESTART_LEASES=60000; wireguard-go
-# holds at most 65,536 peers). FLOOR=1 replaces the server by a trivial
+# holds at most 65,536 peers). HOSTILE=R: R rounds of the paced renewals
+# alone and beside one peer changing its lease at full speed (the per-peer
+# budget's effect on the others' p99). FLOOR=1 replaces the server by a trivial
 # responder: the ceiling this machine's TCP and the generator allow. Needs root.
 N              ?= 10000
 C              ?= 1000
 RESTART_LEASES ?= 0
 FLOOR          ?= 0
+HOSTILE        ?= 0
 bench-load: have-deps build
 	$(BUILD)/tests/wgd-load -n $(N) -c $(C) --restart-leases $(RESTART_LEASES) \
-	  $(if $(filter 1,$(FLOOR)),--floor)
+	  $(if $(filter 1,$(FLOOR)),--floor) $(if $(filter-out 0,$(HOSTILE)),--hostile $(HOSTILE))
 
 install: build
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)

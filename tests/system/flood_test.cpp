@@ -1,4 +1,4 @@
-// Issue 10, floods and slow clients against the real server suite in a lab.
+// Floods and slow clients against the real server suite in a lab.
 //
 // The server talks only to port 970 of a peer's link-local address, so one
 // address holds at most one connection. To open 2,000 at once, peer 0 gets

@@ -106,7 +106,7 @@ TEST_F(HostileNeighbour, EveryOrderOutsideTheRulesIsRefusedChangeByChangeAndNoth
                                             " allowed-ips " + b.lladdr + "/128,10.77.0.5/32"),
               0);
     const std::string before =
-        lab_->out(lab_->server_ns, "wg show " + lab_->server_iface + " allowed-ips");
+        lab_->out(lab_->server_ns, "wg show " + lab_->server_iface + " allowed-ips | sort");
     const PublicKey ka = key_of(a.pubkey), kb = key_of(b.pubkey);
     PublicKey stranger = ka;
     stranger.bytes[0] ^= 0xff;
@@ -181,7 +181,7 @@ TEST_F(HostileNeighbour, EveryOrderOutsideTheRulesIsRefusedChangeByChangeAndNoth
     EXPECT_NE(log.find("hostile: done"), std::string::npos);
 
     const std::string after =
-        lab_->out(lab_->server_ns, "wg show " + lab_->server_iface + " allowed-ips");
+        lab_->out(lab_->server_ns, "wg show " + lab_->server_iface + " allowed-ips | sort");
     EXPECT_EQ(after, before) << "something was applied";
 }
 
