@@ -127,8 +127,21 @@ for n in 1 2; do
 done
 say "both peers hold a lease"
 
-step "The leases, as the server's lease file records them (wg-dynamic-server show)"
+step "The pools and leases, as the running server holds them (wg-dynamic-server show)"
 "$server_bin" show "$srv_if" --state-dir "$work/state" | sed 's/^/   /'
+
+step "A monitor (--json) while peer 1 renews at once on SIGHUP"
+ip netns exec "$srv_ns" "$server_bin" monitor "$srv_if" --json > "$work/monitor.json" 2>&1 &
+monitor_pid=$!; pids+=("$monitor_pid")
+sleep 0.3
+kill -HUP "${client_pids[0]}"
+monitor_saw_renewal() { grep -q '"event":"renew"' "$work/monitor.json"; }
+wait_for 10 monitor_saw_renewal || { echo "the monitor saw no renewal" >&2; cat "$work/monitor.json" >&2; exit 1; }
+kill -TERM "$monitor_pid"; wait "$monitor_pid" 2>/dev/null || true
+sed 's/^/   /' "$work/monitor.json"
+
+step "The metrics (wg-dynamic-server show --metrics, Prometheus text)"
+"$server_bin" show "$srv_if" --metrics | grep -v '^# HELP' | sed 's/^/   /'
 
 step "The addresses each peer put on its WireGuard interface"
 for n in 1 2; do
