@@ -2,31 +2,34 @@
 // leased and netd share. One struct, one encoder, one decoder per type;
 // decoders refuse any body that is not exactly the struct (see wire.hpp).
 //
+// clang-format off
 // Server:
-//   protod -> leased  QueryLeases                              (per connection: source, wanted
-//   addresses) leased -> protod  LeaseAnswers                             (per connection) leased
-//   -> protod  RefuseConnection    id = connection      (not a peer: close silently) leased -> netd
-//   RefreshPeers                             (a source was not known) netd   -> leased  PeersBegin,
-//   PeersChunk..., PeersEnd      (the WireGuard device) netd   -> leased  PoolsSnapshot (pools and
-//   own addresses) leased -> netd    ApplyAllowedIps     id = batch netd   -> leased
-//   AllowedIpsApplied   id = batch, one status per change
-//   leased -> netd    ClaimLeases                              (at start: the leases restored)
-//   protod -> leased  ControlRequest      id = control connection  (show, monitor, revoke)
-//   leased -> protod  ControlReply        id = control connection  (the answer, in pieces)
-//   protod -> leased  MonitorState                             (monitors listening)
-//   leased -> protod  LeaseEvents                              (while monitors listen)
-// Client:
-//   netd   -> leased  LinkState                                (up/down/deleted, addresses)
-//   leased -> netd    ExchangeRequest     id = exchange        (connect to the server)
-//   netd   -> protod  ExchangeRequest     id = exchange, fd    (the connecting socket)
-//   netd   -> leased  ExchangeResult      id = exchange        (when no socket could be made)
-//   protod -> leased  ExchangeResult      id = exchange        (the server's answer, parsed)
-//   leased -> netd    AddressOrder        id = order
-//   netd   -> leased  AddressResult       id = order
-//   netd   -> leased  Stop                                     (SIGTERM: remove addresses, exit 0)
-//   netd   -> leased  Renew                                    (SIGHUP: renew the lease now)
+//   protod -> leased  QueryLeases                             (per connection: source, asked)
+//   leased -> protod  LeaseAnswers                            (per connection)
+//   leased -> protod  RefuseConnection   id = connection      (not a peer: close silently)
+//   leased -> netd    RefreshPeers                            (a source was not known)
+//   netd   -> leased  PeersBegin, PeersChunk..., PeersEnd     (the WireGuard device)
+//   netd   -> leased  PoolsSnapshot                           (pools and own addresses)
+//   leased -> netd    ClaimLeases                             (at start: the leases restored)
+//   leased -> netd    ApplyAllowedIps    id = batch
+//   netd   -> leased  AllowedIpsApplied  id = batch           (one status per change)
+//   protod -> leased  ControlRequest     id = control conn.   (show, monitor, revoke)
+//   leased -> protod  ControlReply       id = control conn.   (the answer, in pieces)
+//   protod -> leased  MonitorState                            (monitors listening)
+//   leased -> protod  LeaseEvents                             (while monitors listen)
 // Server, SIGHUP: netd sends the pools and the peers it just read again, then
-//   netd   -> leased  Status                                   (log one status line)
+//   netd   -> leased  Status                                  (log one status line)
+// Client:
+//   netd   -> leased  LinkState                               (up/down/deleted, addresses)
+//   leased -> netd    ExchangeRequest    id = exchange        (connect to the server)
+//   netd   -> protod  ExchangeRequest    id = exchange, fd    (the connecting socket)
+//   netd   -> leased  ExchangeResult     id = exchange        (when no socket could be made)
+//   protod -> leased  ExchangeResult     id = exchange        (the server's answer, parsed)
+//   leased -> netd    AddressOrder       id = order
+//   netd   -> leased  AddressResult      id = order
+//   netd   -> leased  Stop                                    (SIGTERM: remove addresses, exit 0)
+//   netd   -> leased  Renew                                   (SIGHUP: renew the lease now)
+// clang-format on
 #pragma once
 
 #include "privsep/addr.hpp"
