@@ -484,7 +484,10 @@ TEST_F(HostileClientProtod, FramesOutsideTheClientTableAndSignalsEndTheClientWit
         SCOPED_TRACE(a.name);
         std::cerr << "[ attack   ] client: " << a.name << "\n";
         int status = 0;
-        play(a.step, status);
+        pid_t pid = play(a.step, status);
+        // protod's "done" can come before netd has stopped its children.
+        if (status == -1)
+            status = wait_exit(pid, 15000);
         ASSERT_NE(status, -1) << "the client is still running";
         EXPECT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         if (!a.logged.empty()) {
