@@ -408,7 +408,7 @@ int ClientNetd::run(const std::vector<std::string>& args) {
             bool done = false;
             for (const auto& exit : supervisor.reap()) {
                 if (!stop_deadline) {
-                    WGD_LOG_ERROR("%s; stopping the suite", exit.describe().c_str());
+                    WGD_LOG_ERROR("stopping the suite"); // reap() logged the exit
                     status = 1;
                     done = true;
                 } else if (exit.role == "leased") {

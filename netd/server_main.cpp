@@ -678,8 +678,8 @@ int ServerNetd::run(const std::vector<std::string>& args) {
         if (fds.size() > 4 && fds[4].revents)
             relay.forward();
         if (fds[2].revents) {
-            for (const auto& exit : supervisor.reap())
-                WGD_LOG_ERROR("%s; stopping the suite", exit.describe().c_str());
+            supervisor.reap(); // logs each exit
+            WGD_LOG_ERROR("stopping the suite");
             exit_status_ = 1;
             break;
         }
