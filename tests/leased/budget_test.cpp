@@ -9,6 +9,7 @@
 
 using namespace wgd;
 using namespace wgd::leased;
+using namespace wgd::leased::fixtures;
 
 namespace {
 
@@ -63,35 +64,6 @@ TEST(ChangeBudget, IsEightBytesAPeer) {
     EXPECT_EQ(sizeof(ChangeBudget), 8u);
 }
 
-PublicKey key(int n) {
-    PublicKey k;
-    k.bytes[0] = static_cast<std::uint8_t>(n);
-    k.bytes[31] = 0x5a;
-    return k;
-}
-
-PeerFacts peer(int n, std::vector<Prefix4> extra4 = {}) {
-    Ip6 ll = *parse_ip6("fe80::");
-    ll.bytes[15] = static_cast<std::uint8_t>(n);
-    return PeerFacts{key(n), std::move(extra4), {Prefix6{ll, 128}}};
-}
-
-Want only4() {
-    Want w;
-    w.v4 = Want::Kind::Any;
-    return w;
-}
-Want only6() {
-    Want w;
-    w.v6 = Want::Kind::Any;
-    return w;
-}
-Want both() {
-    Want w;
-    w.v4 = w.v6 = Want::Kind::Any;
-    return w;
-}
-
 constexpr std::uint32_t kLeasetime = 3600;
 constexpr std::int64_t kWall = 1764201600;
 
@@ -122,7 +94,7 @@ class ServerBudget : public ::testing::Test {
     // Spends peer n's whole budget on trading families; it ends holding IPv6.
     void spend_budget(int n) {
         for (std::uint32_t i = 0; i < kRate.burst; i++) {
-            Plan p = ask(n, i % 2 == 0 ? only4() : only6());
+            Plan p = ask(n, i % 2 == 0 ? any4() : any6());
             ASSERT_FALSE(p.unchanged) << i;
             ASSERT_FALSE(p.over_budget());
         }
@@ -139,7 +111,7 @@ TEST_F(ServerBudget, ChangesBeyondTheBudgetAreAnsweredWithoutAnyChange) {
     const std::size_t leases4 = server.lease_count4();
     clock.advance_ms(2'000);
     // IPv4 only: a fresh IPv4 address and the release of IPv6, refused.
-    Plan p = ask(1, only4());
+    Plan p = ask(1, any4());
     EXPECT_TRUE(p.unchanged);
     EXPECT_EQ(p.budget, Verdict::refused_first);
     EXPECT_TRUE(p.changes.empty());
@@ -151,7 +123,7 @@ TEST_F(ServerBudget, ChangesBeyondTheBudgetAreAnsweredWithoutAnyChange) {
     EXPECT_EQ(server.lease_count4(), leases4);
     EXPECT_FALSE(server.plan_pending(key(1)));
     // Again: refused, not the first time.
-    EXPECT_EQ(ask(1, only4()).budget, Verdict::refused);
+    EXPECT_EQ(ask(1, any4()).budget, Verdict::refused);
 }
 
 TEST_F(ServerBudget, AnOverBudgetAnswerGivesTheHeldFamilyWithTheTimeLeftOnTheStoredLease) {
@@ -171,10 +143,10 @@ TEST_F(ServerBudget, AnOverBudgetAnswerGivesTheHeldFamilyWithTheTimeLeftOnTheSto
 
 TEST_F(ServerBudget, AFamilyNotAskedForStaysLeasedWhileTheBudgetIsSpent) {
     for (std::uint32_t i = 0; i < kRate.burst; i++) // IPv6 taken, given away, taken again
-        ASSERT_FALSE(ask(1, i % 2 == 0 ? only4() : both()).over_budget()) << i;
+        ASSERT_FALSE(ask(1, i % 2 == 0 ? any4() : both()).over_budget()) << i;
     ASSERT_TRUE(server.current_lease(key(1))->ipv4 && server.current_lease(key(1))->ipv6);
     const LeaseRecord before = *server.current_lease(key(1));
-    Plan p = ask(1, only4()); // would release IPv6
+    Plan p = ask(1, any4()); // would release IPv6
     EXPECT_TRUE(p.over_budget());
     EXPECT_EQ(p.ipv4, before.ipv4);
     EXPECT_FALSE(p.ipv6);
@@ -189,8 +161,8 @@ TEST_F(ServerBudget, AFreshAddressRefusedOverBudgetGoesBackToThePool) {
     // Every IPv4 address handed out by a refused plan would be lost to the
     // pool; a /24 has 253 of them, so 1,000 refusals would exhaust it.
     for (int i = 0; i < 1000; i++)
-        ASSERT_TRUE(ask(1, only4()).over_budget());
-    Plan other = ask(2, only4());
+        ASSERT_TRUE(ask(1, any4()).over_budget());
+    Plan other = ask(2, any4());
     EXPECT_TRUE(other.ipv4);
     EXPECT_EQ(other.error, kErrnoSuccess);
     EXPECT_EQ(server.lease_count4(), 1u);
@@ -198,21 +170,21 @@ TEST_F(ServerBudget, AFreshAddressRefusedOverBudgetGoesBackToThePool) {
 
 TEST_F(ServerBudget, TheBudgetRefillsAfterTheInterval) {
     ASSERT_NO_FATAL_FAILURE(spend_budget(1));
-    ASSERT_TRUE(ask(1, only4()).over_budget());
+    ASSERT_TRUE(ask(1, any4()).over_budget());
     clock.advance_ms(kRate.interval_s * 1000 - 1000);
-    ASSERT_TRUE(ask(1, only4()).over_budget());
+    ASSERT_TRUE(ask(1, any4()).over_budget());
     clock.advance_ms(1000);
-    Plan p = ask(1, only4());
+    Plan p = ask(1, any4());
     EXPECT_FALSE(p.over_budget());
     EXPECT_FALSE(p.unchanged);
     EXPECT_TRUE(p.ipv4);
     EXPECT_FALSE(server.current_lease(key(1))->ipv6); // released now
-    EXPECT_EQ(ask(1, only6()).budget, Verdict::refused_first);
+    EXPECT_EQ(ask(1, any6()).budget, Verdict::refused_first);
 }
 
 TEST_F(ServerBudget, EachPeerHasItsOwnBudget) {
     ASSERT_NO_FATAL_FAILURE(spend_budget(1));
-    ASSERT_TRUE(ask(1, only4()).over_budget());
+    ASSERT_TRUE(ask(1, any4()).over_budget());
     ASSERT_NO_FATAL_FAILURE(spend_budget(2));
 }
 
@@ -221,14 +193,14 @@ TEST_F(ServerBudget, RenewalsThatKeepTheAddressesAreNotCharged) {
     // Cached renewals, then one that writes (half the lease is gone): none
     // of them is refused, and none spends what the budget gained meanwhile.
     for (int i = 0; i < 100; i++)
-        ASSERT_FALSE(ask(1, only6()).over_budget());
+        ASSERT_FALSE(ask(1, any6()).over_budget());
     clock.advance_ms(kLeasetime * 1000 / 2 + 1000);
-    Plan renew = ask(1, only6());
+    Plan renew = ask(1, any6());
     EXPECT_FALSE(renew.over_budget());
     EXPECT_FALSE(renew.unchanged);
     EXPECT_EQ(renew.leasetime, kLeasetime);
     for (std::uint32_t i = 0; i < kRate.burst; i++)
-        EXPECT_FALSE(ask(1, i % 2 == 0 ? only4() : only6()).over_budget()) << i;
+        EXPECT_FALSE(ask(1, i % 2 == 0 ? any4() : any6()).over_budget()) << i;
 }
 
 TEST_F(ServerBudget, AnUnlimitedRateNeverRefuses) {
@@ -237,7 +209,7 @@ TEST_F(ServerBudget, AnUnlimitedRateNeverRefuses) {
     unlimited.add_prefix(Prefix6{*parse_ip6("2001:db8::"), 64});
     set_peers(unlimited, {peer(1)});
     for (int i = 0; i < 100; i++) {
-        auto p = unlimited.plan(key(1), i % 2 == 0 ? only4() : only6());
+        auto p = unlimited.plan(key(1), i % 2 == 0 ? any4() : any6());
         ASSERT_TRUE(p);
         ASSERT_FALSE(p->unchanged) << i;
         ASSERT_TRUE(unlimited.commit(*p));
@@ -247,7 +219,7 @@ TEST_F(ServerBudget, AnUnlimitedRateNeverRefuses) {
 TEST_F(ServerBudget, SourcesThatAreNoPeerHoldNoBudget) {
     const std::size_t peers = server.peer_count();
     for (int n = 3; n < 250; n++)
-        EXPECT_FALSE(server.plan(key(n), only4()));
+        EXPECT_FALSE(server.plan(key(n), any4()));
     EXPECT_EQ(server.peer_count(), peers);
 }
 

@@ -13,6 +13,7 @@
 
 using namespace wgd;
 using namespace wgd::leased;
+using namespace wgd::leased::fixtures;
 
 namespace {
 
@@ -29,40 +30,6 @@ Ip6 ip6(const char* text) {
     return *parse_ip6(text);
 }
 
-PublicKey key(int n) {
-    PublicKey k;
-    k.bytes[0] = static_cast<std::uint8_t>(n);
-    k.bytes[31] = 0x5a;
-    return k;
-}
-
-Ip6 link_local(int n) {
-    Ip6 a = ip6("fe80::");
-    a.bytes[15] = static_cast<std::uint8_t>(n);
-    return a;
-}
-
-PeerFacts peer(int n, std::vector<Prefix4> extra4 = {}, std::vector<Prefix6> extra6 = {}) {
-    PeerFacts f{key(n), std::move(extra4), std::move(extra6)};
-    f.allowed6.push_back(Prefix6{link_local(n), 128});
-    return f;
-}
-
-Want any4() {
-    Want w;
-    w.v4 = Want::Kind::Any;
-    return w;
-}
-Want any6() {
-    Want w;
-    w.v6 = Want::Kind::Any;
-    return w;
-}
-Want both() {
-    Want w;
-    w.v4 = w.v6 = Want::Kind::Any;
-    return w;
-}
 Want ask4(const char* a) {
     Want w;
     w.v4 = Want::Kind::Specific;

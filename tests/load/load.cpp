@@ -665,9 +665,12 @@ std::vector<Job> renewals(const Checker& checker, int from, int to) {
     return jobs;
 }
 
-// One blocking attempt at a renewal by peer 0, for the restart measurement.
-std::optional<std::string> try_once(unsigned ifindex, const std::string& request) {
+// A blocking connection from [peer's address%IF]:970 to the server, with
+// a 2 s receive timeout; -1 when it cannot be made.
+int connect_as_peer(unsigned ifindex, int peer) {
     int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one);
@@ -675,13 +678,24 @@ std::optional<std::string> try_once(unsigned ifindex, const std::string& request
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     timeval tv{2, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    sockaddr_in6 src = port_970_of(lladdr_of(0), ifindex);
+    sockaddr_in6 src = port_970_of(lladdr_of(peer), ifindex);
     sockaddr_in6 dst = port_970_of(kServerAddress, ifindex);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0 ||
+        connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+// One blocking attempt at a renewal by peer 0, for the restart measurement.
+std::optional<std::string> try_once(unsigned ifindex, const std::string& request) {
+    int fd = connect_as_peer(ifindex, 0);
+    if (fd < 0)
+        return std::nullopt;
     std::optional<std::string> out;
-    if (bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) == 0 &&
-        connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) == 0 &&
-        send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
-            static_cast<ssize_t>(request.size())) {
+    if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+        static_cast<ssize_t>(request.size())) {
         std::string reply;
         char buf[2048];
         ssize_t n;
@@ -702,37 +716,26 @@ std::optional<std::string> try_once(unsigned ifindex, const std::string& request
 // until `stop`. Each answer would release one address and lease another;
 // the server's budget of changes holds it to a few. Returns its answers.
 long trade_families(unsigned ifindex, int peer, const std::atomic<bool>& stop) {
-    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one);
-    linger lg{1, 0};
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    timeval tv{2, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    sockaddr_in6 src = port_970_of(lladdr_of(peer), ifindex);
-    sockaddr_in6 dst = port_970_of(kServerAddress, ifindex);
+    int fd = connect_as_peer(ifindex, peer);
+    if (fd < 0)
+        return 0;
     long answers = 0;
-    if (bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) == 0 &&
-        connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) == 0) {
-        const std::string req[2] = {"request_ip=1\nipv4=0.0.0.0/32\n\n",
-                                    "request_ip=1\nipv6=::/128\n\n"};
-        std::string buf;
-        while (!stop) {
-            const std::string& r = req[answers % 2];
-            if (send(fd, r.data(), r.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(r.size()))
-                break;
-            std::size_t at;
-            char b[512];
-            ssize_t n = 1;
-            while ((at = buf.find("\n\n")) == std::string::npos &&
-                   (n = recv(fd, b, sizeof b, 0)) > 0)
-                buf.append(b, static_cast<std::size_t>(n));
-            if (n <= 0)
-                break;
-            buf.erase(0, at + 2);
-            answers++;
-        }
+    const std::string req[2] = {"request_ip=1\nipv4=0.0.0.0/32\n\n",
+                                "request_ip=1\nipv6=::/128\n\n"};
+    std::string buf;
+    while (!stop) {
+        const std::string& r = req[answers % 2];
+        if (send(fd, r.data(), r.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(r.size()))
+            break;
+        std::size_t at;
+        char b[512];
+        ssize_t n = 1;
+        while ((at = buf.find("\n\n")) == std::string::npos && (n = recv(fd, b, sizeof b, 0)) > 0)
+            buf.append(b, static_cast<std::size_t>(n));
+        if (n <= 0)
+            break;
+        buf.erase(0, at + 2);
+        answers++;
     }
     close(fd);
     return answers;

@@ -20,16 +20,6 @@ using namespace wgd::lab;
 
 namespace {
 
-std::string hex(const msg::Bytes& b) {
-    static const char* d = "0123456789abcdef";
-    std::string s;
-    for (std::uint8_t c : b) {
-        s += d[c >> 4];
-        s += d[c & 15];
-    }
-    return s;
-}
-
 PublicKey key_of(const std::string& base64) {
     return *key_from_base64(base64);
 }
@@ -48,7 +38,7 @@ struct Attack {
 
 Attack order(const std::string& name, std::vector<msg::PeerChange> changes) {
     return {name, std::to_string(msg::apply_allowed_ips) + ":" +
-                      hex(msg::encode(msg::ApplyAllowedIps{std::move(changes)}))};
+                      hex_of(msg::encode(msg::ApplyAllowedIps{std::move(changes)}))};
 }
 
 class HostileNeighbour : public ::testing::Test {

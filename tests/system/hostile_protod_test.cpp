@@ -26,23 +26,13 @@ using namespace wgd::lab;
 
 namespace {
 
-std::string hex(const std::vector<std::uint8_t>& b) {
-    static const char* d = "0123456789abcdef";
-    std::string s;
-    for (std::uint8_t c : b) {
-        s += d[c >> 4];
-        s += d[c & 15];
-    }
-    return s;
-}
-
 Ip6 v6(const std::string& s) {
     return *parse_ip6(s);
 }
 
 std::string frame(std::uint16_t type, const std::vector<std::uint8_t>& body,
                   std::uint16_t flags = 0) {
-    return "frame:" + std::to_string(type) + ":" + std::to_string(flags) + ":" + hex(body);
+    return "frame:" + std::to_string(type) + ":" + std::to_string(flags) + ":" + hex_of(body);
 }
 
 std::vector<std::uint8_t> queries(std::vector<msg::QueryLease> qs, std::uint32_t first_conn = 1) {
@@ -197,7 +187,7 @@ TEST_F(HostileProtod, EveryFrameOutsideLeasedsTableEndsTheSuiteWithNoLeaseLostAn
     const std::string violation = "protocol violation by protod: ";
     const std::vector<Attack> attacks{
         {"a datagram shorter than a header", "raw:0100", violation + "shorter than a header"},
-        {"a length field that is not the datagram's", "badlen:1:100:" + hex(good),
+        {"a length field that is not the datagram's", "badlen:1:100:" + hex_of(good),
          violation + "length field does not match the datagram size"},
         {"a truncated body (two queries announced, one and a half sent)", frame(1, cut),
          "protod sent malformed queries"},
@@ -214,9 +204,9 @@ TEST_F(HostileProtod, EveryFrameOutsideLeasedsTableEndsTheSuiteWithNoLeaseLostAn
          "type 4 in state 0: unknown message type"},
         {"the client's exchange result", frame(msg::exchange_result, {}),
          "type 13 in state 0: unknown message type"},
-        {"a query with a descriptor attached", "fd:1:1:" + hex(good),
+        {"a query with a descriptor attached", "fd:1:1:" + hex_of(good),
          "fd attached to a message that takes none"},
-        {"a descriptor the flags do not announce", "fd:1:0:" + hex(good),
+        {"a descriptor the flags do not announce", "fd:1:0:" + hex_of(good),
          violation + "fd attached but fd flag not set"},
         {"a descriptor announced and not attached", frame(1, good, 1),
          violation + "fd flag set but no fd attached"},
@@ -453,9 +443,9 @@ class HostileClientProtod : public ::testing::Test {
 
 TEST_F(HostileClientProtod, GrantsOutsideTheRulesAndAnswersToNoExchangeAddNothing) {
     const std::string script =
-        "answer:" + hex(msg::encode(grant("10.77.0.0", 24))) + ";wait:1500;" +
-        "answer:" + hex(msg::encode(grant("224.0.0.5", 32))) + ";wait:1500;" +
-        "frameid:13:77:" + hex(msg::encode(grant("10.77.0.201", 32))) + ";wait:1000";
+        "answer:" + hex_of(msg::encode(grant("10.77.0.0", 24))) + ";wait:1500;" +
+        "answer:" + hex_of(msg::encode(grant("224.0.0.5", 32))) + ";wait:1500;" +
+        "frameid:13:77:" + hex_of(msg::encode(grant("10.77.0.201", 32))) + ";wait:1000";
     int status = 0;
     pid_t pid = play(script, status);
     ASSERT_EQ(status, -1) << "the client went down";
@@ -474,7 +464,7 @@ TEST_F(HostileClientProtod, FramesOutsideTheClientTableAndSignalsEndTheClientWit
          frame(msg::query_leases, queries({{v6("fe80::1"), {}, {}, 0}})),
          "type 1 in state 0: unknown message type"},
         {"an exchange result with a descriptor",
-         "fd:13:1:" + hex(msg::encode(grant("10.77.0.9", 32))),
+         "fd:13:1:" + hex_of(msg::encode(grant("10.77.0.9", 32))),
          "fd attached to a message that takes none"},
         {"a malformed exchange result", frame(msg::exchange_result, {1, 2, 3}),
          "protod sent a malformed exchange result"},

@@ -48,6 +48,16 @@ bool process_alive(pid_t pid) {
     return kill(pid, 0) == 0;
 }
 
+std::string hex_of(const std::vector<std::uint8_t>& bytes) {
+    static const char* digits = "0123456789abcdef";
+    std::string s;
+    for (std::uint8_t c : bytes) {
+        s += digits[c >> 4];
+        s += digits[c & 15];
+    }
+    return s;
+}
+
 bool process_running(pid_t pid) {
     const std::string status = read_file("/proc/" + std::to_string(pid) + "/status");
     const auto at = status.find("State:");

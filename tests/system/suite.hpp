@@ -14,6 +14,8 @@ namespace wgd::lab {
 std::string binary(const std::string& name); // WGD_BINARY_DIR/name
 std::vector<pid_t> children_of(pid_t parent);
 std::string read_file(const std::string& path);
+// Bytes as lowercase hex, two digits each (the hostile scripts' frames).
+std::string hex_of(const std::vector<std::uint8_t>& bytes);
 bool process_alive(pid_t pid);
 // Running, as opposed to gone or a zombie (reaped by whoever adopted it,
 // which in a container may take its time).
