@@ -10,7 +10,7 @@
 // 16 MiB at 100,000 peers).
 #include "netd/device_view.hpp"
 #include "netd/wireguard.hpp"
-#include "tests/netd/lab.hpp"
+#include "tests/lab/lab.hpp"
 
 #include <benchmark/benchmark.h>
 #include <malloc.h>
@@ -76,15 +76,15 @@ namespace {
 constexpr int kPeers = 10000;
 
 struct Lab {
-    testlab::Netns ns;
-    std::unique_ptr<testlab::WireguardGo> wg;
+    lab::Netns ns;
+    std::unique_ptr<lab::WireguardGo> wg;
     std::vector<PublicKey> keys;
     bool ok = false;
 
     Lab() {
         if (!ns.ok())
             return;
-        wg = std::make_unique<testlab::WireguardGo>(testlab::unique_name("wb"));
+        wg = std::make_unique<lab::WireguardGo>(lab::unique_name("wb"));
         if (!wg->ok())
             return;
         std::mt19937_64 rng(std::random_device{}());
@@ -106,7 +106,7 @@ struct Lab {
             const std::string text = conf.str();
             std::fwrite(text.data(), 1, text.size(), f);
             std::fclose(f);
-            ok = testlab::sh("wg setconf " + wg->ifname() + " " + path) == 0;
+            ok = lab::sh("wg setconf " + wg->ifname() + " " + path) == 0;
             ::unlink(path.c_str());
         }
     }
@@ -140,7 +140,7 @@ std::vector<PeerChange> batch(const std::vector<PublicKey>& keys, int n, bool ad
 }
 
 void BM_UapiAllowedIpChanges(benchmark::State& state) {
-    if (!testlab::is_root()) {
+    if (!lab::running_as_root()) {
         state.SkipWithError("needs root: network namespace and wireguard-go");
         return;
     }

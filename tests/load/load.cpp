@@ -13,7 +13,7 @@
 // compared with what the answers said. Exit status 0 only when every answer
 // was checked and nothing was wrong.
 #include "privsep/addr.hpp"
-#include "tests/system/lab.hpp"
+#include "tests/lab/lab.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

@@ -1,6 +1,6 @@
 // rtnetlink against the real kernel, inside a network namespace per test.
 #include "netd/rtnl.hpp"
-#include "tests/netd/lab.hpp"
+#include "tests/lab/lab.hpp"
 
 #include <gtest/gtest.h>
 #include <linux/if_addr.h>
@@ -15,7 +15,8 @@
 
 using namespace wgd;
 using namespace wgd::netd;
-using testlab::sh;
+using lab::sh;
+using lab::sh_out;
 
 namespace {
 
@@ -28,7 +29,7 @@ Prefix6 p6(const char* ip, int len) {
 
 // A namespace with a veth pair vA/vB, both up.
 struct VethLab {
-    testlab::Netns ns;
+    lab::Netns ns;
     std::string a = "vA", b = "vB";
     bool ok = false;
     VethLab() {
@@ -65,18 +66,6 @@ bool has_route_event(const std::vector<RtnlEvent>& seen, const Prefix& prefix, b
     });
 }
 
-// A command's standard output (run in this thread's namespace).
-std::string sh_out(const std::string& command) {
-    std::string out;
-    if (FILE* f = ::popen(command.c_str(), "r")) {
-        char buf[512];
-        while (std::size_t n = std::fread(buf, 1, sizeof buf, f))
-            out.append(buf, n);
-        ::pclose(f);
-    }
-    return out;
-}
-
 bool has_addr(const std::vector<IfAddr>& addrs, const Prefix& prefix) {
     return std::any_of(addrs.begin(), addrs.end(),
                        [&](const IfAddr& a) { return a.prefix == prefix; });
@@ -86,7 +75,7 @@ bool has_addr(const std::vector<IfAddr>& addrs, const Prefix& prefix) {
 
 TEST(RtnlKernel, LinkLookupReportsIndexKindStateAndMtu) {
     WGD_REQUIRE_ROOT();
-    testlab::Netns ns;
+    lab::Netns ns;
     ASSERT_TRUE(ns.ok());
     ASSERT_EQ(sh("ip link add vA mtu 1400 type veth peer name vB"), 0);
     auto rtnl = Rtnl::open();
@@ -109,7 +98,7 @@ TEST(RtnlKernel, LinkLookupReportsIndexKindStateAndMtu) {
 
 TEST(RtnlKernel, UnknownInterfaceIsENODEV) {
     WGD_REQUIRE_ROOT();
-    testlab::Netns ns;
+    lab::Netns ns;
     ASSERT_TRUE(ns.ok());
     auto rtnl = Rtnl::open();
     ASSERT_TRUE(rtnl);
@@ -120,9 +109,9 @@ TEST(RtnlKernel, UnknownInterfaceIsENODEV) {
 
 TEST(RtnlKernel, WireguardGoInterfaceHasKindTun) {
     WGD_REQUIRE_ROOT();
-    testlab::Netns ns;
+    lab::Netns ns;
     ASSERT_TRUE(ns.ok());
-    testlab::WireguardGo wg(testlab::unique_name("wk"));
+    lab::WireguardGo wg(lab::unique_name("wk"));
     ASSERT_TRUE(wg.ok()) << "wireguard-go did not start";
     auto rtnl = Rtnl::open();
     ASSERT_TRUE(rtnl);

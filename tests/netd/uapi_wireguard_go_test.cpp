@@ -2,7 +2,7 @@
 // against a stand-in socket that answers in chosen pieces.
 #include "netd/validate.hpp"
 #include "netd/wireguard.hpp"
-#include "tests/netd/lab.hpp"
+#include "tests/lab/lab.hpp"
 
 #include <gtest/gtest.h>
 
@@ -21,7 +21,7 @@
 
 using namespace wgd;
 using namespace wgd::netd;
-using testlab::sh;
+using lab::sh;
 
 namespace {
 
@@ -42,8 +42,8 @@ Ip6 ip6_of(const char* base, int i) {
 // a leased-looking 10.77.x.y/32 and 2001:db8:77::N/128, and a static
 // 10.200.N.0/24 (N < 256 wraps into 10.201 ...).
 struct WgLab {
-    testlab::Netns ns;
-    std::unique_ptr<testlab::WireguardGo> wg;
+    lab::Netns ns;
+    std::unique_ptr<lab::WireguardGo> wg;
     std::vector<PublicKey> keys;
     bool ok = false;
 
@@ -56,7 +56,7 @@ struct WgLab {
     explicit WgLab(int peers) {
         if (!ns.ok())
             return;
-        wg = std::make_unique<testlab::WireguardGo>(testlab::unique_name("wu"));
+        wg = std::make_unique<lab::WireguardGo>(lab::unique_name("wu"));
         if (!wg->ok())
             return;
         std::mt19937_64 rng(std::random_device{}());
@@ -277,7 +277,7 @@ namespace {
 class FakeUapi {
   public:
     FakeUapi(std::vector<std::string> pieces, bool close_after)
-        : path_("/tmp/" + testlab::unique_name("wgd-uapi-") + ".sock") {
+        : path_("/tmp/" + lab::unique_name("wgd-uapi-") + ".sock") {
         listener_ = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
         sockaddr_un addr{};
         addr.sun_family = AF_UNIX;

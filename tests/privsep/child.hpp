@@ -1,6 +1,8 @@
 // Helpers for tests that run code in a forked child (sandboxes cannot be undone).
 #pragma once
 
+#include "tests/lab/lab.hpp"
+
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,14 +41,4 @@ inline std::string describe_status(int status) {
     return "status " + std::to_string(status);
 }
 
-inline bool is_root() {
-    return ::geteuid() == 0;
-}
-
 } // namespace wgd::privsep::testing
-
-#define WGD_REQUIRE_ROOT()                                                                         \
-    do {                                                                                           \
-        if (!::wgd::privsep::testing::is_root())                                                   \
-            GTEST_SKIP() << "needs root (chroot, user switch, capabilities)";                      \
-    } while (0)

@@ -7,6 +7,7 @@
 #include "privsep/sandbox.hpp"
 #include "protod/codec.hpp"
 #include "protod/protod.hpp"
+#include "tests/lab/lab.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -27,10 +28,6 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr auto kWait = 3000ms;
-
-bool is_root() {
-    return ::geteuid() == 0;
-}
 
 // In the child: put `a` at fd 3 and `b` at fd 4 whatever their numbers are now.
 void place_fds(int a, int b) {
@@ -119,7 +116,7 @@ void expect_sandboxed(pid_t pid) {
 } // namespace
 
 TEST(ServerMain, ServesLinkLocalPort970AndRefusesOtherPortsInsideTheSandbox) {
-    if (!is_root())
+    if (!wgd::lab::running_as_root())
         GTEST_SKIP() << "needs root (network namespace, sandbox, port 970)";
     NetNs ns;
     ASSERT_TRUE(ns.ok()) << "cannot build namespace " << ns.name();
@@ -192,7 +189,7 @@ TEST(ServerMain, ServesLinkLocalPort970AndRefusesOtherPortsInsideTheSandbox) {
 }
 
 TEST(ClientMain, RunsAnExchangeInsideTheSandbox) {
-    if (!is_root())
+    if (!wgd::lab::running_as_root())
         GTEST_SKIP() << "needs root (sandbox)";
     std::uint16_t port = 0;
     UniqueFd server = listen_on_loopback(port);

@@ -3,7 +3,7 @@
 // A lease file of garbage makes leased (a child) log an error at start
 // ("lease file unreadable"), and -v makes protod log debug lines, so each
 // test sees lines of several levels from netd and from the children.
-#include "tests/system/lab.hpp"
+#include "tests/lab/lab.hpp"
 #include "tests/system/suite.hpp"
 
 #include <gtest/gtest.h>

@@ -2,7 +2,7 @@
 // exchanges, on top of the lab.
 #pragma once
 
-#include "tests/system/lab.hpp"
+#include "tests/lab/lab.hpp"
 
 #include <sys/types.h>
 

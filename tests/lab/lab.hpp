@@ -1,8 +1,15 @@
-// A test lab of real WireGuard: a server namespace and N client namespaces
-// joined by veth to a bridge-less star (one veth per client), each with a
-// WireGuard interface, fresh keys, fe80::/64 on the server and fe80::X/128 on
-// each client. Everything made is removed by the destructor, also when a
-// test fails half-way.
+// The one test lab: real network namespaces and real WireGuard for the tests
+// that need the kernel (tests/netd, tests/privsep, tests/system, the load
+// generator and the netd benchmark). Everything made is removed by the
+// destructors, also when a test fails half-way.
+//
+// Two shapes. `Netns` + `WireguardGo`: a namespace entered by the calling
+// thread (the test body, its sockets and the commands it runs live there)
+// with wireguard-go processes in it, for netd's code called directly.
+// `Lab`: a server namespace and N client namespaces joined by veth to a
+// bridge-less star (one veth per client), each with a WireGuard interface,
+// fresh keys, fe80::/64 on the server and fe80::X/128 on each client, for
+// the daemons run as programs.
 //
 // The interfaces are wireguard-go's, or the kernel's when the environment
 // says WGD_LAB_WIREGUARD=kernel (make check-kernel sets it inside its QEMU
@@ -26,6 +33,44 @@ Wireguard lab_wireguard();
 int sh(const std::string& command);
 // Runs a shell command and returns its standard output.
 std::string sh_out(const std::string& command);
+// A name no parallel run uses: prefix + pid + a per-process counter.
+std::string unique_name(const std::string& prefix);
+
+// A fresh network namespace that the calling thread enters; on scope exit
+// the thread goes back to its namespace and this one is deleted.
+class Netns {
+  public:
+    Netns();
+    ~Netns();
+    Netns(const Netns&) = delete;
+    Netns& operator=(const Netns&) = delete;
+    bool ok() const { return entered_; }
+    const std::string& name() const { return name_; }
+
+  private:
+    std::string name_;
+    int original_ = -1;
+    bool created_ = false;
+    bool entered_ = false;
+};
+
+// `wireguard-go -f IFNAME` in the calling thread's namespace, stopped on
+// scope exit; ok() once its UAPI socket exists.
+class WireguardGo {
+  public:
+    explicit WireguardGo(std::string ifname);
+    ~WireguardGo();
+    WireguardGo(const WireguardGo&) = delete;
+    WireguardGo& operator=(const WireguardGo&) = delete;
+    bool ok() const { return ready_; }
+    const std::string& ifname() const { return ifname_; }
+    std::string socket_path() const { return "/var/run/wireguard/" + ifname_ + ".sock"; }
+
+  private:
+    std::string ifname_;
+    pid_t pid_ = -1;
+    bool ready_ = false;
+};
 
 struct LabClient {
     std::string ns;      // network namespace
@@ -130,3 +175,11 @@ bool wgd::lab::eventually(Predicate predicate, int timeout_ms) {
     }
     return predicate();
 }
+
+// For a gtest body that needs root (namespaces, rtnetlink, wireguard-go,
+// chroot, user switch, capabilities): skipped, with the reason, otherwise.
+#define WGD_REQUIRE_ROOT()                                                                         \
+    do {                                                                                           \
+        if (!::wgd::lab::running_as_root())                                                        \
+            GTEST_SKIP() << "needs root (namespaces, WireGuard, sandboxes)";                       \
+    } while (0)

@@ -1,4 +1,4 @@
-#include "tests/system/lab.hpp"
+#include "tests/lab/lab.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -47,6 +47,60 @@ std::string sh_out(const std::string& command) {
         result.append(buf, n);
     pclose(pipe);
     return result;
+}
+
+std::string unique_name(const std::string& prefix) {
+    static std::atomic<int> counter{0};
+    return prefix + std::to_string(getpid()) + "x" + std::to_string(counter++);
+}
+
+Netns::Netns() : name_(unique_name("wgdn")) {
+    original_ = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (sh("ip netns add " + name_) != 0)
+        return;
+    created_ = true;
+    const int fd = open(("/run/netns/" + name_).c_str(), O_RDONLY | O_CLOEXEC);
+    entered_ = fd >= 0 && setns(fd, CLONE_NEWNET) == 0;
+    if (fd >= 0)
+        close(fd);
+    sh("ip link set lo up");
+}
+
+Netns::~Netns() {
+    if (entered_)
+        setns(original_, CLONE_NEWNET);
+    if (created_)
+        sh("ip netns del " + name_);
+    if (original_ >= 0)
+        close(original_);
+}
+
+WireguardGo::WireguardGo(std::string ifname) : ifname_(std::move(ifname)) {
+    pid_ = fork();
+    if (pid_ == 0) {
+        const int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        execlp("wireguard-go", "wireguard-go", "-f", ifname_.c_str(), nullptr);
+        _exit(127);
+    }
+    for (int i = 0; i < 500 && pid_ > 0; ++i) { // up to 5 s
+        struct stat st {};
+        if (stat(socket_path().c_str(), &st) == 0) {
+            ready_ = true;
+            break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+}
+
+WireguardGo::~WireguardGo() {
+    if (pid_ > 0) {
+        kill(pid_, SIGTERM);
+        int status = 0;
+        waitpid(pid_, &status, 0);
+    }
+    unlink(socket_path().c_str()); // left behind only if it died hard
 }
 
 namespace {
