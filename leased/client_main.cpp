@@ -211,7 +211,11 @@ int ClientLeased::run() {
     while (!failed_) {
         if (exit_status_ && (orders_outstanding_ == 0 || clock_.boot_ms() >= exit_deadline_))
             return *exit_status_;
-        pollfd fds[2] = {{netd_.fd(), POLLIN, 0}, {protod_.fd(), POLLIN, 0}};
+        if (!netd_.flush()) { // what netd's socket could not take before
+            WGD_LOG_ERROR("cannot send to netd: %s", std::strerror(errno));
+            return 1;
+        }
+        pollfd fds[2] = {{netd_.fd(), netd_.poll_events(), 0}, {protod_.fd(), POLLIN, 0}};
         if (poll(fds, 2, timeout_ms()) < 0 && errno != EINTR) {
             WGD_LOG_ERROR("poll: %s", std::strerror(errno));
             return 1;

@@ -475,10 +475,16 @@ void ServerLeased::send_answers() {
     answers_.items.clear();
 }
 
+// A reply to `show` at 100,000 leases runs to megabytes: its pieces are
+// paced, so that no more than one waits in the channel at a time.
 void ServerLeased::reply(std::uint32_t conn, bool ok, std::string_view text) {
-    for (const control::ControlReply& piece : control::split_reply(ok, text))
-        if (!send_protod(msg::control_reply, conn, control::encode(piece)))
+    for (const control::ControlReply& piece : control::split_reply(ok, text)) {
+        if (!protod_.send_paced(msg::control_reply, conn, control::encode(piece))) {
+            WGD_LOG_ERROR("cannot send to protod: %s", std::strerror(errno));
+            failed_ = true;
             return;
+        }
+    }
 }
 
 std::vector<PoolUse> ServerLeased::pool_use(const std::vector<PeerView>& peers) const {
@@ -824,9 +830,21 @@ int ServerLeased::run() {
     opened_.leases = std::vector<LeaseRecord>(); // `= {}` would keep the capacity
 
     while (!failed_) {
-        pollfd fds[2] = {{netd_.fd(), POLLIN, 0}, {protod_.fd(), POLLIN, 0}};
-        // While the peers arrive, netd alone is heard (see receiving_peers_).
-        int n = poll(fds, receiving_peers_ ? 1 : 2, receiving_peers_ ? -1 : timeout_ms());
+        if (!netd_.flush() || !protod_.flush()) { // what the sockets could not take before
+            WGD_LOG_ERROR("cannot send to %s: %s", netd_.wants_write() ? "netd" : "protod",
+                          std::strerror(errno));
+            return 1;
+        }
+        pollfd fds[2] = {{netd_.fd(), netd_.poll_events(), 0},
+                         {protod_.fd(), protod_.poll_events(), 0}};
+        // While the peers arrive, netd alone is heard (see receiving_peers_):
+        // protod is polled only to write what waits for it.
+        nfds_t polled = 2;
+        if (receiving_peers_) {
+            fds[1].events &= ~POLLIN;
+            polled = protod_.wants_write() ? 2 : 1;
+        }
+        int n = poll(fds, polled, receiving_peers_ && polled == 1 ? -1 : timeout_ms());
         if (n < 0 && errno != EINTR) {
             WGD_LOG_ERROR("poll: %s", std::strerror(errno));
             return 1;

@@ -390,7 +390,12 @@ int ClientNetd::run(const std::vector<std::string>& args) {
     int status = 0;
     std::optional<std::chrono::steady_clock::time_point> stop_deadline;
     while (!failed_ && !deleted_) {
-        std::vector<pollfd> fds{{leased_.fd(), POLLIN, 0},
+        if (!leased_.flush()) { // what leased's socket could not take before
+            WGD_LOG_ERROR("cannot send to leased: %s", std::strerror(errno));
+            status = 1;
+            break;
+        }
+        std::vector<pollfd> fds{{leased_.fd(), leased_.poll_events(), 0},
                                 {events_->fd(), POLLIN, 0},
                                 {supervisor.fd(), POLLIN, 0},
                                 {signals.fd(), POLLIN, 0},

@@ -117,7 +117,11 @@ class ServerNetd {
   private:
     void check_preconditions();
     void open_lease_files();
-    bool send(std::uint16_t type, std::uint32_t id, const msg::Bytes& body);
+    // paced: for the peers' stream, one message held at a time (see
+    // Channel::send_paced); queued: everything else.
+    enum class Pace { queued, paced };
+    bool send(std::uint16_t type, std::uint32_t id, const msg::Bytes& body,
+              Pace pace = Pace::queued);
     bool send_pools();
     // The peers go to leased when asked, or when they changed since last
     // sent (a digest of what was sent says so): at 65,536 peers resending
@@ -291,8 +295,8 @@ void ServerNetd::open_lease_files() {
     lease_file_next_ = open_file(options_.iface + ".leases.1");
 }
 
-bool ServerNetd::send(std::uint16_t type, std::uint32_t id, const msg::Bytes& body) {
-    if (leased_.send(type, id, body))
+bool ServerNetd::send(std::uint16_t type, std::uint32_t id, const msg::Bytes& body, Pace pace) {
+    if (pace == Pace::paced ? leased_.send_paced(type, id, body) : leased_.send(type, id, body))
         return true;
     WGD_LOG_ERROR("cannot send to leased: %s", std::strerror(errno));
     // leased is gone or stopped reading: the suite stops as failed, however
@@ -333,7 +337,7 @@ bool ServerNetd::send_peers(bool asked) {
         return false;
     // Encoded again rather than kept: sending is rare, memory is the point.
     if (!for_each_peers_message(device_.peers(), [&](const msg::Bytes& chunk) {
-            return send(msg::peers_chunk, 0, chunk);
+            return send(msg::peers_chunk, 0, chunk, Pace::paced);
         }))
         return false;
     sent_digest_ = digest;
@@ -663,7 +667,12 @@ int ServerNetd::run(const std::vector<std::string>& args) {
 
     auto last_refresh = std::chrono::steady_clock::now();
     while (!stopping_) {
-        std::vector<pollfd> fds{{leased_.fd(), POLLIN, 0},
+        if (!leased_.flush()) { // what leased's socket could not take before
+            WGD_LOG_ERROR("cannot send to leased: %s", std::strerror(errno));
+            exit_status_ = 1;
+            break;
+        }
+        std::vector<pollfd> fds{{leased_.fd(), leased_.poll_events(), 0},
                                 {events_->fd(), POLLIN, 0},
                                 {supervisor.fd(), POLLIN, 0},
                                 {signals.fd(), POLLIN, 0}};

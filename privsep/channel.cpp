@@ -105,14 +105,8 @@ std::vector<std::uint8_t> encode_frame(std::uint16_t type, std::uint32_t id,
     return out;
 }
 
-bool Channel::send(std::uint16_t type, std::uint32_t id, std::span<const std::uint8_t> body,
-                   int fd_to_pass) {
-    if (body.size() > kMaxBody) {
-        errno = EMSGSIZE;
-        return false;
-    }
-    std::vector<std::uint8_t> frame = encode_frame(type, id, body, fd_to_pass >= 0);
-    iovec iov{frame.data(), frame.size()};
+Channel::Attempt Channel::try_send(std::span<const std::uint8_t> frame, int fd_to_pass) {
+    iovec iov{const_cast<std::uint8_t*>(frame.data()), frame.size()};
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
     msghdr msg{};
     msg.msg_iov = &iov;
@@ -126,18 +120,46 @@ bool Channel::send(std::uint16_t type, std::uint32_t id, std::span<const std::ui
         c->cmsg_len = CMSG_LEN(sizeof(int));
         std::memcpy(CMSG_DATA(c), &fd_to_pass, sizeof(int));
     }
+    for (;;) {
+        // SOCK_SEQPACKET sends a datagram whole or not at all.
+        if (::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
+            return Attempt::sent;
+        if (errno == EINTR)
+            continue;
+        return errno == EAGAIN || errno == EWOULDBLOCK ? Attempt::would_block : Attempt::failed;
+    }
+}
+
+bool Channel::flush() {
+    using Clock = std::chrono::steady_clock;
+    while (!queue_.empty()) {
+        switch (try_send(queue_.front(), -1)) {
+        case Attempt::sent:
+            queued_bytes_ -= queue_.front().size();
+            queue_.pop_front();
+            queue_moved_ = Clock::now();
+            continue;
+        case Attempt::failed:
+            return false;
+        case Attempt::would_block:
+            if (Clock::now() - queue_moved_ > std::chrono::milliseconds(send_timeout_ms_)) {
+                errno = ETIMEDOUT;
+                return false;
+            }
+            return true;
+        }
+    }
+    return true;
+}
+
+bool Channel::flush_wait() {
     using Clock = std::chrono::steady_clock;
     const auto deadline = Clock::now() + std::chrono::milliseconds(send_timeout_ms_);
     for (;;) {
-        ssize_t n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n >= 0)
-            return true; // SOCK_SEQPACKET sends a datagram whole or not at all
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
+        if (!flush())
             return false;
-        // A full socket buffer: the peer always reads,
-        // so waiting here is short unless the peer is broken.
+        if (queue_.empty())
+            return true;
         auto left =
             std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
         if (left <= 0) {
@@ -148,6 +170,66 @@ bool Channel::send(std::uint16_t type, std::uint32_t id, std::span<const std::ui
         if (::poll(&p, 1, int(left)) < 0 && errno != EINTR)
             return false;
     }
+}
+
+bool Channel::send(std::uint16_t type, std::uint32_t id, std::span<const std::uint8_t> body,
+                   int fd_to_pass) {
+    if (body.size() > kMaxBody) {
+        errno = EMSGSIZE;
+        return false;
+    }
+    std::vector<std::uint8_t> frame = encode_frame(type, id, body, fd_to_pass >= 0);
+    if (fd_to_pass >= 0) {
+        // Not queued: the descriptor is the caller's once send returns.
+        if (!flush_wait())
+            return false;
+        using Clock = std::chrono::steady_clock;
+        const auto deadline = Clock::now() + std::chrono::milliseconds(send_timeout_ms_);
+        for (;;) {
+            switch (try_send(frame, fd_to_pass)) {
+            case Attempt::sent:
+                return true;
+            case Attempt::failed:
+                return false;
+            case Attempt::would_block:
+                break;
+            }
+            auto left =
+                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now())
+                    .count();
+            if (left <= 0) {
+                errno = ETIMEDOUT;
+                return false;
+            }
+            pollfd p{fd_.get(), POLLOUT, 0};
+            if (::poll(&p, 1, int(left)) < 0 && errno != EINTR)
+                return false;
+        }
+    }
+    if (!flush())
+        return false;
+    if (queue_.empty()) {
+        switch (try_send(frame, -1)) {
+        case Attempt::sent:
+            return true;
+        case Attempt::failed:
+            return false;
+        case Attempt::would_block:
+            queue_moved_ = std::chrono::steady_clock::now(); // the queue starts now
+            break;
+        }
+    }
+    if (queued_bytes_ + frame.size() > kMaxQueued) {
+        errno = ENOBUFS;
+        return false;
+    }
+    queued_bytes_ += frame.size();
+    queue_.push_back(std::move(frame));
+    return true;
+}
+
+bool Channel::send_paced(std::uint16_t type, std::uint32_t id, std::span<const std::uint8_t> body) {
+    return flush_wait() && send(type, id, body);
 }
 
 std::variant<Message, RecvError> Channel::recv() {
@@ -218,7 +300,11 @@ std::variant<Message, RecvError> Channel::recv_wait(int timeout_ms) {
         auto* e = std::get_if<RecvError>(&r);
         if (e == nullptr || *e != RecvError::would_block)
             return r;
-        pollfd p{fd_.get(), POLLIN, 0};
+        if (!flush()) {
+            last_errno_ = errno;
+            return RecvError::io_error;
+        }
+        pollfd p{fd_.get(), short(POLLIN | (wants_write() ? POLLOUT : 0)), 0};
         int ready = ::poll(&p, 1, timeout_ms);
         if (ready < 0 && errno == EINTR)
             continue;

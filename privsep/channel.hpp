@@ -16,8 +16,12 @@
 
 #include "privsep/fd.hpp"
 
+#include <poll.h>
+
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <initializer_list>
 #include <span>
 #include <utility>
@@ -38,6 +42,9 @@ inline constexpr std::size_t kMaxBody = 64 * 1024;
 inline constexpr std::size_t kMaxFrame = kHeaderSize + kMaxBody;
 inline constexpr std::uint16_t kFlagFd = 0x1;
 inline constexpr std::uint16_t kKnownFlags = kFlagFd;
+// What a channel's queue may hold (128 maximum messages): beyond it the
+// peer is not keeping up with what the protocol asks of it.
+inline constexpr std::size_t kMaxQueued = 128 * kMaxFrame;
 
 struct Frame {
     Header header;
@@ -88,13 +95,32 @@ class Channel {
     int fd() const { return fd_.get(); }
     bool valid() const { return fd_.valid(); }
 
-    // Sends one message, waiting while the socket buffer is full, at most
-    // send_timeout_ms in all (a peer that stops reading cannot freeze us).
-    // fd_to_pass (-1 for none) stays owned by the caller. Returns false with
-    // errno set (EMSGSIZE for a body over kMaxBody, EPIPE when the peer is
-    // gone, ETIMEDOUT when it does not read): all fatal for the suite.
+    // Sends one message without waiting: what the socket buffer cannot take
+    // now waits in the channel's queue, in order, and flush() writes it when
+    // the owner's loop sees the socket writable (wants_write()), as imsg's
+    // msgbuf does. So two processes sending large batches to each other at
+    // the same moment never wait on each other. A message with a descriptor
+    // (fd_to_pass, -1 for none; it stays owned by the caller) is never
+    // queued: it waits for the queue to empty and the socket to take it, at
+    // most send_timeout_ms. Returns false with errno set: EMSGSIZE for a body
+    // over kMaxBody, EPIPE when the peer is gone, ENOBUFS when kMaxQueued
+    // bytes already wait, ETIMEDOUT when nothing queued went out for
+    // send_timeout_ms (the peer stopped reading): all fatal for the suite.
     [[nodiscard]] bool send(std::uint16_t type, std::uint32_t id,
                             std::span<const std::uint8_t> body, int fd_to_pass = -1);
+    // For a long stream of messages (netd's peers, leased's answers to
+    // `show`): waits until the queue is empty, then sends, so that the
+    // sender holds one message of the stream at a time, never all of it.
+    // The receiver never waits on its own sends, so the wait is short.
+    [[nodiscard]] bool send_paced(std::uint16_t type, std::uint32_t id,
+                                  std::span<const std::uint8_t> body);
+    // Writes queued messages while the socket takes them; false as send().
+    [[nodiscard]] bool flush();
+    // True while messages wait: the owner's loop then polls for POLLOUT too.
+    bool wants_write() const { return !queue_.empty(); }
+    // The owner's poll events: POLLIN always, POLLOUT while messages wait.
+    short poll_events() const { return short(POLLIN | (wants_write() ? POLLOUT : 0)); }
+    std::size_t queued_bytes() const { return queued_bytes_; }
 
     // Never blocks: receives one datagram if there is one.
     std::variant<Message, RecvError> recv();
@@ -108,7 +134,19 @@ class Channel {
 
   private:
     UniqueFd fd_;
+    // Sends one datagram now or not at all: sent, would_block or failed.
+    enum class Attempt { sent, would_block, failed };
+    Attempt try_send(std::span<const std::uint8_t> frame, int fd_to_pass);
+    // Waits, at most send_timeout_ms, until the queue is empty.
+    bool flush_wait();
+
     std::vector<std::uint8_t> buf_ = std::vector<std::uint8_t>(kMaxFrame);
+    std::deque<std::vector<std::uint8_t>> queue_;
+    std::size_t queued_bytes_ = 0;
+    // When the queue last moved (a message went out, or it started): a
+    // queue that stands still for send_timeout_ms means a peer that stopped
+    // reading.
+    std::chrono::steady_clock::time_point queue_moved_{};
     FrameError last_frame_error_ = FrameError::short_header;
     int last_errno_ = 0;
     int send_timeout_ms_ = 10000;

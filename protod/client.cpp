@@ -179,7 +179,12 @@ bool Client::report() {
 
 int Client::run() {
     for (;;) {
-        pollfd fds[3] = {{leased_.fd(), POLLIN, 0}, {netd_.fd(), POLLIN, 0}, {-1, 0, 0}};
+        if (!leased_.flush()) { // what leased's socket could not take before
+            WGD_LOG_ERROR("cannot send to leased: %s", std::strerror(errno));
+            return 1;
+        }
+        pollfd fds[3] = {
+            {leased_.fd(), leased_.poll_events(), 0}, {netd_.fd(), POLLIN, 0}, {-1, 0, 0}};
         int timeout_ms = -1;
         if (exchange_) {
             const bool receiving = exchange_->phase() == Exchange::Phase::receiving;

@@ -59,6 +59,9 @@ class Server {
     bool dispatch_leased(TimePoint now); // false: leased is gone or broke the protocol
     bool forward(ConnId id, const msg::QueryLease& query); // queued: see send_queries
     bool send_queries();                                   // false: leased is gone
+    // Writes what waits for leased, and has its channel polled for writing
+    // only while something still waits; false: leased is gone.
+    bool watch_leased();
     bool deliver(ConnId id, const msg::LeaseAnswer& answer, TimePoint now);
     bool service(ConnId id, short revents, TimePoint now); // false: leased is gone
     bool flush(ConnId id, TimePoint now);                  // false: leased is gone
@@ -72,6 +75,7 @@ class Server {
     std::vector<ConnId> touched_;                       // this round's, to re-watch
 
     privsep::Channel leased_;
+    bool leased_watched_for_writing_ = false;
     msg::QueryLeases queries_; // this round's, sent to leased at its end
     UniqueFd listener_;
     UniqueFd control_listener_; // handed to control_ once epoll exists
@@ -154,6 +158,24 @@ bool Server::send_queries() {
     if (!sent)
         WGD_LOG_ERROR("cannot send to leased: %s", std::strerror(errno));
     return sent;
+}
+
+bool Server::watch_leased() {
+    if (!leased_.flush()) {
+        WGD_LOG_ERROR("cannot send to leased: %s", std::strerror(errno));
+        return false;
+    }
+    if (leased_.wants_write() == leased_watched_for_writing_)
+        return true;
+    epoll_event ev{};
+    ev.events = leased_.wants_write() ? EPOLLIN | EPOLLOUT : EPOLLIN;
+    ev.data.u64 = kLeasedKey;
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, leased_.fd(), &ev) < 0) {
+        WGD_LOG_ERROR("epoll_ctl: %s", std::strerror(errno));
+        return false;
+    }
+    leased_watched_for_writing_ = leased_.wants_write();
+    return true;
 }
 
 bool Server::accept_some(TimePoint now) {
@@ -389,6 +411,8 @@ int Server::run() {
     TimePoint next_sweep = TimePoint::max();
     std::vector<epoll_event> events(kEventsPerWait);
     for (;;) {
+        if (!watch_leased())
+            return 1;
         int timeout_ms = -1;
         if (next_sweep != TimePoint::max()) {
             auto wait = std::chrono::ceil<std::chrono::milliseconds>(next_sweep - Clock::now());

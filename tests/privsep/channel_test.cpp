@@ -3,9 +3,12 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include <gtest/gtest.h>
@@ -228,16 +231,105 @@ TEST(Channel, TwoFdsInOneMessageAreRejectedAndBothClosed) {
     EXPECT_TRUE(reader_gone(p2.w.get()));
 }
 
-TEST(Channel, SendWaitsOnAFullNonBlockingSocketInsteadOfFailing) {
+// Receives everything pending on `c`, flushing `c`'s own queue meanwhile;
+// the ids in arrival order.
+std::vector<std::uint32_t> drain_ids(Channel& c) {
+    std::vector<std::uint32_t> ids;
+    for (;;) {
+        auto r = c.recv();
+        if (auto* m = std::get_if<Message>(&r)) {
+            ids.push_back(m->id);
+            continue;
+        }
+        EXPECT_EQ(std::get<RecvError>(r), RecvError::would_block);
+        return ids;
+    }
+}
+
+TEST(Channel, SendQueuesWhatAFullSocketCannotTakeAndFlushDeliversItInOrder) {
     auto [a, b] = make_channel_pair();
-    ASSERT_EQ(::fcntl(a.get(), F_SETFL, O_NONBLOCK), 0);
+    Channel ca(std::move(a)), cb(std::move(b));
+    std::vector<std::uint8_t> max(kMaxBody, 1);
+    for (std::uint32_t i = 0; i < 64; ++i) // 4 MiB: more than any socket buffer takes
+        ASSERT_TRUE(ca.send(1, i, max)) << strerror(errno);
+    EXPECT_TRUE(ca.wants_write());
+    EXPECT_GT(ca.queued_bytes(), 0u);
+    std::vector<std::uint32_t> got;
+    while (got.size() < 64) {
+        auto more = drain_ids(cb);
+        ASSERT_TRUE(!more.empty() || ca.wants_write()) << "nothing arrives, nothing waits";
+        got.insert(got.end(), more.begin(), more.end());
+        ASSERT_TRUE(ca.flush()) << strerror(errno);
+    }
+    EXPECT_FALSE(ca.wants_write());
+    EXPECT_EQ(ca.queued_bytes(), 0u);
+    for (std::uint32_t i = 0; i < 64; ++i)
+        EXPECT_EQ(got[i], i);
+}
+
+TEST(Channel, TwoEndsSendingLargeBatchesToEachOtherNeverWaitOnEachOther) {
+    // The crossing that used to hold both processes in send until the
+    // timeout: each end sends 4 MiB before reading anything.
+    auto [a, b] = make_channel_pair();
+    Channel ca(std::move(a)), cb(std::move(b));
+    ca.set_send_timeout_ms(60'000);
+    cb.set_send_timeout_ms(60'000);
+    std::vector<std::uint8_t> max(kMaxBody, 2);
+    const auto start = std::chrono::steady_clock::now();
+    for (std::uint32_t i = 0; i < 64; ++i) {
+        ASSERT_TRUE(ca.send(1, i, max));
+        ASSERT_TRUE(cb.send(2, i, max));
+    }
+    // Nobody read yet, so nothing could have waited for the other side to.
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
+    std::size_t at_a = 0, at_b = 0;
+    while (at_a < 64 || at_b < 64) {
+        at_a += drain_ids(ca).size();
+        at_b += drain_ids(cb).size();
+        ASSERT_TRUE(ca.flush() && cb.flush());
+    }
+    EXPECT_EQ(at_a, 64u);
+    EXPECT_EQ(at_b, 64u);
+}
+
+TEST(Channel, QueueIsBoundedForAPeerThatNeverReads) {
+    auto [a, b] = make_channel_pair();
+    Channel ca(std::move(a));
+    std::vector<std::uint8_t> max(kMaxBody, 1);
+    bool sent = true;
+    int i = 0;
+    for (; i < 1000 && sent; ++i)
+        sent = ca.send(1, 1, max);
+    EXPECT_FALSE(sent);
+    EXPECT_EQ(errno, ENOBUFS);
+    EXPECT_LE(ca.queued_bytes(), kMaxQueued);
+    EXPECT_GT(i, 64); // the socket and the queue took their share first
+}
+
+TEST(Channel, SendGivesUpWhenTheQueueStandsStillForTheTimeout) {
+    auto [a, b] = make_channel_pair();
+    Channel ca(std::move(a));
+    ca.set_send_timeout_ms(100);
+    std::vector<std::uint8_t> max(kMaxBody, 1);
+    while (!ca.wants_write())
+        ASSERT_TRUE(ca.send(1, 1, max));
+    EXPECT_TRUE(ca.flush()) << "not yet: the queue has just started";
+    ::usleep(200 * 1000);
+    EXPECT_FALSE(ca.send(1, 1, max));
+    EXPECT_EQ(errno, ETIMEDOUT);
+    EXPECT_FALSE(ca.flush());
+    EXPECT_EQ(errno, ETIMEDOUT);
+}
+
+TEST(Channel, PacedSendWaitsForTheQueueToEmptyWhileTheReaderReads) {
+    auto [a, b] = make_channel_pair();
     Channel ca(std::move(a)), cb(std::move(b));
     std::vector<std::uint8_t> max(kMaxBody, 1);
     pid_t reader = ::fork();
     if (reader == 0) {
         ::usleep(200 * 1000); // let the writer fill the buffer first
         int got = 0;
-        while (got < 64) {
+        while (got < 256) {
             auto r = cb.recv_wait(5000);
             if (!std::holds_alternative<Message>(r))
                 ::_exit(1);
@@ -245,25 +337,48 @@ TEST(Channel, SendWaitsOnAFullNonBlockingSocketInsteadOfFailing) {
         }
         ::_exit(0);
     }
-    for (int i = 0; i < 64; ++i)
-        ASSERT_TRUE(ca.send(1, std::uint32_t(i), max)) << strerror(errno);
+    std::size_t most_queued = 0;
+    for (std::uint32_t i = 0; i < 256; ++i) { // 16 MiB: over the queue's bound
+        ASSERT_TRUE(ca.send_paced(1, i, max)) << strerror(errno);
+        most_queued = std::max(most_queued, ca.queued_bytes());
+    }
+    EXPECT_LE(most_queued, kMaxFrame) << "a paced stream holds one message at a time";
+    while (ca.wants_write()) {
+        ASSERT_TRUE(ca.flush());
+        ::usleep(1000);
+    }
     int status = 0;
     ::waitpid(reader, &status, 0);
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
-TEST(Channel, SendGivesUpOnAPeerThatStopsReading) {
-    auto [a, b] = make_channel_pair(); // blocking sockets: the timeout still holds
-    Channel ca(std::move(a));
-    ca.set_send_timeout_ms(200);
+TEST(Channel, MessageWithAnFdWaitsForTheQueueAndArrivesAfterIt) {
+    auto [a, b] = make_channel_pair();
+    Channel ca(std::move(a)), cb(std::move(b));
     std::vector<std::uint8_t> max(kMaxBody, 1);
-    bool sent = true;
-    int i = 0;
-    for (; i < 1000 && sent; ++i)
-        sent = ca.send(1, 1, max);
-    EXPECT_FALSE(sent);
-    EXPECT_EQ(errno, ETIMEDOUT);
-    EXPECT_GT(i, 1); // the buffer took some messages before it was full
+    std::uint32_t queued = 0;
+    while (!ca.wants_write())
+        ASSERT_TRUE(ca.send(1, queued++, max));
+    pid_t reader = ::fork();
+    if (reader == 0) {
+        ::usleep(100 * 1000);
+        std::uint32_t expected = 0;
+        for (;;) {
+            auto r = cb.recv_wait(5000);
+            auto* m = std::get_if<Message>(&r);
+            if (!m || m->id != expected)
+                ::_exit(1);
+            if (m->type == 2)
+                ::_exit(m->fd.valid() ? 0 : 2);
+            ++expected;
+        }
+    }
+    auto [x, y] = make_channel_pair();
+    ASSERT_TRUE(ca.send(2, queued, {}, x.get())) << strerror(errno);
+    EXPECT_FALSE(ca.wants_write());
+    int status = 0;
+    ::waitpid(reader, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
 namespace {
