@@ -160,16 +160,21 @@ bool Channel::flush_wait() {
             return false;
         if (queue_.empty())
             return true;
-        auto left =
-            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-        if (left <= 0) {
-            errno = ETIMEDOUT;
-            return false;
-        }
-        pollfd p{fd_.get(), POLLOUT, 0};
-        if (::poll(&p, 1, int(left)) < 0 && errno != EINTR)
+        if (!wait_writable(deadline))
             return false;
     }
+}
+
+bool Channel::wait_writable(std::chrono::steady_clock::time_point deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    deadline - std::chrono::steady_clock::now())
+                    .count();
+    if (left <= 0) {
+        errno = ETIMEDOUT;
+        return false;
+    }
+    pollfd p{fd_.get(), POLLOUT, 0};
+    return ::poll(&p, 1, int(left)) >= 0 || errno == EINTR;
 }
 
 bool Channel::send(std::uint16_t type, std::uint32_t id, std::span<const std::uint8_t> body,
@@ -194,15 +199,7 @@ bool Channel::send(std::uint16_t type, std::uint32_t id, std::span<const std::ui
             case Attempt::would_block:
                 break;
             }
-            auto left =
-                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now())
-                    .count();
-            if (left <= 0) {
-                errno = ETIMEDOUT;
-                return false;
-            }
-            pollfd p{fd_.get(), POLLOUT, 0};
-            if (::poll(&p, 1, int(left)) < 0 && errno != EINTR)
+            if (!wait_writable(deadline))
                 return false;
         }
     }

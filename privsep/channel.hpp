@@ -139,6 +139,9 @@ class Channel {
     Attempt try_send(std::span<const std::uint8_t> frame, int fd_to_pass);
     // Waits, at most send_timeout_ms, until the queue is empty.
     bool flush_wait();
+    // Waits until the socket may take a message; false (ETIMEDOUT) once
+    // the deadline has passed.
+    bool wait_writable(std::chrono::steady_clock::time_point deadline);
 
     std::vector<std::uint8_t> buf_ = std::vector<std::uint8_t>(kMaxFrame);
     std::deque<std::vector<std::uint8_t>> queue_;
