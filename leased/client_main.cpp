@@ -7,6 +7,7 @@
 #include "leased/random.hpp"
 #include "leased/role_entry.hpp"
 #include "privsep/channel.hpp"
+#include "privsep/channels.hpp"
 #include "privsep/fatal.hpp"
 #include "privsep/log.hpp"
 #include "privsep/messages.hpp"
@@ -35,18 +36,32 @@ class ClientLeased {
     ClientLeased() : machine_([this](std::uint64_t bound) { return random_.uniform(bound); }) {}
     int run();
 
+    // netd's messages (privsep/channels.hpp: client_netd_to_leased).
+    void on(msg::LinkState& s, privsep::Message&);
+    void on(msg::ExchangeResult& r, privsep::Message& m);
+    void on(msg::Outcome& o, privsep::Message&);
+    void on(msg::Renew&, privsep::Message&);
+    void on(msg::Stop&, privsep::Message&);
+
   private:
+    // protod's (client_protod_to_leased): an ExchangeResult too, with
+    // another meaning, so through a handler of its own.
+    struct FromProtod {
+        ClientLeased& leased;
+        void on(msg::ExchangeResult& r, privsep::Message& m) { leased.on_server_answer(r, m.id); }
+    };
     void execute(ClientActions actions);
     void on_netd(privsep::Message& m);
     void on_protod(privsep::Message& m);
+    void on_server_answer(const msg::ExchangeResult& r, std::uint32_t exchange);
     bool send_netd(std::uint16_t type, std::uint32_t id, const msg::Bytes& body);
     int timeout_ms();
 
     SodiumRandom random_;
     SystemClock clock_;
     ClientLeaseMachine machine_;
-    Channel netd_{UniqueFd(kNetdFd)};
-    Channel protod_{UniqueFd(kProtodFd)};
+    Channel netd_{UniqueFd(privsep::channels::fds::client_leased::netd)};
+    Channel protod_{UniqueFd(privsep::channels::fds::client_leased::protod)};
     bool started_ = false;
     bool link_up_ = true;
     std::uint32_t next_order_ = 1;
@@ -110,90 +125,67 @@ void ClientLeased::execute(ClientActions actions) {
 }
 
 void ClientLeased::on_netd(privsep::Message& m) {
-    enum State : std::uint32_t { before_link = 0, running = 1 };
-    static const privsep::Acceptance accepts{
-        {before_link, msg::link_state, false},
-        {running, msg::link_state, false},
-        {running, msg::exchange_result, false},
-        {running, msg::address_result, false},
-        {running, msg::stop, false},
-        {before_link, msg::stop, false},
-        {running, msg::renew, false},
-        {before_link, msg::renew, false},
-    };
-    accepts.enforce(started_ ? running : before_link, m, "netd");
-    auto malformed = [&] { fatal("netd sent a malformed message of type %u", m.type); };
+    namespace ch = privsep::channels;
+    ch::dispatch<ch::client_netd_to_leased>(
+        started_ ? ch::states::running : ch::states::before_link, m, *this);
+}
+
+void ClientLeased::on(msg::LinkState& s, privsep::Message&) {
     std::uint64_t now = clock_.boot_ms();
-    switch (m.type) {
-    case msg::link_state: {
-        auto s = msg::decode_link_state(m.body);
-        if (!s)
-            malformed();
-        bool up = s->link == msg::Link::up;
-        if (s->link == msg::Link::deleted) {
-            execute(machine_.link_deleted());
-        } else if (!started_) {
-            started_ = true;
-            link_up_ = up;
-            ExistingAddresses existing{s->global4, s->global6};
-            execute(machine_.start(now, existing, up));
-        } else if (up != link_up_) {
-            link_up_ = up;
-            execute(up ? machine_.link_up(now) : machine_.link_down(now));
-        }
-        break;
+    bool up = s.link == msg::Link::up;
+    if (s.link == msg::Link::deleted) {
+        execute(machine_.link_deleted());
+    } else if (!started_) {
+        started_ = true;
+        link_up_ = up;
+        ExistingAddresses existing{s.global4, s.global6};
+        execute(machine_.start(now, existing, up));
+    } else if (up != link_up_) {
+        link_up_ = up;
+        execute(up ? machine_.link_up(now) : machine_.link_down(now));
     }
-    case msg::exchange_result: {
-        auto r = msg::decode_exchange_result(m.body);
-        if (!r)
-            malformed();
-        // netd could not even make the socket.
-        execute(machine_.exchange_failed(now, m.id, r->error));
-        break;
-    }
-    case msg::address_result: {
-        auto o = msg::decode_outcome(m.body);
-        if (!o)
-            malformed();
-        if (orders_outstanding_ > 0)
-            orders_outstanding_--;
-        if (!o->ok)
-            WGD_LOG_ERROR("netd could not apply an address order: %s", o->error.c_str());
-        break;
-    }
-    case msg::renew:
-        if (!msg::decode_empty(m.body))
-            malformed();
-        if (started_ && !exit_status_)
-            execute(machine_.renew_now(now));
-        break;
-    case msg::stop:
-        if (!msg::decode_empty(m.body))
-            malformed();
-        execute(machine_.stop());
-        if (!exit_status_) { // stop() always ends in Exit; be safe anyway
-            exit_status_ = 0;
-            exit_deadline_ = now + kExitGraceMs;
-        }
-        break;
+}
+
+void ClientLeased::on(msg::ExchangeResult& r, privsep::Message& m) {
+    // netd could not even make the socket.
+    execute(machine_.exchange_failed(clock_.boot_ms(), m.id, r.error));
+}
+
+void ClientLeased::on(msg::Outcome& o, privsep::Message&) {
+    if (orders_outstanding_ > 0)
+        orders_outstanding_--;
+    if (!o.ok)
+        WGD_LOG_ERROR("netd could not apply an address order: %s", o.error.c_str());
+}
+
+void ClientLeased::on(msg::Renew&, privsep::Message&) {
+    if (started_ && !exit_status_)
+        execute(machine_.renew_now(clock_.boot_ms()));
+}
+
+void ClientLeased::on(msg::Stop&, privsep::Message&) {
+    execute(machine_.stop());
+    if (!exit_status_) { // stop() always ends in Exit; be safe anyway
+        exit_status_ = 0;
+        exit_deadline_ = clock_.boot_ms() + kExitGraceMs;
     }
 }
 
 void ClientLeased::on_protod(privsep::Message& m) {
-    static const privsep::Acceptance accepts{{0, msg::exchange_result, false}};
-    accepts.enforce(0, m, "protod");
-    auto r = msg::decode_exchange_result(m.body);
-    if (!r) {
-        fatal("protod sent a malformed exchange result");
-    }
+    namespace ch = privsep::channels;
+    FromProtod handler{*this};
+    ch::dispatch<ch::client_protod_to_leased>(ch::states::only, m, handler);
+}
+
+void ClientLeased::on_server_answer(const msg::ExchangeResult& r, std::uint32_t exchange) {
     std::uint64_t now = clock_.boot_ms();
-    if (!r->answered) {
-        execute(machine_.exchange_failed(now, m.id, r->error));
+    if (!r.answered) {
+        execute(machine_.exchange_failed(now, exchange, r.error));
         return;
     }
     // The machine checks the grant again (lengths, classes, families):
     // protod is the process that read the network.
-    LeaseResponse response{m.id, r->ipv4, r->ipv6, r->leasestart, r->leasetime, r->errnum};
+    LeaseResponse response{exchange, r.ipv4, r.ipv6, r.leasestart, r.leasetime, r.errnum};
     execute(machine_.response(now, response));
 }
 

@@ -6,13 +6,10 @@
 
 namespace wgd::leased {
 
-// fd conventions (set by netd when it spawns leased):
-//   server: 3 = channel to netd, 4 = channel to protod, 5 and 6 = the two
-//           lease files (STATE_DIR/IFACE.leases.0 and .1, used in turn by
-//           compaction: see lease_file.hpp)
-//   client: 3 = channel to netd, 4 = channel to protod
-inline constexpr int kNetdFd = 3, kProtodFd = 4, kLeaseFileFd = 5, kLeaseFileNextFd = 6;
-
+// leased works on the fds netd placed at the numbers of
+// privsep/channels.hpp (fds::server_leased, fds::client_leased): its
+// channels to netd and protod and, on the server, the two lease files
+// (used in turn by compaction: see lease_file.hpp).
 int server_main(const Options& options);
 int client_main(const Options& options);
 

@@ -13,6 +13,7 @@
 #include "leased/server.hpp"
 #include "leased/show.hpp"
 #include "privsep/channel.hpp"
+#include "privsep/channels.hpp"
 #include "privsep/control.hpp"
 #include "privsep/fatal.hpp"
 #include "privsep/log.hpp"
@@ -108,6 +109,18 @@ class ServerLeased {
           rate_(rate), iface_(options.iface) {}
     int run();
 
+    // netd's messages (privsep/channels.hpp: server_netd_to_leased).
+    void on(msg::PoolsSnapshot& s, privsep::Message&);
+    void on(msg::PeersBegin&, privsep::Message&);
+    void on(msg::PeersChunk& chunk, privsep::Message&);
+    void on(msg::PeersEnd&, privsep::Message&);
+    void on(msg::Status&, privsep::Message&);
+    void on(msg::AllowedIpsApplied& applied, privsep::Message& m);
+    // protod's (server_protod_to_leased).
+    void on(msg::QueryLeases& queries, privsep::Message&);
+    void on(control::ControlQuery& q, privsep::Message& m);
+    void on(msg::MonitorState& state, privsep::Message&);
+
   private:
     bool send_netd(std::uint16_t type, std::uint32_t id, const msg::Bytes& body);
     bool send_protod(std::uint16_t type, std::uint32_t id, const msg::Bytes& body);
@@ -150,8 +163,8 @@ class ServerLeased {
     SystemClock clock_;
     LeaseServer server_;
     ChangeRate rate_;
-    Channel netd_{UniqueFd(kNetdFd)};
-    Channel protod_{UniqueFd(kProtodFd)};
+    Channel netd_{UniqueFd(privsep::channels::fds::server_leased::netd)};
+    Channel protod_{UniqueFd(privsep::channels::fds::server_leased::protod)};
     msg::LeaseAnswers answers_;
     Counters counters_;
     bool monitors_ = false; // protod has monitors listening: send them the events
@@ -203,59 +216,39 @@ bool ServerLeased::send_protod(std::uint16_t type, std::uint32_t id, const msg::
 }
 
 void ServerLeased::on_netd(privsep::Message& m) {
-    // Peers arrive as begin, chunks, end; nothing else may interleave.
-    enum State : std::uint32_t { idle = 0, in_peers = 1 };
-    static const privsep::Acceptance accepts{
-        {idle, msg::pools_snapshot, false},      {idle, msg::peers_begin, false},
-        {idle, msg::allowed_ips_applied, false}, {in_peers, msg::peers_chunk, false},
-        {in_peers, msg::peers_end, false},       {idle, msg::status, false},
-    };
-    accepts.enforce(receiving_peers_ ? in_peers : idle, m, "netd");
-    auto malformed = [&] { fatal("netd sent a malformed message of type %u", m.type); };
-    switch (m.type) {
-    case msg::pools_snapshot: {
-        auto s = msg::decode_pools_snapshot(m.body);
-        if (!s)
-            malformed();
-        on_pools(*s);
-        break;
-    }
-    case msg::peers_begin:
-        if (!msg::decode_empty(m.body))
-            malformed();
-        receiving_peers_ = true;
-        server_.begin_peers();
-        // A batch under way may be moving exactly the addresses a chunk
-        // shows missing: reconcile only from a quiet start.
-        reconciling_ = serving_ && !in_flight_ && next_.plans.empty();
-        reconcile_fixes_ = {};
-        break;
-    case msg::peers_chunk: {
-        auto c = msg::decode_peers_chunk(m.body);
-        if (!c)
-            malformed();
-        on_peers_chunk(*c);
-        break;
-    }
-    case msg::peers_end:
-        if (!msg::decode_empty(m.body))
-            malformed();
-        receiving_peers_ = false;
-        on_peers_end();
-        break;
-    case msg::status:
-        if (!msg::decode_empty(m.body))
-            malformed();
-        log_status();
-        break;
-    case msg::allowed_ips_applied: {
-        auto a = msg::decode_allowed_ips_applied(m.body);
-        if (!a)
-            malformed();
-        on_applied(m.id, *a);
-        break;
-    }
-    }
+    namespace ch = privsep::channels;
+    ch::dispatch<ch::server_netd_to_leased>(
+        receiving_peers_ ? ch::states::in_peers : ch::states::idle, m, *this);
+}
+
+void ServerLeased::on(msg::PoolsSnapshot& s, privsep::Message&) {
+    on_pools(s);
+}
+
+void ServerLeased::on(msg::PeersBegin&, privsep::Message&) {
+    receiving_peers_ = true;
+    server_.begin_peers();
+    // A batch under way may be moving exactly the addresses a chunk
+    // shows missing: reconcile only from a quiet start.
+    reconciling_ = serving_ && !in_flight_ && next_.plans.empty();
+    reconcile_fixes_ = {};
+}
+
+void ServerLeased::on(msg::PeersChunk& chunk, privsep::Message&) {
+    on_peers_chunk(chunk);
+}
+
+void ServerLeased::on(msg::PeersEnd&, privsep::Message&) {
+    receiving_peers_ = false;
+    on_peers_end();
+}
+
+void ServerLeased::on(msg::Status&, privsep::Message&) {
+    log_status();
+}
+
+void ServerLeased::on(msg::AllowedIpsApplied& applied, privsep::Message& m) {
+    on_applied(m.id, applied);
 }
 
 // One line on SIGHUP, once netd sent the device and the routes it read again.
@@ -350,43 +343,32 @@ void ServerLeased::maybe_start_serving() {
 }
 
 void ServerLeased::on_protod(privsep::Message& m) {
-    static const privsep::Acceptance accepts{{0, msg::query_leases, false},
-                                             {0, msg::control_request, false},
-                                             {0, msg::monitor_state, false}};
-    accepts.enforce(0, m, "protod");
-    if (m.type == msg::control_request) {
-        auto q = control::decode_control_query(m.body);
-        if (!q) {
-            fatal("protod sent a malformed control request");
-        }
-        on_control(m.id, *q);
-        return;
-    }
-    if (m.type == msg::monitor_state) {
-        auto n = control::decode_monitor_state(m.body);
-        if (!n) {
-            fatal("protod sent a malformed monitor state");
-        }
-        monitors_ = *n > 0;
-        if (!monitors_)
-            monitor_events_.clear();
-        return;
-    }
-    auto queries = msg::decode_query_leases(m.body);
-    if (!queries) {
-        fatal("protod sent malformed queries");
-    }
+    namespace ch = privsep::channels;
+    ch::dispatch<ch::server_protod_to_leased>(ch::states::only, m, *this);
+}
+
+void ServerLeased::on(control::ControlQuery& q, privsep::Message& m) {
+    on_control(m.id, q);
+}
+
+void ServerLeased::on(msg::MonitorState& state, privsep::Message&) {
+    monitors_ = state.monitors > 0;
+    if (!monitors_)
+        monitor_events_.clear();
+}
+
+void ServerLeased::on(msg::QueryLeases& queries, privsep::Message&) {
     // protod parsed untrusted bytes: check again what only a sound parser
     // lets through, so a compromised protod cannot ask for a multicast lease.
     // All are checked before any is handled: a bad one refuses the message.
-    for (const auto& [conn, q] : queries->items) {
+    for (const auto& [conn, q] : queries.items) {
         if (!q.source.is_link_local() ||
             (q.ipv4 && !q.ipv4->is_unspecified() && !is_leasable(*q.ipv4)) ||
             (q.ipv6 && !q.ipv6->is_unspecified() && !is_leasable(*q.ipv6))) {
             fatal("protod sent a query that no valid request can produce");
         }
     }
-    for (const auto& [conn, q] : queries->items) {
+    for (const auto& [conn, q] : queries.items) {
         Query query{conn, q};
         if (!serving_)
             waiting_for_facts_.push_back(query);
@@ -871,8 +853,9 @@ int server_main(const Options& options) {
     if (!enter_leased_sandbox(Side::server, options))
         return 1;
     // The lease file is read inside the sandbox: it is input like any other.
-    LeaseFileOpen opened =
-        LeaseFile::open(UniqueFd(kLeaseFileFd), UniqueFd(kLeaseFileNextFd), options.iface);
+    LeaseFileOpen opened = LeaseFile::open(
+        UniqueFd(privsep::channels::fds::server_leased::lease_file),
+        UniqueFd(privsep::channels::fds::server_leased::lease_file_next), options.iface);
     ServerLeased leased(options, std::move(opened), change_rate());
     return leased.run();
 }

@@ -7,10 +7,10 @@
 #include "netd/validate.hpp"
 #include "netd/wireguard.hpp"
 #include "privsep/channel.hpp"
+#include "privsep/channels.hpp"
 #include "privsep/fatal.hpp"
 #include "privsep/log.hpp"
 #include "privsep/messages.hpp"
-#include "privsep/tables.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -58,6 +58,10 @@ class ClientNetd {
   public:
     explicit ClientNetd(const Options& options) : options_(options) {}
     int run(const std::vector<std::string>& args);
+
+    // leased's messages (privsep/channels.hpp: client_leased_to_netd).
+    void on(msg::ExchangeRequest& request, privsep::Message& m);
+    void on(msg::AddressOrder& order, privsep::Message& m);
 
   private:
     void check_preconditions();
@@ -264,20 +268,16 @@ void ClientNetd::restore_routes(const std::vector<SavedRoute>& before, std::uint
 }
 
 void ClientNetd::on_leased(privsep::Message& m) {
-    privsep::tables::client_netd_from_leased().enforce(0, m, "leased");
-    if (m.type == msg::exchange_request) {
-        auto r = msg::decode_exchange_request(m.body);
-        if (!r) {
-            fatal("leased sent a malformed exchange request");
-        }
-        start_exchange(m.id, *r);
-    } else {
-        auto o = msg::decode_address_order(m.body);
-        if (!o) {
-            fatal("leased sent a malformed address order");
-        }
-        on_address_order(m.id, *o);
-    }
+    namespace ch = privsep::channels;
+    ch::dispatch<ch::client_leased_to_netd>(ch::states::only, m, *this);
+}
+
+void ClientNetd::on(msg::ExchangeRequest& request, privsep::Message& m) {
+    start_exchange(m.id, request);
+}
+
+void ClientNetd::on(msg::AddressOrder& order, privsep::Message& m) {
+    on_address_order(m.id, order);
 }
 
 void ClientNetd::on_events() {
@@ -354,13 +354,18 @@ int ClientNetd::run(const std::vector<std::string>& args) {
     auto [netd_leased, leased_netd] = privsep::make_channel_pair();
     auto [netd_protod, protod_netd] = privsep::make_channel_pair();
     auto [leased_protod, protod_leased] = privsep::make_channel_pair();
-    pid_t leased_pid =
-        spawn_child(privsep::Role::leased, args, {leased_netd.get(), leased_protod.get()}, relay);
+    namespace fds = privsep::channels::fds;
+    pid_t leased_pid = spawn_child(privsep::Role::leased, args,
+                                   {{fds::client_leased::netd, leased_netd.get()},
+                                    {fds::client_leased::protod, leased_protod.get()}},
+                                   relay);
     if (leased_pid < 0)
         throw Failure{std::string("cannot start leased: ") + std::strerror(errno)};
     supervisor.add(leased_pid, "leased");
     pid_t protod_pid = spawn_child(privsep::Role::protod, args,
-                                   {protod_leased.get(), protod_netd.get()}, relay, leased_pid);
+                                   {{fds::client_protod::leased, protod_leased.get()},
+                                    {fds::client_protod::netd, protod_netd.get()}},
+                                   relay, leased_pid);
     if (protod_pid < 0) {
         stop_children(supervisor, {});
         throw Failure{std::string("cannot start protod: ") + std::strerror(errno)};

@@ -101,13 +101,11 @@ void LogRelay::forward() {
 }
 
 pid_t spawn_child(privsep::Role role, const std::vector<std::string>& args,
-                  const std::vector<int>& fds, const LogRelay& relay, pid_t group) {
+                  const std::vector<std::pair<int, int>>& fds, const LogRelay& relay, pid_t group) {
     std::vector<std::string> argv{std::string(log_name()), privsep::role_argument(role)};
     argv.insert(argv.end(), args.begin(), args.end());
     std::vector<std::pair<int, int>> placed{{STDERR_FILENO, relay.child_stderr(role)}};
-    int number = 3;
-    for (int fd : fds)
-        placed.emplace_back(number++, fd);
+    placed.insert(placed.end(), fds.begin(), fds.end());
     return privsep::spawn_role("/proc/self/exe", argv, placed, group);
 }
 

@@ -46,11 +46,13 @@ class LogRelay {
     Child children_[2];
 };
 
-// fork + exec of this binary as `role`, with the fds given at 3, 4, ...
-// and stderr from the relay, in process group `group` (0: a new one; the
-// second child joins the first's, see spawn_role).
+// fork + exec of this binary as `role`, with each fd given at its number in
+// the child ({number, fd}: the numbers of privsep/channels.hpp's fds::) and
+// stderr from the relay, in process group `group` (0: a new one; the second
+// child joins the first's, see spawn_role).
 pid_t spawn_child(privsep::Role role, const std::vector<std::string>& args,
-                  const std::vector<int>& fds, const LogRelay& relay, pid_t group = 0);
+                  const std::vector<std::pair<int, int>>& fds, const LogRelay& relay,
+                  pid_t group = 0);
 
 // The --user for leased and protod must exist and not be root: checked
 // before anything starts, so that a typo is a one-line usage error rather

@@ -9,11 +9,11 @@
 #include "netd/validate.hpp"
 #include "netd/wireguard.hpp"
 #include "privsep/channel.hpp"
+#include "privsep/channels.hpp"
 #include "privsep/fatal.hpp"
 #include "privsep/log.hpp"
 #include "privsep/messages.hpp"
 #include "privsep/state_files.hpp"
-#include "privsep/tables.hpp"
 
 #include <fcntl.h>
 #include <malloc.h>
@@ -114,6 +114,11 @@ class ServerNetd {
     ServerNetd(const Options& options) : options_(options) {}
     int run(const std::vector<std::string>& args);
 
+    // leased's messages (privsep/channels.hpp: server_leased_to_netd).
+    void on(msg::RefreshPeers&, privsep::Message&);
+    void on(msg::ClaimLeases& claims, privsep::Message&);
+    void on(msg::ApplyAllowedIps& order, privsep::Message& m);
+
   private:
     void check_preconditions();
     void open_lease_files();
@@ -138,7 +143,6 @@ class ServerNetd {
     void set_device(Device device);
     void record_applied(const std::vector<PeerChange>& changes);
     void handle_leased(privsep::Message& m);
-    void on_claims(const msg::ClaimLeases& claims);
     void handle_events();
 
     const Options& options_;
@@ -378,7 +382,8 @@ void ServerNetd::refresh_if_asked() {
     if (!peers_asked_)
         return;
     const auto interval = std::chrono::milliseconds(
-        privsep::tables::server_netd_from_leased().min_interval_ms(msg::refresh_peers));
+        privsep::channels::acceptance<privsep::channels::server_leased_to_netd>().min_interval_ms(
+            msg::refresh_peers));
     const auto now = std::chrono::steady_clock::now();
     if (asked_read_done_ && now - asked_read_at_ < interval)
         return; // too soon: the loop comes back to it
@@ -429,35 +434,24 @@ void ServerNetd::record_applied(const std::vector<PeerChange>& changes) {
 }
 
 void ServerNetd::handle_leased(privsep::Message& m) {
-    namespace t = privsep::tables;
-    t::server_netd_from_leased().enforce(claims_open_ ? t::restoring : t::serving, m, "leased");
-    if (m.type == msg::refresh_peers) {
-        if (!msg::decode_empty(m.body)) {
-            fatal("leased sent a malformed refresh request");
-        }
-        // Never the empty view of a failed read: leased would take it for
-        // every peer gone. It is answered after the next read that works,
-        // and a read happens at most once per the table's interval, however
-        // often leased asks (the loop answers a deferred one).
-        peers_asked_ = true;
-        refresh_if_asked();
-        return;
-    }
-    if (m.type == msg::claim_leases) {
-        auto claims = msg::decode_claim_leases(m.body);
-        if (!claims) {
-            fatal("leased sent malformed lease claims");
-        }
-        on_claims(*claims);
-        return;
-    }
+    namespace ch = privsep::channels;
+    ch::dispatch<ch::server_leased_to_netd>(
+        claims_open_ ? ch::states::restoring : ch::states::serving, m, *this);
+}
+
+void ServerNetd::on(msg::RefreshPeers&, privsep::Message&) {
+    // Never the empty view of a failed read: leased would take it for
+    // every peer gone. It is answered after the next read that works,
+    // and a read happens at most once per the table's interval, however
+    // often leased asks (the loop answers a deferred one).
+    peers_asked_ = true;
+    refresh_if_asked();
+}
+
+void ServerNetd::on(msg::ApplyAllowedIps& order, privsep::Message& m) {
     claims_open_ = false;
     leased_set_.close_claims();
-    auto order = msg::decode_apply_allowed_ips(m.body);
-    if (!order) {
-        fatal("leased sent a malformed allowed-IP order");
-    }
-    std::vector<PeerChange> changes = to_changes(std::move(*order));
+    std::vector<PeerChange> changes = to_changes(std::move(order));
     msg::AllowedIpsApplied answer;
     answer.status.assign(changes.size(), 0);
     bool stale = !device_trusted_ ||
@@ -503,7 +497,7 @@ void ServerNetd::handle_leased(privsep::Message& m) {
         stopping_ = true;
 }
 
-void ServerNetd::on_claims(const msg::ClaimLeases& claims) {
+void ServerNetd::on(msg::ClaimLeases& claims, privsep::Message&) {
     if (!device_held_ && !refresh_device()) {
         WGD_LOG_ERROR("cannot read the WireGuard device: %zu lease claims not taken",
                       claims.claims.size());
@@ -612,16 +606,21 @@ int ServerNetd::run(const std::vector<std::string>& args) {
 
     auto [netd_end, leased_netd_end] = privsep::make_channel_pair();
     auto [leased_protod_end, protod_end] = privsep::make_channel_pair();
-    pid_t leased_pid = spawn_child(
-        privsep::Role::leased, args,
-        {leased_netd_end.get(), leased_protod_end.get(), lease_file_.get(), lease_file_next_.get()},
-        relay);
+    namespace fds = privsep::channels::fds;
+    pid_t leased_pid = spawn_child(privsep::Role::leased, args,
+                                   {{fds::server_leased::netd, leased_netd_end.get()},
+                                    {fds::server_leased::protod, leased_protod_end.get()},
+                                    {fds::server_leased::lease_file, lease_file_.get()},
+                                    {fds::server_leased::lease_file_next, lease_file_next_.get()}},
+                                   relay);
     if (leased_pid < 0)
         throw Failure{std::string("cannot start leased: ") + std::strerror(errno)};
     supervisor.add(leased_pid, "leased");
-    pid_t protod_pid =
-        spawn_child(privsep::Role::protod, args,
-                    {protod_end.get(), listener_.get(), control_.get()}, relay, leased_pid);
+    pid_t protod_pid = spawn_child(privsep::Role::protod, args,
+                                   {{fds::server_protod::leased, protod_end.get()},
+                                    {fds::server_protod::listener, listener_.get()},
+                                    {fds::server_protod::control, control_.get()}},
+                                   relay, leased_pid);
     if (protod_pid < 0) {
         stop_children(supervisor, {});
         throw Failure{std::string("cannot start protod: ") + std::strerror(errno)};

@@ -2,34 +2,9 @@
 // leased and netd share. One struct, one encoder, one decoder per type;
 // decoders refuse any body that is not exactly the struct (see wire.hpp).
 //
-// clang-format off
-// Server:
-//   protod -> leased  QueryLeases                             (per connection: source, asked)
-//   leased -> protod  LeaseAnswers                            (per connection)
-//   leased -> protod  RefuseConnection   id = connection      (not a peer: close silently)
-//   leased -> netd    RefreshPeers                            (a source was not known)
-//   netd   -> leased  PeersBegin, PeersChunk..., PeersEnd     (the WireGuard device)
-//   netd   -> leased  PoolsSnapshot                           (pools and own addresses)
-//   leased -> netd    ClaimLeases                             (at start: the leases restored)
-//   leased -> netd    ApplyAllowedIps    id = batch
-//   netd   -> leased  AllowedIpsApplied  id = batch           (one status per change)
-//   protod -> leased  ControlRequest     id = control conn.   (show, monitor, revoke)
-//   leased -> protod  ControlReply       id = control conn.   (the answer, in pieces)
-//   protod -> leased  MonitorState                            (monitors listening)
-//   leased -> protod  LeaseEvents                             (while monitors listen)
-// Server, SIGHUP: netd sends the pools and the peers it just read again, then
-//   netd   -> leased  Status                                  (log one status line)
-// Client:
-//   netd   -> leased  LinkState                               (up/down/deleted, addresses)
-//   leased -> netd    ExchangeRequest    id = exchange        (connect to the server)
-//   netd   -> protod  ExchangeRequest    id = exchange, fd    (the connecting socket)
-//   netd   -> leased  ExchangeResult     id = exchange        (when no socket could be made)
-//   protod -> leased  ExchangeResult     id = exchange        (the server's answer, parsed)
-//   leased -> netd    AddressOrder       id = order
-//   netd   -> leased  AddressResult      id = order
-//   netd   -> leased  Stop                                    (SIGTERM: remove addresses, exit 0)
-//   netd   -> leased  Renew                                   (SIGHUP: renew the lease now)
-// clang-format on
+// Which channel carries which type, in which direction and state, is
+// declared in privsep/channels.hpp; DESIGN.md ("The channels") shows the map
+// rendered from it.
 #pragma once
 
 #include "privsep/addr.hpp"
@@ -126,7 +101,8 @@ struct LeaseAnswers {
 Bytes encode(const LeaseAnswers& m);
 std::optional<LeaseAnswers> decode_lease_answers(Body body);
 
-// Empty bodies: RefuseConnection, RefreshPeers, PeersBegin, PeersEnd, Stop, Status, Renew.
+// Empty bodies (each with a struct of its own in channels.hpp): RefuseConnection,
+// RefreshPeers, PeersBegin, PeersEnd, Stop, Status, Renew.
 bool decode_empty(Body body);
 
 struct PeerFacts {

@@ -4,9 +4,10 @@
 // binary ("/proc/self/exe"), so each child gets a fresh address space. The
 // role is argv[1], "--privsep-role=<name>" (role_argument()); main() looks
 // for it before any other option parsing (parse_role_argument()). The
-// channels and other fds a child needs are placed at fixed numbers 3, 4, ...
-// (the caller's choice of numbers, documented per role); every other fd
-// above 2 is closed, and the signal mask and dispositions are reset.
+// channels and other fds a child needs are placed at the fixed numbers the
+// caller gives (for the suite's children, privsep/channels.hpp's fds::);
+// every other fd above 2 is closed, and the signal mask and dispositions
+// are reset.
 #pragma once
 
 #include "privsep/fd.hpp"

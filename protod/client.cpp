@@ -2,6 +2,7 @@
 // server; protod sends the request, parses the response and gives leased the
 // typed result. The steps and timeouts live in Exchange; this file does only
 // the socket calls.
+#include "privsep/channels.hpp"
 #include "privsep/log.hpp"
 #include "privsep/messages.hpp"
 #include "privsep/sandbox.hpp"
@@ -24,17 +25,6 @@ namespace {
 using TimePoint = Exchange::TimePoint;
 using Clock = Exchange::Clock;
 
-const privsep::Acceptance& netd_acceptance() {
-    static const privsep::Acceptance acceptance{{0, msg::exchange_request, true}};
-    return acceptance;
-}
-
-// leased never writes to protod on the client: any message is a violation.
-const privsep::Acceptance& leased_acceptance() {
-    static const privsep::Acceptance acceptance{std::vector<privsep::AcceptRule>{}};
-    return acceptance;
-}
-
 class Client {
   public:
     Client(privsep::Channel leased, privsep::Channel netd, const ClientLoopConfig& config)
@@ -47,6 +37,14 @@ class Client {
   private:
     bool dispatch_leased();
     bool dispatch_netd(TimePoint now);
+    // netd's message (privsep/channels.hpp: client_netd_to_protod); leased
+    // sends protod nothing (client_leased_to_protod). false: stop the loop.
+    struct FromNetd {
+        Client& client;
+        TimePoint now;
+        bool on(msg::ExchangeRequest& request, privsep::Message& m);
+    };
+    struct FromLeased {};
     void step(short revents, TimePoint now);
     bool report(); // false: leased is gone
 
@@ -69,10 +67,10 @@ bool Client::dispatch_leased() {
             WGD_LOG_ERROR("channel to leased: %s", privsep::to_string(*error));
         return false;
     }
-    auto& m = std::get<privsep::Message>(received);
-    WGD_LOG_ERROR("leased sent message type %u: %s", m.type,
-                  privsep::to_string(leased_acceptance().check(0, m)));
-    return false;
+    namespace ch = privsep::channels;
+    FromLeased handler;
+    return ch::dispatch<ch::client_leased_to_protod>(
+        ch::states::only, std::get<privsep::Message>(received), handler, ch::OnViolation::report);
 }
 
 bool Client::dispatch_netd(TimePoint now) {
@@ -87,28 +85,29 @@ bool Client::dispatch_netd(TimePoint now) {
                 WGD_LOG_ERROR("channel to netd: %s", privsep::to_string(*error));
             return false;
         }
-        auto& m = std::get<privsep::Message>(received);
-        if (auto verdict = netd_acceptance().check(0, m); verdict != privsep::Verdict::accepted) {
-            WGD_LOG_ERROR("netd sent message type %u: %s", m.type, privsep::to_string(verdict));
+        namespace ch = privsep::channels;
+        FromNetd handler{*this, now};
+        if (!ch::dispatch<ch::client_netd_to_protod>(ch::states::only,
+                                                     std::get<privsep::Message>(received), handler,
+                                                     ch::OnViolation::report))
             return false;
-        }
-        auto request = msg::decode_exchange_request(m.body);
-        if (!request) {
-            WGD_LOG_ERROR("netd sent a malformed ExchangeRequest");
-            return false;
-        }
-        if (exchange_ && !exchange_->done()) {
-            exchange_->failed("superseded by exchange " + std::to_string(m.id));
-            if (!report())
-                return false;
-        }
-        int flags = ::fcntl(m.fd.get(), F_GETFL);
-        if (flags >= 0)
-            (void)::fcntl(m.fd.get(), F_SETFL, flags | O_NONBLOCK);
-        socket_ = std::move(m.fd);
-        exchange_.emplace(m.id, *request, now, timeouts_);
-        WGD_LOG_DEBUG("exchange %u: connecting", m.id);
     }
+}
+
+bool Client::FromNetd::on(msg::ExchangeRequest& request, privsep::Message& m) {
+    auto& exchange = client.exchange_;
+    if (exchange && !exchange->done()) {
+        exchange->failed("superseded by exchange " + std::to_string(m.id));
+        if (!client.report())
+            return false;
+    }
+    int flags = ::fcntl(m.fd.get(), F_GETFL);
+    if (flags >= 0)
+        (void)::fcntl(m.fd.get(), F_SETFL, flags | O_NONBLOCK);
+    client.socket_ = std::move(m.fd);
+    exchange.emplace(m.id, request, now, client.timeouts_);
+    WGD_LOG_DEBUG("exchange %u: connecting", m.id);
+    return true;
 }
 
 void Client::step(short revents, TimePoint now) {
@@ -235,8 +234,9 @@ int client_main(const Options& options) {
     }
     ClientLoopConfig config;
     config.trace = options.verbosity >= 2;
-    return run_client_loop(privsep::Channel(UniqueFd(kLeasedFd)),
-                           privsep::Channel(UniqueFd(kNetdFd)), config);
+    namespace fds = privsep::channels::fds::client_protod;
+    return run_client_loop(privsep::Channel(UniqueFd(fds::leased)),
+                           privsep::Channel(UniqueFd(fds::netd)), config);
 }
 
 } // namespace wgd::protod

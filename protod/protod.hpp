@@ -12,11 +12,11 @@
 
 namespace wgd::protod {
 
-// fd conventions (set by netd when it spawns protod):
-//   server: fd 3 = channel to leased, fd 4 = the listening TCP socket on [fe80::%IFACE]:970,
-//           fd 5 = the listening control socket /run/wg-dynamic/IFACE.sock
-//   client: fd 3 = channel to leased, fd 4 = channel to netd
-inline constexpr int kLeasedFd = 3, kListenFd = 4, kNetdFd = 4, kControlFd = 5;
+// protod works on the fds netd placed at the numbers of
+// privsep/channels.hpp (fds::server_protod: its channel to leased, the
+// listening TCP socket on [fe80::%IFACE]:970 and the control socket
+// /run/wg-dynamic/IFACE.sock; fds::client_protod: its channels to leased and
+// netd).
 
 // Enter the sandbox, then run the loop on the fds above. Return the exit status.
 int server_main(const Options& options);

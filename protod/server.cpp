@@ -2,6 +2,7 @@
 // each complete request to leased and writes leased's answers back. The
 // per-connection rules (limits, timeouts, one request in flight, dialects)
 // live in ConnectionTable; this file does only the socket calls.
+#include "privsep/channels.hpp"
 #include "privsep/log.hpp"
 #include "privsep/messages.hpp"
 #include "privsep/sandbox.hpp"
@@ -34,16 +35,6 @@ constexpr std::uint64_t kListenerKey = 1ull << 40;
 constexpr std::uint64_t kLeasedKey = 1ull << 41;
 constexpr int kEventsPerWait = 256;
 
-const privsep::Acceptance& leased_acceptance() {
-    static const privsep::Acceptance acceptance{
-        {0, msg::lease_answers, false},
-        {0, msg::refuse_connection, false},
-        {0, msg::control_reply, false},
-        {0, msg::lease_events, false},
-    };
-    return acceptance;
-}
-
 class Server {
   public:
     Server(privsep::Channel leased, UniqueFd listener, const ServerLoopConfig& config,
@@ -57,6 +48,16 @@ class Server {
   private:
     bool accept_some(TimePoint now);     // false: leased is gone
     bool dispatch_leased(TimePoint now); // false: leased is gone or broke the protocol
+    // leased's messages (privsep/channels.hpp: server_leased_to_protod);
+    // false: stop the loop.
+    struct FromLeased {
+        Server& server;
+        TimePoint now;
+        bool on(msg::LeaseAnswers& answers, privsep::Message&);
+        bool on(msg::RefuseConnection&, privsep::Message& m);
+        bool on(control::ControlReply& reply, privsep::Message& m);
+        bool on(msg::LeaseEvents& events, privsep::Message&);
+    };
     bool forward(ConnId id, const msg::QueryLease& query); // queued: see send_queries
     bool send_queries();                                   // false: leased is gone
     // Writes what waits for leased, and has its channel polled for writing
@@ -242,52 +243,45 @@ bool Server::dispatch_leased(TimePoint now) {
                 WGD_LOG_ERROR("channel to leased: %s", privsep::to_string(*error));
             return false;
         }
-        auto& m = std::get<privsep::Message>(received);
-        if (auto verdict = leased_acceptance().check(0, m); verdict != privsep::Verdict::accepted) {
-            WGD_LOG_ERROR("leased sent message type %u: %s", m.type, privsep::to_string(verdict));
+        namespace ch = privsep::channels;
+        FromLeased handler{*this, now};
+        if (!ch::dispatch<ch::server_leased_to_protod>(ch::states::only,
+                                                       std::get<privsep::Message>(received),
+                                                       handler, ch::OnViolation::report))
             return false;
-        }
-        if (m.type == msg::control_reply || m.type == msg::lease_events) {
-            if (!control_) {
-                WGD_LOG_ERROR("leased sent a control message, and there is no control socket");
-                return false;
-            }
-            if (m.type == msg::control_reply) {
-                auto reply = control::decode_control_reply(m.body);
-                if (!reply) {
-                    WGD_LOG_ERROR("leased sent a malformed ControlReply");
-                    return false;
-                }
-                control_->on_reply(m.id, *reply);
-            } else {
-                auto events = decode_events(m.body);
-                if (!events) {
-                    WGD_LOG_ERROR("leased sent malformed LeaseEvents");
-                    return false;
-                }
-                control_->on_events(*events);
-            }
-            continue;
-        }
-        if (m.type == msg::refuse_connection) {
-            if (!msg::decode_empty(m.body)) {
-                WGD_LOG_ERROR("leased sent a malformed RefuseConnection");
-                return false;
-            }
-            WGD_LOG_DEBUG("connection %u refused by leased (not a peer)", m.id);
-            if (table_.contains(m.id))
-                drop(m.id);
-            continue;
-        }
-        auto answers = msg::decode_lease_answers(m.body);
-        if (!answers) {
-            WGD_LOG_ERROR("leased sent malformed LeaseAnswers");
-            return false;
-        }
-        for (const auto& [id, answer] : answers->items)
-            if (!deliver(id, answer, now))
-                return false;
     }
+    return true;
+}
+
+bool Server::FromLeased::on(msg::LeaseAnswers& answers, privsep::Message&) {
+    for (const auto& [id, answer] : answers.items)
+        if (!server.deliver(id, answer, now))
+            return false;
+    return true;
+}
+
+bool Server::FromLeased::on(msg::RefuseConnection&, privsep::Message& m) {
+    WGD_LOG_DEBUG("connection %u refused by leased (not a peer)", m.id);
+    if (server.table_.contains(m.id))
+        server.drop(m.id);
+    return true;
+}
+
+bool Server::FromLeased::on(control::ControlReply& reply, privsep::Message& m) {
+    if (!server.control_) {
+        WGD_LOG_ERROR("leased sent a control message, and there is no control socket");
+        return false;
+    }
+    server.control_->on_reply(m.id, reply);
+    return true;
+}
+
+bool Server::FromLeased::on(msg::LeaseEvents& events, privsep::Message&) {
+    if (!server.control_) {
+        WGD_LOG_ERROR("leased sent a control message, and there is no control socket");
+        return false;
+    }
+    server.control_->on_events(events.events);
     return true;
 }
 
@@ -499,8 +493,9 @@ int server_main(const Options& options) {
     // Taken before the sandbox opens anything that could land on its number:
     // the control socket is whatever listening unix socket netd put there.
     UniqueFd control;
-    if (is_listening_unix_socket(kControlFd))
-        control.reset(kControlFd);
+    namespace fds = privsep::channels::fds::server_protod;
+    if (is_listening_unix_socket(fds::control))
+        control.reset(fds::control);
     privsep::SandboxSpec spec;
     spec.role = privsep::Role::protod;
     spec.side = Side::server;
@@ -512,7 +507,7 @@ int server_main(const Options& options) {
     }
     ServerLoopConfig config;
     config.trace = options.verbosity >= 2;
-    return run_server_loop(privsep::Channel(UniqueFd(kLeasedFd)), UniqueFd(kListenFd), config,
+    return run_server_loop(privsep::Channel(UniqueFd(fds::leased)), UniqueFd(fds::listener), config,
                            std::move(control));
 }
 

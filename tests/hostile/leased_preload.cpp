@@ -11,7 +11,7 @@
 // TYPE:HEXBODY*COUNT (the same frame COUNT times, answers not awaited), or
 // "hang": ignore every catchable signal that ends a process and netd's EOF,
 // and never exit.
-#include "leased/leased.hpp"
+#include "privsep/channels.hpp"
 #include "privsep/messages.hpp"
 
 #include <dlfcn.h>
@@ -29,6 +29,9 @@
 #include <vector>
 
 namespace {
+
+// leased's end of its channel to netd (the server's).
+constexpr int kNetdFd = wgd::privsep::channels::fds::server_leased::netd;
 
 bool g_leased = false;
 // Built on first use: the constructor below may run before this file's
@@ -80,7 +83,7 @@ bool send_frame(std::uint16_t type, std::uint32_t id, const std::vector<std::uin
     std::memcpy(&f[8], &len, 4);
     if (!body.empty())
         std::memcpy(&f[12], body.data(), body.size());
-    return ::send(wgd::leased::kNetdFd, f.data(), f.size(), 0) == ssize_t(f.size());
+    return ::send(kNetdFd, f.data(), f.size(), 0) == ssize_t(f.size());
 }
 
 int peers_reads = 0;
@@ -95,10 +98,10 @@ std::string await(std::uint32_t id, int ms) {
             end - std::chrono::steady_clock::now());
         if (left.count() <= 0)
             return "";
-        pollfd p{wgd::leased::kNetdFd, POLLIN, 0};
+        pollfd p{kNetdFd, POLLIN, 0};
         if (::poll(&p, 1, int(left.count())) <= 0)
             continue;
-        ssize_t n = ::recv(wgd::leased::kNetdFd, buf.data(), buf.size(), 0);
+        ssize_t n = ::recv(kNetdFd, buf.data(), buf.size(), 0);
         if (n <= 0)
             return "gone";
         std::uint16_t type;

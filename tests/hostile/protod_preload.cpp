@@ -24,6 +24,8 @@
 //   quiet:MS                  read answers until none came for MS ms
 // After each step the answers that came are reported as
 //   hostile: step K (KIND) answers A granted G refused R [v4 ADDR,...] in MS ms [leased gone]
+#include "privsep/channels.hpp"
+
 #include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -46,9 +48,10 @@
 
 namespace {
 
-// protod's end of its channel to leased, and the client protod's to netd
-// (protod/protod.hpp: kLeasedFd, kNetdFd).
-constexpr int kLeasedFd = 3, kClientNetdFd = 4;
+// protod's end of its channel to leased, and the client protod's to netd.
+constexpr int kLeasedFd = wgd::privsep::channels::fds::server_protod::leased;
+constexpr int kClientNetdFd = wgd::privsep::channels::fds::client_protod::netd;
+static_assert(kLeasedFd == wgd::privsep::channels::fds::client_protod::leased);
 constexpr std::uint16_t kExchangeResult = 13;
 // privsep/messages.hpp: the two types leased sends to protod that count here.
 constexpr std::uint16_t kLeaseAnswers = 2, kRefuseConnection = 3;
