@@ -291,29 +291,6 @@ std::variant<Message, RecvError> Channel::recv() {
     return m;
 }
 
-std::variant<Message, RecvError> Channel::recv_wait(int timeout_ms) {
-    for (;;) {
-        auto r = recv();
-        auto* e = std::get_if<RecvError>(&r);
-        if (e == nullptr || *e != RecvError::would_block)
-            return r;
-        if (!flush()) {
-            last_errno_ = errno;
-            return RecvError::io_error;
-        }
-        pollfd p{fd_.get(), short(POLLIN | (wants_write() ? POLLOUT : 0)), 0};
-        int ready = ::poll(&p, 1, timeout_ms);
-        if (ready < 0 && errno == EINTR)
-            continue;
-        if (ready < 0) {
-            last_errno_ = errno;
-            return RecvError::io_error;
-        }
-        if (ready == 0)
-            return RecvError::would_block;
-    }
-}
-
 std::pair<UniqueFd, UniqueFd> make_channel_pair() {
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)

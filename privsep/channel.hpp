@@ -124,8 +124,6 @@ class Channel {
 
     // Never blocks: receives one datagram if there is one.
     std::variant<Message, RecvError> recv();
-    // Waits up to timeout_ms (-1: forever) for a message; would_block on timeout.
-    std::variant<Message, RecvError> recv_wait(int timeout_ms);
 
     void set_send_timeout_ms(int ms) { send_timeout_ms_ = ms; }
 

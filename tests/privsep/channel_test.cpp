@@ -1,4 +1,5 @@
 #include "privsep/channel.hpp"
+#include "tests/privsep/recv_within.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -66,7 +67,7 @@ bool reader_gone(int write_end) {
 }
 
 RecvError recv_error(Channel& ch) {
-    auto r = ch.recv_wait(1000);
+    auto r = wgd::privsep::testing::recv_within(ch, 1000);
     EXPECT_TRUE(std::holds_alternative<RecvError>(r));
     return std::holds_alternative<RecvError>(r) ? std::get<RecvError>(r) : RecvError::io_error;
 }
@@ -128,7 +129,7 @@ TEST(Channel, MessageArrivesWhole) {
     Channel ca(std::move(a)), cb(std::move(b));
     auto body = bytes("one message");
     ASSERT_TRUE(ca.send(3, 99, body));
-    auto r = cb.recv_wait(1000);
+    auto r = wgd::privsep::testing::recv_within(cb, 1000);
     ASSERT_TRUE(std::holds_alternative<Message>(r)) << to_string(std::get<RecvError>(r));
     Message& m = std::get<Message>(r);
     EXPECT_EQ(m.type, 3);
@@ -150,7 +151,7 @@ TEST(Channel, MaximumBodyFitsAndLargerIsRefusedBySender) {
     Channel ca(std::move(a)), cb(std::move(b));
     std::vector<std::uint8_t> max(kMaxBody, 0x5a);
     ASSERT_TRUE(ca.send(1, 1, max));
-    auto r = cb.recv_wait(1000);
+    auto r = wgd::privsep::testing::recv_within(cb, 1000);
     ASSERT_TRUE(std::holds_alternative<Message>(r));
     EXPECT_EQ(std::get<Message>(r).body, max);
     std::vector<std::uint8_t> over(kMaxBody + 1);
@@ -165,7 +166,7 @@ TEST(Channel, PassedFdReachesTheReceiver) {
     Pipe p;
     ASSERT_TRUE(ca.send(5, 1, bytes("fd"), p.w.get()));
     p.w.reset();
-    auto r = cb.recv_wait(1000);
+    auto r = wgd::privsep::testing::recv_within(cb, 1000);
     ASSERT_TRUE(std::holds_alternative<Message>(r));
     Message& m = std::get<Message>(r);
     ASSERT_TRUE(m.fd.valid());
@@ -330,7 +331,7 @@ TEST(Channel, PacedSendWaitsForTheQueueToEmptyWhileTheReaderReads) {
         ::usleep(200 * 1000); // let the writer fill the buffer first
         int got = 0;
         while (got < 256) {
-            auto r = cb.recv_wait(5000);
+            auto r = wgd::privsep::testing::recv_within(cb, 5000);
             if (!std::holds_alternative<Message>(r))
                 ::_exit(1);
             ++got;
@@ -364,7 +365,7 @@ TEST(Channel, MessageWithAnFdWaitsForTheQueueAndArrivesAfterIt) {
         ::usleep(100 * 1000);
         std::uint32_t expected = 0;
         for (;;) {
-            auto r = cb.recv_wait(5000);
+            auto r = wgd::privsep::testing::recv_within(cb, 5000);
             auto* m = std::get_if<Message>(&r);
             if (!m || m->id != expected)
                 ::_exit(1);

@@ -1,6 +1,7 @@
 // The real filters on the real kernel: every test applies a sandbox in a
 // forked child, then tries something and looks at how the child ended.
 #include "privsep/sandbox.hpp"
+#include "tests/privsep/recv_within.hpp"
 
 #include "privsep/channel.hpp"
 #include "tests/privsep/child.hpp"
@@ -469,7 +470,7 @@ TEST(Sandbox, FdPassingWorksAcrossASandboxedChannel) {
         Channel ch(std::move(child_end));
         if (!enter_sandbox(SandboxSpec{Role::protod, Side::server, "nobody", "", 0}).ok())
             ::_exit(100);
-        auto r = ch.recv_wait(5000);
+        auto r = wgd::privsep::testing::recv_within(ch, 5000);
         auto* m = std::get_if<Message>(&r);
         if (m == nullptr || !m->fd.valid())
             ::_exit(20);
@@ -483,7 +484,7 @@ TEST(Sandbox, FdPassingWorksAcrossASandboxedChannel) {
     Channel ch(std::move(parent_end));
     ASSERT_TRUE(ch.send(1, 41, {}, pipe_w.get()));
     pipe_w.reset();
-    auto r = ch.recv_wait(5000);
+    auto r = wgd::privsep::testing::recv_within(ch, 5000);
     ASSERT_TRUE(std::holds_alternative<Message>(r));
     Message& m = std::get<Message>(r);
     EXPECT_EQ(m.type, 2);

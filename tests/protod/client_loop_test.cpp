@@ -5,6 +5,7 @@
 #include "privsep/messages.hpp"
 #include "privsep/sandbox.hpp"
 #include "protod/protod.hpp"
+#include "tests/privsep/recv_within.hpp"
 
 #include <gtest/gtest.h>
 
@@ -50,7 +51,7 @@ class ClientLoop {
     }
 
     std::optional<std::pair<std::uint32_t, msg::ExchangeResult>> result() {
-        auto r = leased_.recv_wait(static_cast<int>(kWait.count()));
+        auto r = wgd::privsep::testing::recv_within(leased_, static_cast<int>(kWait.count()));
         auto* m = std::get_if<privsep::Message>(&r);
         if (m == nullptr || m->type != msg::exchange_result)
             return std::nullopt;

@@ -2,6 +2,7 @@
 // listening socket, a real epoll set, a real channel standing for leased.
 #include "privsep/messages.hpp"
 #include "protod/control_server.hpp"
+#include "tests/privsep/recv_within.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/epoll.h>
@@ -85,7 +86,7 @@ class ControlServerTest : public ::testing::Test {
         return got;
     }
     privsep::Message from_protod() {
-        auto r = leased_.recv_wait(2000);
+        auto r = wgd::privsep::testing::recv_within(leased_, 2000);
         EXPECT_TRUE(std::holds_alternative<privsep::Message>(r));
         return std::holds_alternative<privsep::Message>(r)
                    ? std::move(std::get<privsep::Message>(r))

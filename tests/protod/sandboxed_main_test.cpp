@@ -8,6 +8,7 @@
 #include "protod/codec.hpp"
 #include "protod/protod.hpp"
 #include "tests/lab/lab.hpp"
+#include "tests/privsep/recv_within.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -161,7 +162,7 @@ TEST(ServerMain, ServesLinkLocalPort970AndRefusesOtherPortsInsideTheSandbox) {
     EXPECT_EQ(refused.bytes, "");
 
     ASSERT_TRUE(send_all(good.get(), "request_ip=1\nipv6=::/128\n\n"));
-    auto r = leased.recv_wait(static_cast<int>(kWait.count()));
+    auto r = wgd::privsep::testing::recv_within(leased, static_cast<int>(kWait.count()));
     auto* m = std::get_if<privsep::Message>(&r);
     ASSERT_NE(m, nullptr) << "no QueryLeases from the sandboxed protod";
     auto queries = msg::decode_query_leases(m->body);
@@ -216,7 +217,7 @@ TEST(ClientMain, RunsAnExchangeInsideTheSandbox) {
     EXPECT_EQ(read_until(conn.get(), kWait, has_message).bytes, "request_ip=1\n\n");
     ASSERT_TRUE(send_all(conn.get(), "request_ip=1\nipv4=10.77.0.3/32\nleasestart=1\n"
                                      "leasetime=60\nerrno=0\n\n"));
-    auto r = leased.recv_wait(static_cast<int>(kWait.count()));
+    auto r = wgd::privsep::testing::recv_within(leased, static_cast<int>(kWait.count()));
     auto* m = std::get_if<privsep::Message>(&r);
     ASSERT_NE(m, nullptr) << "no ExchangeResult from the sandboxed protod";
     EXPECT_EQ(m->id, 9u);

@@ -6,6 +6,7 @@
 #include "privsep/sandbox.hpp"
 #include "protod/codec.hpp"
 #include "protod/protod.hpp"
+#include "tests/privsep/recv_within.hpp"
 
 #include <gtest/gtest.h>
 
@@ -52,7 +53,7 @@ class ServerLoop {
     };
     std::optional<Query> to_leased(std::chrono::milliseconds limit = kWait) {
         if (pending_.empty()) {
-            auto r = leased_.recv_wait(static_cast<int>(limit.count()));
+            auto r = wgd::privsep::testing::recv_within(leased_, static_cast<int>(limit.count()));
             auto* m = std::get_if<privsep::Message>(&r);
             if (m == nullptr)
                 return std::nullopt;
