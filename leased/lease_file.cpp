@@ -161,8 +161,9 @@ ReplayIndex::ReplayIndex(int fd, std::size_t max_records)
     : fd_(fd), slots_(max_records + max_records / 3 + 8) {}
 
 std::uint32_t ReplayIndex::hash_of(const PublicKey& key) {
-    // Keys are uniformly random curve points; the mix spreads a file whose
-    // keys were chosen to collide no worse than it spreads random ones.
+    // Keys are uniformly random curve points and the file is the server's
+    // own (a state directory only root writes): unkeyed, as the records
+    // replay's map was.
     std::uint64_t a, b;
     std::memcpy(&a, key.bytes.data(), 8);
     std::memcpy(&b, key.bytes.data() + 24, 8);
