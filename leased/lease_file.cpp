@@ -157,7 +157,119 @@ int LeaseFile::write_header(int fd, std::uint64_t generation) {
     return pwrite_all(fd, h, sizeof h, 0);
 }
 
-LeaseFileOpen LeaseFile::open(UniqueFd first, UniqueFd second, std::string_view iface) {
+ReplayIndex::ReplayIndex(int fd, std::size_t max_records)
+    : fd_(fd), slots_(max_records + max_records / 3 + 8) {}
+
+std::uint32_t ReplayIndex::hash_of(const PublicKey& key) {
+    // Keys are uniformly random curve points and the file is the server's
+    // own (a state directory only root writes): unkeyed, as the records
+    // replay's map was.
+    std::uint64_t a, b;
+    std::memcpy(&a, key.bytes.data(), 8);
+    std::memcpy(&b, key.bytes.data() + 24, 8);
+    std::uint64_t x = a ^ (b * 0x9e3779b97f4a7c15ull);
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return static_cast<std::uint32_t>((x ^ (x >> 31)) >> 32);
+}
+
+std::optional<LeaseRecord> ReplayIndex::read(std::uint32_t number) const {
+    std::uint8_t b[kLeaseRecordSize];
+    const long n =
+        pread_full(fd_, b, sizeof b, kLeaseHeaderSize + std::uint64_t{number} * sizeof b);
+    if (n < 0) {
+        error_ = static_cast<int>(-n);
+        return std::nullopt;
+    }
+    // It was a good record at the replay: anything else now is a file
+    // changed behind the server's back.
+    auto r = static_cast<std::size_t>(n) == sizeof b ? decode_record(b) : std::nullopt;
+    if (!r)
+        error_ = EIO;
+    return r;
+}
+
+int ReplayIndex::note(std::uint32_t number, const LeaseRecord& r) {
+    const std::uint32_t hash = hash_of(r.peer);
+    const std::uint32_t record = number | (r.released() ? kReleased : 0);
+    for (std::size_t i = home(hash);; i = next(i)) {
+        Slot& s = slots_[i];
+        if (s.record == kEmpty) {
+            s = {record, hash};
+            return 0;
+        }
+        if (s.hash == hash) {
+            auto earlier = read(s.record & ~kReleased);
+            if (!earlier)
+                return error_;
+            if (earlier->peer == r.peer) {
+                s.record = record;
+                return 0;
+            }
+        }
+    }
+}
+
+void ReplayIndex::finish(std::uint32_t records) {
+    records_ = records;
+    live_ = static_cast<std::size_t>(std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) {
+        return s.record != kEmpty && !(s.record & kReleased);
+    }));
+}
+
+std::size_t ReplayIndex::find(const PublicKey& key, LeaseRecord& record) const {
+    if (slots_.empty())
+        return 0;
+    const std::uint32_t hash = hash_of(key);
+    for (std::size_t i = home(hash);; i = next(i)) {
+        const Slot& s = slots_[i];
+        if (s.record == kEmpty)
+            return slots_.size();
+        if (s.hash != hash)
+            continue;
+        auto r = read(s.record & ~kReleased);
+        if (!r)
+            return slots_.size();
+        if (r->peer == key) {
+            if (s.record & kReleased)
+                return slots_.size();
+            record = *r;
+            return i;
+        }
+    }
+}
+
+// In file order, read in large pieces: a record is visited where it is
+// the last of its peer (its own number in its peer's slot).
+void ReplayIndex::for_each(const std::function<void(std::size_t, const LeaseRecord&)>& f) const {
+    std::vector<std::uint8_t> buf(kLeaseRecordSize * std::min<std::size_t>(records_, 4096));
+    for (std::uint32_t first = 0; first < records_;) {
+        const std::size_t count =
+            std::min<std::size_t>(records_ - first, buf.size() / kLeaseRecordSize);
+        const long n = pread_full(fd_, buf.data(), count * kLeaseRecordSize,
+                                  kLeaseHeaderSize + std::uint64_t{first} * kLeaseRecordSize);
+        if (n < 0 || static_cast<std::size_t>(n) < count * kLeaseRecordSize) {
+            error_ = n < 0 ? static_cast<int>(-n) : EIO;
+            return;
+        }
+        for (std::size_t k = 0; k < count; k++) {
+            auto r = decode_record(buf.data() + k * kLeaseRecordSize);
+            if (!r || r->released())
+                continue; // a corrupt record skipped at the replay, or a release
+            const auto number = static_cast<std::uint32_t>(first + k);
+            const std::uint32_t hash = hash_of(r->peer);
+            for (std::size_t i = home(hash); slots_[i].record != kEmpty; i = next(i))
+                if (slots_[i].hash == hash && slots_[i].record == number) {
+                    f(i, *r);
+                    break;
+                }
+        }
+        first += static_cast<std::uint32_t>(count);
+    }
+}
+
+LeaseFileOpen LeaseFile::open(UniqueFd first, UniqueFd second, std::string_view iface,
+                              Replay replay) {
     LeaseFileOpen out;
     if (!first || !second) {
         out.error = "lease file: descriptors not open";
@@ -246,7 +358,18 @@ LeaseFileOpen LeaseFile::open(UniqueFd first, UniqueFd second, std::string_view 
     file.generation_ = headers[active].generation;
     const int fd = file.fds_[active].get();
     const std::uint64_t size = headers[active].size;
+    // Records: the last state of each peer in a map. Index: the number of
+    // each peer's last record.
     std::unordered_map<PublicKey, LeaseRecord, KeyHash> state;
+    std::unique_ptr<ReplayIndex> index;
+    if (replay == Replay::index) {
+        const std::uint64_t slots = (size - kLeaseHeaderSize) / kLeaseRecordSize;
+        if (slots >= ReplayIndex::kReleased) {
+            out.error = "lease file: more records than a replay can index";
+            return out;
+        }
+        index.reset(new ReplayIndex(fd, static_cast<std::size_t>(slots)));
+    }
     std::vector<std::uint8_t> buf(std::min<std::uint64_t>(kLeaseRecordSize * 8192, size));
     // data_end: the end of the last slot that is not all zeros. Zeros after
     // the last good record are space written ahead by append(), not a tail.
@@ -275,7 +398,16 @@ LeaseFileOpen LeaseFile::open(UniqueFd first, UniqueFd second, std::string_view 
             bad_run = 0;
             out.report.records++;
             good_end = offset + (i + 1) * kLeaseRecordSize;
-            state.insert_or_assign(r->peer, *r);
+            if (index) {
+                const auto number =
+                    static_cast<std::uint32_t>((offset - kLeaseHeaderSize) / kLeaseRecordSize + i);
+                if (int rc = index->note(number, *r); rc != 0) {
+                    out.error = std::string("lease file: read: ") + std::strerror(rc);
+                    return out;
+                }
+            } else {
+                state.insert_or_assign(r->peer, *r);
+            }
         }
         offset += whole * kLeaseRecordSize;
     }
@@ -308,6 +440,10 @@ LeaseFileOpen LeaseFile::open(UniqueFd first, UniqueFd second, std::string_view 
     file.end_ = good_end;
     file.records_ = (good_end - kLeaseHeaderSize) / kLeaseRecordSize;
     out.report.generation = file.generation_;
+    if (index) {
+        index->finish(static_cast<std::uint32_t>((good_end - kLeaseHeaderSize) / kLeaseRecordSize));
+        out.index = std::move(index);
+    }
     out.leases.reserve(state.size());
     for (auto& [key, r] : state)
         if (!r.released())

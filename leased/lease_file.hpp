@@ -45,6 +45,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -70,9 +72,60 @@ struct ReplayReport {
 
 struct LeaseFileOpen;
 
+// The replay as an index into the active file (Replay::index): for each
+// peer, the number of its last record, found by the key's hash; the records
+// stay in the file and are read again (pread) when asked. 8 bytes a slot,
+// 11 a record at most, where the records in memory cost 72 each and the
+// map that keeps a peer's last one 100 more: at a restart with 100,000
+// peers leased holds this while the view of the peers arrives, and those
+// records were its peak of memory. The file's descriptor is borrowed from
+// the LeaseFile, which must outlive the index and start no compaction
+// before the index is done with (the compaction truncates the other file,
+// and after a switch this one).
+class ReplayIndex final : public ExpectedLeases {
+  public:
+    std::size_t slots() const override { return slots_.size(); }
+    std::size_t size() const override { return live_; }
+    std::size_t find(const PublicKey& key, LeaseRecord& record) const override;
+    void for_each(const std::function<void(std::size_t, const LeaseRecord&)>& f) const override;
+    int error() const override { return error_; }
+
+  private:
+    friend class LeaseFile;
+    static constexpr std::uint32_t kEmpty = 0xffffffffu;
+    static constexpr std::uint32_t kReleased = 0x80000000u; // the last record is a release
+    struct Slot {
+        std::uint32_t record = kEmpty; // its number in the file, and kReleased
+        std::uint32_t hash = 0;        // the key's, to read only the likely records
+    };
+    // Room for max_records distinct peers at 3/4 load at most: the index never
+    // grows, so it is never held twice.
+    ReplayIndex(int fd, std::size_t max_records);
+    // Record `number` is r, the peer's latest so far. 0 or an errno.
+    int note(std::uint32_t number, const LeaseRecord& r);
+    void finish(std::uint32_t records); // the records read; counts the live ones
+    static std::uint32_t hash_of(const PublicKey& key);
+    std::size_t home(std::uint32_t hash) const {
+        return static_cast<std::size_t>((std::uint64_t{hash} * slots_.size()) >> 32);
+    }
+    std::size_t next(std::size_t i) const { return i + 1 == slots_.size() ? 0 : i + 1; }
+    std::optional<LeaseRecord> read(std::uint32_t number) const; // sets error_ when it fails
+
+    int fd_;
+    std::vector<Slot> slots_;
+    std::uint32_t records_ = 0; // in the file, up to the last good one
+    std::size_t live_ = 0;
+    mutable int error_ = 0;
+};
+
 class LeaseFile {
   public:
-    static LeaseFileOpen open(UniqueFd first, UniqueFd second, std::string_view iface);
+    // records: LeaseFileOpen::leases holds every peer's last state (show,
+    // tests). index: LeaseFileOpen::index does, and leases stays empty
+    // (leased at start).
+    enum class Replay { records, index };
+    static LeaseFileOpen open(UniqueFd first, UniqueFd second, std::string_view iface,
+                              Replay replay = Replay::records);
 
     int append(const std::vector<LeaseRecord>& batch); // 0 or an errno
     int sync();                                        // 0 or an errno
@@ -115,8 +168,9 @@ class LeaseFile {
 };
 
 struct LeaseFileOpen {
-    std::optional<LeaseFile> file;   // empty: refused, see error
-    std::vector<LeaseRecord> leases; // the last state of every peer that holds a lease
+    std::optional<LeaseFile> file;      // empty: refused, see error
+    std::vector<LeaseRecord> leases;    // the last state of every peer that holds a lease
+    std::unique_ptr<ReplayIndex> index; // Replay::index: the same, left in the file
     ReplayReport report;
     std::string error;
 };

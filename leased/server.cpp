@@ -224,11 +224,14 @@ void LeaseServer::add_peers(std::span<const PeerFacts> facts) {
         const Pending* pending = nullptr;
         if (peer.pending != 0)
             pending = &pending_.at(peer.pending);
+        LeaseRecord expected_record;
         const LeaseRecord* expected = nullptr;
         std::uint8_t* seen = nullptr;
-        if (std::size_t i = find_expected(f.key); i < expected_.size()) {
-            expected = &expected_[i];
-            seen = &expected_seen_[i];
+        if (expected_) {
+            if (std::size_t i = expected_->find(f.key, expected_record); i < expected_->slots()) {
+                expected = &expected_record;
+                seen = &expected_seen_[i];
+            }
         }
 
         forget_link_locals(entry);
@@ -777,18 +780,22 @@ bool LeaseServer::restore_family(PeerEntry& entry, const Ip& a, bool seen_in_all
 LeaseEvents LeaseServer::restore_expected() {
     // Grown once to their final size: at 100,000 leases the doublings were
     // leased's peak of memory, next to the records still held.
-    leases4_.reserve(leases4_.size() + expected_.size());
-    leases6_.reserve(leases6_.size() + expected_.size());
-    expiry_.reserve(expiry_.size() + expected_.size());
     LeaseEvents events;
+    if (!expected_)
+        return events;
+    const std::size_t expected = expected_->size();
+    leases4_.reserve(leases4_.size() + expected);
+    leases6_.reserve(leases6_.size() + expected);
+    expiry_.reserve(expiry_.size() + expected);
     const std::int64_t now_wall = clock_.wall_seconds();
     const std::uint64_t now_boot = clock_.boot_ms();
-    for (std::size_t i = 0; i < expected_.size(); i++) {
-        restore_one(expected_[i], expected_seen_[i], now_wall, now_boot, events);
-        drop_if_unrestored(expected_[i], expected_seen_[i], events);
-    }
+    expected_->for_each([&](std::size_t i, const LeaseRecord& r) {
+        restore_one(r, expected_seen_[i], now_wall, now_boot, events);
+        drop_if_unrestored(r, expected_seen_[i], events);
+    });
+    restore_error_ = expected_->error();
+    expected_.reset();
     // Freed, not only emptied (`= {}` would keep the capacity).
-    expected_ = std::vector<LeaseRecord>();
     expected_seen_ = std::vector<std::uint8_t>();
     return events;
 }
@@ -864,6 +871,34 @@ void LeaseServer::drop_if_unrestored(const LeaseRecord& e, std::uint8_t seen, Le
         events.changes.push_back(std::move(changes));
 }
 
+namespace {
+
+// expect_restore() from records in memory: sorted by peer, one per peer.
+class SortedLeases final : public ExpectedLeases {
+  public:
+    explicit SortedLeases(std::vector<LeaseRecord> records) : records_(std::move(records)) {}
+    std::size_t slots() const override { return records_.size(); }
+    std::size_t size() const override { return records_.size(); }
+    std::size_t find(const PublicKey& key, LeaseRecord& record) const override {
+        auto it =
+            std::lower_bound(records_.begin(), records_.end(), key,
+                             [](const LeaseRecord& r, const PublicKey& k) { return r.peer < k; });
+        if (it == records_.end() || it->peer != key)
+            return records_.size();
+        record = *it;
+        return static_cast<std::size_t>(it - records_.begin());
+    }
+    void for_each(const std::function<void(std::size_t, const LeaseRecord&)>& f) const override {
+        for (std::size_t i = 0; i < records_.size(); i++)
+            f(i, records_[i]);
+    }
+
+  private:
+    std::vector<LeaseRecord> records_;
+};
+
+} // namespace
+
 void LeaseServer::expect_restore(std::vector<LeaseRecord> records) {
     std::erase_if(records, [](const LeaseRecord& r) { return r.released(); });
     // One per peer, the last one given (as a replay's last state wins).
@@ -873,15 +908,13 @@ void LeaseServer::expect_restore(std::vector<LeaseRecord> records) {
         std::unique(records.rbegin(), records.rend(),
                     [](const LeaseRecord& a, const LeaseRecord& b) { return a.peer == b.peer; });
     records.erase(records.begin(), last.base());
-    expected_ = std::move(records);
-    expected_seen_.assign(expected_.size(), 0);
+    expect_restore(std::make_unique<SortedLeases>(std::move(records)));
 }
 
-std::size_t LeaseServer::find_expected(const PublicKey& key) const {
-    auto it = std::lower_bound(expected_.begin(), expected_.end(), key,
-                               [](const LeaseRecord& r, const PublicKey& k) { return r.peer < k; });
-    return it != expected_.end() && it->peer == key ? std::size_t(it - expected_.begin())
-                                                    : expected_.size();
+void LeaseServer::expect_restore(std::unique_ptr<ExpectedLeases> expected) {
+    expected_ = std::move(expected);
+    expected_seen_.assign(expected_ ? expected_->slots() : 0, 0);
+    restore_error_ = 0;
 }
 
 AllowedIpChanges LeaseServer::missing_leases(const PeerFacts& facts) const {
@@ -912,11 +945,22 @@ bool LeaseServer::keep_leased(AllowedIpChanges& changes) const {
 }
 
 std::vector<LeaseRecord> LeaseServer::live_records() const {
+    // Counted first: the snapshot is held through a whole compaction, and
+    // grown by doubling it would take up to twice its size, three times
+    // while it grows.
+    std::size_t count = 0;
+    for (auto& [key, peer] : peers_)
+        count += peer.f4.lease || peer.f6.lease;
     std::vector<LeaseRecord> out;
+    out.reserve(count);
+    for_each_live_record([&](const LeaseRecord& r) { out.push_back(r); });
+    return out;
+}
+
+void LeaseServer::for_each_live_record(const std::function<void(const LeaseRecord&)>& f) const {
     for (auto& [key, peer] : peers_)
         if (peer.f4.lease || peer.f6.lease)
-            out.push_back(record_of(key, peer));
-    return out;
+            f(record_of(key, peer));
 }
 
 } // namespace wgd::leased

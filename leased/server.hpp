@@ -33,6 +33,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -196,8 +197,16 @@ class LeaseServer {
     // churn made a restart take seconds). Addresses not brought back are
     // removed, as without this call. The records are kept, not copied.
     void expect_restore(std::vector<LeaseRecord> records);
+    // The same, from the lease file's replay left in the file (ReplayIndex):
+    // restored in the order of its slots, not of the keys.
+    void expect_restore(std::unique_ptr<ExpectedLeases> expected);
+    // After restore_expected(): 0, or the errno of a record it could not
+    // read (ExpectedLeases::error()): the restore is then incomplete.
+    int restore_error() const { return restore_error_; }
     // One record per peer holding a lease: the live set, for compaction.
     std::vector<LeaseRecord> live_records() const;
+    // The same records one by one, copied nowhere.
+    void for_each_live_record(const std::function<void(const LeaseRecord&)>& f) const;
 
     std::size_t lease_count() const { return leases4_.size() + leases6_.size(); }
     std::size_t lease_count4() const { return leases4_.size(); }
@@ -342,14 +351,13 @@ class LeaseServer {
     void drop_stale_expiry() const;
     mutable std::vector<ExpiryEntry> expiry_;
     std::unordered_map<std::uint64_t, Pending> pending_;
-    // expect_restore(): the replayed records sorted by peer, one per peer,
-    // and whether the view showed their addresses in the peer's allowed IPs.
-    // A sorted vector, not a map: a map costs 6 MB more at leased's peak at
-    // 65,536 peers. Emptied by restore_expected().
+    // expect_restore(): the replayed records, one per peer, and by slot
+    // whether the view showed their addresses in the peer's allowed IPs.
+    // Freed by restore_expected().
     enum ExpectedSeen : std::uint8_t { seen4 = 1, seen6 = 2 };
-    std::vector<LeaseRecord> expected_;
+    std::unique_ptr<ExpectedLeases> expected_;
     std::vector<std::uint8_t> expected_seen_;
-    std::size_t find_expected(const PublicKey& key) const; // expected_.size(): none
+    int restore_error_ = 0;
     void drop_if_unrestored(const LeaseRecord& e, std::uint8_t seen, LeaseEvents& events);
     template <class Ip>
     void drop_unrestored(Peer& peer, const PublicKey& key, const Ip& a, bool seen,

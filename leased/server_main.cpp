@@ -333,6 +333,8 @@ void ServerLeased::maybe_start_serving() {
         return;
     serving_ = true;
     LeaseEvents restore = server_.restore_expected();
+    if (int err = server_.restore_error(); err != 0)
+        fatal("lease file: cannot read a record to restore: %s", std::strerror(err));
     send_claims_for(restore);
     queue_maintenance(std::move(restore), "restore");
     WGD_LOG_INFO("serving: %zu leases restored from %zu records", server_.lease_count(), replayed_);
@@ -626,25 +628,43 @@ void ServerLeased::start_next_batch() {
 }
 
 void ServerLeased::send_claims_for(const LeaseEvents& restore) {
-    std::map<PublicKey, msg::LeaseClaim> claims;
-    for (const LeaseRecord& r : server_.live_records())
-        claims[r.peer] = {r.peer, r.ipv4, r.ipv6};
+    // The removals of the restore (few) by peer; the leases are visited in
+    // the table, not copied: a copy of them all, or a map of claims, was
+    // leased's peak of memory at a restart.
+    std::map<PublicKey, msg::LeaseClaim> removals;
     for (const AllowedIpChanges& c : restore.changes) {
+        if (c.remove4.empty() && c.remove6.empty())
+            continue;
         msg::LeaseClaim& claim =
-            claims.try_emplace(c.peer, msg::LeaseClaim{c.peer, {}, {}}).first->second;
+            removals.try_emplace(c.peer, msg::LeaseClaim{c.peer, {}, {}}).first->second;
         if (!c.remove4.empty())
             claim.ipv4 = c.remove4.front().addr;
         if (!c.remove6.empty())
             claim.ipv6 = c.remove6.front().addr;
     }
     msg::ClaimLeases m;
-    for (auto& [key, claim] : claims) {
+    auto add = [&](const msg::LeaseClaim& claim) {
         m.claims.push_back(claim);
         if (m.claims.size() == msg::kMaxClaimsPerMessage) {
             send_netd(msg::claim_leases, 0, msg::encode(m));
             m.claims.clear();
         }
-    }
+    };
+    // One claim a peer: an address the restore removes stands for that
+    // family instead of the lease.
+    server_.for_each_live_record([&](const LeaseRecord& r) {
+        msg::LeaseClaim claim{r.peer, r.ipv4, r.ipv6};
+        if (auto it = removals.find(r.peer); it != removals.end()) {
+            if (it->second.ipv4)
+                claim.ipv4 = it->second.ipv4;
+            if (it->second.ipv6)
+                claim.ipv6 = it->second.ipv6;
+            removals.erase(it);
+        }
+        add(claim);
+    });
+    for (const auto& [key, claim] : removals)
+        add(claim);
     if (!m.claims.empty())
         send_netd(msg::claim_leases, 0, msg::encode(m));
 }
@@ -752,6 +772,8 @@ void ServerLeased::finish_batch() {
 // Compaction advances by one step per batch, so grants never wait for more
 // than one step's writes.
 void ServerLeased::compact_a_little() {
+    if (!serving_)
+        return; // the restore still reads the replayed records in the file
     int err = 0;
     if (file_->compacting())
         err = file_->compaction_step(256);
@@ -807,9 +829,10 @@ int ServerLeased::run() {
                      static_cast<unsigned long long>(report.tail_cut_bytes));
     if (report.corrupt_skipped > 0)
         WGD_LOG_WARN("lease file: skipped %zu corrupt records", report.corrupt_skipped);
-    replayed_ = opened_.leases.size();
-    server_.expect_restore(std::move(opened_.leases));
-    opened_.leases = std::vector<LeaseRecord>(); // `= {}` would keep the capacity
+    // The records stay in the file (see ReplayIndex): no compaction starts
+    // before restore_expected() is done with them.
+    replayed_ = opened_.index ? opened_.index->size() : 0;
+    server_.expect_restore(std::move(opened_.index));
 
     while (!failed_) {
         if (!netd_.flush() || !protod_.flush()) { // what the sockets could not take before
@@ -853,9 +876,10 @@ int server_main(const Options& options) {
     if (!enter_leased_sandbox(Side::server, options))
         return 1;
     // The lease file is read inside the sandbox: it is input like any other.
-    LeaseFileOpen opened = LeaseFile::open(
-        UniqueFd(privsep::channels::fds::server_leased::lease_file),
-        UniqueFd(privsep::channels::fds::server_leased::lease_file_next), options.iface);
+    LeaseFileOpen opened =
+        LeaseFile::open(UniqueFd(privsep::channels::fds::server_leased::lease_file),
+                        UniqueFd(privsep::channels::fds::server_leased::lease_file_next),
+                        options.iface, LeaseFile::Replay::index);
     ServerLeased leased(options, std::move(opened), change_rate());
     return leased.run();
 }

@@ -106,8 +106,7 @@ Result<void> grantable(const Scope& scope, const Ip6& a) {
 // ---- LeasedSet
 
 const LeasedSet::Entry* LeasedSet::find(const PublicKey& key) const {
-    auto it = entries_.find(key);
-    return it == entries_.end() ? nullptr : &it->second;
+    return entries_.find(key);
 }
 
 const LeasedSet::Entry* LeasedSet::find_removal_only(const PublicKey& key) const {
@@ -204,39 +203,40 @@ void LeasedSet::record(const PeerChange& applied) {
         if (!r->second.ipv4 && !r->second.ipv6)
             removal_only_.erase(r);
     }
-    auto it = entries_.find(applied.key);
-    if (it != entries_.end()) {
+    Entry* held = entries_.find(applied.key);
+    if (held) {
         for (const Ip4& a : applied.remove4)
-            if (it->second.ipv4 == a)
-                it->second.ipv4.reset();
+            if (held->ipv4 == a)
+                held->ipv4.reset();
         for (const Ip6& a : applied.remove6)
-            if (it->second.ipv6 == a)
-                it->second.ipv6.reset();
+            if (held->ipv6 == a)
+                held->ipv6.reset();
     }
     if (!applied.add4.empty() || !applied.add6.empty()) {
-        Entry& e = it != entries_.end() ? it->second : entries_[applied.key];
+        Entry& e = held ? *held : entries_[applied.key];
         if (!applied.add4.empty())
             e.ipv4 = applied.add4.back();
         if (!applied.add6.empty())
             e.ipv6 = applied.add6.back();
         return;
     }
-    if (it != entries_.end() && !it->second.ipv4 && !it->second.ipv6)
-        entries_.erase(it);
+    if (held && !held->ipv4 && !held->ipv6)
+        entries_.erase(applied.key);
 }
 
 void LeasedSet::prune(const DeviceView& view) {
-    for (auto* entries : {&entries_, &removal_only_}) {
-        for (auto it = entries->begin(); it != entries->end();) {
-            const Peer* peer = view.find(it->first);
-            Entry& e = it->second;
-            if (e.ipv4 && !(peer && peer_holds(*peer, *e.ipv4)))
-                e.ipv4.reset();
-            if (e.ipv6 && !(peer && peer_holds(*peer, *e.ipv6)))
-                e.ipv6.reset();
-            it = !e.ipv4 && !e.ipv6 ? entries->erase(it) : std::next(it);
-        }
-    }
+    // True when nothing of the entry is left on the device.
+    auto gone = [&](const PublicKey& key, Entry& e) {
+        const Peer* peer = view.find(key);
+        if (e.ipv4 && !(peer && peer_holds(*peer, *e.ipv4)))
+            e.ipv4.reset();
+        if (e.ipv6 && !(peer && peer_holds(*peer, *e.ipv6)))
+            e.ipv6.reset();
+        return !e.ipv4 && !e.ipv6;
+    };
+    entries_.erase_if(gone);
+    for (auto it = removal_only_.begin(); it != removal_only_.end();)
+        it = gone(it->first, it->second) ? removal_only_.erase(it) : std::next(it);
 }
 
 // ---- OrderCheck

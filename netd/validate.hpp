@@ -7,6 +7,7 @@
 #pragma once
 
 #include "netd/device_view.hpp"
+#include "netd/lease_table.hpp"
 #include "netd/result.hpp"
 #include "netd/rtnl.hpp"
 #include "netd/wireguard.hpp"
@@ -92,8 +93,8 @@ class LeasedSet {
     void prune(const DeviceView& view);
 
   private:
-    std::map<PublicKey, Entry> entries_;
-    std::map<PublicKey, Entry> removal_only_;
+    LeaseTable<Entry> entries_{address_hash_key()}; // one a peer with a lease
+    std::map<PublicKey, Entry> removal_only_;       // few: claimed at start only
     bool claims_closed_ = false;
 };
 

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 
 using namespace wgd;
 using namespace wgd::leased;
@@ -387,4 +388,133 @@ TEST(LeaseFile, WriteErrorIsReportedAndLeavesNoPartialRecord) {
     auto again = open_pair(dir);
     EXPECT_EQ(again.report.tail_cut_bytes, 0u);
     EXPECT_EQ(as_map(again.leases), expected_state({lease(1, 1), lease(5, 5)}));
+}
+
+namespace {
+
+// What the index replay gives, through find() and for_each(), checked
+// against the records replay of the same files.
+struct IndexedState {
+    std::map<PublicKey, LeaseRecord> found;   // find() of every key the history names
+    std::map<PublicKey, LeaseRecord> visited; // for_each()
+    std::size_t visits = 0;
+    std::size_t size = 0;
+};
+
+IndexedState indexed_state(const TempDir& dir, const std::vector<LeaseRecord>& history) {
+    auto opened =
+        LeaseFile::open(open_rw(dir.file("wg0.leases.0")), open_rw(dir.file("wg0.leases.1")), "wg0",
+                        LeaseFile::Replay::index);
+    IndexedState s;
+    EXPECT_TRUE(opened.file) << opened.error;
+    EXPECT_TRUE(opened.leases.empty()) << "left in the file";
+    if (!opened.index)
+        return s;
+    const ReplayIndex& index = *opened.index;
+    s.size = index.size();
+    for (const LeaseRecord& r : history) {
+        LeaseRecord got;
+        if (index.find(r.peer, got) < index.slots())
+            s.found[r.peer] = got;
+    }
+    std::set<std::size_t> slots;
+    index.for_each([&](std::size_t slot, const LeaseRecord& r) {
+        s.visits++;
+        EXPECT_TRUE(slots.insert(slot).second) << "one record a slot";
+        LeaseRecord got;
+        EXPECT_EQ(index.find(r.peer, got), slot);
+        s.visited[r.peer] = r;
+    });
+    EXPECT_EQ(index.error(), 0);
+    return s;
+}
+
+} // namespace
+
+// Thousands of peers, each granted, renewed, some released and some leased
+// again, in an order that interleaves them: the index holds each peer's last
+// record and only those that hold a lease, as the records replay does.
+TEST(LeaseFile, IndexReplayGivesEachPeersLastLeaseAsTheRecordsReplayDoes) {
+    TempDir dir;
+    std::vector<LeaseRecord> history;
+    for (int round = 0; round < 3; round++)
+        for (int n = 0; n < 3000; n++) {
+            if (round == 1 && n % 5 == 0)
+                history.push_back(release(n));
+            else if (!(round == 2 && n % 10 == 0))
+                history.push_back(lease(n, (n + round * 7) % 60000, 1764201600 + round));
+        }
+    {
+        auto opened = open_pair(dir);
+        ASSERT_EQ(opened.file->append(history), 0);
+        ASSERT_EQ(opened.file->sync(), 0);
+    }
+    const auto want = expected_state(history);
+    auto records = open_pair(dir);
+    ASSERT_TRUE(records.file);
+    ASSERT_EQ(as_map(records.leases), want);
+    records = {};
+
+    IndexedState got = indexed_state(dir, history);
+    EXPECT_EQ(got.size, want.size());
+    EXPECT_EQ(got.found, want) << "find(): the last record, none for a released peer";
+    EXPECT_EQ(got.visited, want);
+    EXPECT_EQ(got.visits, want.size()) << "each lease visited once";
+    LeaseRecord unused;
+    auto opened =
+        LeaseFile::open(open_rw(dir.file("wg0.leases.0")), open_rw(dir.file("wg0.leases.1")), "wg0",
+                        LeaseFile::Replay::index);
+    EXPECT_EQ(opened.index->find(lease(999999, 1).peer, unused), opened.index->slots())
+        << "a key the file never named";
+}
+
+TEST(LeaseFile, IndexReplaySkipsACorruptRecordAndCutsATornTailAsTheRecordsReplayDoes) {
+    TempDir dir;
+    std::vector<LeaseRecord> history;
+    for (int i = 1; i <= 10; i++)
+        history.push_back(lease(i % 4, i));
+    {
+        auto opened = open_pair(dir);
+        ASSERT_EQ(opened.file->append(history), 0);
+        ASSERT_EQ(opened.file->sync(), 0);
+    }
+    {
+        std::fstream f(dir.file("wg0.leases.0"), std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(static_cast<std::streamoff>(kLeaseHeaderSize + 8 * kLeaseRecordSize + 40));
+        f.put('\x7f'); // the 9th: corrupt, with a good one after it
+        f.seekp(0, std::ios::end);
+        f.write("torn", 4);
+    }
+    std::vector<LeaseRecord> kept = history;
+    kept.erase(kept.begin() + 8);
+    IndexedState got = indexed_state(dir, history);
+    EXPECT_EQ(got.found, expected_state(kept));
+    EXPECT_EQ(got.visited, expected_state(kept));
+    EXPECT_EQ(file_size(dir.file("wg0.leases.0")), kLeaseHeaderSize + 10 * kLeaseRecordSize)
+        << "the torn tail is cut";
+}
+
+// The records stay in the file: one changed behind the server's back is not
+// taken for what the replay read, and the failure is reported.
+TEST(LeaseFile, IndexReportsARecordThatChangedAfterTheReplay) {
+    TempDir dir;
+    {
+        auto opened = open_pair(dir);
+        ASSERT_EQ(opened.file->append({lease(1, 1), lease(2, 2)}), 0);
+        ASSERT_EQ(opened.file->sync(), 0);
+    }
+    auto opened =
+        LeaseFile::open(open_rw(dir.file("wg0.leases.0")), open_rw(dir.file("wg0.leases.1")), "wg0",
+                        LeaseFile::Replay::index);
+    ASSERT_TRUE(opened.index);
+    {
+        std::fstream f(dir.file("wg0.leases.0"), std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(static_cast<std::streamoff>(kLeaseHeaderSize + 40));
+        f.put('\x7f');
+    }
+    LeaseRecord got;
+    EXPECT_EQ(opened.index->find(lease(1, 1).peer, got), opened.index->slots());
+    EXPECT_EQ(opened.index->error(), EIO);
+    EXPECT_LT(opened.index->find(lease(2, 2).peer, got), opened.index->slots());
+    EXPECT_EQ(got, lease(2, 2));
 }

@@ -1,9 +1,15 @@
 // One test per rule of SPEC "Address allocation", with the deterministic
 // random source and a fake clock.
+#include "leased/lease_file.hpp"
 #include "leased/server.hpp"
 #include "tests/leased/server_helpers.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
+
+#include <filesystem>
 
 #include <limits>
 
@@ -1018,4 +1024,92 @@ TEST_F(ServerTest, RemovedPeerAndMovedAddressReportTheLeasesThatEnded) {
     EXPECT_EQ(events.ended[0].ipv6, a.ipv6);
     EXPECT_EQ(events.ended[1].peer, key(2));
     EXPECT_EQ(events.ended[1].ipv4, b.ipv4);
+}
+
+namespace {
+
+// A restore from the lease file's index (what leased does) against the same
+// restore from the records in memory (the reference): the same leases come
+// back, the same changes are asked for, the same records written.
+struct RestoreOutcome {
+    std::map<PublicKey, LeaseRecord> leases;
+    std::map<PublicKey, AllowedIpChanges> changes;
+    std::map<PublicKey, LeaseRecord> records;
+};
+
+RestoreOutcome restore_through(bool from_file, const std::vector<LeaseRecord>& history,
+                               const std::vector<PeerFacts>& view) {
+    DeterministicRandom rng{42};
+    FakeClock clock{1764201600, 1000000};
+    LeaseServer server{rng, clock, kLeasetime, kNoBudget};
+    server.add_prefix(p4("10.0.0.0", 24));
+    server.add_prefix(p6("2001:db8::", 64));
+    std::string dir = (std::filesystem::temp_directory_path() / "wgd-restore-XXXXXX").string();
+    EXPECT_NE(::mkdtemp(dir.data()), nullptr);
+    auto file = [&](int i) {
+        return UniqueFd(::open((dir + "/wg0.leases." + std::to_string(i)).c_str(),
+                               O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    };
+    {
+        auto opened = LeaseFile::open(file(0), file(1), "wg0");
+        EXPECT_EQ(opened.file->append(history), 0);
+    }
+    auto opened = LeaseFile::open(
+        file(0), file(1), "wg0", from_file ? LeaseFile::Replay::index : LeaseFile::Replay::records);
+    if (from_file)
+        server.expect_restore(std::move(opened.index));
+    else
+        server.expect_restore(std::move(opened.leases));
+    set_peers(server, view);
+    LeaseEvents events = server.restore_expected();
+    EXPECT_EQ(server.restore_error(), 0);
+    std::filesystem::remove_all(dir);
+    RestoreOutcome out;
+    server.for_each_live_record([&](const LeaseRecord& r) { out.leases[r.peer] = r; });
+    for (auto& c : events.changes)
+        out.changes.emplace(c.peer, c);
+    for (auto& r : events.records)
+        out.records[r.peer] = r;
+    return out;
+}
+
+} // namespace
+
+TEST(ServerRestore, FromTheLeaseFilesIndexRestoresWhatTheRecordsInMemoryRestore) {
+    std::vector<LeaseRecord> history;
+    std::vector<PeerFacts> view;
+    for (int n = 1; n <= 200; n++) {
+        const auto host = static_cast<std::uint8_t>(n);
+        LeaseRecord r{key(n), Ip4{{10, 0, 0, host}}, std::nullopt, 1764201000, 1764203000};
+        Ip6 v6 = ip6("2001:db8::");
+        v6.bytes[15] = host;
+        r.ipv6 = v6;
+        history.push_back(r);
+        if (n % 7 == 0) // expired while the server was stopped
+            history.push_back({key(n), r.ipv4, r.ipv6, 1764190000, 1764195000});
+        if (n % 11 == 0)
+            history.push_back({key(n), std::nullopt, std::nullopt, 0, 0});
+        if (n % 13 == 0)
+            continue;   // a peer gone from the device
+        if (n % 3 == 0) // WireGuard kept the addresses
+            view.push_back(peer(n, {Prefix4{*r.ipv4, 32}}, {Prefix6{*r.ipv6, 128}}));
+        else
+            view.push_back(peer(n));
+    }
+    const RestoreOutcome reference = restore_through(false, history, view);
+    const RestoreOutcome indexed = restore_through(true, history, view);
+    EXPECT_FALSE(reference.leases.empty());
+    EXPECT_FALSE(reference.changes.empty());
+    EXPECT_FALSE(reference.records.empty());
+    EXPECT_EQ(indexed.leases, reference.leases);
+    EXPECT_EQ(indexed.records, reference.records);
+    ASSERT_EQ(indexed.changes.size(), reference.changes.size());
+    for (const auto& [peer_key, c] : reference.changes) {
+        auto it = indexed.changes.find(peer_key);
+        ASSERT_NE(it, indexed.changes.end());
+        EXPECT_EQ(it->second.add4, c.add4);
+        EXPECT_EQ(it->second.add6, c.add6);
+        EXPECT_EQ(it->second.remove4, c.remove4);
+        EXPECT_EQ(it->second.remove6, c.remove6);
+    }
 }
