@@ -23,9 +23,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     });
     const auto device = decoder.take();
     // whatever decoded must re-encode without trouble
-    std::vector<wgd::netd::PeerChange> changes;
+    std::vector<wgd::PeerChange> changes;
     for (const auto& peer : device.peers)
-        changes.push_back(wgd::netd::PeerChange{peer.key, {}, {wgd::Ip4{{10, 0, 0, 1}}}, {}, {}});
+        changes.push_back(wgd::PeerChange{peer.key, {}, {wgd::Ip4{{10, 0, 0, 1}}}, {}, {}});
     (void)wgd::netd::genl::build_set_device(0x1c, 1, "wg0", device, changes,
                                             wgd::netd::genl::Removal::transient_peer, {});
     return 0;

@@ -84,9 +84,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!same_device(*device, *pieces))
         __builtin_trap();
     check_keep_only(text, device);
-    std::vector<wgd::netd::PeerChange> changes;
+    std::vector<wgd::PeerChange> changes;
     for (const auto& peer : device->peers) {
-        wgd::netd::PeerChange change{peer.key, {}, {}, {}, {}};
+        wgd::PeerChange change{peer.key, {}, {}, {}, {}};
         if (!peer.allowed4.empty())
             change.remove4.push_back(peer.allowed4.front().addr);
         if (!peer.allowed6.empty())

@@ -10,7 +10,7 @@
 // or exchange_failed(); call timer() once the last SetTimer deadline has
 // passed; on Exit, carry out the RemoveAddress orders before it (wait for
 // netd's answers) and then exit with its status. Log lines come back as
-// LogLine actions, so this file needs nothing but privsep/addr.hpp.
+// LogLine actions, so this file needs nothing but common/addr.hpp.
 //
 // Decisions this machine makes (the SPEC leaves them open):
 // - Lease times are counted on the client's own clock from the moment the
@@ -57,7 +57,7 @@
 #include <variant>
 #include <vector>
 
-#include "privsep/addr.hpp"
+#include "common/addr.hpp"
 
 namespace wgd::leased {
 

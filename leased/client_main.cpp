@@ -1,6 +1,8 @@
 // leased of the client suite: the loop around ClientLeaseMachine. Events
 // from netd (link state, address results) and protod (the server's answers)
 // go into the machine; its actions go out as orders to netd.
+#include "common/fatal.hpp"
+#include "common/log.hpp"
 #include "leased/client_lease.hpp"
 #include "leased/clock.hpp"
 #include "leased/leased.hpp"
@@ -8,8 +10,6 @@
 #include "leased/role_entry.hpp"
 #include "privsep/channel.hpp"
 #include "privsep/channels.hpp"
-#include "privsep/fatal.hpp"
-#include "privsep/log.hpp"
 #include "privsep/messages.hpp"
 
 #include <poll.h>

@@ -52,8 +52,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/fd.hpp"
 #include "leased/lease_record.hpp"
-#include "privsep/fd.hpp"
 
 namespace wgd::leased {
 

@@ -7,7 +7,7 @@
 #include <functional>
 #include <optional>
 
-#include "privsep/addr.hpp"
+#include "common/addr.hpp"
 
 namespace wgd::leased {
 

@@ -2,7 +2,13 @@
 // seccomp-confined process that works only on the fds netd handed it.
 #pragma once
 
-#include "privsep/cli.hpp"
+#include "common/cli.hpp"
+#include "common/peer.hpp"
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
 
 namespace wgd::leased {
 
@@ -12,5 +18,18 @@ namespace wgd::leased {
 // (used in turn by compaction: see lease_file.hpp).
 int server_main(const Options& options);
 int client_main(const Options& options);
+
+// `show` without a running server: the lease file of IFACE in state_dir, as
+// a table or as JSON, with the WireGuard device's peers (link-local
+// identities, reservations) when read_device can read them. read_device is
+// called only once the lease file has been read. The text to print, or the
+// error line.
+struct OfflineShow {
+    std::string text;
+    std::string error;
+};
+OfflineShow
+show_lease_file(const std::string& state_dir, const std::string& iface, bool json,
+                const std::function<std::optional<std::vector<PeerFacts>>()>& read_device);
 
 } // namespace wgd::leased

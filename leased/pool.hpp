@@ -38,8 +38,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/addr.hpp"
 #include "leased/random.hpp"
-#include "privsep/addr.hpp"
 
 namespace wgd::leased {
 

@@ -1,6 +1,6 @@
 #include "leased/role_entry.hpp"
 
-#include "privsep/log.hpp"
+#include "common/log.hpp"
 #include "privsep/sandbox.hpp"
 #include "privsep/state_files.hpp"
 

@@ -2,7 +2,7 @@
 // for its random source, then enter the leased sandbox. Internal to leased.
 #pragma once
 
-#include "privsep/cli.hpp"
+#include "common/cli.hpp"
 
 namespace wgd::leased {
 

@@ -42,25 +42,16 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/addr.hpp"
+#include "common/peer.hpp"
 #include "leased/budget.hpp"
 #include "leased/clock.hpp"
 #include "leased/lease_record.hpp"
 #include "leased/pool.hpp"
 #include "leased/random.hpp"
 #include "leased/server_index.hpp"
-#include "privsep/addr.hpp"
 
 namespace wgd::leased {
-
-// The full WireGuard view of one peer, as netd reports it. The link-local
-// /128 in allowed6 is its identity; other allowed IPs that are not our
-// leases are static configuration (a /32 or /128 inside a pool is that
-// peer's reservation).
-struct PeerFacts {
-    PublicKey key;
-    std::vector<Prefix4> allowed4;
-    std::vector<Prefix6> allowed6;
-};
 
 // What a request asks for, per family.
 struct Want {

@@ -18,7 +18,7 @@
 #include <cstring>
 #include <vector>
 
-#include "privsep/addr.hpp"
+#include "common/addr.hpp"
 
 namespace wgd::leased {
 

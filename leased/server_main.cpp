@@ -3,6 +3,8 @@
 // them durable in the lease file with one sync per batch (group commit),
 // and only then answers. Nothing is answered that is not applied and
 // written; a failed step aborts the batch and leaves the table as it was.
+#include "common/fatal.hpp"
+#include "common/log.hpp"
 #include "leased/audit.hpp"
 #include "leased/batch_answers.hpp"
 #include "leased/clock.hpp"
@@ -15,8 +17,6 @@
 #include "privsep/channel.hpp"
 #include "privsep/channels.hpp"
 #include "privsep/control.hpp"
-#include "privsep/fatal.hpp"
-#include "privsep/log.hpp"
 #include "privsep/messages.hpp"
 
 #include <poll.h>
@@ -64,8 +64,8 @@ Want want_of(const msg::QueryLease& q) {
     return w;
 }
 
-msg::PeerChange to_msg(const AllowedIpChanges& c) {
-    msg::PeerChange m{c.peer, {}, {}, {}, {}};
+PeerChange to_msg(const AllowedIpChanges& c) {
+    PeerChange m{c.peer, {}, {}, {}, {}};
     for (auto& p : c.add4)
         m.add4.push_back(p.addr);
     for (auto& p : c.remove4)
@@ -290,10 +290,7 @@ void ServerLeased::on_pools(const msg::PoolsSnapshot& s) {
 }
 
 void ServerLeased::on_peers_chunk(msg::PeersChunk& chunk) {
-    std::vector<PeerFacts> peers;
-    peers.reserve(chunk.peers.size());
-    for (auto& p : chunk.peers)
-        peers.push_back({p.key, std::move(p.allowed4), std::move(p.allowed6)});
+    const std::vector<PeerFacts>& peers = chunk.peers;
     server_.add_peers(peers);
     if (!reconciling_)
         return;
@@ -597,7 +594,7 @@ void ServerLeased::start_next_batch() {
         return;
     }
     batch.id = next_batch_id_++;
-    std::vector<msg::PeerChange> changes;
+    std::vector<PeerChange> changes;
     std::vector<std::size_t> owners; // of each change: its plan, or maintenance
     for (std::size_t i = 0; i < batch.plans.size(); i++)
         if (!batch.plans[i].second.changes.empty()) {

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <map>
 #include <sstream>
 
@@ -254,6 +255,16 @@ ReadLeases read_leases(const std::string& state_dir, const std::string& iface) {
     }
     out.leases = std::move(opened.leases);
     return out;
+}
+
+OfflineShow
+show_lease_file(const std::string& state_dir, const std::string& iface, bool json,
+                const std::function<std::optional<std::vector<PeerFacts>>()>& read_device) {
+    ReadLeases read = read_leases(state_dir, iface);
+    if (!read.error.empty())
+        return {{}, std::move(read.error)};
+    ShowInput input{std::move(read.leases), read_device(), std::time(nullptr)};
+    return {json ? format_json(input) : format_table(input), {}};
 }
 
 } // namespace wgd::leased

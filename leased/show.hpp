@@ -3,10 +3,10 @@
 // works on copies of the files, so show never writes to the state directory.
 #pragma once
 
+#include "common/cli.hpp"
 #include "leased/audit.hpp"
 #include "leased/lease_record.hpp"
 #include "leased/server.hpp"
-#include "privsep/cli.hpp"
 
 #include <cstdint>
 #include <optional>

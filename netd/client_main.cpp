@@ -1,6 +1,8 @@
 // netd of the client suite: preconditions, the children, then the orders of
 // leased: a socket connecting to the server (handed to protod, which alone
 // speaks to it) and the leased addresses on IFACE, each order re-checked.
+#include "common/fatal.hpp"
+#include "common/log.hpp"
 #include "netd/daemon.hpp"
 #include "netd/netd.hpp"
 #include "netd/rtnl.hpp"
@@ -8,8 +10,6 @@
 #include "netd/wireguard.hpp"
 #include "privsep/channel.hpp"
 #include "privsep/channels.hpp"
-#include "privsep/fatal.hpp"
-#include "privsep/log.hpp"
 #include "privsep/messages.hpp"
 
 #include <arpa/inet.h>

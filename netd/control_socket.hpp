@@ -2,8 +2,8 @@
 // before any sandbox, served by protod, which gets the listening fd.
 #pragma once
 
+#include "common/fd.hpp"
 #include "netd/result.hpp"
-#include "privsep/fd.hpp"
 
 #include <string>
 

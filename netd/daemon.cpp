@@ -1,7 +1,7 @@
 #include "netd/daemon.hpp"
 
-#include "privsep/fatal.hpp"
-#include "privsep/log.hpp"
+#include "common/fatal.hpp"
+#include "common/log.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

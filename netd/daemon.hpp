@@ -2,10 +2,10 @@
 // lines, spawning a role, and the supervision loop's common cases. Internal.
 #pragma once
 
+#include "common/cli.hpp"
+#include "common/fd.hpp"
 #include "netd/result.hpp"
 #include "privsep/channel.hpp"
-#include "privsep/cli.hpp"
-#include "privsep/fd.hpp"
 #include "privsep/sandbox.hpp"
 #include "privsep/spawn.hpp"
 
@@ -16,7 +16,7 @@
 namespace wgd::netd {
 
 // Double fork and setsid, stdio to /dev/null, logs to syslog from then on
-// (a socket connected to /dev/log now, before any sandbox; see privsep/log.hpp).
+// (a socket connected to /dev/log now, before any sandbox; see common/log.hpp).
 // Returns only in the daemon; the original process exits 0.
 void detach(const std::string& ident);
 

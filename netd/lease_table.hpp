@@ -11,7 +11,7 @@
 // tombstone. Pointers to values stay valid until the next add or erase.
 #pragma once
 
-#include "privsep/addr.hpp"
+#include "common/addr.hpp"
 
 #include <cstddef>
 #include <cstdint>

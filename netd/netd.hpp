@@ -4,8 +4,10 @@
 // sandboxes, then sandboxes itself and serves their netlink orders.
 #pragma once
 
-#include "privsep/cli.hpp"
+#include "common/cli.hpp"
+#include "common/peer.hpp"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,5 +17,10 @@ namespace wgd::netd {
 // children after their role argument. Return the process's exit status.
 int server_main(const Options& options, const std::vector<std::string>& args);
 int client_main(const Options& options, const std::vector<std::string>& args);
+
+// The peers of IFACE's WireGuard device, read through either backend, for
+// `show` without a running server; nullopt when the device cannot be read
+// (no such device, not root).
+std::optional<std::vector<PeerFacts>> read_peers(const std::string& ifname);
 
 } // namespace wgd::netd

@@ -4,9 +4,9 @@
 // classes Rtnl and RtnlEvents only move those messages over a socket.
 #pragma once
 
+#include "common/addr.hpp"
+#include "common/fd.hpp"
 #include "netd/result.hpp"
-#include "privsep/addr.hpp"
-#include "privsep/fd.hpp"
 
 #include <cstddef>
 #include <cstdint>

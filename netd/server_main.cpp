@@ -2,6 +2,8 @@
 // then the order loop. Every order from leased is validated here before it
 // reaches WireGuard (validate.hpp): leased is trusted with decisions, not
 // with the kernel.
+#include "common/fatal.hpp"
+#include "common/log.hpp"
 #include "netd/control_socket.hpp"
 #include "netd/daemon.hpp"
 #include "netd/netd.hpp"
@@ -10,8 +12,6 @@
 #include "netd/wireguard.hpp"
 #include "privsep/channel.hpp"
 #include "privsep/channels.hpp"
-#include "privsep/fatal.hpp"
-#include "privsep/log.hpp"
 #include "privsep/messages.hpp"
 #include "privsep/state_files.hpp"
 
@@ -83,11 +83,10 @@ msg::PoolsSnapshot snapshot(const Pools& pools, const std::vector<IfAddr>& addrs
 template <class Emit>
 bool for_each_peers_message(const Peers& peers, Emit emit) {
     constexpr std::size_t kPeersPerGroup = 512;
-    std::vector<msg::PeerFacts> group;
+    std::vector<PeerFacts> group;
     group.reserve(kPeersPerGroup);
     for (std::size_t i = 0; i < peers.size(); i++) {
-        group.push_back(
-            {peers[i].key, peers[i].allowed4.to_vector(), peers[i].allowed6.to_vector()});
+        group.push_back(peers[i].facts());
         if (group.size() < kPeersPerGroup && i + 1 < peers.size())
             continue;
         for (const msg::PeersChunk& chunk : msg::split_peers(group))
@@ -96,17 +95,6 @@ bool for_each_peers_message(const Peers& peers, Emit emit) {
         group.clear();
     }
     return true;
-}
-
-// Moved, not copied: a batch of a thousand changes is a few hundred kB.
-std::vector<PeerChange> to_changes(msg::ApplyAllowedIps&& m) {
-    std::vector<PeerChange> out;
-    out.reserve(m.changes.size());
-    for (msg::PeerChange& c : m.changes)
-        out.push_back({c.key, std::move(c.add4), std::move(c.remove4), std::move(c.add6),
-                       std::move(c.remove6)});
-    m.changes = {};
-    return out;
 }
 
 class ServerNetd {
@@ -451,7 +439,7 @@ void ServerNetd::on(msg::RefreshPeers&, privsep::Message&) {
 void ServerNetd::on(msg::ApplyAllowedIps& order, privsep::Message& m) {
     claims_open_ = false;
     leased_set_.close_claims();
-    std::vector<PeerChange> changes = to_changes(std::move(order));
+    std::vector<PeerChange> changes = std::move(order.changes);
     msg::AllowedIpsApplied answer;
     answer.status.assign(changes.size(), 0);
     bool stale = !device_trusted_ ||

@@ -1,4 +1,5 @@
 // The UAPI backend: one fresh connection per operation, like wg(8).
+#include "netd/netd.hpp"
 #include "netd/wireguard.hpp"
 
 #include <poll.h>
@@ -7,7 +8,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
-#include "privsep/fd.hpp"
+#include "common/fd.hpp"
 
 #include <cerrno>
 #include <cstring>
@@ -168,6 +169,20 @@ Result<std::unique_ptr<WgBackend>> open_backend(const std::string& ifname,
             return make_uapi_backend(path);
     }
     return make_genl_backend(ifname);
+}
+
+std::optional<std::vector<PeerFacts>> read_peers(const std::string& ifname) {
+    auto backend = open_backend(ifname);
+    if (!backend)
+        return std::nullopt;
+    auto device = (*backend)->read_device();
+    if (!device)
+        return std::nullopt;
+    std::vector<PeerFacts> peers;
+    peers.reserve(device->peers.size());
+    for (const Peer& p : device->peers)
+        peers.push_back(p.facts());
+    return peers;
 }
 
 } // namespace wgd::netd

@@ -5,9 +5,10 @@
 // netlink family "wireguard".
 #pragma once
 
+#include "common/addr.hpp"
+#include "common/peer.hpp"
 #include "netd/inline_vector.hpp"
 #include "netd/result.hpp"
-#include "privsep/addr.hpp"
 
 #include <cstdint>
 #include <deque>
@@ -29,6 +30,7 @@ struct Peer {
     PublicKey key;
     Allowed4 allowed4;
     Allowed6 allowed6;
+    PeerFacts facts() const { return {key, allowed4.to_vector(), allowed6.to_vector()}; }
 };
 
 // A deque, not a vector: a read appends peers one by one without knowing how
@@ -43,13 +45,6 @@ struct Device {
     // nullptr when the device has no such peer. Linear: callers that look
     // up many keys build their own index.
     const Peer* find(const PublicKey& key) const;
-};
-
-// Changes to one existing peer's allowed IPs: /32 and /128 entries only.
-struct PeerChange {
-    PublicKey key;
-    std::vector<Ip4> add4, remove4;
-    std::vector<Ip6> add6, remove6;
 };
 
 class WgBackend {

@@ -1,7 +1,7 @@
 #include "privsep/channel.hpp"
-#include "privsep/fatal.hpp"
+#include "common/fatal.hpp"
 
-#include "privsep/log.hpp"
+#include "common/log.hpp"
 
 #include <poll.h>
 #include <sys/socket.h>

@@ -14,7 +14,7 @@
 // type is known and allowed is the receiver's business: Acceptance.
 #pragma once
 
-#include "privsep/fd.hpp"
+#include "common/fd.hpp"
 
 #include <poll.h>
 

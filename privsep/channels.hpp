@@ -13,12 +13,12 @@
 // receiver's handler; without the overload the receiver does not compile.
 #pragma once
 
+#include "common/cli.hpp"
+#include "common/fatal.hpp"
+#include "common/log.hpp"
 #include "privsep/channel.hpp"
-#include "privsep/cli.hpp"
 #include "privsep/control.hpp"
 #include "privsep/events.hpp"
-#include "privsep/fatal.hpp"
-#include "privsep/log.hpp"
 #include "privsep/messages.hpp"
 #include "privsep/sandbox.hpp"
 

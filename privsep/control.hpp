@@ -18,7 +18,7 @@
 // bytes that leased produced.
 #pragma once
 
-#include "privsep/addr.hpp"
+#include "common/addr.hpp"
 
 #include <cstddef>
 #include <cstdint>

@@ -13,7 +13,7 @@
 //    "ipv4":"10.77.0.5/32","ipv6":null,"leasetime":3600,"errno":0}
 #pragma once
 
-#include "privsep/addr.hpp"
+#include "common/addr.hpp"
 
 #include <cstdint>
 #include <optional>

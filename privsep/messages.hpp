@@ -7,7 +7,8 @@
 // rendered from it.
 #pragma once
 
-#include "privsep/addr.hpp"
+#include "common/addr.hpp"
+#include "common/peer.hpp"
 
 #include <cstdint>
 #include <optional>
@@ -105,12 +106,6 @@ std::optional<LeaseAnswers> decode_lease_answers(Body body);
 // RefreshPeers, PeersBegin, PeersEnd, Stop, Status, Renew.
 bool decode_empty(Body body);
 
-struct PeerFacts {
-    PublicKey key;
-    std::vector<Prefix4> allowed4;
-    std::vector<Prefix6> allowed6;
-    friend bool operator==(const PeerFacts&, const PeerFacts&) = default;
-};
 // As many peers as fit in one message; split_peers() cuts a device in chunks.
 struct PeersChunk {
     std::vector<PeerFacts> peers;
@@ -130,12 +125,6 @@ struct PoolsSnapshot {
 Bytes encode(const PoolsSnapshot& m);
 std::optional<PoolsSnapshot> decode_pools_snapshot(Body body);
 
-struct PeerChange {
-    PublicKey key;
-    std::vector<Ip4> add4, remove4;
-    std::vector<Ip6> add6, remove6;
-    friend bool operator==(const PeerChange&, const PeerChange&) = default;
-};
 struct ApplyAllowedIps {
     std::vector<PeerChange> changes;
     friend bool operator==(const ApplyAllowedIps&, const ApplyAllowedIps&) = default;

@@ -1,6 +1,6 @@
 #include "privsep/sandbox.hpp"
 
-#include "privsep/fd.hpp"
+#include "common/fd.hpp"
 
 #include <cap-ng.h>
 #include <dirent.h>

@@ -30,7 +30,7 @@
 // protod, whose loop over up to 1,024 connections uses epoll.
 #pragma once
 
-#include "privsep/cli.hpp"
+#include "common/cli.hpp"
 
 #include <sys/types.h>
 

@@ -1,6 +1,6 @@
 #include "privsep/spawn.hpp"
 
-#include "privsep/log.hpp"
+#include "common/log.hpp"
 
 #include <fcntl.h>
 #include <poll.h>

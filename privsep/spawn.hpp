@@ -10,7 +10,7 @@
 // are reset.
 #pragma once
 
-#include "privsep/fd.hpp"
+#include "common/fd.hpp"
 #include "privsep/sandbox.hpp"
 
 #include <sys/types.h>

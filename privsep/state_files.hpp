@@ -6,7 +6,7 @@
 // kMaxLeaseFileBytes (leased's RLIMIT_FSIZE: leased never writes more).
 #pragma once
 
-#include "privsep/fd.hpp"
+#include "common/fd.hpp"
 
 #include <sys/stat.h>
 

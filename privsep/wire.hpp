@@ -16,7 +16,7 @@
 // Integers are in host byte order: both ends run on the same machine.
 #pragma once
 
-#include "privsep/addr.hpp"
+#include "common/addr.hpp"
 
 #include <cstddef>
 #include <cstdint>

@@ -2,8 +2,8 @@
 // server; protod sends the request, parses the response and gives leased the
 // typed result. The steps and timeouts live in Exchange; this file does only
 // the socket calls.
+#include "common/log.hpp"
 #include "privsep/channels.hpp"
-#include "privsep/log.hpp"
 #include "privsep/messages.hpp"
 #include "privsep/sandbox.hpp"
 #include "protod/exchange.hpp"

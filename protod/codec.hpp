@@ -29,7 +29,7 @@
 #include <string_view>
 #include <variant>
 
-#include "privsep/addr.hpp"
+#include "common/addr.hpp"
 
 namespace wgd::proto {
 

@@ -13,7 +13,7 @@
 // open, protod's connection state is bounded by kMaxTableBytes.
 #pragma once
 
-#include "privsep/addr.hpp"
+#include "common/addr.hpp"
 #include "privsep/messages.hpp"
 #include "protod/codec.hpp"
 

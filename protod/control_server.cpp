@@ -1,6 +1,6 @@
 #include "protod/control_server.hpp"
 
-#include "privsep/log.hpp"
+#include "common/log.hpp"
 #include "privsep/messages.hpp"
 
 #include <sys/epoll.h>

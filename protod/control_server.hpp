@@ -8,10 +8,10 @@
 // read loses events, counted, and never slows leased or the other clients).
 #pragma once
 
+#include "common/fd.hpp"
 #include "privsep/channel.hpp"
 #include "privsep/control.hpp"
 #include "privsep/events.hpp"
-#include "privsep/fd.hpp"
 
 #include <chrono>
 #include <cstdint>

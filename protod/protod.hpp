@@ -3,9 +3,9 @@
 // channel; it creates no socket and opens no file.
 #pragma once
 
+#include "common/cli.hpp"
+#include "common/fd.hpp"
 #include "privsep/channel.hpp"
-#include "privsep/cli.hpp"
-#include "privsep/fd.hpp"
 
 #include <chrono>
 #include <cstddef>

@@ -2,8 +2,8 @@
 // each complete request to leased and writes leased's answers back. The
 // per-connection rules (limits, timeouts, one request in flight, dialects)
 // live in ConnectionTable; this file does only the socket calls.
+#include "common/log.hpp"
 #include "privsep/channels.hpp"
-#include "privsep/log.hpp"
 #include "privsep/messages.hpp"
 #include "privsep/sandbox.hpp"
 #include "protod/connections.hpp"

@@ -265,13 +265,13 @@ long status_kb(const char* field) {
 
 // The peers netd shows leased after a restart: each keeps its link-local
 // identity and the two leased addresses that WireGuard held on to.
-msg::PeerFacts restart_facts(std::uint32_t n) {
+PeerFacts restart_facts(std::uint32_t n) {
     const LeaseRecord r = record(n + 1);
     Ip6 ll{};
     ll.bytes[0] = 0xfe, ll.bytes[1] = 0x80;
     for (int i = 0; i < 4; i++)
         ll.bytes[static_cast<std::size_t>(12 + i)] = static_cast<std::uint8_t>((n + 1) >> (8 * i));
-    return msg::PeerFacts{r.peer, {{*r.ipv4, 32}}, {{ll, 128}, {*r.ipv6, 128}}};
+    return PeerFacts{r.peer, {{*r.ipv4, 32}}, {{ll, 128}, {*r.ipv6, 128}}};
 }
 
 // leased's share of a restart as a process sees it: how much resident
@@ -322,7 +322,7 @@ void BM_RestartPeakMemory(benchmark::State& state) {
                 server.add_prefix(p4("10.0.0.0", 8));
                 server.add_prefix(p6("2001::", 64));
                 server.begin_peers();
-                std::vector<msg::PeerFacts> group;
+                std::vector<PeerFacts> group;
                 for (std::uint32_t n = 0; n < peers; n++) {
                     group.push_back(restart_facts(n));
                     if (group.size() < 512 && n + 1 < peers)

@@ -12,7 +12,7 @@
 // (family, pool, stability, no address given twice) and `wg show` is
 // compared with what the answers said. Exit status 0 only when every answer
 // was checked and nothing was wrong.
-#include "privsep/addr.hpp"
+#include "common/addr.hpp"
 #include "tests/lab/lab.hpp"
 
 #include <arpa/inet.h>

@@ -250,7 +250,7 @@ TEST(Dispatch, CallsTheRowsHandlerWithTheDecodedStructAndTheMessagesId) {
     EXPECT_TRUE(ch::dispatch<ch::server_leased_to_netd>(st::restoring, m, h));
     Message refresh = message(msg::refresh_peers);
     EXPECT_TRUE(ch::dispatch<ch::server_leased_to_netd>(st::serving, refresh, h));
-    msg::ApplyAllowedIps order{{msg::PeerChange{}}};
+    msg::ApplyAllowedIps order{{PeerChange{}}};
     Message o = message(msg::apply_allowed_ips, msg::encode(order), 9);
     EXPECT_TRUE(ch::dispatch<ch::server_leased_to_netd>(st::serving, o, h));
     EXPECT_EQ(h.calls, (std::vector<std::string>{"claims 2 id 7", "refresh", "order 1 id 9"}));

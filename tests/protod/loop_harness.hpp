@@ -2,8 +2,8 @@
 // the sandbox, sockets on ::1, bounded waits.
 #pragma once
 
+#include "common/fd.hpp"
 #include "privsep/channel.hpp"
-#include "privsep/fd.hpp"
 
 #include <netinet/in.h>
 #include <poll.h>

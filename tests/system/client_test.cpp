@@ -1,6 +1,6 @@
 // wg-dynamic-client end to end: the real client suite against the real
 // server suite (and against a fake server), over wireguard-go.
-#include "privsep/addr.hpp"
+#include "common/addr.hpp"
 #include "privsep/sandbox.hpp"
 #include "tests/system/suite.hpp"
 

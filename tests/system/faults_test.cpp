@@ -8,7 +8,7 @@
 //
 // WGD_SOAK_SECONDS (make soak) turns the kill test into a campaign of that
 // many seconds; without it, make check runs six rounds.
-#include "privsep/addr.hpp"
+#include "common/addr.hpp"
 #include "tests/system/background.hpp"
 #include "tests/system/change_budget.hpp"
 #include "tests/system/suite.hpp"

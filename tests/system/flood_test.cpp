@@ -13,9 +13,9 @@
 // longest (at least 250 ms, owing nothing, awaiting no answer) is closed
 // to make room, so silent connections cannot lock the other peers out until
 // the 10 s idle timeout.
+#include "common/addr.hpp"
 #include "leased/budget.hpp"
 #include "leased/lease_file.hpp"
-#include "privsep/addr.hpp"
 #include "tests/system/background.hpp"
 #include "tests/system/suite.hpp"
 

@@ -36,7 +36,7 @@ struct Attack {
     std::string step; // TYPE:HEX[*COUNT]
 };
 
-Attack order(const std::string& name, std::vector<msg::PeerChange> changes) {
+Attack order(const std::string& name, std::vector<PeerChange> changes) {
     return {name, std::to_string(msg::apply_allowed_ips) + ":" +
                       hex_of(msg::encode(msg::ApplyAllowedIps{std::move(changes)}))};
 }
@@ -100,8 +100,8 @@ TEST_F(HostileNeighbour, EveryOrderOutsideTheRulesIsRefusedChangeByChangeAndNoth
     const PublicKey ka = key_of(a.pubkey), kb = key_of(b.pubkey);
     PublicKey stranger = ka;
     stranger.bytes[0] ^= 0xff;
-    auto add4 = [](PublicKey k, std::vector<Ip4> v) { return msg::PeerChange{k, v, {}, {}, {}}; };
-    auto add6 = [](PublicKey k, std::vector<Ip6> v) { return msg::PeerChange{k, {}, {}, v, {}}; };
+    auto add4 = [](PublicKey k, std::vector<Ip4> v) { return PeerChange{k, v, {}, {}, {}}; };
+    auto add6 = [](PublicKey k, std::vector<Ip6> v) { return PeerChange{k, {}, {}, v, {}}; };
 
     std::vector<Attack> attacks{
         order("strip another peer's reservation", {{kb, {}, {v4("10.77.0.5")}, {}, {}}}),
@@ -125,7 +125,7 @@ TEST_F(HostileNeighbour, EveryOrderOutsideTheRulesIsRefusedChangeByChangeAndNoth
         order("IPv4-mapped IPv6", {add6(ka, {v6("::ffff:10.77.0.9")})}),
         order("a peer not on the device", {add4(stranger, {v4("10.77.0.20")})}),
         order("the same peer twice in one order",
-              {msg::PeerChange{ka, {}, {}, {}, {}}, add4(ka, {v4("10.77.0.21")})}),
+              {PeerChange{ka, {}, {}, {}, {}}, add4(ka, {v4("10.77.0.21")})}),
         order("add and remove the same address",
               {{ka, {v4("10.77.0.22")}, {v4("10.77.0.22")}, {}, {}}}),
         order("another peer's link-local address", {add6(ka, {v6(b.lladdr.c_str())})}),

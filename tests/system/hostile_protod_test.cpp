@@ -182,7 +182,7 @@ TEST_F(HostileProtod, EveryFrameOutsideLeasedsTableEndsTheSuiteWithNoLeaseLostAn
                                           msg::QueryLease{self_, {}, {}, 0});
     msg::LeaseAnswers own_answer;
     own_answer.items.push_back({1, msg::LeaseAnswer{*parse_ip4("10.77.0.9"), {}, 0, 3600, 0}});
-    msg::ApplyAllowedIps order{{msg::PeerChange{
+    msg::ApplyAllowedIps order{{PeerChange{
         *key_from_base64(lab_->clients[1].pubkey), {*parse_ip4("10.77.0.9")}, {}, {}, {}}}};
     const std::string violation = "protocol violation by protod: ";
     const std::vector<Attack> attacks{

@@ -3,7 +3,7 @@
 // refused request must get errno 1 or 2 and a closed connection, or no answer
 // at all, and change no lease and no allowed IP; a legal but odd one must get a
 // correct grant. After every case a good peer is still served.
-#include "privsep/addr.hpp"
+#include "common/addr.hpp"
 #include "tests/system/change_budget.hpp"
 #include "tests/system/suite.hpp"
 

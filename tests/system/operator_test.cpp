@@ -3,8 +3,8 @@
 // be lost. Runs on wireguard-go and, inside make check-kernel's guests, on
 // kernel WireGuard, whose kernels before 6.16 have no operation that
 // removes a single allowed IP.
+#include "common/addr.hpp"
 #include "netd/wireguard.hpp"
-#include "privsep/addr.hpp"
 #include "tests/system/change_budget.hpp"
 #include "tests/system/suite.hpp"
 
@@ -153,10 +153,10 @@ TEST_F(OperatorChanges, AllowedIpsAddedByHandDuringAGrantAndReleaseStormAreAllKe
 
     constexpr int kAdditions = 60;
     std::set<std::string> added;
-    std::vector<wgd::netd::PeerChange> changes;
+    std::vector<wgd::PeerChange> changes;
     for (int k = 0; k < kAdditions; k++) {
         // Outside every pool, so that the server sees static configuration.
-        wgd::netd::PeerChange change{*wgd::key_from_base64(c.pubkey), {}, {}, {}, {}};
+        wgd::PeerChange change{*wgd::key_from_base64(c.pubkey), {}, {}, {}, {}};
         if (k % 2 == 0) {
             change.add4.push_back(wgd::Ip4{{192, 168, 50, static_cast<std::uint8_t>(k + 1)}});
             added.insert(wgd::to_string(change.add4[0]) + "/32");

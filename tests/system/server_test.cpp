@@ -1,7 +1,7 @@
 // wg-dynamic-server end to end: real wireguard-go in network namespaces,
 // real TCP through the tunnel, the real three-process suite.
-#include "privsep/addr.hpp"
-#include "privsep/cli.hpp"
+#include "common/addr.hpp"
+#include "common/cli.hpp"
 #include "privsep/sandbox.hpp"
 #include "tests/system/suite.hpp"
 

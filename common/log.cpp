@@ -1,4 +1,4 @@
-#include "privsep/log.hpp"
+#include "common/log.hpp"
 
 #include <fcntl.h>
 #include <sys/socket.h>

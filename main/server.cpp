@@ -1,13 +1,11 @@
 // wg-dynamic-server: parse the command line and start the suite, or, when
 // started by netd with a role argument, become that role.
+#include "common/cli.hpp"
+#include "common/fd.hpp"
+#include "common/log.hpp"
 #include "leased/leased.hpp"
-#include "leased/show.hpp"
 #include "netd/netd.hpp"
-#include "netd/wireguard.hpp"
-#include "privsep/cli.hpp"
 #include "privsep/control.hpp"
-#include "privsep/fd.hpp"
-#include "privsep/log.hpp"
 #include "privsep/spawn.hpp"
 #include "protod/protod.hpp"
 
@@ -19,7 +17,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <ctime>
 #include <string>
 #include <vector>
 
@@ -177,23 +174,14 @@ int show(const wgd::ShowCommand& command) {
         return 1;
     }
     fail_line(why + "; showing the lease file in " + command.state_dir);
-    wgd::leased::ReadLeases read = wgd::leased::read_leases(command.state_dir, command.iface);
-    if (!read.error.empty()) {
-        std::fprintf(stderr, "wg-dynamic-server: %s\n", read.error.c_str());
+    wgd::leased::OfflineShow shown =
+        wgd::leased::show_lease_file(command.state_dir, command.iface, command.json,
+                                     [&] { return wgd::netd::read_peers(command.iface); });
+    if (!shown.error.empty()) {
+        std::fprintf(stderr, "wg-dynamic-server: %s\n", shown.error.c_str());
         return 1;
     }
-    wgd::leased::ShowInput input{std::move(read.leases), std::nullopt, std::time(nullptr)};
-    if (auto backend = wgd::netd::open_backend(command.iface)) {
-        if (auto device = (*backend)->read_device()) {
-            std::vector<wgd::leased::PeerFacts> peers;
-            for (auto& p : device->peers)
-                peers.push_back({p.key, p.allowed4, p.allowed6});
-            input.device = std::move(peers);
-        }
-    }
-    std::string out =
-        command.json ? wgd::leased::format_json(input) : wgd::leased::format_table(input);
-    std::fputs(out.c_str(), stdout);
+    std::fputs(shown.text.c_str(), stdout);
     return 0;
 }
 

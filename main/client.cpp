@@ -1,9 +1,9 @@
 // wg-dynamic-client: parse the command line and start the suite, or, when
 // started by netd with a role argument, become that role.
+#include "common/cli.hpp"
+#include "common/log.hpp"
 #include "leased/leased.hpp"
 #include "netd/netd.hpp"
-#include "privsep/cli.hpp"
-#include "privsep/log.hpp"
 #include "privsep/spawn.hpp"
 #include "protod/protod.hpp"
 

@@ -1,6 +1,6 @@
-#include "privsep/fatal.hpp"
+#include "common/fatal.hpp"
 
-#include "privsep/log.hpp"
+#include "common/log.hpp"
 
 #include <unistd.h>
 

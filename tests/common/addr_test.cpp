@@ -1,4 +1,4 @@
-#include "privsep/addr.hpp"
+#include "common/addr.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // The pure parts of logging: which stderr is the journal, and what netd's
 // relay makes of a child's datagram.
-#include "privsep/log.hpp"
+#include "common/log.hpp"
 
 #include <gtest/gtest.h>
 

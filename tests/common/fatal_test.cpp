@@ -1,7 +1,7 @@
 // The one fatal path: logged, the stop hook run once, _exit(1) with no
 // destructor or atexit handler run. Each case runs in a forked child.
-#include "privsep/fatal.hpp"
-#include "privsep/log.hpp"
+#include "common/fatal.hpp"
+#include "common/log.hpp"
 #include "tests/privsep/child.hpp"
 
 #include <gtest/gtest.h>

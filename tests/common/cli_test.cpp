@@ -1,4 +1,4 @@
-#include "privsep/cli.hpp"
+#include "common/cli.hpp"
 
 #include <gtest/gtest.h>
 
