@@ -25,6 +25,11 @@ struct PeerChange {
     PublicKey key;
     std::vector<Ip4> add4, remove4;
     std::vector<Ip6> add6, remove6;
+    bool empty() const {
+        return add4.empty() && remove4.empty() && add6.empty() && remove6.empty();
+    }
+    // The change that undoes this one.
+    PeerChange inverse() const { return {key, remove4, add4, remove6, add6}; }
     friend bool operator==(const PeerChange&, const PeerChange&) = default;
 };
 

@@ -13,19 +13,19 @@ typename FamilyTraits<Ip>::Prefix host(const Ip& a) {
 }
 
 template <class Ip>
-void add_change(AllowedIpChanges& ch, const Ip& a) {
+void add_change(PeerChange& ch, const Ip& a) {
     if constexpr (std::is_same_v<Ip, Ip4>)
-        ch.add4.push_back(host(a));
+        ch.add4.push_back(a);
     else
-        ch.add6.push_back(host(a));
+        ch.add6.push_back(a);
 }
 
 template <class Ip>
-void remove_change(AllowedIpChanges& ch, const Ip& a) {
+void remove_change(PeerChange& ch, const Ip& a) {
     if constexpr (std::is_same_v<Ip, Ip4>)
-        ch.remove4.push_back(host(a));
+        ch.remove4.push_back(a);
     else
-        ch.remove6.push_back(host(a));
+        ch.remove6.push_back(a);
 }
 
 } // namespace
@@ -110,7 +110,7 @@ LeaseRecord LeaseServer::record_of(const PublicKey& key, const Peer& peer) const
 }
 
 template <class Ip>
-void LeaseServer::drop_lease(Peer& peer, AllowedIpChanges* changes) {
+void LeaseServer::drop_lease(Peer& peer, PeerChange* changes) {
     auto& pf = family<Ip>(peer);
     if (!pf.lease)
         return;
@@ -409,7 +409,7 @@ LeaseEvents LeaseServer::remove_prefix_of(const typename FamilyTraits<Ip>::Prefi
         else
             was.ipv4.reset();
         events.ended.push_back(was);
-        AllowedIpChanges changes{key, {}, {}, {}, {}};
+        PeerChange changes{key, {}, {}, {}, {}};
         unindex_expiry(*entry);
         drop_lease<Ip>(peer, &changes);
         index_expiry(*entry);
@@ -431,8 +431,7 @@ std::optional<PublicKey> LeaseServer::lookup_peer(const Ip6& link_local) const {
 
 template <class Ip>
 LeaseServer::FamilyPlan<Ip> LeaseServer::plan_family(Peer& peer, Want::Kind kind,
-                                                     const Ip& requested,
-                                                     AllowedIpChanges& changes) {
+                                                     const Ip& requested, PeerChange& changes) {
     constexpr unsigned W = FamilyTraits<Ip>::width;
     auto& pf = family<Ip>(peer);
     FamilyPlan<Ip> fp;
@@ -515,7 +514,7 @@ std::optional<Plan> LeaseServer::plan(const PublicKey& key, const Want& want) {
     Plan plan;
     plan.id = next_plan_id_++;
     plan.peer = key;
-    plan.changes.peer = key;
+    plan.changes.key = key;
     Pending pending;
     pending.peer = key;
     pending.p4 = plan_family<Ip4>(peer, w.v4, w.ipv4, plan.changes);
@@ -632,7 +631,7 @@ bool LeaseServer::commit(const Plan& plan) {
     return true;
 }
 
-AllowedIpChanges LeaseServer::abort(const Plan& plan) {
+PeerChange LeaseServer::abort(const Plan& plan) {
     invalidate_plan(plan.id);
     return plan.changes.inverse();
 }
@@ -656,7 +655,7 @@ LeaseEvents LeaseServer::expire(std::uint64_t now_boot_ms, std::size_t max_lease
         const PublicKey& key = entry.first;
         Peer& peer = entry.second;
         events.ended.push_back(record_of(key, peer));
-        AllowedIpChanges changes{key, {}, {}, {}, {}};
+        PeerChange changes{key, {}, {}, {}, {}};
         drop_lease<Ip4>(peer, &changes);
         drop_lease<Ip6>(peer, &changes);
         if (!changes.empty())
@@ -675,7 +674,7 @@ std::optional<LeaseEvents> LeaseServer::revoke(const PublicKey& key) {
         return std::nullopt;
     LeaseEvents events;
     events.ended.push_back(record_of(key, peer));
-    AllowedIpChanges changes{key, {}, {}, {}, {}};
+    PeerChange changes{key, {}, {}, {}, {}};
     unindex_expiry(*it);
     drop_lease<Ip4>(peer, &changes);
     drop_lease<Ip6>(peer, &changes);
@@ -736,7 +735,7 @@ std::vector<PeerView> LeaseServer::view() const {
 
 template <class Ip>
 bool LeaseServer::restore_family(PeerEntry& entry, const Ip& a, bool seen_in_allowed,
-                                 AllowedIpChanges& changes) {
+                                 PeerChange& changes) {
     const PublicKey& key = entry.first;
     Peer& peer = entry.second;
     if (!pool<Ip>().in_pool(a))
@@ -812,7 +811,7 @@ void LeaseServer::restore_one(const LeaseRecord& r, std::uint8_t& seen, std::int
     if (it->second.pending != 0 || it->second.f4.lease || it->second.f6.lease)
         return; // already live: the table is newer than the file
     Peer& peer = it->second;
-    AllowedIpChanges changes{r.peer, {}, {}, {}, {}};
+    PeerChange changes{r.peer, {}, {}, {}, {}};
     if (r.ipv4) {
         const bool in_allowed = seen & seen4;
         if (restore_family<Ip4>(*it, *r.ipv4, in_allowed, changes) && in_allowed)
@@ -843,7 +842,7 @@ void LeaseServer::restore_one(const LeaseRecord& r, std::uint8_t& seen, std::int
 // one. seen: it was in the peer's allowed IPs when the view came.
 template <class Ip>
 void LeaseServer::drop_unrestored(Peer& peer, const PublicKey& key, const Ip& a, bool seen,
-                                  AllowedIpChanges& changes) {
+                                  PeerChange& changes) {
     if (family<Ip>(peer).lease == a)
         return;
     auto shown = statics<Ip>(peer);
@@ -862,7 +861,7 @@ void LeaseServer::drop_if_unrestored(const LeaseRecord& e, std::uint8_t seen, Le
     auto it = peers_.find(e.peer);
     if (it == peers_.end() || it->second.pending != 0)
         return;
-    AllowedIpChanges changes{e.peer, {}, {}, {}, {}};
+    PeerChange changes{e.peer, {}, {}, {}, {}};
     if (e.ipv4)
         drop_unrestored<Ip4>(it->second, e.peer, *e.ipv4, seen & seen4, changes);
     if (e.ipv6)
@@ -917,26 +916,26 @@ void LeaseServer::expect_restore(std::unique_ptr<ExpectedLeases> expected) {
     restore_error_ = 0;
 }
 
-AllowedIpChanges LeaseServer::missing_leases(const PeerFacts& facts) const {
-    AllowedIpChanges c{facts.key, {}, {}, {}, {}};
+PeerChange LeaseServer::missing_leases(const PeerFacts& facts) const {
+    PeerChange c{facts.key, {}, {}, {}, {}};
     auto it = peers_.find(facts.key);
     if (it == peers_.end())
         return c;
     const Peer& peer = it->second;
     if (auto a = peer.f4.lease; a && std::none_of(facts.allowed4.begin(), facts.allowed4.end(),
                                                   [&](const Prefix4& p) { return p == host(*a); }))
-        c.add4.push_back(host(*a));
+        c.add4.push_back(*a);
     if (auto a = peer.f6.lease; a && std::none_of(facts.allowed6.begin(), facts.allowed6.end(),
                                                   [&](const Prefix6& p) { return p == host(*a); }))
-        c.add6.push_back(host(*a));
+        c.add6.push_back(*a);
     return c;
 }
 
-bool LeaseServer::keep_leased(AllowedIpChanges& changes) const {
+bool LeaseServer::keep_leased(PeerChange& changes) const {
     auto not_leased = [&](const auto& index) {
-        return [&](const auto& p) {
-            const PeerEntry* holder = index.find(p.addr);
-            return holder == nullptr || holder->first != changes.peer;
+        return [&](const auto& a) {
+            const PeerEntry* holder = index.find(a);
+            return holder == nullptr || holder->first != changes.key;
         };
     };
     std::erase_if(changes.add4, not_leased(leases4_));

@@ -64,18 +64,6 @@ struct Want {
     bool no_address_key = false;
 };
 
-// Allowed-IP changes of one peer. Adds never touch static allowed IPs (a
-// reservation is already there); removals are only our leases.
-struct AllowedIpChanges {
-    PublicKey peer;
-    std::vector<Prefix4> add4, remove4;
-    std::vector<Prefix6> add6, remove6;
-    bool empty() const {
-        return add4.empty() && remove4.empty() && add6.empty() && remove6.empty();
-    }
-    AllowedIpChanges inverse() const { return {peer, remove4, add4, remove6, add6}; }
-};
-
 enum : int { kErrnoSuccess = 0, kErrnoUnavailable = 3 };
 
 struct Plan {
@@ -87,8 +75,9 @@ struct Plan {
     std::int64_t leasestart = 0;
     std::uint32_t leasetime = 0;
     int error = kErrnoSuccess; // kErrnoUnavailable: a family asked for was not granted
-    // To do before answering, in this order.
-    AllowedIpChanges changes;
+    // To do before answering, in this order. Adds never touch static allowed
+    // IPs (a reservation is already there); removals are only our leases.
+    PeerChange changes;
     LeaseRecord record; // the peer's lease state once committed
     // Nothing to apply or write: answer at once, do not commit or abort.
     bool unchanged = false;
@@ -102,7 +91,7 @@ struct Plan {
 // removal, restore): the allowed-IP removals (or adds, for restore) and the
 // records to append.
 struct LeaseEvents {
-    std::vector<AllowedIpChanges> changes;
+    std::vector<PeerChange> changes;
     std::vector<LeaseRecord> records;
     // The leases that ended, as they were (expiry, prefix removal, peer
     // removal, an address moved to another peer, revocation): the audit
@@ -135,10 +124,10 @@ class LeaseServer {
     // The leased addresses of a peer in the view that its allowed IPs lack
     // (wireguard-go restarted, an operator's `wg set`): the adds that put
     // them back. Empty when nothing is missing or the peer is unknown.
-    AllowedIpChanges missing_leases(const PeerFacts& facts) const;
+    PeerChange missing_leases(const PeerFacts& facts) const;
     // Keeps in `changes` only the adds of addresses that are still its
     // peer's leases; false when none is left.
-    bool keep_leased(AllowedIpChanges& changes) const;
+    bool keep_leased(PeerChange& changes) const;
     void set_own_addresses(const std::vector<Ip4>& own4, const std::vector<Ip6>& own6);
     void add_prefix(const Prefix4& p);
     void add_prefix(const Prefix6& p);
@@ -168,7 +157,7 @@ class LeaseServer {
     bool commit(const Plan& plan); // false when the plan is unknown (aborted, peer gone)
     // Forgets the plan; returns the inverse of plan.changes for netd when
     // some of them were already applied.
-    AllowedIpChanges abort(const Plan& plan);
+    PeerChange abort(const Plan& plan);
 
     // Boot-clock milliseconds of the next expiry, O(1).
     std::optional<std::uint64_t> next_expiry() const;
@@ -295,17 +284,16 @@ class LeaseServer {
 
     template <class Ip>
     FamilyPlan<Ip> plan_family(Peer& peer, Want::Kind kind, const Ip& requested,
-                               AllowedIpChanges& changes);
+                               PeerChange& changes);
     template <class Ip>
-    void drop_lease(Peer& peer, AllowedIpChanges* changes);
+    void drop_lease(Peer& peer, PeerChange* changes);
     template <class Ip>
     void set_statics(const PublicKey& key, Peer& peer,
                      std::vector<typename FamilyTraits<Ip>::Prefix> fresh);
     template <class Ip>
     LeaseEvents remove_prefix_of(const typename FamilyTraits<Ip>::Prefix& p);
     template <class Ip>
-    bool restore_family(PeerEntry& entry, const Ip& a, bool seen_in_allowed,
-                        AllowedIpChanges& changes);
+    bool restore_family(PeerEntry& entry, const Ip& a, bool seen_in_allowed, PeerChange& changes);
     void invalidate_plan(std::uint64_t id);
     void index_expiry(PeerEntry& entry);
     void unindex_expiry(const PeerEntry& entry);
@@ -352,7 +340,7 @@ class LeaseServer {
     void drop_if_unrestored(const LeaseRecord& e, std::uint8_t seen, LeaseEvents& events);
     template <class Ip>
     void drop_unrestored(Peer& peer, const PublicKey& key, const Ip& a, bool seen,
-                         AllowedIpChanges& changes);
+                         PeerChange& changes);
     void restore_one(const LeaseRecord& r, std::uint8_t& seen, std::int64_t now_wall,
                      std::uint64_t now_boot, LeaseEvents& events);
     // begin_peers() .. end_peers(): the peers the view showed so far.

@@ -64,19 +64,6 @@ Want want_of(const msg::QueryLease& q) {
     return w;
 }
 
-PeerChange to_msg(const AllowedIpChanges& c) {
-    PeerChange m{c.peer, {}, {}, {}, {}};
-    for (auto& p : c.add4)
-        m.add4.push_back(p.addr);
-    for (auto& p : c.remove4)
-        m.remove4.push_back(p.addr);
-    for (auto& p : c.add6)
-        m.add6.push_back(p.addr);
-    for (auto& p : c.remove6)
-        m.remove6.push_back(p.addr);
-    return m;
-}
-
 // One unit of work that goes to netd and then to the lease file.
 struct Batch {
     std::uint32_t id = 0;
@@ -297,7 +284,7 @@ void ServerLeased::on_peers_chunk(msg::PeersChunk& chunk) {
     // A lease whose address is missing from its peer's allowed IPs
     // (wireguard-go restarted, an operator's `wg set`) is put back.
     for (const PeerFacts& p : peers)
-        if (AllowedIpChanges fix = server_.missing_leases(p); !fix.empty())
+        if (PeerChange fix = server_.missing_leases(p); !fix.empty())
             reconcile_fixes_.changes.push_back(std::move(fix));
 }
 
@@ -308,7 +295,7 @@ void ServerLeased::on_peers_end() {
     // end_peers may have ended leases seen missing (their address is now
     // another peer's): those are not put back.
     std::erase_if(reconcile_fixes_.changes,
-                  [&](AllowedIpChanges& fix) { return !server_.keep_leased(fix); });
+                  [&](PeerChange& fix) { return !server_.keep_leased(fix); });
     if (!reconcile_fixes_.changes.empty())
         WGD_LOG_WARN("%zu peers lost leased allowed IPs (WireGuard restarted?); putting them back",
                      reconcile_fixes_.changes.size());
@@ -598,12 +585,12 @@ void ServerLeased::start_next_batch() {
     std::vector<std::size_t> owners; // of each change: its plan, or maintenance
     for (std::size_t i = 0; i < batch.plans.size(); i++)
         if (!batch.plans[i].second.changes.empty()) {
-            changes.push_back(to_msg(batch.plans[i].second.changes));
+            changes.push_back(batch.plans[i].second.changes);
             owners.push_back(i);
         }
     for (auto& c : batch.maintenance.changes)
         if (!c.empty()) {
-            changes.push_back(to_msg(c));
+            changes.push_back(c);
             owners.push_back(BatchAnswers::kMaintenance);
         }
     in_flight_ = std::move(batch);
@@ -629,15 +616,15 @@ void ServerLeased::send_claims_for(const LeaseEvents& restore) {
     // the table, not copied: a copy of them all, or a map of claims, was
     // leased's peak of memory at a restart.
     std::map<PublicKey, msg::LeaseClaim> removals;
-    for (const AllowedIpChanges& c : restore.changes) {
+    for (const PeerChange& c : restore.changes) {
         if (c.remove4.empty() && c.remove6.empty())
             continue;
         msg::LeaseClaim& claim =
-            removals.try_emplace(c.peer, msg::LeaseClaim{c.peer, {}, {}}).first->second;
+            removals.try_emplace(c.key, msg::LeaseClaim{c.key, {}, {}}).first->second;
         if (!c.remove4.empty())
-            claim.ipv4 = c.remove4.front().addr;
+            claim.ipv4 = c.remove4.front();
         if (!c.remove6.empty())
-            claim.ipv6 = c.remove6.front().addr;
+            claim.ipv6 = c.remove6.front();
     }
     msg::ClaimLeases m;
     auto add = [&](const msg::LeaseClaim& claim) {
@@ -715,7 +702,7 @@ void ServerLeased::finish_batch() {
                 answer(conn, plan);
                 continue;
             }
-            AllowedIpChanges inverse = server_.abort(plan);
+            PeerChange inverse = server_.abort(plan);
             // netd applied the change but the file refused it: take it back
             // so that nothing unrecorded stays in WireGuard.
             if (applied && !inverse.empty())

@@ -192,11 +192,11 @@ TEST(ServerModel, AgreesWithTheSpecRulesOverRandomOperationSequences) {
                 }
                 ASSERT_EQ(plan->error, asked && !plan->ipv4 ? kErrnoUnavailable : kErrnoSuccess);
                 const bool dynamic = plan->ipv4 && !model.statics[n].count(plan->ipv4->to_u32());
-                std::vector<Prefix4> adds, removes;
+                std::vector<Ip4> adds, removes;
                 if (dynamic && lease != plan->ipv4->to_u32())
-                    adds.push_back({*plan->ipv4, 32});
+                    adds.push_back(*plan->ipv4);
                 if (lease && (!dynamic || *lease != plan->ipv4->to_u32()))
-                    removes.push_back({Ip4::from_u32(*lease), 32});
+                    removes.push_back(Ip4::from_u32(*lease));
                 ASSERT_EQ(plan->changes.add4, adds);
                 ASSERT_EQ(plan->changes.remove4, removes);
 
@@ -248,8 +248,8 @@ TEST(ServerModel, AgreesWithTheSpecRulesOverRandomOperationSequences) {
                 auto events = server.remove_prefix(pfx);
                 std::set<std::uint32_t> revoked, model_revoked;
                 for (auto& ch : events.changes)
-                    for (auto& r : ch.remove4)
-                        revoked.insert(r.addr.to_u32());
+                    for (const Ip4& a : ch.remove4)
+                        revoked.insert(a.to_u32());
                 if (model.pools.count(pfx)) {
                     model.pools.erase(model.pools.find(pfx));
                     for (auto it = model.leases.begin(); it != model.leases.end();)

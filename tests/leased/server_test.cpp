@@ -88,8 +88,8 @@ TEST_F(ServerTest, AnyAddressIsDrawnFromThePoolAndAddedToAllowedIps) {
     EXPECT_EQ(plan.error, kErrnoSuccess);
     EXPECT_EQ(plan.leasestart, 1764201600);
     EXPECT_EQ(plan.leasetime, kLeasetime);
-    EXPECT_EQ(plan.changes.add4, (std::vector<Prefix4>{{*plan.ipv4, 32}}));
-    EXPECT_EQ(plan.changes.add6, (std::vector<Prefix6>{{*plan.ipv6, 128}}));
+    EXPECT_EQ(plan.changes.add4, (std::vector<Ip4>{*plan.ipv4}));
+    EXPECT_EQ(plan.changes.add6, (std::vector<Ip6>{*plan.ipv6}));
     EXPECT_TRUE(plan.changes.remove4.empty() && plan.changes.remove6.empty());
     EXPECT_EQ(plan.record,
               (LeaseRecord{key(1), plan.ipv4, plan.ipv6, 1764201600, 1764201600 + 3600}));
@@ -180,7 +180,7 @@ TEST_F(ServerTest, RestoredLeaseCountsAsAssignedToThePeer) {
     LeaseRecord saved{key(1), ip4("10.0.0.77"), std::nullopt, 1764201000, 1764201600 + 100};
     auto restored = restore(server, {saved});
     ASSERT_EQ(restored.changes.size(), 1u);
-    EXPECT_EQ(restored.changes[0].add4, (std::vector<Prefix4>{p4("10.0.0.77", 32)}));
+    EXPECT_EQ(restored.changes[0].add4, (std::vector<Ip4>{*parse_ip4("10.0.0.77")}));
     auto plan = grant(1, ask4("10.0.0.77"));
     EXPECT_EQ(plan.ipv4, ip4("10.0.0.77"));
 }
@@ -218,7 +218,7 @@ TEST_F(ServerTest, OnlyOneFamilyNamedReleasesTheOther) {
     auto v4only = grant(1, any4());
     EXPECT_EQ(v4only.ipv4, first.ipv4);
     EXPECT_FALSE(v4only.ipv6);
-    EXPECT_EQ(v4only.changes.remove6, (std::vector<Prefix6>{{*first.ipv6, 128}}));
+    EXPECT_EQ(v4only.changes.remove6, (std::vector<Ip6>{*first.ipv6}));
     EXPECT_FALSE(v4only.record.ipv6);
     EXPECT_TRUE(server.pool6().is_free(*first.ipv6)) << "back in the pool";
 }
@@ -291,10 +291,10 @@ TEST_F(ServerTest, GrantingNeverTouchesLinkLocalOrStaticAllowedIps) {
     set_peers(server, {peer(1, {p4("192.168.1.0", 24)}, {p6("2001:db8:1::", 48)})});
     auto first = grant(1, both());
     auto release = grant(1, Want{});
-    for (auto& p : release.changes.remove6)
-        EXPECT_FALSE(p.addr.is_link_local() || p6("2001:db8:1::", 48).contains(p.addr));
-    EXPECT_EQ(release.changes.remove4, (std::vector<Prefix4>{{*first.ipv4, 32}}));
-    EXPECT_EQ(release.changes.remove6, (std::vector<Prefix6>{{*first.ipv6, 128}}));
+    for (const Ip6& a : release.changes.remove6)
+        EXPECT_FALSE(a.is_link_local() || p6("2001:db8:1::", 48).contains(a));
+    EXPECT_EQ(release.changes.remove4, (std::vector<Ip4>{*first.ipv4}));
+    EXPECT_EQ(release.changes.remove6, (std::vector<Ip6>{*first.ipv6}));
     EXPECT_TRUE(release.changes.add4.empty() && release.changes.add6.empty());
 }
 
@@ -308,8 +308,8 @@ TEST_F(ServerTest, ExpiredLeaseIsRemovedFromAllowedIpsAndReturnsToThePool) {
     EXPECT_TRUE(server.expire(clock.boot_ms() - 1).records.empty());
     auto expired = server.expire(clock.boot_ms());
     ASSERT_EQ(expired.changes.size(), 1u);
-    EXPECT_EQ(expired.changes[0].peer, key(1));
-    EXPECT_EQ(expired.changes[0].remove4, (std::vector<Prefix4>{{*a.ipv4, 32}}));
+    EXPECT_EQ(expired.changes[0].key, key(1));
+    EXPECT_EQ(expired.changes[0].remove4, (std::vector<Ip4>{*a.ipv4}));
     EXPECT_TRUE(expired.records[0].released());
     EXPECT_TRUE(server.pool4().is_free(*a.ipv4));
     EXPECT_FALSE(server.pool4().is_free(*b.ipv4));
@@ -420,7 +420,7 @@ TEST_F(ServerTest, RemovedRouteReturnsTheAllowedIpRemovals) {
     EXPECT_TRUE(server.remove_prefix(p4("10.0.0.0", 25)).changes.empty());
     auto revoked = server.remove_prefix(p4("10.0.0.0", 24));
     ASSERT_EQ(revoked.changes.size(), 1u);
-    EXPECT_EQ(revoked.changes[0].remove4, (std::vector<Prefix4>{{*a.ipv4, 32}}));
+    EXPECT_EQ(revoked.changes[0].remove4, (std::vector<Ip4>{*a.ipv4}));
     EXPECT_TRUE(revoked.records[0].released());
     EXPECT_EQ(server.lease_count(), 0u);
 }
@@ -501,7 +501,7 @@ TEST_F(ServerTest, LeasedAddressesInTheFactsAreNotMistakenForReservations) {
     auto a = grant(1, any4());
     set_peers(server, {peer(1, {Prefix4{*a.ipv4, 32}})}); // netd's view after the add
     auto plan = server.plan(key(1), Want{});
-    EXPECT_EQ(plan->changes.remove4, (std::vector<Prefix4>{{*a.ipv4, 32}}));
+    EXPECT_EQ(plan->changes.remove4, (std::vector<Ip4>{*a.ipv4}));
 }
 
 TEST_F(ServerTest, LeaseMovedToAnotherPeerByTheOperatorIsDropped) {
@@ -534,7 +534,7 @@ TEST_F(ServerTest, RestoredLeaseAlreadyInAllowedIpsIsALeaseNotAReservation) {
     EXPECT_EQ(server.next_expiry(), 1000000u + 100 * 1000);
     auto expired = server.expire(1000000u + 100 * 1000);
     ASSERT_EQ(expired.changes.size(), 1u);
-    EXPECT_EQ(expired.changes[0].remove4, (std::vector<Prefix4>{p4("10.0.0.9", 32)}));
+    EXPECT_EQ(expired.changes[0].remove4, (std::vector<Ip4>{*parse_ip4("10.0.0.9")}));
 }
 
 TEST_F(ServerTest, WithoutALeaseFileAllowedIpsAreReservations) {
@@ -630,7 +630,7 @@ TEST_F(ServerTest, RemovedRouteRevokesItsLeasesInAddressOrder) {
     auto revoked = server.remove_prefix(p4("10.7.0.0", 24));
     ASSERT_EQ(revoked.changes.size(), 100u);
     for (std::size_t i = 1; i < revoked.changes.size(); i++)
-        EXPECT_LT(revoked.changes[i - 1].remove4.at(0).addr, revoked.changes[i].remove4.at(0).addr);
+        EXPECT_LT(revoked.changes[i - 1].remove4.at(0), revoked.changes[i].remove4.at(0));
     EXPECT_EQ(server.lease_count(), 0u);
     EXPECT_FALSE(server.next_expiry());
 }
@@ -767,8 +767,8 @@ TEST_F(ServerTest, ExpectedLeaseSeenInAllowedIpsIsRestoredWithoutAChange) {
     // A lease, not a reservation: it expires and leaves the allowed IPs.
     auto expired = server.expire(1000000u + 100 * 1000);
     ASSERT_EQ(expired.changes.size(), 1u);
-    EXPECT_EQ(expired.changes[0].remove4, (std::vector<Prefix4>{p4("10.0.0.9", 32)}));
-    EXPECT_EQ(expired.changes[0].remove6, (std::vector<Prefix6>{p6("2001:db8::9", 128)}));
+    EXPECT_EQ(expired.changes[0].remove4, (std::vector<Ip4>{*parse_ip4("10.0.0.9")}));
+    EXPECT_EQ(expired.changes[0].remove6, (std::vector<Ip6>{*parse_ip6("2001:db8::9")}));
 }
 
 TEST_F(ServerTest, ExpectedLeaseNotInAllowedIpsIsAddedBack) {
@@ -778,7 +778,7 @@ TEST_F(ServerTest, ExpectedLeaseNotInAllowedIpsIsAddedBack) {
     set_peers(server, {peer(1)});
     auto events = server.restore_expected();
     ASSERT_EQ(events.changes.size(), 1u);
-    EXPECT_EQ(events.changes[0].add4, (std::vector<Prefix4>{p4("10.0.0.9", 32)}));
+    EXPECT_EQ(events.changes[0].add4, (std::vector<Ip4>{*parse_ip4("10.0.0.9")}));
 }
 
 // A lease that expired while the server was stopped leaves the allowed IPs
@@ -792,8 +792,8 @@ TEST_F(ServerTest, ExpiredExpectedLeaseInAllowedIpsIsRemovedAndReturnsToThePool)
     auto events = server.restore_expected();
     EXPECT_EQ(server.lease_count(), 0u);
     ASSERT_EQ(events.changes.size(), 1u);
-    EXPECT_EQ(events.changes[0].peer, key(1));
-    EXPECT_EQ(events.changes[0].remove4, (std::vector<Prefix4>{p4("10.0.0.9", 32)}));
+    EXPECT_EQ(events.changes[0].key, key(1));
+    EXPECT_EQ(events.changes[0].remove4, (std::vector<Ip4>{*parse_ip4("10.0.0.9")}));
     EXPECT_TRUE(events.changes[0].add4.empty());
     ASSERT_EQ(events.records.size(), 1u);
     EXPECT_TRUE(events.records[0].released());
@@ -816,7 +816,7 @@ TEST_F(ServerTest, ExpiredLeaseRestoredAfterTheViewIsRemovedNotReserved) {
     auto events =
         restore(server, {{key(1), ip4("10.0.0.9"), std::nullopt, 1764200000, 1764201600}});
     ASSERT_EQ(events.changes.size(), 1u);
-    EXPECT_EQ(events.changes[0].remove4, (std::vector<Prefix4>{p4("10.0.0.9", 32)}));
+    EXPECT_EQ(events.changes[0].remove4, (std::vector<Ip4>{*parse_ip4("10.0.0.9")}));
     EXPECT_TRUE(server.pool4().is_free(ip4("10.0.0.9")));
 }
 
@@ -830,7 +830,7 @@ TEST_F(ServerTest, ExpectedLeaseOutsideEveryPoolIsRemovedFromAllowedIps) {
     auto events = server.restore_expected();
     EXPECT_EQ(server.lease_count(), 0u);
     ASSERT_EQ(events.changes.size(), 1u);
-    EXPECT_EQ(events.changes[0].remove4, (std::vector<Prefix4>{p4("10.9.0.9", 32)}));
+    EXPECT_EQ(events.changes[0].remove4, (std::vector<Ip4>{*parse_ip4("10.9.0.9")}));
     ASSERT_EQ(events.records.size(), 1u);
     EXPECT_TRUE(events.records[0].released());
 }
@@ -846,7 +846,7 @@ TEST_F(ServerTest, ExpectedLeaseWithOneFamilyOutsideEveryPoolKeepsTheOtherAndSer
     set_peers(server, {peer(1, {p4("10.9.0.9", 32)}, {p6("2001:db8::9", 128)}), peer(2)});
     auto events = server.restore_expected();
     ASSERT_EQ(events.changes.size(), 1u);
-    EXPECT_EQ(events.changes[0].remove4, (std::vector<Prefix4>{p4("10.9.0.9", 32)}));
+    EXPECT_EQ(events.changes[0].remove4, (std::vector<Ip4>{*parse_ip4("10.9.0.9")}));
     EXPECT_TRUE(events.changes[0].add4.empty());
     EXPECT_TRUE(events.changes[0].add6.empty() && events.changes[0].remove6.empty());
     ASSERT_EQ(events.records.size(), 1u);
@@ -863,7 +863,7 @@ TEST_F(ServerTest, ExpectedLeaseWithOneFamilyOutsideEveryPoolKeepsTheOtherAndSer
     ASSERT_TRUE(again.ipv4);
     EXPECT_TRUE(p4("10.0.0.0", 24).contains(*again.ipv4) ||
                 p4("10.9.0.0", 24).contains(*again.ipv4));
-    EXPECT_EQ(again.changes.add4, (std::vector<Prefix4>{{*again.ipv4, 32}}));
+    EXPECT_EQ(again.changes.add4, (std::vector<Ip4>{*again.ipv4}));
     EXPECT_EQ(again.ipv6, ip6("2001:db8::9")) << "the IPv6 lease is kept";
     EXPECT_EQ(again.record.ipv4, again.ipv4) << "a lease, not a reservation";
 }
@@ -886,8 +886,8 @@ TEST_F(ServerTest, ExpectRestoreKeepsTheLastRecordOfAPeer) {
     auto events = server.restore_expected();
     ASSERT_EQ(events.changes.size(), 2u);
     for (const auto& c : events.changes)
-        EXPECT_EQ(c.add4, (std::vector<Prefix4>{c.peer == key(1) ? p4("10.0.0.9", 32)
-                                                                 : p4("10.0.0.5", 32)}));
+        EXPECT_EQ(c.add4,
+                  (std::vector<Ip4>{*parse_ip4(c.key == key(1) ? "10.0.0.9" : "10.0.0.5")}));
 }
 
 TEST_F(ServerTest, ViewInChunksDropsOnlyPeersAbsentFromEveryChunk) {
@@ -912,7 +912,7 @@ TEST_F(ServerTest, LeaseMissingFromAllowedIpsIsReportedForPuttingBack) {
     set_peers(server, {peer(1), peer(2)});
     auto a = grant(1, both());
     auto missing = server.missing_leases(peer(1, {}, {Prefix6{*a.ipv6, 128}}));
-    EXPECT_EQ(missing.add4, (std::vector<Prefix4>{{*a.ipv4, 32}}));
+    EXPECT_EQ(missing.add4, (std::vector<Ip4>{*a.ipv4}));
     EXPECT_TRUE(missing.add6.empty()) << "the IPv6 lease is there";
     EXPECT_TRUE(server.missing_leases(peer(2)).empty()) << "no lease, nothing missing";
     EXPECT_TRUE(server.missing_leases(peer(7)).empty()) << "unknown peer";
@@ -942,8 +942,8 @@ TEST_F(ServerTest, RevokeRemovesTheLeaseFreesItsAddressesAndRecordsARelease) {
     auto revoked = server.revoke(key(1));
     ASSERT_TRUE(revoked);
     ASSERT_EQ(revoked->changes.size(), 1u);
-    EXPECT_EQ(revoked->changes[0].remove4, (std::vector<Prefix4>{{*a.ipv4, 32}}));
-    EXPECT_EQ(revoked->changes[0].remove6, (std::vector<Prefix6>{{*a.ipv6, 128}}));
+    EXPECT_EQ(revoked->changes[0].remove4, (std::vector<Ip4>{*a.ipv4}));
+    EXPECT_EQ(revoked->changes[0].remove6, (std::vector<Ip6>{*a.ipv6}));
     ASSERT_EQ(revoked->records.size(), 1u);
     EXPECT_TRUE(revoked->records[0].released());
     ASSERT_EQ(revoked->ended.size(), 1u);
@@ -1033,7 +1033,7 @@ namespace {
 // back, the same changes are asked for, the same records written.
 struct RestoreOutcome {
     std::map<PublicKey, LeaseRecord> leases;
-    std::map<PublicKey, AllowedIpChanges> changes;
+    std::map<PublicKey, PeerChange> changes;
     std::map<PublicKey, LeaseRecord> records;
 };
 
@@ -1067,7 +1067,7 @@ RestoreOutcome restore_through(bool from_file, const std::vector<LeaseRecord>& h
     RestoreOutcome out;
     server.for_each_live_record([&](const LeaseRecord& r) { out.leases[r.peer] = r; });
     for (auto& c : events.changes)
-        out.changes.emplace(c.peer, c);
+        out.changes.emplace(c.key, c);
     for (auto& r : events.records)
         out.records[r.peer] = r;
     return out;

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <string>
 
 using namespace wgd;
 using namespace wgd::msg;
@@ -116,6 +118,52 @@ TEST(Messages, PeersChunkRoundTripsAndRefusesLyingCounts) {
     Bytes b = encode(c);
     b[0] = 0xff; // count of peers far beyond the body
     EXPECT_FALSE(decode_peers_chunk(b));
+}
+
+// The peer vocabulary (common/peer.hpp) is what these messages carry; their
+// bytes are fixed here (counts little-endian, addresses in network order, a
+// prefix's length after its address), so that the fuzz corpora and the hostile tests'
+// frames stay valid.
+TEST(Messages, PeersChunkAndApplyAllowedIpsKeepTheirBytes) {
+    const auto hex = [](const Bytes& b) {
+        std::string out;
+        char two[3];
+        for (auto c : b) {
+            std::snprintf(two, sizeof two, "%02x", static_cast<unsigned>(c));
+            out += two;
+        }
+        return out;
+    };
+    PeersChunk c;
+    c.peers.push_back(
+        {key(1), {{v4("10.0.0.9"), 32}, {v4("192.168.1.0"), 24}}, {{v6("fe80::1"), 128}}});
+    c.peers.push_back({key(2), {}, {}});
+    const std::string chunk = "02000000"
+                              "0101010101010101010101010101010101010101010101010101010101010101"
+                              "02000000"
+                              "0a00000920"
+                              "c0a8010018"
+                              "01000000"
+                              "fe80000000000000000000000000000180"
+                              "0202020202020202020202020202020202020202020202020202020202020202"
+                              "00000000"
+                              "00000000";
+    EXPECT_EQ(hex(encode(c)), chunk);
+    EXPECT_EQ(decode_peers_chunk(encode(c)), c);
+
+    ApplyAllowedIps a;
+    a.changes.push_back({key(3), {v4("10.0.0.5")}, {v4("10.0.0.6")}, {v6("2001:db8::7")}, {}});
+    const std::string order = "01000000"
+                              "0303030303030303030303030303030303030303030303030303030303030303"
+                              "01000000"
+                              "0a000005"
+                              "01000000"
+                              "0a000006"
+                              "01000000"
+                              "20010db8000000000000000000000007"
+                              "00000000";
+    EXPECT_EQ(hex(encode(a)), order);
+    EXPECT_EQ(decode_apply_allowed_ips(encode(a)), a);
 }
 
 TEST(Messages, PrefixLengthsBeyondTheFamilyAreRefused) {
