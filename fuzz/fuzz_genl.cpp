@@ -19,7 +19,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                             size);
     wgd::netd::nl::for_each_message(buf, [&](const nlmsghdr* nlh) {
         (void)wgd::netd::genl::parse_family_id(nlh);
-        return decoder.feed(nlh).ok();
+        return decoder.feed(nlh).has_value();
     });
     const auto device = decoder.take();
     // whatever decoded must re-encode without trouble

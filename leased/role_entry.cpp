@@ -21,8 +21,8 @@ bool enter_leased_sandbox(Side side, const Options& options) {
         WGD_LOG_ERROR("libsodium cannot start");
         return false;
     }
-    if (auto sandboxed = privsep::enter_sandbox(spec); !sandboxed.ok()) {
-        WGD_LOG_ERROR("sandbox: %s", sandboxed.error.c_str());
+    if (auto sandboxed = privsep::enter_sandbox(spec); !sandboxed) {
+        WGD_LOG_ERROR("sandbox: %s", sandboxed.error().message.c_str());
         return false;
     }
     return true;

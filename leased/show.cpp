@@ -201,9 +201,9 @@ ReadLeases read_leases(const std::string& state_dir, const std::string& iface) {
     // and no larger than leased can write, so the copy is bounded too.
     UniqueFd copies[2];
     bool any = false;
-    privsep::OpenedFile dir = privsep::open_state_dir(state_dir, false);
-    if (!dir.fd) {
-        out.error = dir.error;
+    auto dir = privsep::open_state_dir(state_dir, false);
+    if (!dir) {
+        out.error = dir.error().message;
         return out;
     }
     for (int i = 0; i < 2; i++) {
@@ -214,15 +214,14 @@ ReadLeases read_leases(const std::string& state_dir, const std::string& iface) {
             out.error = std::string("memfd_create: ") + std::strerror(errno);
             return out;
         }
-        privsep::OpenedFile opened = privsep::open_lease_file(dir.fd.get(), state_dir, name, false);
-        if (!opened.fd) {
-            if (!opened.error.empty()) {
-                out.error = opened.error;
-                return out;
-            }
-            continue;
+        auto opened = privsep::open_lease_file(dir->get(), state_dir, name, false);
+        if (!opened) {
+            out.error = opened.error().message;
+            return out;
         }
-        UniqueFd src = std::move(opened.fd);
+        if (!*opened)
+            continue; // no such file
+        UniqueFd src = std::move(*opened);
         any = true;
         char buf[65536];
         ssize_t n;

@@ -383,8 +383,8 @@ int ClientNetd::run(const std::vector<std::string>& args) {
         stop_children(supervisor, {&leased_, &protod_});
     });
 
-    if (auto sandboxed = privsep::enter_netd_sandbox(Side::client); !sandboxed.ok()) {
-        WGD_LOG_ERROR("netd sandbox: %s", sandboxed.error.c_str());
+    if (auto sandboxed = privsep::enter_netd_sandbox(Side::client); !sandboxed) {
+        WGD_LOG_ERROR("netd sandbox: %s", sandboxed.error().message.c_str());
         stop_children(supervisor, {&leased_, &protod_});
         return 1;
     }

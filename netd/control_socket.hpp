@@ -3,7 +3,7 @@
 #pragma once
 
 #include "common/fd.hpp"
-#include "netd/result.hpp"
+#include "common/result.hpp"
 
 #include <string>
 

@@ -4,7 +4,7 @@
 
 #include "common/cli.hpp"
 #include "common/fd.hpp"
-#include "netd/result.hpp"
+#include "common/result.hpp"
 #include "privsep/channel.hpp"
 #include "privsep/sandbox.hpp"
 #include "privsep/spawn.hpp"

@@ -3,7 +3,7 @@
 // messages) and the set-device encoder (split by size like wireguard-tools).
 #pragma once
 
-#include "netd/result.hpp"
+#include "common/result.hpp"
 #include "netd/wireguard.hpp"
 
 #include <cstddef>

@@ -3,7 +3,7 @@
 // Internal to netd.
 #pragma once
 
-#include "netd/result.hpp"
+#include "common/result.hpp"
 
 #include <linux/netlink.h>
 

@@ -6,7 +6,7 @@
 
 #include "common/addr.hpp"
 #include "common/fd.hpp"
-#include "netd/result.hpp"
+#include "common/result.hpp"
 
 #include <cstddef>
 #include <cstdint>

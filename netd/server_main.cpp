@@ -273,15 +273,15 @@ int ServerNetd::report_check() {
 
 void ServerNetd::open_lease_files() {
     const std::string& dir = options_.state_dir;
-    privsep::OpenedFile opened = privsep::open_state_dir(dir, true);
-    if (!opened.fd)
-        throw Failure{opened.error};
-    state_dir_ = std::move(opened.fd);
+    auto opened = privsep::open_state_dir(dir, true);
+    if (!opened)
+        throw Failure{opened.error().message};
+    state_dir_ = std::move(*opened);
     auto open_file = [&](const std::string& name) {
-        privsep::OpenedFile file = privsep::open_lease_file(state_dir_.get(), dir, name, true);
-        if (!file.fd)
-            throw Failure{file.error};
-        return std::move(file.fd);
+        auto file = privsep::open_lease_file(state_dir_.get(), dir, name, true);
+        if (!file)
+            throw Failure{file.error().message};
+        return std::move(*file);
     };
     lease_file_ = open_file(options_.iface + ".leases.0");
     lease_file_next_ = open_file(options_.iface + ".leases.1");
@@ -637,8 +637,8 @@ int ServerNetd::run(const std::vector<std::string>& args) {
     privsep::NetdSandbox how;
     if (uapi)
         how.uapi_dir = backend_options_.uapi_dir;
-    if (auto sandboxed = privsep::enter_netd_sandbox(Side::server, how); !sandboxed.ok()) {
-        WGD_LOG_ERROR("netd sandbox: %s", sandboxed.error.c_str());
+    if (auto sandboxed = privsep::enter_netd_sandbox(Side::server, how); !sandboxed) {
+        WGD_LOG_ERROR("netd sandbox: %s", sandboxed.error().message.c_str());
         stop_children(supervisor, {&leased_});
         return 1;
     }

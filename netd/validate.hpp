@@ -6,9 +6,9 @@
 // the other changes of its order.
 #pragma once
 
+#include "common/result.hpp"
 #include "netd/device_view.hpp"
 #include "netd/lease_table.hpp"
-#include "netd/result.hpp"
 #include "netd/rtnl.hpp"
 #include "netd/wireguard.hpp"
 

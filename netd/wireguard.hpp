@@ -7,8 +7,8 @@
 
 #include "common/addr.hpp"
 #include "common/peer.hpp"
+#include "common/result.hpp"
 #include "netd/inline_vector.hpp"
-#include "netd/result.hpp"
 
 #include <cstdint>
 #include <deque>

@@ -227,8 +227,8 @@ std::string socket_condition(const SocketRule& r) {
            proto;
 }
 
-Outcome fail(const std::string& what) {
-    return Outcome{what + ": " + std::strerror(errno)};
+Result<void> fail(const std::string& what) {
+    return failure(what + ": " + std::strerror(errno));
 }
 
 // ---------------------------------------------------------------------------
@@ -240,7 +240,7 @@ const char* default_empty_dir() {
     return "/run/wg-dynamic/empty";
 }
 
-Outcome prepare_empty_dir(const std::string& dir, bool create) {
+Result<void> prepare_empty_dir(const std::string& dir, bool create) {
     if (create) {
         // Only our own default path is created; a path given by the caller must exist.
         if (::mkdir("/run/wg-dynamic", 0755) < 0 && errno != EEXIST)
@@ -252,7 +252,7 @@ Outcome prepare_empty_dir(const std::string& dir, bool create) {
     if (::lstat(dir.c_str(), &st) < 0)
         return fail("stat " + dir);
     if (!S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022) != 0)
-        return Outcome{dir + " must be a directory owned by root, not writable by others"};
+        return failure(dir + " must be a directory owned by root, not writable by others");
     DIR* d = ::opendir(dir.c_str());
     if (d == nullptr)
         return fail("opendir " + dir);
@@ -263,18 +263,18 @@ Outcome prepare_empty_dir(const std::string& dir, bool create) {
     }
     ::closedir(d);
     if (entries != 0)
-        return Outcome{dir + " is not empty"};
+        return failure(dir + " is not empty");
     return {};
 }
 
-Outcome set_limit(int resource, rlim_t value, const char* name) {
+Result<void> set_limit(int resource, rlim_t value, const char* name) {
     rlimit lim{value, value};
     if (::setrlimit(resource, &lim) < 0)
         return fail(std::string("setrlimit ") + name);
     return {};
 }
 
-Outcome set_data_limit(rlim_t value) {
+Result<void> set_data_limit(rlim_t value) {
     if (kAddressSanitizer)
         return {};
     return set_limit(RLIMIT_DATA, value, "RLIMIT_DATA");
@@ -322,12 +322,12 @@ std::vector<AllowedSyscall> allowlist(Role role, Side side, bool uapi) {
     return out;
 }
 
-Outcome apply_seccomp_filter(Role role, Side side, bool uapi) {
+Result<void> apply_seccomp_filter(Role role, Side side, bool uapi) {
     if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         return fail("PR_SET_NO_NEW_PRIVS");
     scmp_filter_ctx ctx = ::seccomp_init(SCMP_ACT_KILL_PROCESS);
     if (ctx == nullptr)
-        return Outcome{"seccomp_init failed"};
+        return failure("seccomp_init failed");
     struct Release {
         scmp_filter_ctx c;
         ~Release() { ::seccomp_release(c); }
@@ -336,7 +336,7 @@ Outcome apply_seccomp_filter(Role role, Side side, bool uapi) {
     // system call of every sandboxed process runs this filter (about 50
     // rules; protod makes a dozen calls per request).
     if (int rc = ::seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2); rc < 0)
-        return Outcome{std::string("seccomp optimisation attribute: ") + std::strerror(-rc)};
+        return failure(std::string("seccomp optimisation attribute: ") + std::strerror(-rc));
 
     for (const Entry& e : kAllowlist) {
         if (!(e.roles & role_bit(role)) || !(e.sides & side_bit(side)))
@@ -346,7 +346,7 @@ Outcome apply_seccomp_filter(Role role, Side side, bool uapi) {
             continue; // not a syscall on this architecture (e.g. poll on arm64)
         int rc = ::seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
         if (rc < 0)
-            return Outcome{std::string("seccomp rule for ") + e.name + ": " + std::strerror(-rc)};
+            return failure(std::string("seccomp rule for ") + e.name + ": " + std::strerror(-rc));
     }
     const scmp_datum_t low32 = 0xffffffffu;
     // Signals only to ourselves: arg 0 of tgkill is the thread group.
@@ -354,12 +354,12 @@ Outcome apply_seccomp_filter(Role role, Side side, bool uapi) {
         const scmp_arg_cmp own{0, SCMP_CMP_MASKED_EQ, low32, scmp_datum_t(::getpid())};
         if (int rc = ::seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, &own);
             rc < 0)
-            return Outcome{std::string("seccomp rule for tgkill: ") + std::strerror(-rc)};
+            return failure(std::string("seccomp rule for tgkill: ") + std::strerror(-rc));
     }
     for (int cmd : kFcntlCommands) {
         const scmp_arg_cmp c{1, SCMP_CMP_MASKED_EQ, low32, scmp_datum_t(cmd)};
         if (int rc = ::seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, SCMP_SYS(fcntl), 1, &c); rc < 0)
-            return Outcome{std::string("seccomp rule for fcntl: ") + std::strerror(-rc)};
+            return failure(std::string("seccomp rule for fcntl: ") + std::strerror(-rc));
     }
     if (role == Role::netd) {
         const scmp_datum_t type_mask = low32 & ~scmp_datum_t(SOCK_CLOEXEC | SOCK_NONBLOCK);
@@ -373,7 +373,7 @@ Outcome apply_seccomp_filter(Role role, Side side, bool uapi) {
             };
             int rc = ::seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 3, args);
             if (rc < 0)
-                return Outcome{std::string("seccomp rule for socket: ") + std::strerror(-rc)};
+                return failure(std::string("seccomp rule for socket: ") + std::strerror(-rc));
         }
         for (const ConnectRule& r : kNetdConnects) {
             if (!(r.sides & side_bit(side)) || (!uapi && r.uapi_only))
@@ -381,18 +381,18 @@ Outcome apply_seccomp_filter(Role role, Side side, bool uapi) {
             const scmp_arg_cmp len{2, SCMP_CMP_MASKED_EQ, low32, scmp_datum_t(r.length)};
             int rc = ::seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, SCMP_SYS(connect), 1, &len);
             if (rc < 0)
-                return Outcome{std::string("seccomp rule for connect: ") + std::strerror(-rc)};
+                return failure(std::string("seccomp rule for connect: ") + std::strerror(-rc));
         }
     }
     int rc = ::seccomp_load(ctx);
     if (rc < 0)
-        return Outcome{std::string("seccomp_load: ") + std::strerror(-rc)};
+        return failure(std::string("seccomp_load: ") + std::strerror(-rc));
     return {};
 }
 
-Outcome enter_sandbox(const SandboxSpec& spec) {
+Result<void> enter_sandbox(const SandboxSpec& spec) {
     if (spec.role == Role::netd)
-        return Outcome{"enter_sandbox is for protod and leased; netd uses enter_netd_sandbox"};
+        return failure("enter_sandbox is for protod and leased; netd uses enter_netd_sandbox");
     const pid_t parent = ::getppid();
     UniqueFd status = open_own_status();
     if (!status)
@@ -403,15 +403,15 @@ Outcome enter_sandbox(const SandboxSpec& spec) {
     errno = 0;
     passwd* pw = ::getpwnam(spec.user.c_str());
     if (pw == nullptr)
-        return Outcome{"unknown user " + spec.user};
+        return failure("unknown user " + spec.user);
     const uid_t uid = pw->pw_uid;
     const gid_t gid = pw->pw_gid;
     if (uid == 0 || gid == 0)
-        return Outcome{"user " + spec.user + " is root or in group root; refusing"};
+        return failure("user " + spec.user + " is root or in group root; refusing");
 
     const bool use_default = spec.empty_dir.empty();
     const std::string dir = use_default ? default_empty_dir() : spec.empty_dir;
-    if (Outcome o = prepare_empty_dir(dir, use_default && dir != "/var/empty"); !o.ok())
+    if (auto o = prepare_empty_dir(dir, use_default && dir != "/var/empty"); !o)
         return o;
     if (::chroot(dir.c_str()) < 0)
         return fail("chroot " + dir);
@@ -424,20 +424,20 @@ Outcome enter_sandbox(const SandboxSpec& spec) {
     int rc = ::capng_change_id(int(uid), int(gid),
                                capng_flags_t(CAPNG_DROP_SUPP_GRP | CAPNG_CLEAR_BOUNDING));
     if (rc != 0)
-        return Outcome{"capng_change_id failed (" + std::to_string(rc) + ")"};
+        return failure("capng_change_id failed (" + std::to_string(rc) + ")");
     uid_t ru, eu, su;
     gid_t rg, eg, sg;
     if (::getresuid(&ru, &eu, &su) < 0 || ::getresgid(&rg, &eg, &sg) < 0)
         return fail("getresuid");
     if (ru != uid || eu != uid || su != uid || rg != gid || eg != gid || sg != gid)
-        return Outcome{"user switch did not take"};
+        return failure("user switch did not take");
     if (::getgroups(0, nullptr) != 0)
-        return Outcome{"supplementary groups remain"};
+        return failure("supplementary groups remain");
     if (::setresuid(0, 0, 0) == 0)
-        return Outcome{"could switch back to root"};
+        return failure("could switch back to root");
     ::capng_clear(CAPNG_SELECT_CAPS);
     if (::capng_apply(CAPNG_SELECT_CAPS) != 0)
-        return Outcome{"capng_apply failed"};
+        return failure("capng_apply failed");
     if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
         return fail("clear ambient capabilities");
     // The uid change cleared the parent-death signal set at spawn: set it
@@ -447,49 +447,49 @@ Outcome enter_sandbox(const SandboxSpec& spec) {
     if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
         return fail("PR_SET_PDEATHSIG");
     if (::getppid() != parent)
-        return Outcome{"the parent process is gone"};
+        return failure("the parent process is gone");
     if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
         return fail("PR_SET_DUMPABLE");
 
-    if (Outcome o = set_limit(RLIMIT_NPROC, 0, "RLIMIT_NPROC"); !o.ok())
+    if (auto o = set_limit(RLIMIT_NPROC, 0, "RLIMIT_NPROC"); !o)
         return o;
-    if (Outcome o = set_data_limit(kDataLimit[spec.role == Role::leased ? 1 : 2]); !o.ok())
+    if (auto o = set_data_limit(kDataLimit[spec.role == Role::leased ? 1 : 2]); !o)
         return o;
-    if (Outcome o = set_limit(RLIMIT_CORE, 0, "RLIMIT_CORE"); !o.ok())
+    if (auto o = set_limit(RLIMIT_CORE, 0, "RLIMIT_CORE"); !o)
         return o;
     if (spec.role == Role::protod) {
-        if (Outcome o = set_limit(RLIMIT_FSIZE, 0, "RLIMIT_FSIZE"); !o.ok())
+        if (auto o = set_limit(RLIMIT_FSIZE, 0, "RLIMIT_FSIZE"); !o)
             return o;
     } else if (spec.max_file_bytes != 0) {
         if (::signal(SIGXFSZ, SIG_IGN) == SIG_ERR)
             return fail("ignore SIGXFSZ");
-        if (Outcome o = set_limit(RLIMIT_FSIZE, spec.max_file_bytes, "RLIMIT_FSIZE"); !o.ok())
+        if (auto o = set_limit(RLIMIT_FSIZE, spec.max_file_bytes, "RLIMIT_FSIZE"); !o)
             return o;
     }
     if (spec.max_open_files != 0) {
-        if (Outcome o = set_limit(RLIMIT_NOFILE, spec.max_open_files, "RLIMIT_NOFILE"); !o.ok())
+        if (auto o = set_limit(RLIMIT_NOFILE, spec.max_open_files, "RLIMIT_NOFILE"); !o)
             return o;
     }
 
-    if (Outcome o = apply_seccomp_filter(spec.role, spec.side); !o.ok())
+    if (auto o = apply_seccomp_filter(spec.role, spec.side); !o)
         return o;
     return verify_sandbox(spec.role, status.get());
 }
 
-Outcome enter_netd_sandbox(Side side, const NetdSandbox& how) {
+Result<void> enter_netd_sandbox(Side side, const NetdSandbox& how) {
     UniqueFd status = open_own_status();
     if (!status)
         return fail("open /proc/self/status");
     ::tzset();
     if (::geteuid() != 0)
-        return Outcome{"netd must run as root"};
+        return failure("netd must run as root");
     // No host path but the UAPI sockets' directory (UAPI backend), or none
     // at all: while CAP_SYS_CHROOT is still held.
     if (how.chroot) {
         std::string dir = how.uapi_dir;
         if (dir.empty()) {
             dir = default_empty_dir();
-            if (Outcome o = prepare_empty_dir(dir, dir != "/var/empty"); !o.ok())
+            if (auto o = prepare_empty_dir(dir, dir != "/var/empty"); !o)
                 return o;
         }
         if (::chroot(dir.c_str()) < 0)
@@ -504,25 +504,25 @@ Outcome enter_netd_sandbox(Side side, const NetdSandbox& how) {
     // has no call that sends a signal to another process.
     if (::capng_updatev(CAPNG_ADD, capng_type_t(CAPNG_EFFECTIVE | CAPNG_PERMITTED), CAP_NET_ADMIN,
                         CAP_NET_BIND_SERVICE, CAP_KILL, -1) != 0)
-        return Outcome{"capng_updatev failed"};
+        return failure("capng_updatev failed");
     // Bounding set first (needs CAP_SETPCAP), then the capability sets.
     if (::capng_apply(CAPNG_SELECT_BOUNDS) != 0)
-        return Outcome{"clearing the bounding set failed"};
+        return failure("clearing the bounding set failed");
     if (::capng_apply(CAPNG_SELECT_CAPS) != 0)
-        return Outcome{"capng_apply failed"};
+        return failure("capng_apply failed");
     if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
         return fail("clear ambient capabilities");
-    if (Outcome o = set_limit(RLIMIT_CORE, 0, "RLIMIT_CORE"); !o.ok())
+    if (auto o = set_limit(RLIMIT_CORE, 0, "RLIMIT_CORE"); !o)
         return o;
     // Not dumpable: no ptrace attach and /proc/PID owned by root, even by a
     // process of netd's uid.
     if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
         return fail("PR_SET_DUMPABLE");
 
-    if (Outcome o = set_data_limit(kDataLimit[0]); !o.ok())
+    if (auto o = set_data_limit(kDataLimit[0]); !o)
         return o;
 
-    if (Outcome o = apply_seccomp_filter(Role::netd, side, !how.uapi_dir.empty()); !o.ok())
+    if (auto o = apply_seccomp_filter(Role::netd, side, !how.uapi_dir.empty()); !o)
         return o;
     return verify_sandbox(Role::netd, status.get());
 }
@@ -668,7 +668,7 @@ std::uint64_t netd_capabilities() {
            (std::uint64_t(1) << CAP_KILL);
 }
 
-Outcome check_sandbox_state(Role role, const SandboxState& s) {
+Result<void> check_sandbox_state(Role role, const SandboxState& s) {
     auto hex = [](std::uint64_t v) {
         char b[20];
         std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(v));
@@ -704,16 +704,16 @@ Outcome check_sandbox_state(Role role, const SandboxState& s) {
     if (why.empty())
         return {};
     why.pop_back();
-    return Outcome{std::string(role_name(role)) + " is not sandboxed as it must be:" + why};
+    return failure(std::string(role_name(role)) + " is not sandboxed as it must be:" + why);
 }
 
-Outcome verify_sandbox(Role role, int proc_self_status_fd) {
+Result<void> verify_sandbox(Role role, int proc_self_status_fd) {
     auto text = read_all(proc_self_status_fd);
     if (!text)
         return fail("read /proc/self/status");
     auto state = parse_sandbox_state(*text);
     if (!state)
-        return Outcome{"cannot parse /proc/self/status"};
+        return failure("cannot parse /proc/self/status");
     return check_sandbox_state(role, *state);
 }
 

@@ -30,6 +30,8 @@
 // protod, whose loop over up to 1,024 connections uses epoll.
 #pragma once
 
+#include "common/result.hpp"
+
 #include "common/cli.hpp"
 
 #include <sys/types.h>
@@ -45,12 +47,6 @@ namespace wgd::privsep {
 enum class Role { netd, leased, protod };
 const char* role_name(Role r);
 
-// Success is an empty error.
-struct [[nodiscard]] Outcome {
-    std::string error;
-    bool ok() const { return error.empty(); }
-};
-
 struct SandboxSpec {
     Role role = Role::protod; // protod or leased
     Side side = Side::server;
@@ -65,7 +61,7 @@ struct SandboxSpec {
 };
 
 // For protod and leased. On failure the process is half-sandboxed: exit.
-Outcome enter_sandbox(const SandboxSpec& spec);
+Result<void> enter_sandbox(const SandboxSpec& spec);
 // For netd. chroot: into uapi_dir when the UAPI backend serves IFACE (the
 // only host path netd still reaches: wireguard-go re-creates its socket
 // there when it restarts), else into the empty directory. uapi_dir empty:
@@ -74,11 +70,11 @@ struct NetdSandbox {
     bool chroot = true;
     std::string uapi_dir;
 };
-Outcome enter_netd_sandbox(Side side, const NetdSandbox& how = {});
+Result<void> enter_netd_sandbox(Side side, const NetdSandbox& how = {});
 
 // Only the seccomp step (7) with PR_SET_NO_NEW_PRIVS; for tests and tools.
 // uapi (netd only): AF_UNIX sockets for the UAPI backend.
-Outcome apply_seccomp_filter(Role role, Side side, bool uapi = true);
+Result<void> apply_seccomp_filter(Role role, Side side, bool uapi = true);
 
 // The allowlist, for documentation and tests: one line per syscall.
 struct AllowedSyscall {
@@ -101,8 +97,8 @@ std::optional<SandboxState> read_sandbox_state(pid_t pid);
 // The capability mask netd keeps: CAP_NET_ADMIN | CAP_NET_BIND_SERVICE | CAP_KILL.
 std::uint64_t netd_capabilities();
 // Pure: does this state match the row of `role`? Says what differs if not.
-Outcome check_sandbox_state(Role role, const SandboxState& state);
+Result<void> check_sandbox_state(Role role, const SandboxState& state);
 // Reads an fd of /proc/self/status opened before the sandbox and checks it.
-Outcome verify_sandbox(Role role, int proc_self_status_fd);
+Result<void> verify_sandbox(Role role, int proc_self_status_fd);
 
 } // namespace wgd::privsep

@@ -38,62 +38,51 @@ std::string lease_file_problem(const struct stat& st, std::uint64_t max_bytes) {
     return "";
 }
 
-OpenedFile open_state_dir(const std::string& path, bool create) {
-    OpenedFile out;
+Result<UniqueFd> open_state_dir(const std::string& path, bool create) {
     if (create && ::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
-        out.error = "cannot create state directory " + path + ": " + std::strerror(errno);
-        return out;
+        return failure("cannot create state directory " + path + ": " + std::strerror(errno));
     }
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd) {
         const char* why = errno == ELOOP || errno == ENOTDIR ? "a symbolic link or not a directory"
                                                              : std::strerror(errno);
-        out.error = "state directory " + path + " refused: " + why;
-        return out;
+        return failure("state directory " + path + " refused: " + why);
     }
     struct stat st {};
     if (::fstat(fd.get(), &st) != 0) {
-        out.error = "state directory " + path + ": " + std::strerror(errno);
-        return out;
+        return failure("state directory " + path + ": " + std::strerror(errno));
     }
     if (std::string p = state_dir_problem(st); !p.empty()) {
-        out.error = "state directory " + path + " refused: " + p;
-        return out;
+        return failure("state directory " + path + " refused: " + p);
     }
-    out.fd = std::move(fd);
-    return out;
+    return fd;
 }
 
-OpenedFile open_lease_file(int dir_fd, const std::string& dir_path, const std::string& name,
-                           bool writable) {
-    OpenedFile out;
+Result<UniqueFd> open_lease_file(int dir_fd, const std::string& dir_path, const std::string& name,
+                                 bool writable) {
     const std::string path = dir_path + "/" + name;
     int flags = O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC;
     flags |= writable ? O_RDWR | O_CREAT : O_RDONLY;
     UniqueFd fd(::openat(dir_fd, name.c_str(), flags, 0600));
     if (!fd) {
         if (!writable && errno == ENOENT)
-            return out;
+            return UniqueFd{}; // absent: not an error when only reading
         const char* why = errno == ELOOP ? "a symbolic link" : std::strerror(errno);
-        out.error = "lease file " + path + " refused: " + why;
-        return out;
+        return failure("lease file " + path + " refused: " + why);
     }
     struct stat st {};
     if (::fstat(fd.get(), &st) != 0) {
-        out.error = "lease file " + path + ": " + std::strerror(errno);
-        return out;
+        return failure("lease file " + path + ": " + std::strerror(errno));
     }
     if (std::string p = lease_file_problem(st); !p.empty()) {
-        out.error = "lease file " + path + " refused: " + p;
-        return out;
+        return failure("lease file " + path + " refused: " + p);
     }
     // Regular files ignore O_NONBLOCK; it only kept a planted FIFO from
     // blocking the open. Cleared all the same, so that every later call
     // behaves as on any file.
     if (int fl = ::fcntl(fd.get(), F_GETFL); fl >= 0)
         (void)::fcntl(fd.get(), F_SETFL, fl & ~O_NONBLOCK);
-    out.fd = std::move(fd);
-    return out;
+    return fd;
 }
 
 } // namespace wgd::privsep

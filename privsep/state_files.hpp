@@ -7,6 +7,7 @@
 #pragma once
 
 #include "common/fd.hpp"
+#include "common/result.hpp"
 
 #include <sys/stat.h>
 
@@ -24,18 +25,14 @@ inline constexpr std::uint64_t kMaxLeaseFileBytes = 256ull << 20;
 std::string state_dir_problem(const struct stat& st);
 std::string lease_file_problem(const struct stat& st, std::uint64_t max_bytes = kMaxLeaseFileBytes);
 
-struct OpenedFile {
-    UniqueFd fd;
-    std::string error; // one line naming the path, when !fd
-};
-
 // The state directory, created (0700) when `create` and missing; opened
 // O_DIRECTORY|O_NOFOLLOW and checked.
-OpenedFile open_state_dir(const std::string& path, bool create);
+Result<UniqueFd> open_state_dir(const std::string& path, bool create);
 // A lease file inside it: O_NOFOLLOW|O_NOCTTY|O_NONBLOCK, read-write and
 // created (0600) when `writable`, else read-only; then checked. A missing
-// file that is not to be created gives no fd and an empty error.
-OpenedFile open_lease_file(int dir_fd, const std::string& dir_path, const std::string& name,
-                           bool writable);
+// file that is not to be created is no error: an invalid fd. The errors
+// are one line naming the path.
+Result<UniqueFd> open_lease_file(int dir_fd, const std::string& dir_path, const std::string& name,
+                                 bool writable);
 
 } // namespace wgd::privsep

@@ -228,8 +228,8 @@ int client_main(const Options& options) {
     spec.role = privsep::Role::protod;
     spec.side = Side::client;
     spec.user = options.user;
-    if (privsep::Outcome sandbox = privsep::enter_sandbox(spec); !sandbox.ok()) {
-        WGD_LOG_ERROR("sandbox: %s", sandbox.error.c_str());
+    if (auto sandbox = privsep::enter_sandbox(spec); !sandbox) {
+        WGD_LOG_ERROR("sandbox: %s", sandbox.error().message.c_str());
         return 1;
     }
     ClientLoopConfig config;

@@ -501,8 +501,8 @@ int server_main(const Options& options) {
     spec.side = Side::server;
     spec.user = options.user;
     spec.max_open_files = kServerMaxOpenFiles;
-    if (privsep::Outcome sandbox = privsep::enter_sandbox(spec); !sandbox.ok()) {
-        WGD_LOG_ERROR("sandbox: %s", sandbox.error.c_str());
+    if (auto sandbox = privsep::enter_sandbox(spec); !sandbox) {
+        WGD_LOG_ERROR("sandbox: %s", sandbox.error().message.c_str());
         return 1;
     }
     ServerLoopConfig config;

@@ -59,7 +59,7 @@ int try_socket(int domain, int type, int protocol) {
 template <class Then>
 int with_filter(Role role, Side side, Then then) {
     return wait_status_of([&] {
-        if (!apply_seccomp_filter(role, side).ok())
+        if (!apply_seccomp_filter(role, side).has_value())
             return 100;
         return then();
     });
@@ -68,10 +68,10 @@ int with_filter(Role role, Side side, Then then) {
 template <class Then>
 int in_sandbox(Role role, Side side, Then then) {
     return wait_status_of([&] {
-        Outcome o = role == Role::netd ? enter_netd_sandbox(side)
-                                       : enter_sandbox(SandboxSpec{role, side, "nobody", "", 0});
-        if (!o.ok()) {
-            std::fprintf(stderr, "sandbox: %s\n", o.error.c_str());
+        auto o = role == Role::netd ? enter_netd_sandbox(side)
+                                    : enter_sandbox(SandboxSpec{role, side, "nobody", "", 0});
+        if (!o.has_value()) {
+            std::fprintf(stderr, "sandbox: %s\n", o.error().message.c_str());
             return 100;
         }
         return then();
@@ -181,7 +181,7 @@ TEST(SeccompFilter, NetdSocketArgumentsAreFilteredOnBothSidesOfTheLine) {
 
 TEST(SeccompFilter, NetdWithTheKernelBackendCreatesNoUnixSocket) {
     int status = wait_status_of([] {
-        if (!apply_seccomp_filter(Role::netd, Side::server, false).ok())
+        if (!apply_seccomp_filter(Role::netd, Side::server, false).has_value())
             return 10;
         return try_socket(AF_UNIX, SOCK_STREAM, 0);
     });
@@ -270,8 +270,8 @@ TEST(Sandbox, ProtodAndLeasedEnterTheirSandboxAndPassTheSelfCheck) {
 TEST(Sandbox, RootAsTheUnprivilegedUserIsRefused) {
     WGD_REQUIRE_ROOT();
     int status = wait_status_of([] {
-        Outcome o = enter_sandbox(SandboxSpec{Role::protod, Side::server, "root", "", 0});
-        return o.ok() ? 1 : 0;
+        auto o = enter_sandbox(SandboxSpec{Role::protod, Side::server, "root", "", 0});
+        return o.has_value() ? 1 : 0;
     });
     EXPECT_TRUE(exited_ok(status)) << describe_status(status);
 }
@@ -398,12 +398,12 @@ std::optional<SandboxState> state_of_sandboxed_child(Role role, Side side, int& 
     if (pid == 0) {
         ::close(go[1]); // else the read below never sees EOF
         ::close(ready[0]);
-        Outcome o = role == Role::netd ? enter_netd_sandbox(side)
-                                       : enter_sandbox(SandboxSpec{role, side, "nobody", "", 0});
-        char c = o.ok() ? 'y' : 'n';
+        auto o = role == Role::netd ? enter_netd_sandbox(side)
+                                    : enter_sandbox(SandboxSpec{role, side, "nobody", "", 0});
+        char c = o.has_value() ? 'y' : 'n';
         (void)!::write(ready[1], &c, 1);
         (void)!::read(go[0], &c, 1);
-        ::_exit(o.ok() ? 0 : 1);
+        ::_exit(o.has_value() ? 0 : 1);
     }
     ::close(ready[1]);
     ::close(go[0]);
@@ -439,7 +439,7 @@ TEST(Sandbox, ProcStatusOfSandboxedChildrenShowsTheirRow) {
             EXPECT_EQ(s->cap_amb, 0u);
             for (int i = 0; i < 4; ++i)
                 EXPECT_EQ(s->uid[i], role == Role::netd ? 0u : 65534u) << "uid field " << i;
-            EXPECT_TRUE(check_sandbox_state(role, *s).ok());
+            EXPECT_TRUE(check_sandbox_state(role, *s).has_value());
         }
     }
 }
@@ -448,9 +448,9 @@ TEST(Sandbox, UnsandboxedTestProcessFailsTheCheckForEveryRole) {
     auto s = read_sandbox_state(::getpid());
     ASSERT_TRUE(s);
     for (Role role : kRoles) {
-        Outcome o = check_sandbox_state(role, *s);
-        EXPECT_FALSE(o.ok());
-        EXPECT_NE(o.error.find("Seccomp="), std::string::npos) << o.error;
+        auto o = check_sandbox_state(role, *s);
+        EXPECT_FALSE(o.has_value());
+        EXPECT_NE(o.error().message.find("Seccomp="), std::string::npos) << o.error().message;
     }
 }
 
@@ -468,7 +468,7 @@ TEST(Sandbox, FdPassingWorksAcrossASandboxedChannel) {
         pipe_r.reset();
         pipe_w.reset();
         Channel ch(std::move(child_end));
-        if (!enter_sandbox(SandboxSpec{Role::protod, Side::server, "nobody", "", 0}).ok())
+        if (!enter_sandbox(SandboxSpec{Role::protod, Side::server, "nobody", "", 0}).has_value())
             ::_exit(100);
         auto r = wgd::privsep::testing::recv_within(ch, 5000);
         auto* m = std::get_if<Message>(&r);
@@ -534,22 +534,22 @@ TEST(SandboxState, CheckNamesWhatDiffersFromTheRow) {
     s.uid[0] = s.uid[1] = s.uid[2] = s.uid[3] = 65534;
     s.seccomp = 2;
     s.no_new_privs = 1;
-    EXPECT_TRUE(check_sandbox_state(Role::protod, s).ok());
-    EXPECT_FALSE(check_sandbox_state(Role::netd, s).ok()); // netd keeps two capabilities
+    EXPECT_TRUE(check_sandbox_state(Role::protod, s).has_value());
+    EXPECT_FALSE(check_sandbox_state(Role::netd, s).has_value()); // netd keeps two capabilities
     s.cap_bnd = 1;
-    Outcome o = check_sandbox_state(Role::leased, s);
-    EXPECT_NE(o.error.find("CapBnd"), std::string::npos) << o.error;
+    auto o = check_sandbox_state(Role::leased, s);
+    EXPECT_NE(o.error().message.find("CapBnd"), std::string::npos) << o.error().message;
     s.cap_bnd = 0;
     s.uid[2] = 0;
-    EXPECT_FALSE(check_sandbox_state(Role::leased, s).ok());
+    EXPECT_FALSE(check_sandbox_state(Role::leased, s).has_value());
 
     SandboxState n;
     n.seccomp = 2;
     n.no_new_privs = 1;
     n.cap_eff = n.cap_prm = netd_capabilities();
-    EXPECT_TRUE(check_sandbox_state(Role::netd, n).ok());
+    EXPECT_TRUE(check_sandbox_state(Role::netd, n).has_value());
     n.cap_eff |= 1; // CAP_CHOWN too many
-    EXPECT_FALSE(check_sandbox_state(Role::netd, n).ok());
+    EXPECT_FALSE(check_sandbox_state(Role::netd, n).has_value());
 }
 
 TEST(Allowlist, EverySyscallHasAReasonAndNetdSocketsAreConditional) {
@@ -673,9 +673,9 @@ TEST(NetdSandboxEndToEnd, ConnectsToNoUnixSocketButThoseInItsUapiDirectory) {
 
     auto netd = [&](auto then) {
         return wait_status_of([&] {
-            Outcome o = enter_netd_sandbox(Side::server, NetdSandbox{true, uapi_dir});
-            if (!o.ok()) {
-                std::fprintf(stderr, "sandbox: %s\n", o.error.c_str());
+            auto o = enter_netd_sandbox(Side::server, NetdSandbox{true, uapi_dir});
+            if (!o.has_value()) {
+                std::fprintf(stderr, "sandbox: %s\n", o.error().message.c_str());
                 return 100;
             }
             return then();

@@ -186,7 +186,7 @@ TEST(Supervisor, ChildKilledBySeccompIsReportedAsSigsys) {
     std::fflush(nullptr);
     pid_t pid = ::fork();
     if (pid == 0) {
-        if (!apply_seccomp_filter(Role::protod, Side::server).ok())
+        if (!apply_seccomp_filter(Role::protod, Side::server).has_value())
             ::_exit(100);
         ::syscall(SYS_openat, AT_FDCWD, "/", O_RDONLY);
         ::_exit(0);
@@ -280,7 +280,7 @@ TEST(Supervisor, WorksInsideTheNetdSandbox) {
         sup.add(a, "protod");
         sup.add(b, "leased");
         SignalFd term({SIGTERM, SIGINT});
-        if (!enter_netd_sandbox(Side::server).ok())
+        if (!enter_netd_sandbox(Side::server).has_value())
             return 11;
         std::chrono::milliseconds took{};
         auto exits = wait_for_exit(sup, 2s, took);

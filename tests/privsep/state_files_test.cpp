@@ -76,61 +76,61 @@ TEST(StateFileChecks, StateDirectoryMustBeRootsAndNotGroupOrOtherWritable) {
 }
 
 TEST_F(StateFiles, MissingLeaseFileIsCreatedPrivateAndOpened) {
-    OpenedFile dir = open_state_dir(dir_, false);
-    ASSERT_TRUE(dir.fd) << dir.error;
-    OpenedFile f = open_lease_file(dir.fd.get(), dir_, "wg0.leases.0", true);
-    ASSERT_TRUE(f.fd) << f.error;
+    auto dir = open_state_dir(dir_, false);
+    ASSERT_TRUE(dir && *dir) << (dir ? "" : dir.error().message);
+    auto f = open_lease_file(dir->get(), dir_, "wg0.leases.0", true);
+    ASSERT_TRUE(f && *f) << (f ? "" : f.error().message);
     struct stat st {};
     ASSERT_EQ(stat((dir_ + "/wg0.leases.0").c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 07777, 0600u);
-    EXPECT_EQ(fcntl(f.fd.get(), F_GETFL) & O_NONBLOCK, 0);
+    EXPECT_EQ(fcntl(f->get(), F_GETFL) & O_NONBLOCK, 0);
 }
 
 TEST_F(StateFiles, SymlinkedLeaseFileIsRefusedAndItsTargetUntouched) {
     const std::string target = dir_ + "/precious";
     ASSERT_EQ(system(("printf keep > " + target).c_str()), 0);
     ASSERT_EQ(symlink(target.c_str(), (dir_ + "/wg0.leases.0").c_str()), 0);
-    OpenedFile dir = open_state_dir(dir_, false);
-    ASSERT_TRUE(dir.fd);
-    OpenedFile f = open_lease_file(dir.fd.get(), dir_, "wg0.leases.0", true);
-    EXPECT_FALSE(f.fd);
-    EXPECT_EQ(f.error, "lease file " + dir_ + "/wg0.leases.0 refused: a symbolic link");
+    auto dir = open_state_dir(dir_, false);
+    ASSERT_TRUE(dir && *dir);
+    auto f = open_lease_file(dir->get(), dir_, "wg0.leases.0", true);
+    ASSERT_FALSE(f);
+    EXPECT_EQ(f.error().message, "lease file " + dir_ + "/wg0.leases.0 refused: a symbolic link");
     struct stat st {};
     ASSERT_EQ(stat(target.c_str(), &st), 0);
     EXPECT_EQ(st.st_size, 4);
 }
 
 TEST_F(StateFiles, HardLinkedFifoAndOversizedLeaseFilesAreRefused) {
-    OpenedFile dir = open_state_dir(dir_, false);
-    ASSERT_TRUE(dir.fd);
+    auto dir = open_state_dir(dir_, false);
+    ASSERT_TRUE(dir && *dir);
     ASSERT_EQ(system(("touch " + dir_ + "/a && ln " + dir_ + "/a " + dir_ + "/b").c_str()), 0);
-    EXPECT_EQ(open_lease_file(dir.fd.get(), dir_, "a", true).error,
+    EXPECT_EQ(open_lease_file(dir->get(), dir_, "a", true).error().message,
               "lease file " + dir_ + "/a refused: 2 hard links, not one");
     ASSERT_EQ(mkfifo((dir_ + "/fifo").c_str(), 0600), 0);
-    EXPECT_EQ(open_lease_file(dir.fd.get(), dir_, "fifo", true).error,
+    EXPECT_EQ(open_lease_file(dir->get(), dir_, "fifo", true).error().message,
               "lease file " + dir_ + "/fifo refused: not a regular file");
     ASSERT_EQ(truncate((dir_ + "/b").c_str(), 0), 0);
     ASSERT_EQ(unlink((dir_ + "/b").c_str()), 0);
     ASSERT_EQ(truncate((dir_ + "/a").c_str(), kMaxLeaseFileBytes + 1), 0); // sparse
-    EXPECT_NE(open_lease_file(dir.fd.get(), dir_, "a", false).error.find("over the limit"),
+    EXPECT_NE(open_lease_file(dir->get(), dir_, "a", false).error().message.find("over the limit"),
               std::string::npos);
 }
 
 TEST_F(StateFiles, SymlinkedOrGroupWritableStateDirectoryIsRefused) {
     ASSERT_EQ(chmod(dir_.c_str(), 0770), 0);
-    EXPECT_EQ(open_state_dir(dir_, false).error,
+    EXPECT_EQ(open_state_dir(dir_, false).error().message,
               "state directory " + dir_ + " refused: writable by group or others");
     ASSERT_EQ(chmod(dir_.c_str(), 0700), 0);
     ASSERT_EQ(mkdir((dir_ + "/real").c_str(), 0700), 0);
     ASSERT_EQ(symlink((dir_ + "/real").c_str(), (dir_ + "/link").c_str()), 0);
-    EXPECT_EQ(open_state_dir(dir_ + "/link", true).error,
+    EXPECT_EQ(open_state_dir(dir_ + "/link", true).error().message,
               "state directory " + dir_ + "/link refused: a symbolic link or not a directory");
 }
 
 TEST_F(StateFiles, MissingLeaseFileOpenedForReadingIsNoErrorAndNoFd) {
-    OpenedFile dir = open_state_dir(dir_, false);
-    ASSERT_TRUE(dir.fd);
-    OpenedFile f = open_lease_file(dir.fd.get(), dir_, "none", false);
-    EXPECT_FALSE(f.fd);
-    EXPECT_EQ(f.error, "");
+    auto dir = open_state_dir(dir_, false);
+    ASSERT_TRUE(dir && *dir);
+    auto f = open_lease_file(dir->get(), dir_, "none", false);
+    ASSERT_TRUE(f);
+    EXPECT_FALSE(*f) << "a missing file is no error when only reading";
 }

@@ -34,7 +34,7 @@ class ClientLoop {
             leased_ = privsep::Channel();
             netd_ = privsep::Channel();
             if (with_seccomp &&
-                !privsep::apply_seccomp_filter(privsep::Role::protod, Side::client).ok())
+                !privsep::apply_seccomp_filter(privsep::Role::protod, Side::client).has_value())
                 return 99;
             return run_client_loop(privsep::Channel(std::move(leased_ends.theirs)),
                                    privsep::Channel(std::move(netd_ends.theirs)), config);

@@ -35,7 +35,7 @@ class ServerLoop {
         child_ = std::make_unique<ForkedLoop>([&] {
             leased_ = privsep::Channel(); // only the test holds leased's end
             if (with_seccomp &&
-                !privsep::apply_seccomp_filter(privsep::Role::protod, Side::server).ok())
+                !privsep::apply_seccomp_filter(privsep::Role::protod, Side::server).has_value())
                 return 99;
             return run_server_loop(privsep::Channel(std::move(ends.theirs)), std::move(listener),
                                    config);

@@ -196,7 +196,7 @@ TEST_F(Client, ThreeProcessesAreSandboxedAsDesigned) {
     ASSERT_EQ(children.size(), 2u);
     auto parent = privsep::read_sandbox_state(client);
     ASSERT_TRUE(parent);
-    EXPECT_TRUE(privsep::check_sandbox_state(privsep::Role::netd, *parent).ok());
+    EXPECT_TRUE(privsep::check_sandbox_state(privsep::Role::netd, *parent).has_value());
     EXPECT_EQ(parent->cap_eff, privsep::netd_capabilities());
     for (pid_t child : children) {
         auto s = privsep::read_sandbox_state(child);

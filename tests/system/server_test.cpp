@@ -230,8 +230,8 @@ TEST_F(Server, ThreeProcessesAreSandboxedAsDesigned) {
             << child;
     auto parent = privsep::read_sandbox_state(run_.pid);
     ASSERT_TRUE(parent);
-    EXPECT_TRUE(privsep::check_sandbox_state(privsep::Role::netd, *parent).ok())
-        << privsep::check_sandbox_state(privsep::Role::netd, *parent).error;
+    EXPECT_TRUE(privsep::check_sandbox_state(privsep::Role::netd, *parent).has_value())
+        << privsep::check_sandbox_state(privsep::Role::netd, *parent).error().message;
     EXPECT_EQ(parent->seccomp, 2);
     EXPECT_EQ(parent->no_new_privs, 1);
     EXPECT_EQ(parent->cap_eff, privsep::netd_capabilities());

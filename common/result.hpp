@@ -1,6 +1,8 @@
-// netd's error reporting: every operation answers a Result, never throws
-// across the API, so the caller (netd's order loop) can answer leased with
-// the reason and keep serving.
+// Recoverable errors as values, the one way every role reports them: an
+// operation answers a Result (shaped like C++23's std::expected: has_value,
+// value, error) and never throws across its API, so the caller can answer
+// with the reason and keep serving. What cannot be recovered from goes
+// through common/fatal.hpp instead.
 #pragma once
 
 #include <optional>
@@ -8,7 +10,7 @@
 #include <utility>
 #include <variant>
 
-namespace wgd::netd {
+namespace wgd {
 
 struct Error {
     int code = 0; // an errno value (EEXIST, EINVAL, ENODEV, ...) or 0 when none applies
@@ -21,8 +23,8 @@ class [[nodiscard]] Result {
     Result(T value) : v_(std::move(value)) {}
     Result(Error error) : v_(std::move(error)) {}
 
-    bool ok() const { return v_.index() == 0; }
-    explicit operator bool() const { return ok(); }
+    bool has_value() const { return v_.index() == 0; }
+    explicit operator bool() const { return has_value(); }
     T& value() { return std::get<0>(v_); }
     const T& value() const { return std::get<0>(v_); }
     T* operator->() { return &value(); }
@@ -40,8 +42,8 @@ class [[nodiscard]] Result<void> {
     Result() = default;
     Result(Error error) : error_(std::move(error)) {}
 
-    bool ok() const { return !error_; }
-    explicit operator bool() const { return ok(); }
+    bool has_value() const { return !error_; }
+    explicit operator bool() const { return has_value(); }
     const Error& error() const { return *error_; }
 
   private:
@@ -51,5 +53,9 @@ class [[nodiscard]] Result<void> {
 inline Error make_error(int code, std::string message) {
     return Error{code, std::move(message)};
 }
+// An error that has a reason and no errno.
+inline Error failure(std::string message) {
+    return Error{0, std::move(message)};
+}
 
-} // namespace wgd::netd
+} // namespace wgd
