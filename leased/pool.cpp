@@ -1,9 +1,10 @@
 #include "leased/pool.hpp"
 
+#include "common/fatal.hpp"
+
 #include <algorithm>
 #include <bit>
 #include <cstring>
-#include <stdexcept>
 #include <utility>
 
 namespace wgd::leased {
@@ -94,7 +95,7 @@ std::uint32_t CountingTrie<Addr, Count, W>::new_node(Addr key, unsigned len) {
         free_list_ = node(i).child[0];
     } else {
         if (next_unused_ == UINT32_MAX)
-            throw std::length_error("address trie full");
+            fatal("address trie full"); // 4 billion nodes: never, but not silently
         i = next_unused_++;
         if ((i >> kChunkBits) >= chunks_.size())
             chunks_.push_back(std::make_unique<Node[]>(std::size_t{1} << kChunkBits));
@@ -170,7 +171,7 @@ void CountingTrie<Addr, Count, W>::add(Mark mark, Addr key, unsigned len) {
     }
     auto& count = mark == Mark::Pool ? node(n).pools : node(n).blocks;
     if (count == UINT16_MAX)
-        throw std::length_error("too many identical marks on one prefix");
+        fatal("too many identical marks on one prefix");
     count++;
     while (depth > 0)
         recompute(path[--depth]);

@@ -1,5 +1,7 @@
 #include "leased/random.hpp"
 
+#include "common/fatal.hpp"
+
 #include <sodium.h>
 
 #include <cstdlib>
@@ -29,7 +31,7 @@ u128 RandomSource::uniform128(u128 bound) {
 
 SodiumRandom::SodiumRandom() {
     if (sodium_init() < 0)
-        std::abort();
+        fatal("libsodium cannot start");
 }
 
 std::uint64_t SodiumRandom::next64() {
