@@ -6,6 +6,7 @@
 #include "netd/daemon.hpp"
 #include "netd/netd.hpp"
 #include "netd/rtnl.hpp"
+#include "netd/suite.hpp"
 #include "netd/validate.hpp"
 #include "netd/wireguard.hpp"
 #include "privsep/channel.hpp"
@@ -35,10 +36,6 @@ using privsep::Channel;
 
 // After SIGTERM leased removes its addresses; it gets this long to do so.
 constexpr auto kStopGrace = std::chrono::seconds(3);
-
-struct Failure {
-    std::string reason;
-};
 
 const Ip6 kServerAddress{{0xfe, 0x80}}; // fe80::
 
@@ -345,49 +342,21 @@ int ClientNetd::run(const std::vector<std::string>& args) {
     if (!events)
         throw Failure{"cannot subscribe to rtnetlink events: " + events.error().message};
     events_.emplace(std::move(events.value()));
-    if (!options_.foreground)
-        detach(std::string(log_name()));
-    LogRelay relay;
-    privsep::Supervisor supervisor;
-    privsep::SignalFd signals{SIGTERM, SIGINT, SIGHUP};
-
+    SuiteParent parent(options_.foreground);
+    auto& relay = parent.relay();
+    auto& supervisor = parent.supervisor();
+    auto& signals = parent.signals();
     auto [netd_leased, leased_netd] = privsep::make_channel_pair();
     auto [netd_protod, protod_netd] = privsep::make_channel_pair();
     auto [leased_protod, protod_leased] = privsep::make_channel_pair();
     namespace fds = privsep::channels::fds;
-    pid_t leased_pid = spawn_child(privsep::Role::leased, args,
-                                   {{fds::client_leased::netd, leased_netd.get()},
-                                    {fds::client_leased::protod, leased_protod.get()}},
-                                   relay);
-    if (leased_pid < 0)
-        throw Failure{std::string("cannot start leased: ") + std::strerror(errno)};
-    supervisor.add(leased_pid, "leased");
-    pid_t protod_pid = spawn_child(privsep::Role::protod, args,
-                                   {{fds::client_protod::leased, protod_leased.get()},
-                                    {fds::client_protod::netd, protod_netd.get()}},
-                                   relay, leased_pid);
-    if (protod_pid < 0) {
-        stop_children(supervisor, {});
-        throw Failure{std::string("cannot start protod: ") + std::strerror(errno)};
-    }
-    supervisor.add(protod_pid, "protod");
-    leased_netd.reset();
-    leased_protod.reset();
-    protod_netd.reset();
-    protod_leased.reset();
-    relay.close_child_end();
-    leased_ = Channel(std::move(netd_leased));
-    protod_ = Channel(std::move(netd_protod));
-    FatalStopHook stop_on_fatal([&] {
-        relay.forward();
-        stop_children(supervisor, {&leased_, &protod_});
-    });
-
-    if (auto sandboxed = privsep::enter_netd_sandbox(Side::client); !sandboxed) {
-        WGD_LOG_ERROR("netd sandbox: %s", sandboxed.error().message.c_str());
-        stop_children(supervisor, {&leased_, &protod_});
+    parent.start_children(
+        args,
+        {{fds::client_leased::netd, leased_netd}, {fds::client_leased::protod, leased_protod}},
+        {{fds::client_protod::leased, protod_leased}, {fds::client_protod::netd, protod_netd}},
+        {{netd_leased, leased_}, {netd_protod, protod_}});
+    if (!parent.enter_sandbox(Side::client))
         return 1;
-    }
     WGD_LOG_INFO("requesting a lease on %s from [fe80::%%%s]:970 as %s", options_.iface.c_str(),
                  options_.iface.c_str(), to_string(lladdr_).c_str());
     send_link_state();
@@ -476,25 +445,17 @@ int ClientNetd::run(const std::vector<std::string>& args) {
     }
     if (failed_)
         status = 1;
-    if (relay.fd() >= 0)
-        relay.forward();
-    stop_children(supervisor, {&leased_, &protod_});
+    parent.stop();
     return status;
 }
 
 } // namespace
 
 int client_main(const Options& options, const std::vector<std::string>& args) {
-    Options settled = options;
-    std::vector<std::string> child_args = args;
-    settle_sandbox_user(settled, child_args);
-    try {
+    return run_netd(options, args, [](const Options& settled, const auto& child_args) {
         ClientNetd netd(settled);
         return netd.run(child_args);
-    } catch (const Failure& f) {
-        WGD_LOG_ERROR("%s", f.reason.c_str());
-        return 1;
-    }
+    });
 }
 
 } // namespace wgd::netd

@@ -8,6 +8,7 @@
 #include "netd/daemon.hpp"
 #include "netd/netd.hpp"
 #include "netd/rtnl.hpp"
+#include "netd/suite.hpp"
 #include "netd/validate.hpp"
 #include "netd/wireguard.hpp"
 #include "privsep/channel.hpp"
@@ -51,10 +52,6 @@ constexpr int kResendPeriods = 6;
 // order cost more than applying it. Others may change the device too (an
 // operator's `wg set`): the periodic read renews the copy, and an order reads
 // it again only after a failed order or when the periodic read fell behind.
-
-struct Failure {
-    std::string reason;
-};
 
 bool is_fe80_slash64(const IfAddr& a) {
     auto* p = std::get_if<Prefix6>(&a.prefix);
@@ -586,49 +583,23 @@ int ServerNetd::run(const std::vector<std::string>& args) {
     // state directory and no empty lease files behind.
     open_lease_files();
 
-    if (!options_.foreground)
-        detach(log_name().data());
-    LogRelay relay;
-    privsep::Supervisor supervisor;
-    privsep::SignalFd signals{SIGTERM, SIGINT, SIGHUP};
-
+    SuiteParent parent(options_.foreground);
+    auto& relay = parent.relay();
+    auto& supervisor = parent.supervisor();
+    auto& signals = parent.signals();
     auto [netd_end, leased_netd_end] = privsep::make_channel_pair();
     auto [leased_protod_end, protod_end] = privsep::make_channel_pair();
     namespace fds = privsep::channels::fds;
-    pid_t leased_pid = spawn_child(privsep::Role::leased, args,
-                                   {{fds::server_leased::netd, leased_netd_end.get()},
-                                    {fds::server_leased::protod, leased_protod_end.get()},
-                                    {fds::server_leased::lease_file, lease_file_.get()},
-                                    {fds::server_leased::lease_file_next, lease_file_next_.get()}},
-                                   relay);
-    if (leased_pid < 0)
-        throw Failure{std::string("cannot start leased: ") + std::strerror(errno)};
-    supervisor.add(leased_pid, "leased");
-    pid_t protod_pid = spawn_child(privsep::Role::protod, args,
-                                   {{fds::server_protod::leased, protod_end.get()},
-                                    {fds::server_protod::listener, listener_.get()},
-                                    {fds::server_protod::control, control_.get()}},
-                                   relay, leased_pid);
-    if (protod_pid < 0) {
-        stop_children(supervisor, {});
-        throw Failure{std::string("cannot start protod: ") + std::strerror(errno)};
-    }
-    supervisor.add(protod_pid, "protod");
-    // What the children hold, netd does not keep.
-    leased_netd_end.reset();
-    leased_protod_end.reset();
-    protod_end.reset();
-    listener_.reset();
-    control_.reset();
-    state_dir_.reset();
-    lease_file_.reset();
-    lease_file_next_.reset();
-    relay.close_child_end();
-    leased_ = Channel(std::move(netd_end));
-    FatalStopHook stop_on_fatal([&] {
-        relay.forward();
-        stop_children(supervisor, {&leased_});
-    });
+    parent.start_children(args,
+                          {{fds::server_leased::netd, leased_netd_end},
+                           {fds::server_leased::protod, leased_protod_end},
+                           {fds::server_leased::lease_file, lease_file_},
+                           {fds::server_leased::lease_file_next, lease_file_next_}},
+                          {{fds::server_protod::leased, protod_end},
+                           {fds::server_protod::listener, listener_},
+                           {fds::server_protod::control, control_}},
+                          {{netd_end, leased_}});
+    state_dir_.reset(); // opened for the lease files alone: not kept either
 
     // Chrooted into the UAPI sockets' directory (UAPI backend) or an empty
     // one: from here on the socket is /IFACE.sock, and is looked up there
@@ -637,11 +608,8 @@ int ServerNetd::run(const std::vector<std::string>& args) {
     privsep::NetdSandbox how;
     if (uapi)
         how.uapi_dir = backend_options_.uapi_dir;
-    if (auto sandboxed = privsep::enter_netd_sandbox(Side::server, how); !sandboxed) {
-        WGD_LOG_ERROR("netd sandbox: %s", sandboxed.error().message.c_str());
-        stop_children(supervisor, {&leased_});
+    if (!parent.enter_sandbox(Side::server, how))
         return 1;
-    }
     backend_options_.uapi_dir = "";
     if (uapi)
         wg_ = make_uapi_backend("/" + options_.iface + ".sock");
@@ -716,9 +684,7 @@ int ServerNetd::run(const std::vector<std::string>& args) {
                 stopping_ = true;
         }
     }
-    if (relay.fd() >= 0)
-        relay.forward();
-    stop_children(supervisor, {&leased_});
+    parent.stop();
     return exit_status_;
 }
 
@@ -731,16 +697,10 @@ int server_main(const Options& options, const std::vector<std::string>& args) {
     // the heap between the peers of the next read, which kept both resident.
     mallopt(M_MMAP_THRESHOLD, 64 * 1024);
     mallopt(M_TRIM_THRESHOLD, 256 * 1024);
-    Options settled = options;
-    std::vector<std::string> child_args = args;
-    settle_sandbox_user(settled, child_args);
-    try {
+    return run_netd(options, args, [](const Options& settled, const auto& child_args) {
         ServerNetd netd(settled);
         return netd.run(child_args);
-    } catch (const Failure& f) {
-        WGD_LOG_ERROR("%s", f.reason.c_str());
-        return 1;
-    }
+    });
 }
 
 } // namespace wgd::netd
