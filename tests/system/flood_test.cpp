@@ -262,7 +262,7 @@ TEST_F(Floods, TwoThousandSilentConnectionsAreCappedDroppedWhenIdleAndAGoodPeerI
     const std::string iface = lab_->clients[0].iface;
     const long long start = now_ms();
     Background flood(lab_->clients[0].ns,
-                     [&] { return hold_silent_connections(iface, kFlood, 14'000); });
+                     [&] { return hold_silent_connections(iface, kFlood, 22'000); });
     // Once the flood's connections are in (within a second here), a good
     // peer is served within a second; in the first 250 ms of a full table
     // no silent connection is yet quiet enough to give way.
@@ -305,7 +305,10 @@ TEST_F(Floods, TwoThousandSilentConnectionsAreCappedDroppedWhenIdleAndAGoodPeerI
     EXPECT_GE(at_3s, 1024 - 40) << "the server should fill its 1,024 slots";
     EXPECT_GE(closed_at_3s, kFlood - 1024) << "the rest are closed";
     // Idle ones are dropped after the 10 s timeout, not before (but for the
-    // few evicted to make room for the good peer), and all are gone by 13 s.
+    // few evicted to make room for the good peer), and all are gone by the
+    // end: 2,000 SYNs at once overflow the listen queue, so some connect
+    // only on the SYN's retransmission (1 s, then 3 s later, ...) and time
+    // out up to about 17 s in; the client holds them 22 s.
     int closed_early = 0, closed_by_timeout = 0, evicted = 0, never = 0;
     for (long long t : report.closed_at) {
         if (t < 0)
