@@ -23,7 +23,7 @@ bool same_device(const wgd::netd::Device& a, const wgd::netd::Device& b) {
     return true;
 }
 
-wgd::netd::Result<wgd::netd::Device> parse_in_three(std::string_view text) {
+wgd::Result<wgd::netd::Device> parse_in_three(std::string_view text) {
     const std::size_t first =
         text.empty() ? 0 : static_cast<std::uint8_t>(text[0]) % (text.size() + 1);
     const std::size_t second =
@@ -39,7 +39,7 @@ wgd::netd::Result<wgd::netd::Device> parse_in_three(std::string_view text) {
 }
 
 // Keeps the keys of peers 0, 2, 4... of `whole` and parses text again.
-void check_keep_only(std::string_view text, const wgd::netd::Result<wgd::netd::Device>& whole) {
+void check_keep_only(std::string_view text, const wgd::Result<wgd::netd::Device>& whole) {
     std::vector<wgd::PublicKey> keys;
     if (whole)
         for (std::size_t i = 0; i < whole->peers.size(); i += 2)
