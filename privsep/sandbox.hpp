@@ -25,9 +25,9 @@
 // created root-owned, mode 0755. It must be owned by root, not writable by
 // group or others, and empty; otherwise the sandbox is refused.
 //
-// The event loops of all processes must use poll()/ppoll() (not select):
-// that is what the allowlists contain. The one exception is the server
-// protod, whose loop over up to 1,024 connections uses epoll.
+// Every process waits in privsep::Loop (epoll_wait), whose epoll descriptor
+// is made before the sandbox; poll() is left for a channel waiting to pass a
+// descriptor and for a child's exit. select is not allowed.
 #pragma once
 
 #include "common/result.hpp"
