@@ -33,13 +33,16 @@ Loop::Slot* Loop::slot(int fd) {
     return &slots_[fd];
 }
 
+// Events 0 take the descriptor out of the epoll set: epoll would report
+// hang-ups and errors even with nothing asked.
 bool Loop::set_events(int fd, Slot& s, std::uint32_t events) {
     if (events == s.events)
         return true;
     epoll_event ev{};
     ev.events = events;
     ev.data.u64 = pack(fd, s.generation);
-    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) < 0)
+    const int op = s.events == 0 ? EPOLL_CTL_ADD : events == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+    if (::epoll_ctl(epoll_.get(), op, fd, &ev) < 0)
         return false;
     s.events = events;
     return true;
@@ -57,15 +60,12 @@ bool Loop::watch(int fd, std::uint32_t events, Handler handler) {
         errno = EEXIST;
         return false;
     }
-    epoll_event ev{};
-    ev.events = events;
-    ev.data.u64 = pack(fd, s.generation);
-    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) < 0)
+    s.events = 0;
+    if (!set_events(fd, s, events))
         return false;
     s.handler = std::make_unique<Handler>(std::move(handler));
     s.channel = nullptr;
     s.name = nullptr;
-    s.events = events;
     s.watched = true;
     s.reading = true;
     return true;
@@ -84,7 +84,9 @@ void Loop::forget(int fd) {
     Slot* s = slot(fd);
     if (!s)
         return;
-    (void)::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+    if (s->events != 0)
+        (void)::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+    s->events = 0;
     forgotten_.push_back(std::move(s->handler));
     s->watched = false;
     s->generation++; // what this round still holds for fd is stale
@@ -126,8 +128,8 @@ void Loop::disarm(TimerId timer) {
     timers_.at(timer).when.reset();
 }
 
-bool Loop::armed(TimerId timer) const {
-    return timers_.at(timer).when.has_value();
+std::optional<Loop::Clock::time_point> Loop::deadline(TimerId timer) const {
+    return timers_.at(timer).when;
 }
 
 void Loop::after_each_round(Callback hook) {
@@ -183,6 +185,7 @@ void Loop::run_due_timers() {
 
 int Loop::run() {
     ready_.resize(kReadyPerWait);
+    status_.reset();
     while (!status_) {
         if (!flush_channels()) {
             stop(1);

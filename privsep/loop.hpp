@@ -42,9 +42,11 @@ class Loop {
     Loop(Loop&&) = default;
     Loop& operator=(Loop&&) = default;
 
-    // Watches `fd` for `events` (EPOLLIN, EPOLLOUT or both; 0 keeps it
-    // registered but silent). A descriptor is watched at most once; forget
-    // it before closing it. A false return has the errno of epoll_ctl.
+    // Watches `fd` for `events` (EPOLLIN, EPOLLOUT or both; with 0 the
+    // handler is kept but the descriptor is not watched at all, not even for
+    // the hang-ups epoll reports unasked). A descriptor is watched at most
+    // once; forget it before closing it. A false return has the errno of
+    // epoll_ctl.
     [[nodiscard]] bool watch(int fd, std::uint32_t events, Handler handler);
     [[nodiscard]] bool change(int fd, std::uint32_t events);
     // Stops watching `fd`; its events still pending in this round are
@@ -65,13 +67,14 @@ class Loop {
     void arm(TimerId timer, Clock::time_point when);
     void arm_after(TimerId timer, std::chrono::milliseconds delay);
     void disarm(TimerId timer);
-    bool armed(TimerId timer) const;
+    bool armed(TimerId timer) const { return deadline(timer).has_value(); }
+    std::optional<Clock::time_point> deadline(TimerId timer) const;
 
     // Runs after the handlers and timers of every round, in the order added.
     void after_each_round(Callback hook);
 
     // Runs rounds until stop(); returns the status stop() was given. A
-    // failed wait is logged and returns 1.
+    // failed wait is logged and returns 1. Can be run again after it returns.
     int run();
     // Ends the loop at the end of the current handler: the rest of the
     // round is not run.

@@ -90,7 +90,6 @@ constexpr Entry kAllowlist[] = {
     // protod: works only on sockets handed to it; creates none.
     {"accept", kProtod, kServer, "accept on the listening sockets handed in by netd"},
     {"accept4", kProtod, kServer, "accept with SOCK_NONBLOCK|SOCK_CLOEXEC"},
-    {"epoll_create1", kProtod, kServer, "the server loop over 1,024 connections"},
     {"getpeername", kProtod, kBothSides,
      "server: check source port 970 and link-local source; client: log the server"},
     {"getsockname", kProtod, kBothSides, "the local address of a connection (interface scope)"},

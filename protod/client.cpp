@@ -27,8 +27,9 @@ using Clock = Exchange::Clock;
 
 class Client {
   public:
-    Client(privsep::Channel leased, privsep::Channel netd, const ClientLoopConfig& config)
-        : leased_(std::move(leased)),
+    Client(privsep::Loop& loop, privsep::Channel leased, privsep::Channel netd,
+           const ClientLoopConfig& config)
+        : loop_(loop), leased_(std::move(leased)),
           netd_(std::move(netd)), timeouts_{config.connect_timeout, config.answer_timeout},
           trace_(config.trace) {}
 
@@ -47,7 +48,12 @@ class Client {
     struct FromLeased {};
     void step(short revents, TimePoint now);
     bool report(); // false: leased is gone
+    void take_socket(UniqueFd socket);
+    void end_round();
 
+    privsep::Loop& loop_;
+    privsep::Loop::TimerId deadline_timer_ = 0;
+    bool netd_ready_ = false; // read at the end of the round
     privsep::Channel leased_;
     privsep::Channel netd_;
     ExchangeTimeouts timeouts_;
@@ -104,7 +110,7 @@ bool Client::FromNetd::on(msg::ExchangeRequest& request, privsep::Message& m) {
     int flags = ::fcntl(m.fd.get(), F_GETFL);
     if (flags >= 0)
         (void)::fcntl(m.fd.get(), F_SETFL, flags | O_NONBLOCK);
-    client.socket_ = std::move(m.fd);
+    client.take_socket(std::move(m.fd));
     exchange.emplace(m.id, request, now, client.timeouts_);
     WGD_LOG_DEBUG("exchange %u: connecting", m.id);
     return true;
@@ -166,7 +172,7 @@ bool Client::report() {
     // Reset on close so no TIME_WAIT keeps port 970 from the next exchange.
     const linger reset{1, 0};
     (void)::setsockopt(socket_.get(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
-    socket_.reset();
+    take_socket(UniqueFd());
     const std::uint32_t id = exchange_->id();
     exchange_.reset();
     if (!leased_.send(msg::exchange_result, id, msg::encode(result))) {
@@ -176,54 +182,74 @@ bool Client::report() {
     return true;
 }
 
-int Client::run() {
-    for (;;) {
-        if (!leased_.flush()) { // what leased's socket could not take before
-            WGD_LOG_ERROR("cannot send to leased: %s", std::strerror(errno));
-            return 1;
+void Client::take_socket(UniqueFd socket) {
+    if (socket_)
+        loop_.forget(socket_.get());
+    socket_ = std::move(socket);
+    if (socket_ && !loop_.watch(socket_.get(), 0, [this](std::uint32_t events) {
+            if (exchange_)
+                step(static_cast<short>(events), Clock::now());
+        }))
+        WGD_LOG_ERROR("epoll_ctl: %s", std::strerror(errno)); // the exchange times out
+}
+
+// After the socket: a new order from netd may replace the exchange just
+// served.
+void Client::end_round() {
+    const TimePoint now = Clock::now();
+    if (exchange_) {
+        exchange_->check_timeout(now);
+        if (exchange_->done() && !report()) {
+            loop_.stop(1);
+            return;
         }
-        pollfd fds[3] = {
-            {leased_.fd(), leased_.poll_events(), 0}, {netd_.fd(), POLLIN, 0}, {-1, 0, 0}};
-        int timeout_ms = -1;
-        if (exchange_) {
-            const bool receiving = exchange_->phase() == Exchange::Phase::receiving;
-            fds[2] = {socket_.get(), static_cast<short>(receiving ? POLLIN : POLLOUT), 0};
-            auto wait =
-                std::chrono::ceil<std::chrono::milliseconds>(exchange_->deadline() - Clock::now());
-            timeout_ms = static_cast<int>(std::clamp<std::int64_t>(wait.count(), 0, 60'000));
-        }
-        if (::poll(fds, 3, timeout_ms) < 0) {
-            if (errno == EINTR)
-                continue;
-            WGD_LOG_ERROR("poll: %s", std::strerror(errno));
-            return 1;
-        }
-        const TimePoint now = Clock::now();
-        if (fds[0].revents != 0 && !dispatch_leased())
-            return 1;
-        if (exchange_ && fds[2].revents != 0)
-            step(fds[2].revents, now);
-        if (exchange_) {
-            exchange_->check_timeout(now);
-            if (exchange_->done() && !report())
-                return 1;
-        }
-        // After the socket: a new order may replace the exchange just served.
-        if (fds[1].revents != 0 && !dispatch_netd(now))
-            return 1;
     }
+    if (netd_ready_) {
+        netd_ready_ = false;
+        if (!dispatch_netd(now)) {
+            loop_.stop(1);
+            return;
+        }
+    }
+    if (!exchange_) {
+        loop_.disarm(deadline_timer_);
+        return;
+    }
+    const bool receiving = exchange_->phase() == Exchange::Phase::receiving;
+    (void)loop_.change(socket_.get(), receiving ? EPOLLIN : EPOLLOUT);
+    loop_.arm(deadline_timer_, exchange_->deadline());
+}
+
+int Client::run() {
+    if (!loop_.watch_channel(leased_, "leased",
+                             [this] {
+                                 if (!dispatch_leased())
+                                     loop_.stop(1);
+                             }) ||
+        !loop_.watch_channel(netd_, "netd", [this] { netd_ready_ = true; })) {
+        WGD_LOG_ERROR("epoll_ctl: %s", std::strerror(errno));
+        return 1;
+    }
+    deadline_timer_ = loop_.add_timer([] {}); // wakes the round that times the exchange out
+    loop_.after_each_round([this] { end_round(); });
+    return loop_.run();
 }
 
 } // namespace
 
-int run_client_loop(privsep::Channel leased, privsep::Channel netd,
+int run_client_loop(privsep::Loop& loop, privsep::Channel leased, privsep::Channel netd,
                     const ClientLoopConfig& config) {
-    Client client(std::move(leased), std::move(netd), config);
+    Client client(loop, std::move(leased), std::move(netd), config);
     return client.run();
 }
 
 int client_main(const Options& options) {
     log_set_verbosity(options.verbosity);
+    auto loop = privsep::Loop::open();
+    if (!loop) {
+        WGD_LOG_ERROR("%s", loop.error().message.c_str());
+        return 1;
+    }
     privsep::SandboxSpec spec;
     spec.role = privsep::Role::protod;
     spec.side = Side::client;
@@ -235,7 +261,7 @@ int client_main(const Options& options) {
     ClientLoopConfig config;
     config.trace = options.verbosity >= 2;
     namespace fds = privsep::channels::fds::client_protod;
-    return run_client_loop(privsep::Channel(UniqueFd(fds::leased)),
+    return run_client_loop(*loop, privsep::Channel(UniqueFd(fds::leased)),
                            privsep::Channel(UniqueFd(fds::netd)), config);
 }
 

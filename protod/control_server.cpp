@@ -12,24 +12,28 @@
 
 namespace wgd::protod {
 
-ControlServer::ControlServer(UniqueFd listener, int epoll_fd, privsep::Channel& leased,
+ControlServer::ControlServer(UniqueFd listener, privsep::Loop& loop, privsep::Channel& leased,
                              ControlLimits limits)
-    : listener_(std::move(listener)), epoll_fd_(epoll_fd), leased_(leased), limits_(limits) {
+    : listener_(std::move(listener)), loop_(loop), leased_(leased), limits_(limits) {
     if (!listener_)
         return;
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u64 = kListenerKey;
-    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listener_.get(), &ev) < 0) {
+    if (!loop_.watch(listener_.get(), EPOLLIN, [this](std::uint32_t) {
+            if (!accept_some())
+                loop_.stop(1);
+        })) {
         WGD_LOG_ERROR("control socket: epoll_ctl: %s", std::strerror(errno));
         listener_.reset();
     }
 }
 
-bool ControlServer::on_event(std::uint64_t key, std::uint32_t events) {
-    if (key == kListenerKey)
-        return accept_some();
-    const auto id = static_cast<std::uint32_t>(key - kConnKeyBase);
+ControlServer::~ControlServer() {
+    for (auto& [id, c] : conns_)
+        loop_.forget(c.fd.get());
+    if (listener_)
+        loop_.forget(listener_.get());
+}
+
+bool ControlServer::on_event(std::uint32_t id, std::uint32_t events) {
     auto it = conns_.find(id);
     if (it == conns_.end())
         return true;
@@ -81,6 +85,14 @@ bool ControlServer::accept_some() {
         Conn& c = conns_[id];
         c.fd = std::move(conn);
         c.deadline = Clock::now() + limits_.request_timeout;
+        if (!loop_.watch(c.fd.get(), 0, [this, id](std::uint32_t events) {
+                if (!on_event(id, events))
+                    loop_.stop(1);
+            })) {
+            WGD_LOG_WARN("control socket: epoll_ctl: %s", std::strerror(errno));
+            conns_.erase(id);
+            continue;
+        }
         watch(id, c);
     }
     return true;
@@ -218,18 +230,10 @@ void ControlServer::watch(std::uint32_t id, Conn& c) {
         events |= EPOLLIN;
     if (!c.out.empty())
         events |= EPOLLOUT;
-    if (events == c.watched)
-        return;
-    epoll_event ev{};
-    ev.events = events;
-    ev.data.u64 = kConnKeyBase + id;
-    int op = c.watched == 0 ? EPOLL_CTL_ADD : events == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
-    if (::epoll_ctl(epoll_fd_, op, c.fd.get(), &ev) < 0) {
+    if (!loop_.change(c.fd.get(), events)) {
         WGD_LOG_WARN("control socket: epoll_ctl: %s", std::strerror(errno));
         drop(id);
-        return;
     }
-    c.watched = events;
 }
 
 void ControlServer::drop(std::uint32_t id) {
@@ -237,7 +241,8 @@ void ControlServer::drop(std::uint32_t id) {
     if (it == conns_.end())
         return;
     const bool monitor = it->second.state == State::monitoring;
-    conns_.erase(it); // closing the fd also leaves the epoll set
+    loop_.forget(it->second.fd.get());
+    conns_.erase(it);
     if (monitor) {
         monitors_--;
         if (!send_monitor_state())

@@ -12,6 +12,7 @@
 #include "privsep/channel.hpp"
 #include "privsep/control.hpp"
 #include "privsep/events.hpp"
+#include "privsep/loop.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -31,17 +32,15 @@ struct ControlLimits {
 
 class ControlServer {
   public:
-    // epoll keys: the listener, and kConnKeyBase + connection id.
-    static constexpr std::uint64_t kListenerKey = 1ull << 42;
-    static constexpr std::uint64_t kConnKeyBase = 1ull << 43;
-
-    ControlServer(UniqueFd listener, int epoll_fd, privsep::Channel& leased,
+    // Watches the listener and its connections in `loop`; when leased is
+    // gone, stops the loop with 1.
+    ControlServer(UniqueFd listener, privsep::Loop& loop, privsep::Channel& leased,
                   ControlLimits limits = {});
+    ~ControlServer();
+    ControlServer(const ControlServer&) = delete;
+    ControlServer& operator=(const ControlServer&) = delete;
     bool valid() const { return listener_.valid(); }
-    bool owns(std::uint64_t key) const { return key == kListenerKey || key >= kConnKeyBase; }
 
-    // An epoll event of one of its keys. false: leased is gone.
-    bool on_event(std::uint64_t key, std::uint32_t events);
     // leased's answer (a piece of it) for connection id.
     void on_reply(std::uint32_t id, const control::ControlReply& reply);
     void on_events(const std::vector<LeaseEvent>& events);
@@ -65,10 +64,10 @@ class ControlServer {
         bool head_written = false;
         std::uint64_t lost = 0; // events dropped since the last "lost" line
         Clock::time_point deadline;
-        std::uint32_t watched = 0;
     };
 
     bool accept_some();
+    bool on_event(std::uint32_t id, std::uint32_t events); // false: leased is gone
     bool read_request(std::uint32_t id, Conn& c);
     void flush(std::uint32_t id, Conn& c);
     void watch(std::uint32_t id, Conn& c);
@@ -77,7 +76,7 @@ class ControlServer {
     bool send_monitor_state();
 
     UniqueFd listener_;
-    int epoll_fd_;
+    privsep::Loop& loop_;
     privsep::Channel& leased_;
     ControlLimits limits_;
     std::map<std::uint32_t, Conn> conns_;

@@ -6,6 +6,7 @@
 #include "common/cli.hpp"
 #include "common/fd.hpp"
 #include "privsep/channel.hpp"
+#include "privsep/loop.hpp"
 
 #include <chrono>
 #include <cstddef>
@@ -40,8 +41,8 @@ struct ServerLoopConfig {
 // requests to leased, writes leased's answers. Returns 1 when leased goes
 // away or breaks the protocol (it never returns otherwise). control: the
 // control socket's listener, when there is one (control_server.hpp).
-int run_server_loop(privsep::Channel leased, UniqueFd listener, const ServerLoopConfig& config,
-                    UniqueFd control = UniqueFd());
+int run_server_loop(privsep::Loop& loop, privsep::Channel leased, UniqueFd listener,
+                    const ServerLoopConfig& config, UniqueFd control = UniqueFd());
 
 struct ClientLoopConfig {
     std::chrono::milliseconds connect_timeout{10'000};
@@ -53,6 +54,7 @@ struct ClientLoopConfig {
 // The client loop without the sandbox: takes connecting sockets from netd
 // (ExchangeRequest with an fd), runs each exchange and sends the result to
 // leased. Returns 1 when leased or netd goes away or breaks the protocol.
-int run_client_loop(privsep::Channel leased, privsep::Channel netd, const ClientLoopConfig& config);
+int run_client_loop(privsep::Loop& loop, privsep::Channel leased, privsep::Channel netd,
+                    const ClientLoopConfig& config);
 
 } // namespace wgd::protod

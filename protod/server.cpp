@@ -30,16 +30,12 @@ namespace {
 constexpr std::uint64_t kServerMaxOpenFiles = 1100;
 constexpr int kLeasedMessagesPerRound = 256;
 constexpr int kReadsPerConnectionPerRound = 4;
-// epoll keys of the two fds that are not connections (ConnIds are 32-bit).
-constexpr std::uint64_t kListenerKey = 1ull << 40;
-constexpr std::uint64_t kLeasedKey = 1ull << 41;
-constexpr int kEventsPerWait = 256;
 
 class Server {
   public:
-    Server(privsep::Channel leased, UniqueFd listener, const ServerLoopConfig& config,
-           UniqueFd control)
-        : leased_(std::move(leased)), listener_(std::move(listener)),
+    Server(privsep::Loop& loop, privsep::Channel leased, UniqueFd listener,
+           const ServerLoopConfig& config, UniqueFd control)
+        : loop_(loop), leased_(std::move(leased)), listener_(std::move(listener)),
           control_listener_(std::move(control)), config_(config),
           table_(Limits{config.max_connections, config.idle_timeout, config.request_timeout}) {}
 
@@ -60,26 +56,28 @@ class Server {
     };
     bool forward(ConnId id, const msg::QueryLease& query); // queued: see send_queries
     bool send_queries();                                   // false: leased is gone
-    // Writes what waits for leased, and has its channel polled for writing
-    // only while something still waits; false: leased is gone.
-    bool watch_leased();
     bool deliver(ConnId id, const msg::LeaseAnswer& answer, TimePoint now);
     bool service(ConnId id, short revents, TimePoint now); // false: leased is gone
     bool flush(ConnId id, TimePoint now);                  // false: leased is gone
     void drop(ConnId id, bool broken = false);             // broken: no FIN to send (reset, error)
-    void watch(ConnId id); // epoll interest = what the connection now waits for
+    void watch(ConnId id); // interest = what the connection now waits for
+    void sweep();          // closes the connections past their deadline
+    Clock::duration min_timeout() const {
+        return std::chrono::duration_cast<Clock::duration>(
+            std::min(config_.idle_timeout, config_.request_timeout));
+    }
+    void end_round(); // the round's batched work, in order
 
-    // epoll, not poll: with 1,000 connections open, poll's walk over every
-    // socket per round is most of protod's CPU (wgd-load).
-    UniqueFd epoll_;
-    std::unordered_map<ConnId, std::uint32_t> watched_; // registered interest
-    std::vector<ConnId> touched_;                       // this round's, to re-watch
+    privsep::Loop& loop_;
+    std::vector<ConnId> touched_; // this round's, to re-watch
+    bool listener_ready_ = false; // accepted at the end of the round
+    privsep::Loop::TimerId sweep_timer_ = 0;
+    privsep::Loop::TimerId control_timer_ = 0;
 
     privsep::Channel leased_;
-    bool leased_watched_for_writing_ = false;
     msg::QueryLeases queries_; // this round's, sent to leased at its end
     UniqueFd listener_;
-    UniqueFd control_listener_; // handed to control_ once epoll exists
+    UniqueFd control_listener_; // handed to control_ once the loop runs
     std::optional<ControlServer> control_;
     ServerLoopConfig config_;
     ConnectionTable table_;
@@ -107,9 +105,9 @@ void Server::drop(ConnId id, bool broken) {
         // has closed its side, close alone sends the FIN.
         if (!broken && !table_.peer_closed_side(id))
             (void)::shutdown(it->second.get(), SHUT_WR);
-        sockets_.erase(it); // closing the only fd also leaves the epoll set
+        loop_.forget(it->second.get());
+        sockets_.erase(it);
     }
-    watched_.erase(id);
     table_.close(id);
 }
 
@@ -125,19 +123,10 @@ void Server::watch(ConnId id) {
         events |= EPOLLIN;
     if (!table_.pending_output(id).empty())
         events |= EPOLLOUT;
-    std::uint32_t& current = watched_[id];
-    if (events == current)
-        return;
-    epoll_event ev{};
-    ev.events = events;
-    ev.data.u64 = id;
-    int op = current == 0 ? EPOLL_CTL_ADD : events == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
-    if (::epoll_ctl(epoll_.get(), op, it->second.get(), &ev) < 0) {
+    if (!loop_.change(it->second.get(), events)) {
         WGD_LOG_WARN("connection %u: epoll_ctl: %s", id, std::strerror(errno));
         drop(id);
-        return;
     }
-    current = events;
 }
 
 bool Server::forward(ConnId id, const msg::QueryLease& query) {
@@ -159,24 +148,6 @@ bool Server::send_queries() {
     if (!sent)
         WGD_LOG_ERROR("cannot send to leased: %s", std::strerror(errno));
     return sent;
-}
-
-bool Server::watch_leased() {
-    if (!leased_.flush()) {
-        WGD_LOG_ERROR("cannot send to leased: %s", std::strerror(errno));
-        return false;
-    }
-    if (leased_.wants_write() == leased_watched_for_writing_)
-        return true;
-    epoll_event ev{};
-    ev.events = leased_.wants_write() ? EPOLLIN | EPOLLOUT : EPOLLIN;
-    ev.data.u64 = kLeasedKey;
-    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, leased_.fd(), &ev) < 0) {
-        WGD_LOG_ERROR("epoll_ctl: %s", std::strerror(errno));
-        return false;
-    }
-    leased_watched_for_writing_ = leased_.wants_write();
-    return true;
 }
 
 bool Server::accept_some(TimePoint now) {
@@ -220,6 +191,16 @@ bool Server::accept_some(TimePoint now) {
             continue;
         }
         WGD_LOG_DEBUG("connection %u from %s", *id, to_string(*source).c_str());
+        const ConnId conn_id = *id;
+        if (!loop_.watch(conn.get(), 0, [this, conn_id](std::uint32_t events) {
+                if (!service(conn_id, static_cast<short>(events), Clock::now()))
+                    loop_.stop(1);
+                touched_.push_back(conn_id);
+            })) {
+            WGD_LOG_WARN("connection %u: epoll_ctl: %s", conn_id, std::strerror(errno));
+            table_.close(conn_id);
+            continue;
+        }
         sockets_.emplace(*id, std::move(conn));
         touched_.push_back(*id);
         // A client sends its request as soon as it is connected, so it is
@@ -365,25 +346,62 @@ bool Server::service(ConnId id, short revents, TimePoint now) {
     return flush(id, now);
 }
 
+void Server::sweep() {
+    const TimePoint now = Clock::now();
+    for (ConnId id : table_.expired(now)) {
+        WGD_LOG_DEBUG("connection %u: timed out", id);
+        drop(id);
+    }
+    // A deadline set after a sweep (a new connection, progress, an answer
+    // written) is at least the shorter timeout away, so a sweep that comes
+    // at the latest that long after the last one misses none.
+    if (auto earliest = table_.next_deadline())
+        loop_.arm(sweep_timer_, std::min(*earliest, now + min_timeout()));
+}
+
+void Server::end_round() {
+    const TimePoint now = Clock::now();
+    if (listener_ready_) {
+        listener_ready_ = false;
+        if (!accept_some(now)) {
+            loop_.stop(1);
+            return;
+        }
+        const auto due = loop_.deadline(sweep_timer_);
+        if (table_.size() > 0 && (!due || *due > now + min_timeout()))
+            loop_.arm(sweep_timer_, now + min_timeout());
+    }
+    if (control_) {
+        control_->invalid_requests = table_.invalid_answered();
+        control_->unsupported_requests = table_.unsupported_answered();
+        control_->sweep();
+        if (control_->clients() > 0 && !loop_.deadline(control_timer_))
+            loop_.arm_after(control_timer_, std::chrono::seconds(1)); // their deadlines
+    }
+    if (!send_queries()) {
+        loop_.stop(1);
+        return;
+    }
+    for (ConnId id : touched_)
+        watch(id);
+    touched_.clear();
+}
+
 int Server::run() {
     int flags = ::fcntl(listener_.get(), F_GETFL);
     if (flags < 0 || ::fcntl(listener_.get(), F_SETFL, flags | O_NONBLOCK) < 0) {
         WGD_LOG_ERROR("listening socket: %s", std::strerror(errno));
         return 1;
     }
-    epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
-    if (!epoll_) {
-        WGD_LOG_ERROR("epoll_create1: %s", std::strerror(errno));
+    // Accepted at the end of the round, after the answers and the sweep
+    // have made what room they make.
+    if (!loop_.watch(listener_.get(), EPOLLIN, [this](std::uint32_t) { listener_ready_ = true; }) ||
+        !loop_.watch_channel(leased_, "leased", [this] {
+            if (!dispatch_leased(Clock::now()))
+                loop_.stop(1);
+        })) {
+        WGD_LOG_ERROR("epoll_ctl: %s", std::strerror(errno));
         return 1;
-    }
-    for (auto [fd, key] : {std::pair{listener_.get(), kListenerKey}, {leased_.fd(), kLeasedKey}}) {
-        epoll_event ev{};
-        ev.events = EPOLLIN;
-        ev.data.u64 = key;
-        if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) < 0) {
-            WGD_LOG_ERROR("epoll_ctl: %s", std::strerror(errno));
-            return 1;
-        }
     }
     if (control_listener_) {
         int cflags = ::fcntl(control_listener_.get(), F_GETFL);
@@ -391,84 +409,14 @@ int Server::run() {
             WGD_LOG_ERROR("control socket: %s", std::strerror(errno));
             return 1;
         }
-        control_.emplace(std::move(control_listener_), epoll_.get(), leased_);
+        control_.emplace(std::move(control_listener_), loop_, leased_);
         if (!control_->valid())
             return 1;
     }
-    // The deadlines are swept (a walk over every connection) only when the
-    // earliest one is due. A deadline set after a sweep (a new connection,
-    // progress, an answer written) is at least the shorter timeout away, so
-    // a sweep that comes at the latest that long after the last one misses
-    // none.
-    const auto min_timeout = std::chrono::duration_cast<Clock::duration>(
-        std::min(config_.idle_timeout, config_.request_timeout));
-    TimePoint next_sweep = TimePoint::max();
-    std::vector<epoll_event> events(kEventsPerWait);
-    for (;;) {
-        if (!watch_leased())
-            return 1;
-        int timeout_ms = -1;
-        if (next_sweep != TimePoint::max()) {
-            auto wait = std::chrono::ceil<std::chrono::milliseconds>(next_sweep - Clock::now());
-            timeout_ms = static_cast<int>(std::clamp<std::int64_t>(wait.count(), 0, 60'000));
-        }
-        if (control_ && control_->clients() > 0 && (timeout_ms < 0 || timeout_ms > 1000))
-            timeout_ms = 1000; // control clients' deadlines
-        const int n = ::epoll_wait(epoll_.get(), events.data(), kEventsPerWait, timeout_ms);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            WGD_LOG_ERROR("epoll_wait: %s", std::strerror(errno));
-            return 1;
-        }
-        const TimePoint now = Clock::now();
-        touched_.clear();
-        bool listener_ready = false;
-        bool leased_ready = false;
-        for (int i = 0; i < n; ++i) {
-            listener_ready = listener_ready || events[i].data.u64 == kListenerKey;
-            leased_ready = leased_ready || events[i].data.u64 == kLeasedKey;
-        }
-        if (leased_ready && !dispatch_leased(now))
-            return 1;
-        for (int i = 0; i < n; ++i) {
-            const std::uint64_t key = events[i].data.u64;
-            if (key == kListenerKey || key == kLeasedKey)
-                continue;
-            if (control_ && control_->owns(key)) {
-                if (!control_->on_event(key, events[i].events))
-                    return 1;
-                continue;
-            }
-            const auto id = static_cast<ConnId>(key);
-            if (!service(id, static_cast<short>(events[i].events), now))
-                return 1;
-            touched_.push_back(id);
-        }
-        if (now >= next_sweep) {
-            for (ConnId id : table_.expired(now)) {
-                WGD_LOG_DEBUG("connection %u: timed out", id);
-                drop(id);
-            }
-            auto earliest = table_.next_deadline();
-            next_sweep = earliest ? std::min(*earliest, now + min_timeout) : TimePoint::max();
-        }
-        if (listener_ready) {
-            if (!accept_some(now))
-                return 1;
-            if (table_.size() > 0)
-                next_sweep = std::min(next_sweep, now + min_timeout);
-        }
-        if (control_) {
-            control_->invalid_requests = table_.invalid_answered();
-            control_->unsupported_requests = table_.unsupported_answered();
-            control_->sweep();
-        }
-        if (!send_queries())
-            return 1;
-        for (ConnId id : touched_)
-            watch(id);
-    }
+    sweep_timer_ = loop_.add_timer([this] { sweep(); });
+    control_timer_ = loop_.add_timer([] {}); // wakes the round that sweeps them
+    loop_.after_each_round([this] { end_round(); });
+    return loop_.run();
 }
 
 bool is_listening_unix_socket(int fd) {
@@ -482,9 +430,9 @@ bool is_listening_unix_socket(int fd) {
 
 } // namespace
 
-int run_server_loop(privsep::Channel leased, UniqueFd listener, const ServerLoopConfig& config,
-                    UniqueFd control) {
-    Server server(std::move(leased), std::move(listener), config, std::move(control));
+int run_server_loop(privsep::Loop& loop, privsep::Channel leased, UniqueFd listener,
+                    const ServerLoopConfig& config, UniqueFd control) {
+    Server server(loop, std::move(leased), std::move(listener), config, std::move(control));
     return server.run();
 }
 
@@ -496,6 +444,11 @@ int server_main(const Options& options) {
     namespace fds = privsep::channels::fds::server_protod;
     if (is_listening_unix_socket(fds::control))
         control.reset(fds::control);
+    auto loop = privsep::Loop::open();
+    if (!loop) {
+        WGD_LOG_ERROR("%s", loop.error().message.c_str());
+        return 1;
+    }
     privsep::SandboxSpec spec;
     spec.role = privsep::Role::protod;
     spec.side = Side::server;
@@ -507,8 +460,8 @@ int server_main(const Options& options) {
     }
     ServerLoopConfig config;
     config.trace = options.verbosity >= 2;
-    return run_server_loop(privsep::Channel(UniqueFd(fds::leased)), UniqueFd(fds::listener), config,
-                           std::move(control));
+    return run_server_loop(*loop, privsep::Channel(UniqueFd(fds::leased)), UniqueFd(fds::listener),
+                           config, std::move(control));
 }
 
 } // namespace wgd::protod

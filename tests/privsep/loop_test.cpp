@@ -94,7 +94,7 @@ TEST(Loop, TimersFireInTheirOrderAndADisarmedOneNever) {
     EXPECT_EQ(loop.run(), 0);
     EXPECT_GE(Loop::Clock::now() - start, 60ms);
     EXPECT_EQ(fired, (std::vector<std::string>{"early", "late"}));
-    EXPECT_FALSE(loop.armed(late)); // a due timer is disarmed before it runs
+    EXPECT_FALSE(loop.deadline(late)); // a due timer is disarmed before it runs
 }
 
 TEST(Loop, ForgottenDescriptorGetsNoStaleEventEvenWhenItsNumberIsReused) {
@@ -227,4 +227,22 @@ TEST(Loop, ASendThatCannotBeWrittenStopsTheLoopWithStatusOne) {
     Loop loop = open_loop();
     ASSERT_TRUE(loop.watch_channel(sender, "the peer", [] {}));
     EXPECT_EQ(loop.run(), 1);
+}
+
+TEST(Loop, DescriptorWatchedForNothingHearsNotEvenAHangUpUntilAsked) {
+    int pair[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+    UniqueFd ours(pair[0]);
+    ::close(pair[1]); // hung up: epoll reports EPOLLHUP to any registered watcher
+    Loop loop = open_loop();
+    std::uint32_t heard = 0;
+    ASSERT_TRUE(loop.watch(ours.get(), 0, [&](std::uint32_t events) { heard = events; }));
+    auto give_up = loop.add_timer([&] { loop.stop(0); });
+    loop.arm_after(give_up, 30ms);
+    EXPECT_EQ(loop.run(), 0);
+    EXPECT_EQ(heard, 0u);
+    ASSERT_TRUE(loop.change(ours.get(), EPOLLIN));
+    loop.after_each_round([&] { loop.stop(0); });
+    EXPECT_EQ(loop.run(), 0);
+    EXPECT_TRUE(heard & EPOLLHUP);
 }

@@ -33,10 +33,13 @@ class ClientLoop {
         child_ = std::make_unique<ForkedLoop>([&] {
             leased_ = privsep::Channel();
             netd_ = privsep::Channel();
+            auto loop = privsep::Loop::open(); // before the filter, as in the daemon
+            if (!loop)
+                return 98;
             if (with_seccomp &&
                 !privsep::apply_seccomp_filter(privsep::Role::protod, Side::client).has_value())
                 return 99;
-            return run_client_loop(privsep::Channel(std::move(leased_ends.theirs)),
+            return run_client_loop(*loop, privsep::Channel(std::move(leased_ends.theirs)),
                                    privsep::Channel(std::move(netd_ends.theirs)), config);
         });
     }

@@ -1,11 +1,10 @@
 // protod's side of the control socket, driven in-process: a real unix
-// listening socket, a real epoll set, a real channel standing for leased.
+// listening socket, a real event loop, a real channel standing for leased.
 #include "privsep/messages.hpp"
 #include "protod/control_server.hpp"
 #include "tests/privsep/recv_within.hpp"
 
 #include <gtest/gtest.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -32,11 +31,16 @@ class ControlServerTest : public ::testing::Test {
         sockaddr_un addr = address();
         ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
         ASSERT_EQ(::listen(listener.get(), 8), 0);
-        epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+        auto loop = privsep::Loop::open();
+        ASSERT_TRUE(loop.has_value());
+        loop_.emplace(std::move(loop.value()));
+        // pump(): one round, then the hook stops the loop.
+        loop_->after_each_round([this] { loop_->stop(0); });
+        round_timer_ = loop_->add_timer([] {});
         auto [ours, theirs] = privsep::make_channel_pair();
         protod_end_ = privsep::Channel(std::move(ours));
         leased_ = privsep::Channel(std::move(theirs));
-        server_.emplace(std::move(listener), epoll_.get(), protod_end_);
+        server_.emplace(std::move(listener), *loop_, protod_end_);
     }
     void TearDown() override {
         server_.reset();
@@ -59,12 +63,11 @@ class ControlServerTest : public ::testing::Test {
                   static_cast<ssize_t>(request.size()));
         return fd;
     }
-    // One round of the loop: every ready key handed to the server.
+    // One round of the loop: what is ready within timeout_ms handed to the
+    // server, which must not stop the loop.
     void pump(int timeout_ms = 0) {
-        epoll_event events[16];
-        int n = ::epoll_wait(epoll_.get(), events, 16, timeout_ms);
-        for (int i = 0; i < n; i++)
-            ASSERT_TRUE(server_->on_event(events[i].data.u64, events[i].events));
+        loop_->arm_after(round_timer_, std::chrono::milliseconds(timeout_ms));
+        ASSERT_EQ(loop_->run(), 0);
     }
     // What the client can read now (after pumping the server meanwhile).
     std::string drain(int fd, bool until_eof = false) {
@@ -94,7 +97,8 @@ class ControlServerTest : public ::testing::Test {
     }
 
     std::string dir_, path_;
-    UniqueFd epoll_;
+    std::optional<privsep::Loop> loop_;
+    privsep::Loop::TimerId round_timer_ = 0;
     privsep::Channel protod_end_, leased_;
     std::optional<ControlServer> server_;
 };

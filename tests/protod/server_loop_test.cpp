@@ -33,12 +33,15 @@ class ServerLoop {
         ChannelEnds ends = channel_ends();
         leased_ = privsep::Channel(std::move(ends.ours));
         child_ = std::make_unique<ForkedLoop>([&] {
-            leased_ = privsep::Channel(); // only the test holds leased's end
+            leased_ = privsep::Channel();      // only the test holds leased's end
+            auto loop = privsep::Loop::open(); // before the filter, as in the daemon
+            if (!loop)
+                return 98;
             if (with_seccomp &&
                 !privsep::apply_seccomp_filter(privsep::Role::protod, Side::server).has_value())
                 return 99;
-            return run_server_loop(privsep::Channel(std::move(ends.theirs)), std::move(listener),
-                                   config);
+            return run_server_loop(*loop, privsep::Channel(std::move(ends.theirs)),
+                                   std::move(listener), config);
         });
     }
     std::uint16_t port() const { return port_; }
