@@ -1,5 +1,7 @@
 #include "leased/lease_file.hpp"
 
+#include "common/addr.hpp"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -162,15 +164,11 @@ ReplayIndex::ReplayIndex(int fd, std::size_t max_records)
 
 std::uint32_t ReplayIndex::hash_of(const PublicKey& key) {
     // Keys are uniformly random curve points and the file is the server's
-    // own (a state directory only root writes): unkeyed, as the records
-    // replay's map was.
+    // own (a state directory only root writes): unkeyed.
     std::uint64_t a, b;
     std::memcpy(&a, key.bytes.data(), 8);
     std::memcpy(&b, key.bytes.data() + 24, 8);
-    std::uint64_t x = a ^ (b * 0x9e3779b97f4a7c15ull);
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return static_cast<std::uint32_t>((x ^ (x >> 31)) >> 32);
+    return static_cast<std::uint32_t>(mix64(a ^ (b * 0x9e3779b97f4a7c15ull)) >> 32);
 }
 
 std::optional<LeaseRecord> ReplayIndex::read(std::uint32_t number) const {

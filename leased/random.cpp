@@ -1,5 +1,6 @@
 #include "leased/random.hpp"
 
+#include "common/addr.hpp"
 #include "common/fatal.hpp"
 
 #include <sodium.h>
@@ -43,10 +44,7 @@ std::uint64_t SodiumRandom::next64() {
 }
 
 std::uint64_t DeterministicRandom::next64() {
-    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    return mix64(state_ += 0x9e3779b97f4a7c15ULL); // splitmix64: a counter, mixed
 }
 
 } // namespace wgd::leased
