@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <deque>
 #include <initializer_list>
+#include <optional>
 #include <span>
 #include <utility>
 #include <variant>
@@ -118,6 +119,13 @@ class Channel {
     [[nodiscard]] bool flush();
     // True while messages wait: the owner's loop then polls for POLLOUT too.
     bool wants_write() const { return !queue_.empty(); }
+    // While messages wait: the moment flush() gives up on them (ETIMEDOUT)
+    // unless one goes out before. The owner's loop wakes then to call it.
+    std::optional<std::chrono::steady_clock::time_point> stall_deadline() const {
+        if (queue_.empty())
+            return std::nullopt;
+        return queue_moved_ + std::chrono::milliseconds(send_timeout_ms_);
+    }
     // The owner's poll events: POLLIN always, POLLOUT while messages wait.
     short poll_events() const { return short(POLLIN | (wants_write() ? POLLOUT : 0)); }
     std::size_t queued_bytes() const { return queued_bytes_; }

@@ -160,11 +160,20 @@ bool Loop::flush_channels() {
     return true;
 }
 
+// Until the earliest timer, or the moment a channel's queue that has not
+// moved counts as stalled: its peer stopped reading, which the next flush
+// reports.
 int Loop::wait_timeout_ms() const {
     std::optional<Clock::time_point> earliest;
+    auto consider = [&](std::optional<Clock::time_point> when) {
+        if (when && (!earliest || *when < *earliest))
+            earliest = when;
+    };
     for (const Timer& t : timers_)
-        if (t.when && (!earliest || *t.when < *earliest))
-            earliest = t.when;
+        consider(t.when);
+    for (int fd : channel_fds_)
+        if (auto stall = slots_[fd].channel->stall_deadline())
+            consider(*stall + std::chrono::milliseconds(1));
     if (!earliest)
         return -1;
     auto wait = std::chrono::ceil<std::chrono::milliseconds>(*earliest - Clock::now());
@@ -185,7 +194,6 @@ void Loop::run_due_timers() {
 
 int Loop::run() {
     ready_.resize(kReadyPerWait);
-    status_.reset();
     while (!status_) {
         if (!flush_channels()) {
             stop(1);
@@ -226,7 +234,9 @@ int Loop::run() {
             hook();
         }
     }
-    return *status_;
+    const int status = *status_;
+    status_.reset(); // the loop can run again
+    return status;
 }
 
 } // namespace wgd::privsep

@@ -73,8 +73,9 @@ class Loop {
     // Runs after the handlers and timers of every round, in the order added.
     void after_each_round(Callback hook);
 
-    // Runs rounds until stop(); returns the status stop() was given. A
-    // failed wait is logged and returns 1. Can be run again after it returns.
+    // Runs rounds until stop(); returns the status stop() was given (at
+    // once when stop() came before). A failed wait is logged and returns 1.
+    // Can be run again after it returns.
     int run();
     // Ends the loop at the end of the current handler: the rest of the
     // round is not run.

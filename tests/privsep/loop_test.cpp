@@ -246,3 +246,29 @@ TEST(Loop, DescriptorWatchedForNothingHearsNotEvenAHangUpUntilAsked) {
     EXPECT_EQ(loop.run(), 0);
     EXPECT_TRUE(heard & EPOLLHUP);
 }
+
+TEST(Loop, AStopBeforeRunEndsItAtOnceWithThatStatus) {
+    Loop loop = open_loop();
+    int rounds = 0;
+    loop.after_each_round([&] { rounds++; });
+    loop.stop(5);
+    EXPECT_EQ(loop.run(), 5);
+    EXPECT_EQ(rounds, 0);
+}
+
+TEST(Loop, AChannelWhosePeerStopsReadingStopsTheLoopAtTheSendTimeout) {
+    auto [a, b] = make_channel_pair();
+    Channel sender(std::move(a)), never_reads(std::move(b));
+    sender.set_send_timeout_ms(100);
+    std::vector<std::uint8_t> max(kMaxBody, 9);
+    while (!sender.wants_write())
+        ASSERT_TRUE(sender.send(1, 1, max));
+    Loop loop = open_loop();
+    ASSERT_TRUE(loop.watch_channel(sender, "the peer", [] {}));
+    // Nothing else would wake the loop: without the stall deadline it would
+    // wait until this timer.
+    auto give_up = loop.add_timer([&] { loop.stop(99); });
+    loop.arm_after(give_up, 20s);
+    EXPECT_EQ(loop.run(), 1);
+    EXPECT_EQ(errno, ETIMEDOUT);
+}
