@@ -315,8 +315,7 @@ void ClientNetd::read_leased() {
                 return;
             if (stopping_ && *e == privsep::RecvError::peer_closed) {
                 // leased is leaving after the stop; the supervisor tells.
-                // Forgotten: a closed channel would wake every wait.
-                loop_->forget(leased_.fd());
+                loop_->read_channel(leased_, false);
                 return;
             }
             WGD_LOG_ERROR("leased channel: %s", privsep::to_string(*e));
@@ -352,8 +351,8 @@ void ClientNetd::on_signal(int sig, privsep::Supervisor& supervisor) {
     WGD_LOG_INFO("signal %d: removing the leased addresses and stopping", sig);
     supervisor.expect_exits();
     stopping_ = true;
-    // After a stop protod leaves first: not an error, and no longer watched.
-    loop_->forget(protod_.fd());
+    // After a stop protod leaves first: not an error, and no longer read.
+    loop_->read_channel(protod_, false);
     send_leased(msg::stop, 0, {});
     loop_->arm(stop_deadline_, std::chrono::steady_clock::now() + kStopGrace);
 }

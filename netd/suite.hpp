@@ -75,7 +75,7 @@ class SuiteParent {
     // last lines come before its exit; then `on_exits` with what reap()
     // logged) and the signals (`on_signal` with each one taken); runs the
     // loop, then forwards what the children still have to say and stops
-    // them. Returns the loop's status.
+    // them. Returns the loop's status, 1 if netd stopped it before it ran.
     int run(const std::function<void(const std::vector<privsep::ChildExit>&)>& on_exits,
             const std::function<void(int)>& on_signal);
 

@@ -87,6 +87,15 @@ TEST(SuiteParentRun, ASignalReachesNetdWhoseStopIsTheStatus) {
     EXPECT_EQ(signals, std::vector<int>{SIGHUP});
 }
 
+TEST(SuiteParentRun, AStopBeforeTheLoopRunsEndsItAtOnceAsAFailure) {
+    SuiteParent parent(true);
+    fail_after_a_long_while(parent);
+    parent.loop().stop(0); // as a first send that failed stops it
+    int status = parent.run([&](const auto&) { ADD_FAILURE() << "no child exited"; },
+                            [&](int sig) { ADD_FAILURE() << "signal " << sig; });
+    EXPECT_EQ(status, 1);
+}
+
 TEST(SuiteParentRun, AChildsExitReachesNetdWithItsRoleAndStatus) {
     LogCapture log;
     SuiteParent parent(true);
