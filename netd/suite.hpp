@@ -1,8 +1,10 @@
-// The skeleton both netd mains share around their own loops: the start-up
-// preconditions' one failure path, the daemon's detaching, the children's
-// start with their descriptors at the numbers of privsep/channels.hpp's
-// fds::, the relay of their stderr, their supervision, the signals netd
-// answers, the stop on a fatal error and the orderly stop. Internal.
+// The skeleton both netd mains share around their own handlers: the
+// start-up preconditions' one failure path, the daemon's detaching, the
+// children's start with their descriptors at the numbers of
+// privsep/channels.hpp's fds::, the relay of their stderr, their
+// supervision, the signals netd answers, the loop that watches these and
+// netd's own descriptors, the stop on a fatal error and the orderly stop.
+// Internal.
 #pragma once
 
 #include "common/cli.hpp"
