@@ -11,11 +11,11 @@
 #include "netd/wireguard.hpp"
 #include "privsep/channel.hpp"
 #include "privsep/channels.hpp"
+#include "privsep/loop.hpp"
 #include "privsep/messages.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -63,11 +63,14 @@ class ClientNetd {
   private:
     void check_preconditions();
     int report_check();
+    void read_leased();
     void on_leased(privsep::Message& m);
     void start_exchange(std::uint32_t id, const msg::ExchangeRequest& request);
     void on_address_order(std::uint32_t id, const msg::AddressOrder& order);
     void restore_routes(const std::vector<SavedRoute>& before, std::uint8_t family);
     void on_events();
+    void on_exits(const std::vector<privsep::ChildExit>& exits);
+    void on_signal(int sig, privsep::Supervisor& supervisor);
     bool send_leased(std::uint16_t type, std::uint32_t id, const msg::Bytes& body);
     void send_link_state();
 
@@ -79,8 +82,9 @@ class ClientNetd {
     std::string backend_name_; // "uapi" or "genl"
     Channel leased_, protod_;
     std::optional<RtnlEvents> events_;
-    bool deleted_ = false;
-    bool failed_ = false;
+    privsep::Loop* loop_ = nullptr;            // SuiteParent's, from the children's start
+    privsep::Loop::TimerId stop_deadline_ = 0; // leased's kStopGrace after a stop
+    bool stopping_ = false;                    // a stop signal came: leased is leaving
     // What was on IFACE at start, and what netd added since.
     std::optional<ClientAddresses> addresses_;
 };
@@ -143,7 +147,7 @@ bool ClientNetd::send_leased(std::uint16_t type, std::uint32_t id, const msg::By
     if (leased_.send(type, id, body))
         return true;
     WGD_LOG_ERROR("cannot send to leased: %s", std::strerror(errno));
-    failed_ = true;
+    loop_->stop(1);
     return false;
 }
 
@@ -187,7 +191,7 @@ void ClientNetd::start_exchange(std::uint32_t id, const msg::ExchangeRequest& re
                     "]:970: " + std::strerror(errno));
     if (!protod_.send(msg::exchange_request, id, msg::encode(request), fd.get())) {
         WGD_LOG_ERROR("cannot send to protod: %s", std::strerror(errno));
-        failed_ = true;
+        loop_->stop(1);
     }
 }
 
@@ -288,7 +292,7 @@ void ClientNetd::on_events() {
         if (auto* link = std::get_if<LinkEvent>(&ev)) {
             if (link->deleted) {
                 WGD_LOG_INFO("interface %s was deleted; exiting", options_.iface.c_str());
-                deleted_ = true;
+                loop_->stop(0);
                 return;
             }
             if (link->link.is_up() != link_.is_up()) {
@@ -301,6 +305,56 @@ void ClientNetd::on_events() {
     }
     if (changed)
         send_link_state();
+}
+
+void ClientNetd::read_leased() {
+    for (int i = 0; i < 64 && !loop_->stopping(); i++) {
+        auto r = leased_.recv();
+        if (auto* e = std::get_if<privsep::RecvError>(&r)) {
+            if (*e == privsep::RecvError::would_block)
+                return;
+            if (stopping_ && *e == privsep::RecvError::peer_closed) {
+                // leased is leaving after the stop; the supervisor tells.
+                loop_->read_channel(leased_, false);
+                return;
+            }
+            WGD_LOG_ERROR("leased channel: %s", privsep::to_string(*e));
+            loop_->stop(1);
+            return;
+        }
+        on_leased(std::get<privsep::Message>(r));
+    }
+}
+
+void ClientNetd::on_exits(const std::vector<privsep::ChildExit>& exits) {
+    for (const auto& exit : exits) {
+        if (!stopping_) {
+            WGD_LOG_ERROR("stopping the suite"); // reap() logged the exit
+            loop_->stop(1);
+        } else if (exit.role == "leased") {
+            // After a stop, leased leaving with 0 is the plan; protod
+            // leaves when leased's channel closes, also expected.
+            bool clean = WIFEXITED(exit.status) && WEXITSTATUS(exit.status) == 0;
+            loop_->stop(clean ? 0 : 1);
+        }
+    }
+}
+
+void ClientNetd::on_signal(int sig, privsep::Supervisor& supervisor) {
+    if (stopping_)
+        return;
+    if (sig == SIGHUP) {
+        WGD_LOG_INFO("SIGHUP: renewing the lease now");
+        send_leased(msg::renew, 0, {});
+        return;
+    }
+    WGD_LOG_INFO("signal %d: removing the leased addresses and stopping", sig);
+    supervisor.expect_exits();
+    stopping_ = true;
+    // After a stop protod leaves first: not an error, and no longer read.
+    loop_->read_channel(protod_, false);
+    send_leased(msg::stop, 0, {});
+    loop_->arm(stop_deadline_, std::chrono::steady_clock::now() + kStopGrace);
 }
 
 // --check: every precondition held; what the client would ask for goes to
@@ -343,9 +397,7 @@ int ClientNetd::run(const std::vector<std::string>& args) {
         throw Failure{"cannot subscribe to rtnetlink events: " + events.error().message};
     events_.emplace(std::move(events.value()));
     SuiteParent parent(options_.foreground);
-    auto& relay = parent.relay();
-    auto& supervisor = parent.supervisor();
-    auto& signals = parent.signals();
+    loop_ = &parent.loop();
     auto [netd_leased, leased_netd] = privsep::make_channel_pair();
     auto [netd_protod, protod_netd] = privsep::make_channel_pair();
     auto [leased_protod, protod_leased] = privsep::make_channel_pair();
@@ -359,94 +411,25 @@ int ClientNetd::run(const std::vector<std::string>& args) {
         return 1;
     WGD_LOG_INFO("requesting a lease on %s from [fe80::%%%s]:970 as %s", options_.iface.c_str(),
                  options_.iface.c_str(), to_string(lladdr_).c_str());
-    send_link_state();
 
-    int status = 0;
-    std::optional<std::chrono::steady_clock::time_point> stop_deadline;
-    while (!failed_ && !deleted_) {
-        if (!leased_.flush()) { // what leased's socket could not take before
-            WGD_LOG_ERROR("cannot send to leased: %s", std::strerror(errno));
-            status = 1;
-            break;
-        }
-        std::vector<pollfd> fds{{leased_.fd(), leased_.poll_events(), 0},
-                                {events_->fd(), POLLIN, 0},
-                                {supervisor.fd(), POLLIN, 0},
-                                {signals.fd(), POLLIN, 0},
-                                // After a stop protod leaves first: not an error.
-                                {stop_deadline ? -1 : protod_.fd(), POLLIN, 0}};
-        if (relay.fd() >= 0)
-            fds.push_back({relay.fd(), POLLIN, 0});
-        if (poll(fds.data(), fds.size(), 200) < 0 && errno != EINTR) {
-            status = 1;
-            break;
-        }
-        if (fds.size() > 5 && fds[5].revents)
-            relay.forward();
-        if (fds[2].revents) {
-            bool done = false;
-            for (const auto& exit : supervisor.reap()) {
-                if (!stop_deadline) {
-                    WGD_LOG_ERROR("stopping the suite"); // reap() logged the exit
-                    status = 1;
-                    done = true;
-                } else if (exit.role == "leased") {
-                    // After a stop, leased leaving with 0 is the plan; protod
-                    // leaves when leased's channel closes, also expected.
-                    bool clean = WIFEXITED(exit.status) && WEXITSTATUS(exit.status) == 0;
-                    status = clean ? 0 : 1;
-                    done = true;
-                }
-            }
-            if (done)
-                break;
-        }
-        if (fds[3].revents) {
-            auto sig = signals.take();
-            if (sig && *sig == SIGHUP && !stop_deadline) {
-                WGD_LOG_INFO("SIGHUP: renewing the lease now");
-                send_leased(msg::renew, 0, {});
-            } else if (sig && *sig != SIGHUP && !stop_deadline) {
-                WGD_LOG_INFO("signal %d: removing the leased addresses and stopping", *sig);
-                supervisor.expect_exits();
-                send_leased(msg::stop, 0, {});
-                stop_deadline = std::chrono::steady_clock::now() + kStopGrace;
-            }
-        }
-        if (fds[4].revents) {
-            // protod never writes to netd: only its end closing is expected.
-            WGD_LOG_ERROR("protod's channel to netd closed or spoke out of turn");
-            status = 1;
-            break;
-        }
-        if (fds[0].revents) {
-            for (int i = 0; i < 64 && !failed_; i++) {
-                auto r = leased_.recv();
-                if (auto* e = std::get_if<privsep::RecvError>(&r)) {
-                    if (*e == privsep::RecvError::would_block)
-                        break;
-                    if (stop_deadline && *e == privsep::RecvError::peer_closed)
-                        break; // leased is leaving after the stop; the supervisor tells
-                    WGD_LOG_ERROR("leased channel: %s", privsep::to_string(*e));
-                    status = 1;
-                    failed_ = true;
-                    break;
-                }
-                on_leased(std::get<privsep::Message>(r));
-            }
-        }
-        if (fds[1].revents)
-            on_events();
-        if (stop_deadline && std::chrono::steady_clock::now() > *stop_deadline) {
-            WGD_LOG_ERROR("leased did not stop in time");
-            status = 1;
-            break;
-        }
+    stop_deadline_ = loop_->add_timer([this] {
+        WGD_LOG_ERROR("leased did not stop in time");
+        loop_->stop(1);
+    });
+    // protod never writes to netd: only its end closing is expected.
+    auto protod_spoke = [this] {
+        WGD_LOG_ERROR("protod's channel to netd closed or spoke out of turn");
+        loop_->stop(1);
+    };
+    if (!loop_->watch_channel(protod_, "protod", protod_spoke) ||
+        !loop_->watch_channel(leased_, "leased", [this] { read_leased(); }) ||
+        !loop_->watch(events_->fd(), EPOLLIN, [this](std::uint32_t) { on_events(); })) {
+        WGD_LOG_ERROR("epoll_ctl: %s", std::strerror(errno));
+        loop_->stop(1);
     }
-    if (failed_)
-        status = 1;
-    parent.stop();
-    return status;
+    send_link_state();
+    return parent.run([this](const auto& exits) { on_exits(exits); },
+                      [&](int sig) { on_signal(sig, parent.supervisor()); });
 }
 
 } // namespace

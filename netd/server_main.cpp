@@ -13,12 +13,12 @@
 #include "netd/wireguard.hpp"
 #include "privsep/channel.hpp"
 #include "privsep/channels.hpp"
+#include "privsep/loop.hpp"
 #include "privsep/messages.hpp"
 #include "privsep/state_files.hpp"
 
 #include <fcntl.h>
 #include <malloc.h>
-#include <poll.h>
 #include <sodium.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -120,13 +120,17 @@ class ServerNetd {
     // Answers leased's refresh_peers once a read has worked.
     bool send_peers_if_asked();
     // Reads the device for a refresh_peers, unless one was read for that
-    // within the table's interval (then later, from the loop).
+    // within the table's interval (then at its end, from a timer).
     void refresh_if_asked();
     bool refresh_device();
+    // The periodic read: the peers go to leased if they changed (or were
+    // asked for), and the next read is due refresh_period_ later.
+    void refresh_periodically();
     void reread_on_sighup();
     int report_check();
     void set_device(Device device);
     void record_applied(const std::vector<PeerChange>& changes);
+    void read_leased();
     void handle_leased(privsep::Message& m);
     void handle_events();
 
@@ -155,8 +159,9 @@ class ServerNetd {
     UniqueFd state_dir_, lease_file_, lease_file_next_;
     Channel leased_;
     std::optional<RtnlEvents> events_;
-    bool stopping_ = false;
-    int exit_status_ = 0;
+    privsep::Loop* loop_ = nullptr;            // SuiteParent's, from the children's start
+    privsep::Loop::TimerId refresh_timer_ = 0; // the periodic read
+    privsep::Loop::TimerId asked_timer_ = 0;   // a refresh_peers deferred by its interval
 
     static Rtnl fail_open() {
         auto r = Rtnl::open();
@@ -288,9 +293,8 @@ bool ServerNetd::send(std::uint16_t type, std::uint32_t id, const msg::Bytes& bo
     if (pace == Pace::paced ? leased_.send_paced(type, id, body) : leased_.send(type, id, body))
         return true;
     WGD_LOG_ERROR("cannot send to leased: %s", std::strerror(errno));
-    // leased is gone or stopped reading: the suite stops as failed, however
-    // the caller stops it.
-    exit_status_ = 1;
+    // leased is gone or stopped reading: the suite stops as failed.
+    loop_->stop(1);
     return false;
 }
 
@@ -370,13 +374,29 @@ void ServerNetd::refresh_if_asked() {
         privsep::channels::acceptance<privsep::channels::server_leased_to_netd>().min_interval_ms(
             msg::refresh_peers));
     const auto now = std::chrono::steady_clock::now();
-    if (asked_read_done_ && now - asked_read_at_ < interval)
-        return; // too soon: the loop comes back to it
+    if (asked_read_done_ && now - asked_read_at_ < interval) {
+        loop_->arm(asked_timer_, asked_read_at_ + interval); // too soon: then
+        return;
+    }
     asked_read_done_ = true;
     asked_read_at_ = now;
     refresh_device();
-    if (!send_peers_if_asked())
-        stopping_ = true;
+    send_peers_if_asked();
+}
+
+void ServerNetd::refresh_periodically() {
+    const auto start = std::chrono::steady_clock::now();
+    const bool read = refresh_device();
+    const auto end = std::chrono::steady_clock::now();
+    refresh_period_ = std::max<std::chrono::steady_clock::duration>(
+        std::chrono::milliseconds(kDeviceRefreshMs), kRefreshCostShare * (end - start));
+    loop_->arm(refresh_timer_, end + refresh_period_);
+    if (!read)
+        return;
+    if (peers_asked_)
+        send_peers_if_asked();
+    else
+        send_peers(false);
 }
 
 // SIGHUP: the device and the routes are read at once and leased gets
@@ -396,8 +416,8 @@ void ServerNetd::reread_on_sighup() {
         WGD_LOG_INFO("%s is down or gone: its pools are kept", options_.iface.c_str());
     }
     const bool read = refresh_device();
-    if (!send_pools() || (read && !send_peers(true)) || !send(msg::status, 0, {}))
-        stopping_ = true;
+    if (send_pools() && (!read || send_peers(true)))
+        send(msg::status, 0, {});
     if (read)
         peers_asked_ = false; // a refresh leased asked for is answered too
 }
@@ -478,8 +498,8 @@ void ServerNetd::on(msg::ApplyAllowedIps& order, privsep::Message& m) {
             }
         }
     }
-    if (!send(msg::allowed_ips_applied, m.id, msg::encode(answer)) || !send_peers_if_asked())
-        stopping_ = true;
+    if (send(msg::allowed_ips_applied, m.id, msg::encode(answer)))
+        send_peers_if_asked();
 }
 
 void ServerNetd::on(msg::ClaimLeases& claims, privsep::Message&) {
@@ -521,7 +541,7 @@ void ServerNetd::handle_events() {
         if (auto* link = std::get_if<LinkEvent>(&ev)) {
             if (link->deleted) {
                 WGD_LOG_INFO("interface %s was deleted; stopping", options_.iface.c_str());
-                stopping_ = true;
+                loop_->stop(0);
                 return;
             }
             if (link->link.is_up() != link_.is_up()) {
@@ -554,8 +574,21 @@ void ServerNetd::handle_events() {
         auto pools = rtnl_.pools(link_.ifindex);
         if (pools)
             scope_.pools = std::move(pools.value());
-        if (!send_pools())
-            stopping_ = true;
+        send_pools();
+    }
+}
+
+void ServerNetd::read_leased() {
+    for (int i = 0; i < 64 && !loop_->stopping(); i++) {
+        auto r = leased_.recv();
+        if (auto* e = std::get_if<privsep::RecvError>(&r)) {
+            if (*e != privsep::RecvError::would_block) {
+                WGD_LOG_ERROR("leased channel: %s", privsep::to_string(*e));
+                loop_->stop(1);
+            }
+            return;
+        }
+        handle_leased(std::get<privsep::Message>(r));
     }
 }
 
@@ -584,9 +617,7 @@ int ServerNetd::run(const std::vector<std::string>& args) {
     open_lease_files();
 
     SuiteParent parent(options_.foreground);
-    auto& relay = parent.relay();
-    auto& supervisor = parent.supervisor();
-    auto& signals = parent.signals();
+    loop_ = &parent.loop();
     auto [netd_end, leased_netd_end] = privsep::make_channel_pair();
     auto [leased_protod_end, protod_end] = privsep::make_channel_pair();
     namespace fds = privsep::channels::fds;
@@ -617,75 +648,29 @@ int ServerNetd::run(const std::vector<std::string>& args) {
                  options_.iface.c_str(), options_.iface.c_str(), std::string(wg_->name()).c_str(),
                  device_.peers().size(), scope_.pools.v4.size(), scope_.pools.v6.size());
 
-    if (!send_pools() || !send_peers(true))
-        stopping_ = true;
-
-    auto last_refresh = std::chrono::steady_clock::now();
-    while (!stopping_) {
-        if (!leased_.flush()) { // what leased's socket could not take before
-            WGD_LOG_ERROR("cannot send to leased: %s", std::strerror(errno));
-            exit_status_ = 1;
-            break;
-        }
-        std::vector<pollfd> fds{{leased_.fd(), leased_.poll_events(), 0},
-                                {events_->fd(), POLLIN, 0},
-                                {supervisor.fd(), POLLIN, 0},
-                                {signals.fd(), POLLIN, 0}};
-        if (relay.fd() >= 0)
-            fds.push_back({relay.fd(), POLLIN, 0});
-        int n = poll(fds.data(), fds.size(), 1000);
-        if (n < 0 && errno != EINTR) {
-            WGD_LOG_ERROR("poll: %s", std::strerror(errno));
-            exit_status_ = 1;
-            break;
-        }
-        if (fds.size() > 4 && fds[4].revents)
-            relay.forward();
-        if (fds[2].revents) {
-            supervisor.reap(); // logs each exit
-            WGD_LOG_ERROR("stopping the suite");
-            exit_status_ = 1;
-            break;
-        }
-        if (fds[3].revents) {
-            if (auto sig = signals.take(); sig && *sig == SIGHUP) {
-                reread_on_sighup();
-            } else if (sig) {
-                WGD_LOG_INFO("signal %d: stopping", *sig);
-                break;
-            }
-        }
-        if (fds[0].revents) {
-            for (int i = 0; i < 64 && !stopping_; i++) {
-                auto r = leased_.recv();
-                if (auto* e = std::get_if<privsep::RecvError>(&r)) {
-                    if (*e == privsep::RecvError::would_block)
-                        break;
-                    WGD_LOG_ERROR("leased channel: %s", privsep::to_string(*e));
-                    exit_status_ = 1;
-                    stopping_ = true;
-                    break;
-                }
-                handle_leased(std::get<privsep::Message>(r));
-            }
-        }
-        if (fds[1].revents)
-            handle_events();
-        if (!stopping_)
-            refresh_if_asked(); // a refresh_peers deferred by the rate limit
-        auto now = std::chrono::steady_clock::now();
-        if (now - last_refresh > refresh_period_) {
-            bool read = refresh_device();
-            last_refresh = std::chrono::steady_clock::now();
-            refresh_period_ = std::max<std::chrono::steady_clock::duration>(
-                std::chrono::milliseconds(kDeviceRefreshMs),
-                kRefreshCostShare * (last_refresh - now));
-            if (read && !(peers_asked_ ? send_peers_if_asked() : send_peers(false)))
-                stopping_ = true;
-        }
+    refresh_timer_ = loop_->add_timer([this] { refresh_periodically(); });
+    asked_timer_ = loop_->add_timer([this] { refresh_if_asked(); });
+    if (!loop_->watch_channel(leased_, "leased", [this] { read_leased(); }) ||
+        !loop_->watch(events_->fd(), EPOLLIN, [this](std::uint32_t) { handle_events(); })) {
+        WGD_LOG_ERROR("epoll_ctl: %s", std::strerror(errno));
+        loop_->stop(1);
     }
-    parent.stop();
-    return exit_status_;
+    if (send_pools())
+        send_peers(true);
+    loop_->arm(refresh_timer_, std::chrono::steady_clock::now() + refresh_period_);
+    return parent.run(
+        [this](const auto&) {
+            WGD_LOG_ERROR("stopping the suite");
+            loop_->stop(1);
+        },
+        [this](int sig) {
+            if (sig == SIGHUP) {
+                reread_on_sighup();
+            } else {
+                WGD_LOG_INFO("signal %d: stopping", sig);
+                loop_->stop(0);
+            }
+        });
 }
 
 } // namespace

@@ -26,9 +26,14 @@ SuiteParent::Detach::Detach(bool foreground) {
         detach(std::string(log_name()));
 }
 
-SuiteParent::SuiteParent(bool foreground) : detach_(foreground) {}
-
 namespace {
+
+privsep::Loop open_loop() {
+    auto loop = privsep::Loop::open();
+    if (!loop)
+        throw Failure{"cannot open the event loop: " + loop.error().message};
+    return std::move(loop.value());
+}
 
 std::vector<std::pair<int, int>> numbered(const std::vector<HandedFd>& fds) {
     std::vector<std::pair<int, int>> out;
@@ -38,6 +43,8 @@ std::vector<std::pair<int, int>> numbered(const std::vector<HandedFd>& fds) {
 }
 
 } // namespace
+
+SuiteParent::SuiteParent(bool foreground) : detach_(foreground), loop_(open_loop()) {}
 
 void SuiteParent::start_children(const std::vector<std::string>& args,
                                  const std::vector<HandedFd>& leased,
@@ -77,6 +84,35 @@ bool SuiteParent::enter_sandbox(Side side, const privsep::NetdSandbox& how) {
         return false;
     }
     return true;
+}
+
+int SuiteParent::run(const std::function<void(const std::vector<privsep::ChildExit>&)>& on_exits,
+                     const std::function<void(int)>& on_signal) {
+    bool watched = true;
+    if (const int relay = relay_.fd(); relay >= 0)
+        watched = loop_.watch(relay, EPOLLIN, [this, relay](std::uint32_t) {
+            relay_.forward();
+            if (relay_.fd() < 0)
+                loop_.forget(relay);
+        });
+    watched = watched && loop_.watch(supervisor_.fd(), EPOLLIN, [&](std::uint32_t) {
+        if (relay_.fd() >= 0)
+            relay_.forward();
+        on_exits(supervisor_.reap()); // reap() logs each exit
+    });
+    watched = watched && loop_.watch(signals_.fd(), EPOLLIN, [&](std::uint32_t) {
+        if (auto sig = signals_.take())
+            on_signal(*sig);
+    });
+    if (!watched) {
+        WGD_LOG_ERROR("epoll_ctl: %s", std::strerror(errno));
+        loop_.stop(1);
+    }
+    // A stop before the loop runs (netd's first sends failed) is a failure,
+    // and run() would start afresh.
+    const int status = loop_.stopping() ? 1 : loop_.run();
+    stop();
+    return status;
 }
 
 void SuiteParent::stop() {

@@ -1,8 +1,10 @@
-// The skeleton both netd mains share around their own loops: the start-up
-// preconditions' one failure path, the daemon's detaching, the children's
-// start with their descriptors at the numbers of privsep/channels.hpp's
-// fds::, the relay of their stderr, their supervision, the signals netd
-// answers, the stop on a fatal error and the orderly stop. Internal.
+// The skeleton both netd mains share around their own handlers: the
+// start-up preconditions' one failure path, the daemon's detaching, the
+// children's start with their descriptors at the numbers of
+// privsep/channels.hpp's fds::, the relay of their stderr, their
+// supervision, the signals netd answers, the loop that watches these and
+// netd's own descriptors, the stop on a fatal error and the orderly stop.
+// Internal.
 #pragma once
 
 #include "common/cli.hpp"
@@ -10,6 +12,7 @@
 #include "common/fd.hpp"
 #include "netd/daemon.hpp"
 #include "privsep/channel.hpp"
+#include "privsep/loop.hpp"
 #include "privsep/sandbox.hpp"
 #include "privsep/spawn.hpp"
 
@@ -47,8 +50,9 @@ struct KeptEnd {
 };
 
 // Constructed once the preconditions hold: detaches unless in the
-// foreground, then opens the relay, the supervisor and the signals netd
-// answers (SIGTERM, SIGINT, SIGHUP).
+// foreground, then opens the relay, the supervisor, the signals netd
+// answers (SIGTERM, SIGINT, SIGHUP) and the loop netd runs, which the
+// sandbox could not open later (throws Failure when it cannot).
 class SuiteParent {
   public:
     explicit SuiteParent(bool foreground);
@@ -66,12 +70,18 @@ class SuiteParent {
     // Enters netd's sandbox; when it fails, logs why, stops the children
     // and returns false (netd then exits 1).
     bool enter_sandbox(Side side, const privsep::NetdSandbox& how = {});
-    // Forwards what the children still have to say and stops them.
-    void stop();
+    // Where netd watches its own channels and descriptors.
+    privsep::Loop& loop() { return loop_; }
+    // Watches the relay (forwarded as the children write, forgotten if it
+    // closes), the supervisor (the relay forwarded first, so that a child's
+    // last lines come before its exit; then `on_exits` with what reap()
+    // logged) and the signals (`on_signal` with each one taken); runs the
+    // loop, then forwards what the children still have to say and stops
+    // them. Returns the loop's status, 1 if netd stopped it before it ran.
+    int run(const std::function<void(const std::vector<privsep::ChildExit>&)>& on_exits,
+            const std::function<void(int)>& on_signal);
 
-    LogRelay& relay() { return relay_; }
     privsep::Supervisor& supervisor() { return supervisor_; }
-    privsep::SignalFd& signals() { return signals_; }
 
   private:
     // Its constructor detaches: before the relay and the supervisor exist,
@@ -79,10 +89,13 @@ class SuiteParent {
     struct Detach {
         explicit Detach(bool foreground);
     };
+    void stop();
+
     Detach detach_;
     LogRelay relay_;
     privsep::Supervisor supervisor_;
     privsep::SignalFd signals_{SIGTERM, SIGINT, SIGHUP};
+    privsep::Loop loop_;
     std::vector<privsep::Channel*> channels_;
     std::optional<FatalStopHook> stop_on_fatal_; // last: gone first
 };

@@ -1,13 +1,19 @@
 // run_netd, the one entry of both netd mains: the sandbox user settled
 // before the role runs, and a failed start-up precondition turned into its
-// logged reason and exit status 1.
+// logged reason and exit status 1. SuiteParent::run: the signals and the
+// children's exits reach netd's handlers in the loop, whose status is netd's.
 #include "common/log.hpp"
 #include "netd/suite.hpp"
 
-#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <csignal>
 #include <string>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 namespace wgd::netd {
 namespace {
@@ -59,6 +65,59 @@ TEST(RunNetd, RoleRunsWithTheSettledUserAndItsStatusIsTheExitStatus) {
     EXPECT_EQ(seen.user, "nobody");
     EXPECT_TRUE(seen.user_given);
     EXPECT_EQ(seen_args, (std::vector<std::string>{"--user", "nobody", "wg0"}));
+}
+
+// Only so that a handler never called fails the test instead of hanging it.
+void fail_after_a_long_while(SuiteParent& parent) {
+    privsep::Loop& loop = parent.loop();
+    loop.arm_after(loop.add_timer([&loop] { loop.stop(99); }), std::chrono::seconds(30));
+}
+
+TEST(SuiteParentRun, ASignalReachesNetdWhoseStopIsTheStatus) {
+    SuiteParent parent(true);
+    fail_after_a_long_while(parent);
+    std::vector<int> signals;
+    ASSERT_EQ(raise(SIGHUP), 0); // blocked since parent: pending on its signalfd
+    int status = parent.run([&](const auto&) { ADD_FAILURE() << "no child exited"; },
+                            [&](int sig) {
+                                signals.push_back(sig);
+                                parent.loop().stop(5);
+                            });
+    EXPECT_EQ(status, 5);
+    EXPECT_EQ(signals, std::vector<int>{SIGHUP});
+}
+
+TEST(SuiteParentRun, AStopBeforeTheLoopRunsEndsItAtOnceAsAFailure) {
+    SuiteParent parent(true);
+    fail_after_a_long_while(parent);
+    parent.loop().stop(0); // as a first send that failed stops it
+    int status = parent.run([&](const auto&) { ADD_FAILURE() << "no child exited"; },
+                            [&](int sig) { ADD_FAILURE() << "signal " << sig; });
+    EXPECT_EQ(status, 1);
+}
+
+TEST(SuiteParentRun, AChildsExitReachesNetdWithItsRoleAndStatus) {
+    LogCapture log;
+    SuiteParent parent(true);
+    fail_after_a_long_while(parent);
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0)
+        _exit(3);
+    parent.supervisor().add(child, "leased");
+    std::vector<privsep::ChildExit> exits;
+    int status = parent.run(
+        [&](const std::vector<privsep::ChildExit>& e) {
+            exits.insert(exits.end(), e.begin(), e.end());
+            if (!exits.empty())
+                parent.loop().stop(1);
+        },
+        [&](int sig) { ADD_FAILURE() << "signal " << sig; });
+    EXPECT_EQ(status, 1);
+    ASSERT_EQ(exits.size(), 1u);
+    EXPECT_EQ(exits[0].role, "leased");
+    EXPECT_TRUE(WIFEXITED(exits[0].status) && WEXITSTATUS(exits[0].status) == 3);
+    EXPECT_EQ(log.lines(), std::vector<std::string>{"error: leased exited with status 3"});
 }
 
 } // namespace
