@@ -10,11 +10,11 @@
 #include "leased/role_entry.hpp"
 #include "privsep/channel.hpp"
 #include "privsep/channels.hpp"
+#include "privsep/loop.hpp"
 #include "privsep/messages.hpp"
 
-#include <poll.h>
-
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 namespace wgd::leased {
@@ -25,7 +25,7 @@ using privsep::Channel;
 
 // After Exit, the address removals ordered before it get this long to be
 // confirmed by netd.
-constexpr std::uint64_t kExitGraceMs = 2000;
+constexpr std::chrono::milliseconds kExitGrace{2000};
 
 std::string text_of(const std::variant<Ip4, Ip6>& a) {
     return std::visit([](auto& ip) { return to_string(ip); }, a);
@@ -33,7 +33,9 @@ std::string text_of(const std::variant<Ip4, Ip6>& a) {
 
 class ClientLeased {
   public:
-    ClientLeased() : machine_([this](std::uint64_t bound) { return random_.uniform(bound); }) {}
+    explicit ClientLeased(privsep::Loop loop)
+        : loop_(std::move(loop)),
+          machine_([this](std::uint64_t bound) { return random_.uniform(bound); }) {}
     int run();
 
     // netd's messages (privsep/channels.hpp: client_netd_to_leased).
@@ -55,8 +57,15 @@ class ClientLeased {
     void on_protod(privsep::Message& m);
     void on_server_answer(const msg::ExchangeResult& r, std::uint32_t exchange);
     bool send_netd(std::uint16_t type, std::uint32_t id, const msg::Bytes& body);
-    int timeout_ms();
+    // Ends the loop with `status` once no order is outstanding, or after
+    // kExitGrace.
+    void exit_after_orders(int status);
+    void on_deadline();
+    void end_round();
 
+    privsep::Loop loop_;
+    privsep::Loop::TimerId deadline_timer_ = 0; // the machine's next deadline
+    privsep::Loop::TimerId exit_timer_ = 0;     // the end of the exit's grace
     SodiumRandom random_;
     SystemClock clock_;
     ClientLeaseMachine machine_;
@@ -67,16 +76,20 @@ class ClientLeased {
     std::uint32_t next_order_ = 1;
     std::size_t orders_outstanding_ = 0;
     std::optional<int> exit_status_;
-    std::uint64_t exit_deadline_ = 0;
-    bool failed_ = false;
 };
 
 bool ClientLeased::send_netd(std::uint16_t type, std::uint32_t id, const msg::Bytes& body) {
     if (netd_.send(type, id, body))
         return true;
     WGD_LOG_ERROR("cannot send to netd: %s", std::strerror(errno));
-    failed_ = true;
+    loop_.stop(1);
     return false;
+}
+
+void ClientLeased::exit_after_orders(int status) {
+    exit_status_ = status;
+    loop_.disarm(deadline_timer_);
+    loop_.arm_after(exit_timer_, kExitGrace);
 }
 
 void ClientLeased::execute(ClientActions actions) {
@@ -104,10 +117,9 @@ void ClientLeased::execute(ClientActions actions) {
             orders_outstanding_++;
             send_netd(msg::address_order, next_order_++, msg::encode(o));
         } else if (std::holds_alternative<SetTimer>(action)) {
-            // The deadline is read from the machine at every poll.
+            // The deadline is read from the machine after every round.
         } else if (auto* exit = std::get_if<Exit>(&action)) {
-            exit_status_ = exit->status;
-            exit_deadline_ = clock_.boot_ms() + kExitGraceMs;
+            exit_after_orders(exit->status);
         } else if (auto* line = std::get_if<LogLine>(&action)) {
             switch (line->severity) {
             case Severity::debug:
@@ -165,10 +177,8 @@ void ClientLeased::on(msg::Renew&, privsep::Message&) {
 
 void ClientLeased::on(msg::Stop&, privsep::Message&) {
     execute(machine_.stop());
-    if (!exit_status_) { // stop() always ends in Exit; be safe anyway
-        exit_status_ = 0;
-        exit_deadline_ = clock_.boot_ms() + kExitGraceMs;
-    }
+    if (!exit_status_) // stop() always ends in Exit; be safe anyway
+        exit_after_orders(0);
 }
 
 void ClientLeased::on_protod(privsep::Message& m) {
@@ -189,48 +199,55 @@ void ClientLeased::on_server_answer(const msg::ExchangeResult& r, std::uint32_t 
     execute(machine_.response(now, response));
 }
 
-int ClientLeased::timeout_ms() {
-    std::uint64_t now = clock_.boot_ms();
-    std::uint64_t wait = 1000;
-    if (auto deadline = machine_.next_deadline())
-        wait = *deadline > now ? std::min<std::uint64_t>(wait, *deadline - now) : 0;
-    if (exit_status_)
-        wait = std::min<std::uint64_t>(wait, 50);
-    return static_cast<int>(wait);
+// Armed by end_round only while the machine runs and no exit is under way.
+void ClientLeased::on_deadline() {
+    const std::uint64_t now = clock_.boot_ms();
+    if (auto deadline = machine_.next_deadline(); deadline && *deadline <= now)
+        execute(machine_.timer(now));
+}
+
+void ClientLeased::end_round() {
+    if (exit_status_) {
+        if (orders_outstanding_ == 0)
+            loop_.stop(*exit_status_);
+        return;
+    }
+    auto deadline = machine_.next_deadline();
+    if (started_ && deadline)
+        loop_.arm_after(deadline_timer_, wait_until(clock_, *deadline));
+    else
+        loop_.disarm(deadline_timer_);
 }
 
 int ClientLeased::run() {
-    while (!failed_) {
-        if (exit_status_ && (orders_outstanding_ == 0 || clock_.boot_ms() >= exit_deadline_))
-            return *exit_status_;
-        if (!netd_.flush()) { // what netd's socket could not take before
-            WGD_LOG_ERROR("cannot send to netd: %s", std::strerror(errno));
-            return 1;
-        }
-        pollfd fds[2] = {{netd_.fd(), netd_.poll_events(), 0}, {protod_.fd(), POLLIN, 0}};
-        if (poll(fds, 2, timeout_ms()) < 0 && errno != EINTR) {
-            WGD_LOG_ERROR("poll: %s", std::strerror(errno));
-            return 1;
-        }
-        if (fds[0].revents)
-            privsep::drain(netd_, "netd", 64, [&](privsep::Message& m) { on_netd(m); });
-        if (fds[1].revents)
-            privsep::drain(protod_, "protod", 64, [&](privsep::Message& m) { on_protod(m); });
-        if (started_ && !exit_status_) {
-            auto deadline = machine_.next_deadline();
-            if (deadline && *deadline <= clock_.boot_ms())
-                execute(machine_.timer(clock_.boot_ms()));
-        }
+    auto read_netd = [this] {
+        privsep::drain(netd_, "netd", 64, [this](privsep::Message& m) { on_netd(m); });
+    };
+    auto read_protod = [this] {
+        privsep::drain(protod_, "protod", 64, [this](privsep::Message& m) { on_protod(m); });
+    };
+    if (!loop_.watch_channel(netd_, "netd", read_netd) ||
+        !loop_.watch_channel(protod_, "protod", read_protod)) {
+        WGD_LOG_ERROR("epoll_ctl: %s", std::strerror(errno));
+        return 1;
     }
-    return 1;
+    deadline_timer_ = loop_.add_timer([this] { on_deadline(); });
+    exit_timer_ = loop_.add_timer([this] { loop_.stop(*exit_status_); });
+    loop_.after_each_round([this] { end_round(); });
+    return loop_.run();
 }
 
 } // namespace
 
 int client_main(const Options& options) {
+    auto loop = privsep::Loop::open(); // epoll_create1: not in the sandbox
+    if (!loop) {
+        WGD_LOG_ERROR("%s", loop.error().message.c_str());
+        return 1;
+    }
     if (!enter_leased_sandbox(Side::client, options))
         return 1;
-    ClientLeased leased;
+    ClientLeased leased(std::move(*loop));
     return leased.run();
 }
 

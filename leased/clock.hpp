@@ -4,6 +4,7 @@
 // suspend.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 
 namespace wgd::leased {
@@ -39,5 +40,14 @@ class FakeClock final : public Clock {
     std::int64_t wall_start_ = wall_;
     std::uint64_t boot_start_ = boot_;
 };
+
+// leased's loop (privsep::Loop) times its work on the steady clock, which
+// stops during a suspend, and its moments are on the boot clock: a timer
+// armed for a moment waits at most kMaxTimerWaitMs, so that a moment that
+// passed during a suspend is acted on at most that long after the resume.
+constexpr std::uint64_t kMaxTimerWaitMs = 1000;
+// How long a timer waits for `due_ms` of clock.boot_ms(): 0 once it has
+// passed, never more than kMaxTimerWaitMs.
+std::chrono::milliseconds wait_until(Clock& clock, std::uint64_t due_ms);
 
 } // namespace wgd::leased

@@ -17,16 +17,17 @@
 #include "privsep/channel.hpp"
 #include "privsep/channels.hpp"
 #include "privsep/control.hpp"
+#include "privsep/loop.hpp"
 #include "privsep/messages.hpp"
-
-#include <poll.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <map>
+#include <optional>
 #include <set>
 
 namespace wgd::leased {
@@ -91,9 +92,9 @@ ChangeRate change_rate() {
 
 class ServerLeased {
   public:
-    ServerLeased(const Options& options, LeaseFileOpen opened, ChangeRate rate)
-        : opened_(std::move(opened)), server_(random_, clock_, options.leasetime, rate),
-          rate_(rate), iface_(options.iface) {}
+    ServerLeased(const Options& options, privsep::Loop loop, LeaseFileOpen opened, ChangeRate rate)
+        : loop_(std::move(loop)), opened_(std::move(opened)),
+          server_(random_, clock_, options.leasetime, rate), rate_(rate), iface_(options.iface) {}
     int run();
 
     // netd's messages (privsep/channels.hpp: server_netd_to_leased).
@@ -141,9 +142,11 @@ class ServerLeased {
     void finish_batch();
     bool write_records(const std::vector<LeaseRecord>& records);
     void compact_a_little();
-    int timeout_ms();
     void on_timer();
+    void end_round();
 
+    privsep::Loop loop_;
+    privsep::Loop::TimerId timer_ = 0;
     LeaseFileOpen opened_;
     LeaseFile* file_ = nullptr;
     SodiumRandom random_;
@@ -164,8 +167,9 @@ class ServerLeased {
     bool have_pools_ = false;
     bool have_peers_ = false;
     bool serving_ = false;
-    // Between PeersBegin and PeersEnd nothing but netd's chunks is read, no
-    // batch starts and no lease expires: the view is taken in as if at once.
+    // Between PeersBegin and PeersEnd nothing but netd's chunks is read
+    // (protod's channel is only written), no batch starts and no lease
+    // expires: the view is taken in as if at once.
     bool receiving_peers_ = false;
     // Leases missing from allowed IPs, found chunk by chunk; queued at the
     // end only when no batch was under way at the beginning (see on_peers_chunk).
@@ -183,14 +187,13 @@ class ServerLeased {
     std::optional<Batch> in_flight_;
     std::deque<Batch> maintenance_;
     std::uint32_t next_batch_id_ = 1;
-    bool failed_ = false;
 };
 
 bool ServerLeased::send_netd(std::uint16_t type, std::uint32_t id, const msg::Bytes& body) {
     if (netd_.send(type, id, body))
         return true;
     WGD_LOG_ERROR("cannot send to netd: %s", std::strerror(errno));
-    failed_ = true;
+    loop_.stop(1);
     return false;
 }
 
@@ -198,7 +201,7 @@ bool ServerLeased::send_protod(std::uint16_t type, std::uint32_t id, const msg::
     if (protod_.send(type, id, body))
         return true;
     WGD_LOG_ERROR("cannot send to protod: %s", std::strerror(errno));
-    failed_ = true;
+    loop_.stop(1);
     return false;
 }
 
@@ -214,6 +217,8 @@ void ServerLeased::on(msg::PoolsSnapshot& s, privsep::Message&) {
 
 void ServerLeased::on(msg::PeersBegin&, privsep::Message&) {
     receiving_peers_ = true;
+    loop_.read_channel(protod_, false);
+    loop_.disarm(timer_);
     server_.begin_peers();
     // A batch under way may be moving exactly the addresses a chunk
     // shows missing: reconcile only from a quiet start.
@@ -227,6 +232,7 @@ void ServerLeased::on(msg::PeersChunk& chunk, privsep::Message&) {
 
 void ServerLeased::on(msg::PeersEnd&, privsep::Message&) {
     receiving_peers_ = false;
+    loop_.read_channel(protod_, true);
     on_peers_end();
 }
 
@@ -449,7 +455,7 @@ void ServerLeased::reply(std::uint32_t conn, bool ok, std::string_view text) {
     for (const control::ControlReply& piece : control::split_reply(ok, text)) {
         if (!protod_.send_paced(msg::control_reply, conn, control::encode(piece))) {
             WGD_LOG_ERROR("cannot send to protod: %s", std::strerror(errno));
-            failed_ = true;
+            loop_.stop(1);
             return;
         }
     }
@@ -767,19 +773,8 @@ void ServerLeased::compact_a_little() {
         WGD_LOG_ERROR("lease file compaction abandoned: %s", std::strerror(err));
 }
 
-int ServerLeased::timeout_ms() {
-    std::uint64_t now = clock_.boot_ms();
-    std::uint64_t wait = 1000;
-    if (auto next = server_.next_expiry())
-        wait = *next > now ? std::min<std::uint64_t>(wait, *next - now) : 0;
-    if (!waiting_for_peers_.empty() && !refresh_in_flight_)
-        wait = std::min<std::uint64_t>(wait, 100);
-    return static_cast<int>(wait);
-}
-
+// Armed by end_round only while serving and not receiving the peers.
 void ServerLeased::on_timer() {
-    if (!serving_)
-        return;
     std::uint64_t now = clock_.boot_ms();
     if (auto next = server_.next_expiry(); next && *next <= now) {
         LeaseEvents expired = server_.expire(now, 4096);
@@ -791,6 +786,26 @@ void ServerLeased::on_timer() {
         last_refresh_ms_ = now;
         send_netd(msg::refresh_peers, 0, {});
     }
+}
+
+// After the round's messages and due timer, in this order: the next batch to
+// netd, the answers and the monitors' events to protod, and the timer for
+// the next expiry or the refresh retry.
+void ServerLeased::end_round() {
+    if (receiving_peers_) {
+        send_answers(); // decided before the peers began
+        return;
+    }
+    start_next_batch();
+    send_answers();
+    send_events();
+    std::optional<std::uint64_t> due = server_.next_expiry();
+    if (!waiting_for_peers_.empty() && !refresh_in_flight_)
+        due = std::min(due.value_or(UINT64_MAX), last_refresh_ms_ + kRefreshIntervalMs);
+    if (serving_ && due)
+        loop_.arm_after(timer_, wait_until(clock_, *due));
+    else
+        loop_.disarm(timer_);
 }
 
 int ServerLeased::run() {
@@ -818,45 +833,30 @@ int ServerLeased::run() {
     replayed_ = opened_.index ? opened_.index->size() : 0;
     server_.expect_restore(std::move(opened_.index));
 
-    while (!failed_) {
-        if (!netd_.flush() || !protod_.flush()) { // what the sockets could not take before
-            WGD_LOG_ERROR("cannot send to %s: %s", netd_.wants_write() ? "netd" : "protod",
-                          std::strerror(errno));
-            return 1;
-        }
-        pollfd fds[2] = {{netd_.fd(), netd_.poll_events(), 0},
-                         {protod_.fd(), protod_.poll_events(), 0}};
-        // While the peers arrive, netd alone is heard (see receiving_peers_):
-        // protod is polled only to write what waits for it.
-        nfds_t polled = 2;
-        if (receiving_peers_) {
-            fds[1].events &= ~POLLIN;
-            polled = protod_.wants_write() ? 2 : 1;
-        }
-        int n = poll(fds, polled, receiving_peers_ && polled == 1 ? -1 : timeout_ms());
-        if (n < 0 && errno != EINTR) {
-            WGD_LOG_ERROR("poll: %s", std::strerror(errno));
-            return 1;
-        }
-        if (fds[0].revents)
-            privsep::drain(netd_, "netd", 1024, [&](privsep::Message& m) { on_netd(m); });
-        if (receiving_peers_) {
-            send_answers(); // decided before the peers began
-            continue;
-        }
-        if (fds[1].revents)
-            privsep::drain(protod_, "protod", 1024, [&](privsep::Message& m) { on_protod(m); });
-        on_timer();
-        start_next_batch();
-        send_answers();
-        send_events();
+    auto read_netd = [this] {
+        privsep::drain(netd_, "netd", 1024, [this](privsep::Message& m) { on_netd(m); });
+    };
+    auto read_protod = [this] {
+        privsep::drain(protod_, "protod", 1024, [this](privsep::Message& m) { on_protod(m); });
+    };
+    if (!loop_.watch_channel(netd_, "netd", read_netd) ||
+        !loop_.watch_channel(protod_, "protod", read_protod)) {
+        WGD_LOG_ERROR("epoll_ctl: %s", std::strerror(errno));
+        return 1;
     }
-    return 1;
+    timer_ = loop_.add_timer([this] { on_timer(); });
+    loop_.after_each_round([this] { end_round(); });
+    return loop_.run();
 }
 
 } // namespace
 
 int server_main(const Options& options) {
+    auto loop = privsep::Loop::open(); // epoll_create1: not in the sandbox
+    if (!loop) {
+        WGD_LOG_ERROR("%s", loop.error().message.c_str());
+        return 1;
+    }
     if (!enter_leased_sandbox(Side::server, options))
         return 1;
     // The lease file is read inside the sandbox: it is input like any other.
@@ -864,7 +864,7 @@ int server_main(const Options& options) {
         LeaseFile::open(UniqueFd(privsep::channels::fds::server_leased::lease_file),
                         UniqueFd(privsep::channels::fds::server_leased::lease_file_next),
                         options.iface, LeaseFile::Replay::index);
-    ServerLeased leased(options, std::move(opened), change_rate());
+    ServerLeased leased(options, std::move(*loop), std::move(opened), change_rate());
     return leased.run();
 }
 
