@@ -53,6 +53,7 @@
 #include <vector>
 
 #include "common/fd.hpp"
+#include "common/result.hpp"
 #include "leased/lease_record.hpp"
 
 namespace wgd::leased {
@@ -70,7 +71,7 @@ struct ReplayReport {
     std::uint64_t generation = 0;
 };
 
-struct LeaseFileOpen;
+struct OpenedLeaseFile;
 
 // The replay as an index into the active file (Replay::index): for each
 // peer, the number of its last record, found by the key's hash; the records
@@ -120,12 +121,13 @@ class ReplayIndex final : public ExpectedLeases {
 
 class LeaseFile {
   public:
-    // records: LeaseFileOpen::leases holds every peer's last state (show,
-    // tests). index: LeaseFileOpen::index does, and leases stays empty
-    // (leased at start).
+    // records: OpenedLeaseFile::leases holds every peer's last state (show,
+    // tests). index: OpenedLeaseFile::index does, and leases stays empty
+    // (leased at start). The error, when the files are refused, is one line
+    // that begins "lease file: ".
     enum class Replay { records, index };
-    static LeaseFileOpen open(UniqueFd first, UniqueFd second, std::string_view iface,
-                              Replay replay = Replay::records);
+    static Result<OpenedLeaseFile> open(UniqueFd first, UniqueFd second, std::string_view iface,
+                                        Replay replay = Replay::records);
 
     int append(const std::vector<LeaseRecord>& batch); // 0 or an errno
     int sync();                                        // 0 or an errno
@@ -167,12 +169,13 @@ class LeaseFile {
     std::optional<Compaction> compaction_;
 };
 
-struct LeaseFileOpen {
-    std::optional<LeaseFile> file;      // empty: refused, see error
+// A lease file accepted by LeaseFile::open: the file to append to, what its
+// replay found, and what the replay repaired (for the caller to log).
+struct OpenedLeaseFile {
+    LeaseFile file;
     std::vector<LeaseRecord> leases;    // the last state of every peer that holds a lease
     std::unique_ptr<ReplayIndex> index; // Replay::index: the same, left in the file
     ReplayReport report;
-    std::string error;
 };
 
 // Exposed for tests and the fuzzer: one record to bytes and back.

@@ -91,9 +91,12 @@ ChangeRate change_rate() {
 
 class ServerLeased {
   public:
-    ServerLeased(const Options& options, LeaseFileOpen opened, ChangeRate rate)
+    ServerLeased(const Options& options, OpenedLeaseFile opened, ChangeRate rate)
         : opened_(std::move(opened)), server_(random_, clock_, options.leasetime, rate),
           rate_(rate), iface_(options.iface) {}
+    // file_ points into opened_.
+    ServerLeased(const ServerLeased&) = delete;
+    ServerLeased& operator=(const ServerLeased&) = delete;
     int run();
 
     // netd's messages (privsep/channels.hpp: server_netd_to_leased).
@@ -144,8 +147,8 @@ class ServerLeased {
     int timeout_ms();
     void on_timer();
 
-    LeaseFileOpen opened_;
-    LeaseFile* file_ = nullptr;
+    OpenedLeaseFile opened_;
+    LeaseFile* file_ = &opened_.file;
     SodiumRandom random_;
     SystemClock clock_;
     LeaseServer server_;
@@ -794,11 +797,6 @@ void ServerLeased::on_timer() {
 }
 
 int ServerLeased::run() {
-    if (!opened_.file) {
-        WGD_LOG_ERROR("lease file refused: %s", opened_.error.c_str());
-        return 1;
-    }
-    file_ = &*opened_.file;
     const ReplayReport& report = opened_.report;
     // SPEC: a missing or unreadable lease file is reported, and the
     // addresses found in allowed IPs are then reservations: the view treats
@@ -860,11 +858,15 @@ int server_main(const Options& options) {
     if (!enter_leased_sandbox(Side::server, options))
         return 1;
     // The lease file is read inside the sandbox: it is input like any other.
-    LeaseFileOpen opened =
+    Result<OpenedLeaseFile> opened =
         LeaseFile::open(UniqueFd(privsep::channels::fds::server_leased::lease_file),
                         UniqueFd(privsep::channels::fds::server_leased::lease_file_next),
                         options.iface, LeaseFile::Replay::index);
-    ServerLeased leased(options, std::move(opened), change_rate());
+    if (!opened) {
+        WGD_LOG_ERROR("lease file refused: %s", opened.error().message.c_str());
+        return 1;
+    }
+    ServerLeased leased(options, std::move(*opened), change_rate());
     return leased.run();
 }
 

@@ -247,12 +247,13 @@ ReadLeases read_leases(const std::string& state_dir, const std::string& iface) {
         out.error = "no lease file for " + iface + " in " + state_dir;
         return out;
     }
-    LeaseFileOpen opened = LeaseFile::open(std::move(copies[0]), std::move(copies[1]), iface);
-    if (!opened.file) {
-        out.error = opened.error;
+    Result<OpenedLeaseFile> opened =
+        LeaseFile::open(std::move(copies[0]), std::move(copies[1]), iface);
+    if (!opened) {
+        out.error = opened.error().message;
         return out;
     }
-    out.leases = std::move(opened.leases);
+    out.leases = std::move(opened->leases);
     return out;
 }
 
