@@ -175,14 +175,14 @@ int show(const wgd::ShowCommand& command) {
         return 1;
     }
     fail_line(why + "; showing the lease file in " + command.state_dir);
-    wgd::leased::OfflineShow shown =
+    wgd::Result<std::string> shown =
         wgd::leased::show_lease_file(command.state_dir, command.iface, command.json,
                                      [&] { return wgd::netd::read_peers(command.iface); });
-    if (!shown.error.empty()) {
-        std::fprintf(stderr, "wg-dynamic-server: %s\n", shown.error.c_str());
+    if (!shown) {
+        std::fprintf(stderr, "wg-dynamic-server: %s\n", shown.error().message.c_str());
         return 1;
     }
-    std::fputs(shown.text.c_str(), stdout);
+    std::fputs(shown->c_str(), stdout);
     return 0;
 }
 
