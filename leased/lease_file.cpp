@@ -168,7 +168,7 @@ ReplayIndex::ReplayIndex(int fd, std::size_t max_records)
 std::uint32_t ReplayIndex::hash_of(const PublicKey& key) {
     // Keys are uniformly random curve points and the file is the server's
     // own (a state directory only root writes): unkeyed, as the records
-    // replay's map was.
+    // replay's map (KeyHash) is.
     std::uint64_t a, b;
     std::memcpy(&a, key.bytes.data(), 8);
     std::memcpy(&b, key.bytes.data() + 24, 8);
@@ -439,7 +439,7 @@ int LeaseFile::append(const std::vector<LeaseRecord>& batch) {
     const int fd = fds_[active_].get();
     if (write_ahead_ && end_ + buf.size() > allocated_ && write_ahead(fd, end_ + buf.size()) != 0) {
         // No room for zeros ahead (a small or full file system): appends
-        // grow the file as before, until the next compaction tries again.
+        // grow the file, until the next compaction tries again.
         (void)::ftruncate(fd, static_cast<off_t>(end_));
         allocated_ = end_;
         write_ahead_ = false;

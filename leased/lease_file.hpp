@@ -23,7 +23,7 @@
 // Space ahead: append() writes zeros 1,024 records past the last record when
 // it runs out of them, so that most appends do not grow the file and their
 // fdatasync does not have to write the inode. Where the zeros do not fit (a
-// small or full file system), appends grow the file as before.
+// small or full file system), appends grow the file.
 //
 // Replay (open): of the two files the one with a valid header and the
 // highest generation is active. Its records are read in order; a bad record
@@ -78,9 +78,9 @@ struct OpenedLeaseFile;
 // stay in the file and are read again (pread) when asked. 8 bytes a slot,
 // 11 a record at most, where the records in memory cost 72 each and the
 // map that keeps a peer's last one 100 more: at a restart with 100,000
-// peers leased holds this while the view of the peers arrives, and those
-// records were its peak of memory. The file's descriptor is borrowed from
-// the LeaseFile, which must outlive the index and start no compaction
+// peers leased holds this while the view of the peers arrives; the records
+// themselves would be its peak of memory. The file's descriptor is borrowed
+// from the LeaseFile, which must outlive the index and start no compaction
 // before the index is done with (the compaction truncates the other file,
 // and after a switch this one).
 class ReplayIndex final : public ExpectedLeases {
