@@ -228,8 +228,10 @@ int ClientLeased::run() {
 } // namespace
 
 int client_main(const Options& options) {
-    if (!enter_leased_sandbox(Side::client, options))
+    if (auto entered = enter_leased_sandbox(Side::client, options); !entered) {
+        WGD_LOG_ERROR("%s", entered.error().message.c_str());
         return 1;
+    }
     ClientLeased leased;
     return leased.run();
 }

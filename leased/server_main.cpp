@@ -855,8 +855,10 @@ int ServerLeased::run() {
 } // namespace
 
 int server_main(const Options& options) {
-    if (!enter_leased_sandbox(Side::server, options))
+    if (auto entered = enter_leased_sandbox(Side::server, options); !entered) {
+        WGD_LOG_ERROR("%s", entered.error().message.c_str());
         return 1;
+    }
     // The lease file is read inside the sandbox: it is input like any other.
     Result<OpenedLeaseFile> opened =
         LeaseFile::open(UniqueFd(privsep::channels::fds::server_leased::lease_file),
