@@ -52,28 +52,32 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     UniqueFd b = memfd_with(data + 1 + split, size - 1 - split);
     UniqueFd a2(::dup(a.get())), b2(::dup(b.get())), a3(::dup(a.get())), b3(::dup(b.get()));
 
-    auto first = LeaseFile::open(std::move(a), std::move(b), "wg0");
-    if (!first.file)
-        return 0;
-    const auto state = state_of(first.leases);
-    first.file.reset();
-
-    auto second = LeaseFile::open(std::move(a2), std::move(b2), "wg0");
-    if (!second.file || second.report.tail_cut_bytes != 0 || state_of(second.leases) != state)
-        std::abort();
+    // Each open stands for a start of the server: the files of the one
+    // before are closed first, as at a restart.
+    std::map<PublicKey, LeaseRecord> state;
+    {
+        auto first = LeaseFile::open(std::move(a), std::move(b), "wg0");
+        if (!first)
+            return 0;
+        state = state_of(first->leases);
+    }
 
     PublicKey k;
     k.bytes.fill(0xab);
     LeaseRecord extra{k, Ip4{{10, 1, 2, 3}}, std::nullopt, 1, 2};
-    if (second.file->append({extra}) != 0 || second.file->sync() != 0)
-        std::abort();
-    second.file.reset();
+    {
+        auto second = LeaseFile::open(std::move(a2), std::move(b2), "wg0");
+        if (!second || second->report.tail_cut_bytes != 0 || state_of(second->leases) != state)
+            std::abort();
+        if (second->file.append({extra}) != 0 || second->file.sync() != 0)
+            std::abort();
+    }
     auto third = LeaseFile::open(std::move(a3), std::move(b3), "wg0");
-    if (!third.file)
+    if (!third)
         std::abort();
     auto expected = state;
     expected[k] = extra;
-    if (state_of(third.leases) != expected)
+    if (state_of(third->leases) != expected)
         std::abort();
     return 0;
 }

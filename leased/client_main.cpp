@@ -245,8 +245,10 @@ int client_main(const Options& options) {
         WGD_LOG_ERROR("%s", loop.error().message.c_str());
         return 1;
     }
-    if (!enter_leased_sandbox(Side::client, options))
+    if (auto entered = enter_leased_sandbox(Side::client, options); !entered) {
+        WGD_LOG_ERROR("%s", entered.error().message.c_str());
         return 1;
+    }
     ClientLeased leased(std::move(*loop));
     return leased.run();
 }

@@ -96,6 +96,11 @@ struct KeyHash {
     }
 };
 
+// "lease file: WHAT: the errno's text", with the errno as the code.
+Error os_error(const char* what, int err) {
+    return make_error(err, std::string("lease file: ") + what + ": " + std::strerror(err));
+}
+
 enum class HeaderState { Absent, Garbage, Torn, Valid };
 struct Header {
     HeaderState state = HeaderState::Absent;
@@ -266,17 +271,13 @@ void ReplayIndex::for_each(const std::function<void(std::size_t, const LeaseReco
     }
 }
 
-LeaseFileOpen LeaseFile::open(UniqueFd first, UniqueFd second, std::string_view iface,
-                              Replay replay) {
-    LeaseFileOpen out;
-    if (!first || !second) {
-        out.error = "lease file: descriptors not open";
-        return out;
-    }
-    if (iface.empty() || iface.size() > kIfaceField) {
-        out.error = "lease file: bad interface name";
-        return out;
-    }
+Result<OpenedLeaseFile> LeaseFile::open(UniqueFd first, UniqueFd second, std::string_view iface,
+                                        Replay replay) {
+    if (!first || !second)
+        return make_error(EBADF, "lease file: descriptors not open");
+    if (iface.empty() || iface.size() > kIfaceField)
+        return make_error(EINVAL, "lease file: bad interface name");
+    ReplayReport report;
     LeaseFile file;
     file.fds_[0] = std::move(first);
     file.fds_[1] = std::move(second);
@@ -285,20 +286,16 @@ LeaseFileOpen LeaseFile::open(UniqueFd first, UniqueFd second, std::string_view 
     Header headers[2];
     for (int i = 0; i < 2; i++) {
         struct stat st {};
-        if (::fstat(file.fds_[i].get(), &st) != 0) {
-            out.error = std::string("lease file: fstat: ") + std::strerror(errno);
-            return out;
-        }
+        if (::fstat(file.fds_[i].get(), &st) != 0)
+            return os_error("fstat", errno);
         Header& h = headers[i];
         h.size = static_cast<std::uint64_t>(st.st_size);
         if (h.size == 0)
             continue;
         std::uint8_t b[kLeaseHeaderSize];
         long n = pread_full(file.fds_[i].get(), b, sizeof b, 0);
-        if (n < 0) {
-            out.error = std::string("lease file: read: ") + std::strerror(static_cast<int>(-n));
-            return out;
-        }
+        if (n < 0)
+            return os_error("read", static_cast<int>(-n));
         if (static_cast<std::size_t>(n) < sizeof b || std::memcmp(b, kMagic, 8) != 0) {
             h.state = HeaderState::Garbage;
             continue;
@@ -309,22 +306,17 @@ LeaseFileOpen LeaseFile::open(UniqueFd first, UniqueFd second, std::string_view 
         }
         const std::uint32_t version = get32(b + 8);
         if (version > kLeaseFileVersion || version == 0) {
-            out.error = "lease file: written by format version " + std::to_string(version) +
-                        ", this server reads version " + std::to_string(kLeaseFileVersion) +
-                        " (refusing to overwrite it)";
-            return out;
+            return failure("lease file: written by format version " + std::to_string(version) +
+                           ", this server reads version " + std::to_string(kLeaseFileVersion) +
+                           " (refusing to overwrite it)");
         }
-        if (get32(b + 12) != kLeaseRecordSize) {
-            out.error = "lease file: unexpected record size " + std::to_string(get32(b + 12));
-            return out;
-        }
+        if (get32(b + 12) != kLeaseRecordSize)
+            return failure("lease file: unexpected record size " + std::to_string(get32(b + 12)));
         char name[kIfaceField + 1] = {};
         std::memcpy(name, b + 24, kIfaceField);
-        if (std::string_view(name) != iface) {
-            out.error = "lease file: belongs to interface \"" + std::string(name) + "\", not \"" +
-                        std::string(iface) + "\"";
-            return out;
-        }
+        if (std::string_view(name) != iface)
+            return failure("lease file: belongs to interface \"" + std::string(name) +
+                           "\", not \"" + std::string(iface) + "\"");
         h.state = HeaderState::Valid;
         h.generation = get64(b + 16);
     }
@@ -336,20 +328,21 @@ LeaseFileOpen LeaseFile::open(UniqueFd first, UniqueFd second, std::string_view 
             active = i;
     for (auto& h : headers)
         if (h.state == HeaderState::Garbage)
-            out.report.unreadable = true;
+            report.unreadable = true;
 
     if (active < 0) { // a first start, or nothing readable: begin a new file
-        out.report.fresh = true;
+        report.fresh = true;
         file.active_ = 0;
         file.generation_ = 1;
         const int fd = file.fds_[0].get();
-        if (::ftruncate(fd, 0) != 0 || file.write_header(fd, 1) != 0 || ::fdatasync(fd) != 0) {
-            out.error = std::string("lease file: cannot initialise: ") + std::strerror(errno);
-            return out;
-        }
-        out.report.generation = 1;
-        out.file.emplace(std::move(file));
-        return out;
+        if (::ftruncate(fd, 0) != 0)
+            return os_error("cannot initialise", errno);
+        if (int err = file.write_header(fd, 1); err != 0)
+            return os_error("cannot initialise", err);
+        if (::fdatasync(fd) != 0)
+            return os_error("cannot initialise", errno);
+        report.generation = 1;
+        return OpenedLeaseFile{std::move(file), {}, nullptr, report};
     }
 
     file.active_ = active;
@@ -362,10 +355,8 @@ LeaseFileOpen LeaseFile::open(UniqueFd first, UniqueFd second, std::string_view 
     std::unique_ptr<ReplayIndex> index;
     if (replay == Replay::index) {
         const std::uint64_t slots = (size - kLeaseHeaderSize) / kLeaseRecordSize;
-        if (slots >= ReplayIndex::kReleased) {
-            out.error = "lease file: more records than a replay can index";
-            return out;
-        }
+        if (slots >= ReplayIndex::kReleased)
+            return make_error(EFBIG, "lease file: more records than a replay can index");
         index.reset(new ReplayIndex(fd, static_cast<std::size_t>(slots)));
     }
     std::vector<std::uint8_t> buf(std::min<std::uint64_t>(kLeaseRecordSize * 8192, size));
@@ -376,10 +367,8 @@ LeaseFileOpen LeaseFile::open(UniqueFd first, UniqueFd second, std::string_view 
     std::size_t bad_run = 0;
     while (offset + kLeaseRecordSize <= size) {
         long n = pread_full(fd, buf.data(), buf.size(), offset);
-        if (n < 0) {
-            out.error = std::string("lease file: read: ") + std::strerror(static_cast<int>(-n));
-            return out;
-        }
+        if (n < 0)
+            return os_error("read", static_cast<int>(-n));
         const std::size_t whole = static_cast<std::size_t>(n) / kLeaseRecordSize;
         if (whole == 0)
             break;
@@ -392,17 +381,15 @@ LeaseFileOpen LeaseFile::open(UniqueFd first, UniqueFd second, std::string_view 
                 bad_run++;
                 continue;
             }
-            out.report.corrupt_skipped += bad_run;
+            report.corrupt_skipped += bad_run;
             bad_run = 0;
-            out.report.records++;
+            report.records++;
             good_end = offset + (i + 1) * kLeaseRecordSize;
             if (index) {
                 const auto number =
                     static_cast<std::uint32_t>((offset - kLeaseHeaderSize) / kLeaseRecordSize + i);
-                if (int rc = index->note(number, *r); rc != 0) {
-                    out.error = std::string("lease file: read: ") + std::strerror(rc);
-                    return out;
-                }
+                if (int rc = index->note(number, *r); rc != 0)
+                    return os_error("read", rc);
             } else {
                 state.insert_or_assign(r->peer, *r);
             }
@@ -412,42 +399,33 @@ LeaseFileOpen LeaseFile::open(UniqueFd first, UniqueFd second, std::string_view 
     if (offset < size) { // less than a record at the end
         std::uint8_t partial[kLeaseRecordSize];
         long n = pread_full(fd, partial, static_cast<std::size_t>(size - offset), offset);
-        if (n < 0) {
-            out.error = std::string("lease file: read: ") + std::strerror(static_cast<int>(-n));
-            return out;
-        }
+        if (n < 0)
+            return os_error("read", static_cast<int>(-n));
         if (!all_zero(partial, static_cast<std::size_t>(n)))
             data_end = size;
     }
     if (size > good_end && data_end <= good_end) {
         file.allocated_ = size;   // only zeros written ahead: kept for the next appends
     } else if (size > good_end) { // a torn tail: bad records and a partial one
-        out.report.tail_cut_bytes = data_end - good_end;
-        if (::ftruncate(fd, static_cast<off_t>(good_end)) != 0) {
-            out.error =
-                std::string("lease file: cannot cut the torn tail: ") + std::strerror(errno);
-            return out;
-        }
-        if (::fdatasync(fd) != 0) {
-            out.error = std::string("lease file: sync: ") + std::strerror(errno);
-            return out;
-        }
+        report.tail_cut_bytes = data_end - good_end;
+        if (::ftruncate(fd, static_cast<off_t>(good_end)) != 0)
+            return os_error("cannot cut the torn tail", errno);
+        if (::fdatasync(fd) != 0)
+            return os_error("sync", errno);
     }
     if (file.allocated_ < good_end)
         file.allocated_ = good_end;
     file.end_ = good_end;
     file.records_ = (good_end - kLeaseHeaderSize) / kLeaseRecordSize;
-    out.report.generation = file.generation_;
-    if (index) {
+    report.generation = file.generation_;
+    if (index)
         index->finish(static_cast<std::uint32_t>((good_end - kLeaseHeaderSize) / kLeaseRecordSize));
-        out.index = std::move(index);
-    }
-    out.leases.reserve(state.size());
+    std::vector<LeaseRecord> leases;
+    leases.reserve(state.size());
     for (auto& [key, r] : state)
         if (!r.released())
-            out.leases.push_back(r);
-    out.file.emplace(std::move(file));
-    return out;
+            leases.push_back(r);
+    return OpenedLeaseFile{std::move(file), std::move(leases), std::move(index), report};
 }
 
 int LeaseFile::append(const std::vector<LeaseRecord>& batch) {
@@ -459,7 +437,7 @@ int LeaseFile::append(const std::vector<LeaseRecord>& batch) {
     const int fd = fds_[active_].get();
     if (write_ahead_ && end_ + buf.size() > allocated_ && write_ahead(fd, end_ + buf.size()) != 0) {
         // No room for zeros ahead (a small or full file system): appends
-        // grow the file as before, until the next compaction tries again.
+        // grow the file, until the next compaction tries again.
         (void)::ftruncate(fd, static_cast<off_t>(end_));
         allocated_ = end_;
         write_ahead_ = false;

@@ -23,7 +23,7 @@
 // Space ahead: append() writes zeros 1,024 records past the last record when
 // it runs out of them, so that most appends do not grow the file and their
 // fdatasync does not have to write the inode. Where the zeros do not fit (a
-// small or full file system), appends grow the file as before.
+// small or full file system), appends grow the file.
 //
 // Replay (open): of the two files the one with a valid header and the
 // highest generation is active. Its records are read in order; a bad record
@@ -53,6 +53,7 @@
 #include <vector>
 
 #include "common/fd.hpp"
+#include "common/result.hpp"
 #include "leased/lease_record.hpp"
 
 namespace wgd::leased {
@@ -70,16 +71,16 @@ struct ReplayReport {
     std::uint64_t generation = 0;
 };
 
-struct LeaseFileOpen;
+struct OpenedLeaseFile;
 
 // The replay as an index into the active file (Replay::index): for each
 // peer, the number of its last record, found by the key's hash; the records
 // stay in the file and are read again (pread) when asked. 8 bytes a slot,
 // 11 a record at most, where the records in memory cost 72 each and the
 // map that keeps a peer's last one 100 more: at a restart with 100,000
-// peers leased holds this while the view of the peers arrives, and those
-// records were its peak of memory. The file's descriptor is borrowed from
-// the LeaseFile, which must outlive the index and start no compaction
+// peers leased holds this while the view of the peers arrives; the records
+// themselves would be its peak of memory. The file's descriptor is borrowed
+// from the LeaseFile, which must outlive the index and start no compaction
 // before the index is done with (the compaction truncates the other file,
 // and after a switch this one).
 class ReplayIndex final : public ExpectedLeases {
@@ -120,12 +121,13 @@ class ReplayIndex final : public ExpectedLeases {
 
 class LeaseFile {
   public:
-    // records: LeaseFileOpen::leases holds every peer's last state (show,
-    // tests). index: LeaseFileOpen::index does, and leases stays empty
-    // (leased at start).
+    // records: OpenedLeaseFile::leases holds every peer's last state (show,
+    // tests). index: OpenedLeaseFile::index does, and leases stays empty
+    // (leased at start). The error, when the files are refused, is one line
+    // that begins "lease file: ".
     enum class Replay { records, index };
-    static LeaseFileOpen open(UniqueFd first, UniqueFd second, std::string_view iface,
-                              Replay replay = Replay::records);
+    static Result<OpenedLeaseFile> open(UniqueFd first, UniqueFd second, std::string_view iface,
+                                        Replay replay = Replay::records);
 
     int append(const std::vector<LeaseRecord>& batch); // 0 or an errno
     int sync();                                        // 0 or an errno
@@ -167,12 +169,13 @@ class LeaseFile {
     std::optional<Compaction> compaction_;
 };
 
-struct LeaseFileOpen {
-    std::optional<LeaseFile> file;      // empty: refused, see error
+// A lease file accepted by LeaseFile::open: the file to append to, what its
+// replay found, and what the replay repaired (for the caller to log).
+struct OpenedLeaseFile {
+    LeaseFile file;
     std::vector<LeaseRecord> leases;    // the last state of every peer that holds a lease
     std::unique_ptr<ReplayIndex> index; // Replay::index: the same, left in the file
     ReplayReport report;
-    std::string error;
 };
 
 // Exposed for tests and the fuzzer: one record to bytes and back.

@@ -4,6 +4,7 @@
 
 #include "common/cli.hpp"
 #include "common/peer.hpp"
+#include "common/result.hpp"
 
 #include <functional>
 #include <optional>
@@ -23,12 +24,8 @@ int client_main(const Options& options);
 // a table or as JSON, with the WireGuard device's peers (link-local
 // identities, reservations) when read_device can read them. read_device is
 // called only once the lease file has been read. The text to print, or the
-// error line.
-struct OfflineShow {
-    std::string text;
-    std::string error;
-};
-OfflineShow
+// error to print in its place.
+Result<std::string>
 show_lease_file(const std::string& state_dir, const std::string& iface, bool json,
                 const std::function<std::optional<std::vector<PeerFacts>>()>& read_device);
 

@@ -1,6 +1,5 @@
 #include "leased/role_entry.hpp"
 
-#include "common/log.hpp"
 #include "privsep/sandbox.hpp"
 #include "privsep/state_files.hpp"
 
@@ -8,7 +7,7 @@
 
 namespace wgd::leased {
 
-bool enter_leased_sandbox(Side side, const Options& options) {
+Result<void> enter_leased_sandbox(Side side, const Options& options) {
     privsep::SandboxSpec spec;
     spec.role = privsep::Role::leased;
     spec.side = side;
@@ -17,15 +16,11 @@ bool enter_leased_sandbox(Side side, const Options& options) {
     if (side == Side::server)
         spec.max_file_bytes = privsep::kMaxLeaseFileBytes;
     // libsodium picks its random source before the filter forbids looking.
-    if (sodium_init() < 0) {
-        WGD_LOG_ERROR("libsodium cannot start");
-        return false;
-    }
-    if (auto sandboxed = privsep::enter_sandbox(spec); !sandboxed) {
-        WGD_LOG_ERROR("sandbox: %s", sandboxed.error().message.c_str());
-        return false;
-    }
-    return true;
+    if (sodium_init() < 0)
+        return failure("libsodium cannot start");
+    if (auto sandboxed = privsep::enter_sandbox(spec); !sandboxed)
+        return make_error(sandboxed.error().code, "sandbox: " + sandboxed.error().message);
+    return {};
 }
 
 } // namespace wgd::leased

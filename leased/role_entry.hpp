@@ -3,10 +3,12 @@
 #pragma once
 
 #include "common/cli.hpp"
+#include "common/result.hpp"
 
 namespace wgd::leased {
 
-// False (reason logged) when the process must not go on.
-bool enter_leased_sandbox(Side side, const Options& options);
+// The error (one line, for the caller to log) when the process must not go
+// on.
+Result<void> enter_leased_sandbox(Side side, const Options& options);
 
 } // namespace wgd::leased

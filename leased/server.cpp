@@ -777,7 +777,7 @@ bool LeaseServer::restore_family(PeerEntry& entry, const Ip& a, bool seen_in_all
 }
 
 LeaseEvents LeaseServer::restore_expected() {
-    // Grown once to their final size: at 100,000 leases the doublings were
+    // Grown once to their final size: at 100,000 leases doublings would be
     // leased's peak of memory, next to the records still held.
     LeaseEvents events;
     if (!expected_)

@@ -92,9 +92,13 @@ ChangeRate change_rate() {
 
 class ServerLeased {
   public:
-    ServerLeased(const Options& options, privsep::Loop loop, LeaseFileOpen opened, ChangeRate rate)
+    ServerLeased(const Options& options, privsep::Loop loop, OpenedLeaseFile opened,
+                 ChangeRate rate)
         : loop_(std::move(loop)), opened_(std::move(opened)),
           server_(random_, clock_, options.leasetime, rate), rate_(rate), iface_(options.iface) {}
+    // file_ points into opened_.
+    ServerLeased(const ServerLeased&) = delete;
+    ServerLeased& operator=(const ServerLeased&) = delete;
     int run();
 
     // netd's messages (privsep/channels.hpp: server_netd_to_leased).
@@ -147,8 +151,8 @@ class ServerLeased {
 
     privsep::Loop loop_;
     privsep::Loop::TimerId timer_ = 0;
-    LeaseFileOpen opened_;
-    LeaseFile* file_ = nullptr;
+    OpenedLeaseFile opened_;
+    LeaseFile* file_ = &opened_.file;
     SodiumRandom random_;
     SystemClock clock_;
     LeaseServer server_;
@@ -809,11 +813,6 @@ void ServerLeased::end_round() {
 }
 
 int ServerLeased::run() {
-    if (!opened_.file) {
-        WGD_LOG_ERROR("lease file refused: %s", opened_.error.c_str());
-        return 1;
-    }
-    file_ = &*opened_.file;
     const ReplayReport& report = opened_.report;
     // SPEC: a missing or unreadable lease file is reported, and the
     // addresses found in allowed IPs are then reservations: the view treats
@@ -857,14 +856,20 @@ int server_main(const Options& options) {
         WGD_LOG_ERROR("%s", loop.error().message.c_str());
         return 1;
     }
-    if (!enter_leased_sandbox(Side::server, options))
+    if (auto entered = enter_leased_sandbox(Side::server, options); !entered) {
+        WGD_LOG_ERROR("%s", entered.error().message.c_str());
         return 1;
+    }
     // The lease file is read inside the sandbox: it is input like any other.
-    LeaseFileOpen opened =
+    Result<OpenedLeaseFile> opened =
         LeaseFile::open(UniqueFd(privsep::channels::fds::server_leased::lease_file),
                         UniqueFd(privsep::channels::fds::server_leased::lease_file_next),
                         options.iface, LeaseFile::Replay::index);
-    ServerLeased leased(options, std::move(*loop), std::move(opened), change_rate());
+    if (!opened) {
+        WGD_LOG_ERROR("lease file refused: %s", opened.error().message.c_str());
+        return 1;
+    }
+    ServerLeased leased(options, std::move(*loop), std::move(*opened), change_rate());
     return leased.run();
 }
 

@@ -193,8 +193,8 @@ ShowInput show_input_of(const std::vector<PeerView>& peers, std::int64_t now_wal
     return in;
 }
 
-ReadLeases read_leases(const std::string& state_dir, const std::string& iface) {
-    ReadLeases out;
+Result<std::vector<LeaseRecord>> read_leases(const std::string& state_dir,
+                                             const std::string& iface) {
     // LeaseFile::open may cut a torn tail or start a fresh file: give it
     // private copies, so that show only ever reads the state directory.
     // The same checks as the server's at start: no symlink, root's, one link,
@@ -202,23 +202,19 @@ ReadLeases read_leases(const std::string& state_dir, const std::string& iface) {
     UniqueFd copies[2];
     bool any = false;
     auto dir = privsep::open_state_dir(state_dir, false);
-    if (!dir) {
-        out.error = dir.error().message;
-        return out;
-    }
+    if (!dir)
+        return dir.error();
     for (int i = 0; i < 2; i++) {
         const std::string name = iface + ".leases." + std::to_string(i);
         const std::string path = state_dir + "/" + name;
         copies[i].reset(memfd_create("wg-dynamic-show", MFD_CLOEXEC));
         if (!copies[i]) {
-            out.error = std::string("memfd_create: ") + std::strerror(errno);
-            return out;
+            const int err = errno;
+            return make_error(err, std::string("memfd_create: ") + std::strerror(err));
         }
         auto opened = privsep::open_lease_file(dir->get(), state_dir, name, false);
-        if (!opened) {
-            out.error = opened.error().message;
-            return out;
-        }
+        if (!opened)
+            return opened.error();
         if (!*opened)
             continue; // no such file
         UniqueFd src = std::move(*opened);
@@ -228,42 +224,37 @@ ReadLeases read_leases(const std::string& state_dir, const std::string& iface) {
         std::uint64_t copied = 0;
         while ((n = read(src.get(), buf, sizeof buf)) > 0) {
             copied += static_cast<std::uint64_t>(n);
-            if (copied > privsep::kMaxLeaseFileBytes) {
-                out.error = "lease file " + path + " refused: grew over the limit of " +
-                            std::to_string(privsep::kMaxLeaseFileBytes) + " bytes";
-                return out;
-            }
+            if (copied > privsep::kMaxLeaseFileBytes)
+                return make_error(EFBIG,
+                                  "lease file " + path + " refused: grew over the limit of " +
+                                      std::to_string(privsep::kMaxLeaseFileBytes) + " bytes");
             if (write(copies[i].get(), buf, static_cast<std::size_t>(n)) != n) {
-                out.error = std::string("copy: ") + std::strerror(errno);
-                return out;
+                const int err = errno;
+                return make_error(err, std::string("copy: ") + std::strerror(err));
             }
         }
         if (n < 0) {
-            out.error = "cannot read " + path + ": " + std::strerror(errno);
-            return out;
+            const int err = errno;
+            return make_error(err, "cannot read " + path + ": " + std::strerror(err));
         }
     }
-    if (!any) {
-        out.error = "no lease file for " + iface + " in " + state_dir;
-        return out;
-    }
-    LeaseFileOpen opened = LeaseFile::open(std::move(copies[0]), std::move(copies[1]), iface);
-    if (!opened.file) {
-        out.error = opened.error;
-        return out;
-    }
-    out.leases = std::move(opened.leases);
-    return out;
+    if (!any)
+        return make_error(ENOENT, "no lease file for " + iface + " in " + state_dir);
+    Result<OpenedLeaseFile> opened =
+        LeaseFile::open(std::move(copies[0]), std::move(copies[1]), iface);
+    if (!opened)
+        return opened.error();
+    return std::move(opened->leases);
 }
 
-OfflineShow
+Result<std::string>
 show_lease_file(const std::string& state_dir, const std::string& iface, bool json,
                 const std::function<std::optional<std::vector<PeerFacts>>()>& read_device) {
-    ReadLeases read = read_leases(state_dir, iface);
-    if (!read.error.empty())
-        return {{}, std::move(read.error)};
-    ShowInput input{std::move(read.leases), read_device(), std::time(nullptr)};
-    return {json ? format_json(input) : format_table(input), {}};
+    Result<std::vector<LeaseRecord>> leases = read_leases(state_dir, iface);
+    if (!leases)
+        return leases.error();
+    ShowInput input{std::move(*leases), read_device(), std::time(nullptr)};
+    return json ? format_json(input) : format_table(input);
 }
 
 } // namespace wgd::leased

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "common/cli.hpp"
+#include "common/result.hpp"
 #include "leased/audit.hpp"
 #include "leased/lease_record.hpp"
 #include "leased/server.hpp"
@@ -42,12 +43,9 @@ std::string format_live_json(const LiveShow& live);
 // static allowed IPs.
 ShowInput show_input_of(const std::vector<PeerView>& peers, std::int64_t now_wall);
 
-// The live leases of IFACE in DIR without writing anything; error text when
+// The live leases of IFACE in DIR without writing anything; the error when
 // there is no lease file or it cannot be read.
-struct ReadLeases {
-    std::vector<LeaseRecord> leases;
-    std::string error;
-};
-ReadLeases read_leases(const std::string& state_dir, const std::string& iface);
+Result<std::vector<LeaseRecord>> read_leases(const std::string& state_dir,
+                                             const std::string& iface);
 
 } // namespace wgd::leased

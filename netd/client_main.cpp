@@ -91,10 +91,10 @@ class ClientNetd {
 
 void ClientNetd::check_preconditions() {
     const std::string& ifname = options_.iface;
-    if (std::string not_root = check_root(); !not_root.empty())
-        throw Failure{not_root};
-    if (std::string bad_user = check_sandbox_user(options_.user); !bad_user.empty())
-        throw Failure{bad_user};
+    if (auto root = check_root(); !root)
+        throw Failure{root.error().message};
+    if (auto user = check_sandbox_user(options_.user); !user)
+        throw Failure{user.error().message};
     auto rtnl = Rtnl::open();
     if (!rtnl)
         throw Failure{"cannot open rtnetlink: " + rtnl.error().message};

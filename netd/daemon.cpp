@@ -109,13 +109,14 @@ pid_t spawn_child(privsep::Role role, const std::vector<std::string>& args,
     return privsep::spawn_role("/proc/self/exe", argv, placed, group);
 }
 
-std::string check_sandbox_user(const std::string& user) {
+Result<void> check_sandbox_user(const std::string& user) {
     const passwd* pw = getpwnam(user.c_str());
     if (!pw)
-        return "no such user '" + user + "' (--user)";
+        return make_error(ENOENT, "no such user '" + user + "' (--user)");
     if (pw->pw_uid == 0 || pw->pw_gid == 0)
-        return "--user " + user + " is root: the sandboxed processes must run unprivileged";
-    return "";
+        return make_error(EPERM, "--user " + user +
+                                     " is root: the sandboxed processes must run unprivileged");
+    return {};
 }
 
 void settle_sandbox_user(Options& options, std::vector<std::string>& args) {
@@ -129,11 +130,12 @@ void settle_sandbox_user(Options& options, std::vector<std::string>& args) {
     args.insert(args.begin(), {"--user", kFallbackUser});
 }
 
-std::string check_root() {
+Result<void> check_root() {
     if (geteuid() == 0)
-        return "";
-    return "must be run as root: it needs CAP_NET_ADMIN, port 970 and the WireGuard UAPI "
-           "socket, and drops everything else once started";
+        return {};
+    return make_error(EPERM,
+                      "must be run as root: it needs CAP_NET_ADMIN, port 970 and the WireGuard "
+                      "UAPI socket, and drops everything else once started");
 }
 
 Result<UniqueFd> listen_link_local(int ifindex, const std::string& ifname) {

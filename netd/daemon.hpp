@@ -56,12 +56,12 @@ pid_t spawn_child(privsep::Role role, const std::vector<std::string>& args,
 
 // The --user for leased and protod must exist and not be root: checked
 // before anything starts, so that a typo is a one-line usage error rather
-// than a child dying in its sandbox set-up. Empty when fine.
-std::string check_sandbox_user(const std::string& user);
+// than a child dying in its sandbox set-up.
+Result<void> check_sandbox_user(const std::string& user);
 // netd needs root (CAP_NET_ADMIN, port 970, the root-only UAPI socket, the
 // user change of its children): without it every later check would fail
-// for the wrong reason. Empty when running as root.
-std::string check_root();
+// for the wrong reason.
+Result<void> check_root();
 
 // Without --user, the default user where it exists, else nobody with a
 // warning; the children get the choice on their command line, since each

@@ -1,8 +1,8 @@
 // A vector of trivially copyable values that keeps up to N of them inside
 // itself and goes to the heap only beyond: a peer's allowed IPs are nearly
 // always fe80::X/128 plus a leased /32 and /128, and two std::vectors per
-// peer (48 bytes plus two heap blocks) were most of netd's memory at 100,000
-// peers. Its alignment is T's (1 for prefixes), so a Peer packs
+// peer (48 bytes plus two heap blocks) would be most of netd's memory at
+// 100,000 peers. Its alignment is T's (1 for prefixes), so a Peer packs
 // without padding.
 #pragma once
 

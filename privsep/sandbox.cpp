@@ -162,8 +162,8 @@ constexpr ConnectRule kNetdConnects[] = {
 
 // RLIMIT_DATA (heap and private writable mappings) of netd, leased and
 // protod. Measured peaks (make bench): netd's device copy about 100 B a peer
-// (BM_DeviceMemory: 6.5 MB at 65,536 peers), leased's restart 316 B a peer
-// (BM_RestartPeakMemory: 19.7 MB at 65,536 peers); protod holds at most
+// (BM_DeviceMemory: 6.5 MB at 65,536 peers), leased's restart 275 B a peer
+// (BM_RestartPeakMemory: 17.1 MB at 65,536 peers); protod holds at most
 // 1,024 connections of at most 16 kB of buffers. The limits leave room for
 // a few million peers and stop a process taken over from eating the host.
 constexpr rlim_t kDataLimit[] = {512u << 20, 1024u << 20, 256u << 20};

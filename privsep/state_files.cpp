@@ -9,52 +9,57 @@ namespace wgd::privsep {
 
 namespace {
 
-std::string owner_and_mode_problem(const struct stat& st) {
+Result<void> check_owner_and_mode(const struct stat& st) {
     if (st.st_uid != 0)
-        return "owned by uid " + std::to_string(st.st_uid) + ", not root";
+        return make_error(EPERM, "owned by uid " + std::to_string(st.st_uid) + ", not root");
     if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
-        return "writable by group or others";
-    return "";
+        return make_error(EPERM, "writable by group or others");
+    return {};
+}
+
+// "state directory PATH: the errno's text", with the errno as the code.
+Error os_error(const std::string& what, int err) {
+    return make_error(err, what + ": " + std::strerror(err));
 }
 
 } // namespace
 
-std::string state_dir_problem(const struct stat& st) {
+Result<void> check_state_dir(const struct stat& st) {
     if (!S_ISDIR(st.st_mode))
-        return "not a directory";
-    return owner_and_mode_problem(st);
+        return make_error(ENOTDIR, "not a directory");
+    return check_owner_and_mode(st);
 }
 
-std::string lease_file_problem(const struct stat& st, std::uint64_t max_bytes) {
+Result<void> check_lease_file(const struct stat& st, std::uint64_t max_bytes) {
     if (!S_ISREG(st.st_mode))
-        return "not a regular file";
-    if (std::string p = owner_and_mode_problem(st); !p.empty())
-        return p;
+        return make_error(EINVAL, "not a regular file");
+    if (auto owner = check_owner_and_mode(st); !owner)
+        return owner;
     if (st.st_nlink != 1)
-        return std::to_string(st.st_nlink) + " hard links, not one";
+        return make_error(EMLINK, std::to_string(st.st_nlink) + " hard links, not one");
     if (st.st_size < 0 || static_cast<std::uint64_t>(st.st_size) > max_bytes)
-        return std::to_string(static_cast<long long>(st.st_size)) + " bytes, over the limit of " +
-               std::to_string(max_bytes);
-    return "";
+        return make_error(EFBIG, std::to_string(static_cast<long long>(st.st_size)) +
+                                     " bytes, over the limit of " + std::to_string(max_bytes));
+    return {};
 }
 
 Result<UniqueFd> open_state_dir(const std::string& path, bool create) {
-    if (create && ::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
-        return failure("cannot create state directory " + path + ": " + std::strerror(errno));
-    }
+    if (create && ::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST)
+        return os_error("cannot create state directory " + path, errno);
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd) {
-        const char* why = errno == ELOOP || errno == ENOTDIR ? "a symbolic link or not a directory"
-                                                             : std::strerror(errno);
-        return failure("state directory " + path + " refused: " + why);
+        const int err = errno;
+        if (err == ELOOP || err == ENOTDIR)
+            return make_error(err, "state directory " + path +
+                                       " refused: a symbolic link or not a directory");
+        return os_error("state directory " + path + " refused", err);
     }
     struct stat st {};
-    if (::fstat(fd.get(), &st) != 0) {
-        return failure("state directory " + path + ": " + std::strerror(errno));
-    }
-    if (std::string p = state_dir_problem(st); !p.empty()) {
-        return failure("state directory " + path + " refused: " + p);
-    }
+    if (::fstat(fd.get(), &st) != 0)
+        return os_error("state directory " + path, errno);
+    if (auto checked = check_state_dir(st); !checked)
+        return make_error(checked.error().code,
+                          "state directory " + path + " refused: " + checked.error().message);
     return fd;
 }
 
@@ -65,18 +70,19 @@ Result<UniqueFd> open_lease_file(int dir_fd, const std::string& dir_path, const 
     flags |= writable ? O_RDWR | O_CREAT : O_RDONLY;
     UniqueFd fd(::openat(dir_fd, name.c_str(), flags, 0600));
     if (!fd) {
-        if (!writable && errno == ENOENT)
+        const int err = errno;
+        if (!writable && err == ENOENT)
             return UniqueFd{}; // absent: not an error when only reading
-        const char* why = errno == ELOOP ? "a symbolic link" : std::strerror(errno);
-        return failure("lease file " + path + " refused: " + why);
+        if (err == ELOOP)
+            return make_error(err, "lease file " + path + " refused: a symbolic link");
+        return os_error("lease file " + path + " refused", err);
     }
     struct stat st {};
-    if (::fstat(fd.get(), &st) != 0) {
-        return failure("lease file " + path + ": " + std::strerror(errno));
-    }
-    if (std::string p = lease_file_problem(st); !p.empty()) {
-        return failure("lease file " + path + " refused: " + p);
-    }
+    if (::fstat(fd.get(), &st) != 0)
+        return os_error("lease file " + path, errno);
+    if (auto checked = check_lease_file(st); !checked)
+        return make_error(checked.error().code,
+                          "lease file " + path + " refused: " + checked.error().message);
     // Regular files ignore O_NONBLOCK; it only kept a planted FIFO from
     // blocking the open. Cleared all the same, so that every later call
     // behaves as on any file.

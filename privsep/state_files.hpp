@@ -20,10 +20,10 @@ namespace wgd::privsep {
 // before compaction (at twice the live set) shrinks the file.
 inline constexpr std::uint64_t kMaxLeaseFileBytes = 256ull << 20;
 
-// Pure checks of an fstat of the opened directory or file: "" when it may
-// be used, else the reason in a few words ("owned by uid 1000").
-std::string state_dir_problem(const struct stat& st);
-std::string lease_file_problem(const struct stat& st, std::uint64_t max_bytes = kMaxLeaseFileBytes);
+// Pure checks of an fstat of the opened directory or file: the error, when
+// it may not be used, is the reason in a few words ("owned by uid 1000").
+Result<void> check_state_dir(const struct stat& st);
+Result<void> check_lease_file(const struct stat& st, std::uint64_t max_bytes = kMaxLeaseFileBytes);
 
 // The state directory, created (0700) when `create` and missing; opened
 // O_DIRECTORY|O_NOFOLLOW and checked.

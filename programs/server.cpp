@@ -3,6 +3,7 @@
 #include "common/cli.hpp"
 #include "common/fd.hpp"
 #include "common/log.hpp"
+#include "common/result.hpp"
 #include "leased/leased.hpp"
 #include "netd/netd.hpp"
 #include "privsep/control.hpp"
@@ -27,23 +28,23 @@ void fail_line(const std::string& reason) {
     std::fprintf(stderr, "wg-dynamic-server: %s\n", reason.c_str());
 }
 
-// The running server's control socket, connected; invalid when no server
-// answers there (no socket file, or one left behind by a server that stopped).
-wgd::UniqueFd connect_control(const std::string& iface, std::string& why) {
+// The running server's control socket, connected; the error when no server
+// answers there (no socket file, or one left behind by a server that stopped)
+// or the socket cannot be reached.
+wgd::Result<wgd::UniqueFd> connect_control(const std::string& iface) {
     const std::string path = wgd::control::socket_path(iface);
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
-    if (path.size() >= sizeof addr.sun_path) {
-        why = "control socket path too long";
-        return {};
-    }
+    if (path.size() >= sizeof addr.sun_path)
+        return wgd::make_error(ENAMETOOLONG, "control socket path too long");
     std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
     wgd::UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd || connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-        why = errno == ENOENT || errno == ECONNREFUSED
-                  ? "no server running on " + iface + " (nothing answers on " + path + ")"
-                  : "cannot connect to " + path + ": " + std::strerror(errno);
-        return {};
+        const int err = errno;
+        return wgd::make_error(err, err == ENOENT || err == ECONNREFUSED
+                                        ? "no server running on " + iface +
+                                              " (nothing answers on " + path + ")"
+                                        : "cannot connect to " + path + ": " + std::strerror(err));
     }
     return fd;
 }
@@ -123,16 +124,15 @@ int run_control(wgd::UniqueFd fd, const wgd::control::Request& request) {
 }
 
 int monitor(const wgd::MonitorCommand& command) {
-    std::string why;
-    wgd::UniqueFd fd = connect_control(command.iface, why);
+    wgd::Result<wgd::UniqueFd> fd = connect_control(command.iface);
     if (!fd) {
-        fail_line(why);
+        fail_line(fd.error().message);
         return 1;
     }
     wgd::control::Request r;
     r.command = wgd::control::Command::monitor;
     r.format = command.json ? wgd::control::Format::json : wgd::control::Format::text;
-    return run_control(std::move(fd), r);
+    return run_control(std::move(*fd), r);
 }
 
 int revoke(const wgd::RevokeCommand& command) {
@@ -149,40 +149,40 @@ int revoke(const wgd::RevokeCommand& command) {
         fail_line("'" + command.target + "' is neither a peer's public key nor a leasable address");
         return 1;
     }
-    std::string why;
-    wgd::UniqueFd fd = connect_control(command.iface, why);
+    wgd::Result<wgd::UniqueFd> fd = connect_control(command.iface);
     if (!fd) {
-        fail_line(why);
+        fail_line(fd.error().message);
         return 1;
     }
-    return run_control(std::move(fd), r);
+    return run_control(std::move(*fd), r);
 }
 
 // show: the running server when one answers on the control socket;
 // otherwise the lease file, plus the WireGuard device when it can be read (as
 // root) for the peers' link-local identities and their reservations.
 int show(const wgd::ShowCommand& command) {
-    std::string why;
-    if (wgd::UniqueFd fd = connect_control(command.iface, why)) {
+    wgd::Result<wgd::UniqueFd> fd = connect_control(command.iface);
+    if (fd) {
         wgd::control::Request r;
         r.format = command.json      ? wgd::control::Format::json
                    : command.metrics ? wgd::control::Format::metrics
                                      : wgd::control::Format::table;
-        return run_control(std::move(fd), r);
+        return run_control(std::move(*fd), r);
     }
+    const std::string& why = fd.error().message;
     if (command.metrics) {
         fail_line(why + "; metrics come from a running server");
         return 1;
     }
     fail_line(why + "; showing the lease file in " + command.state_dir);
-    wgd::leased::OfflineShow shown =
+    wgd::Result<std::string> shown =
         wgd::leased::show_lease_file(command.state_dir, command.iface, command.json,
                                      [&] { return wgd::netd::read_peers(command.iface); });
-    if (!shown.error.empty()) {
-        std::fprintf(stderr, "wg-dynamic-server: %s\n", shown.error.c_str());
+    if (!shown) {
+        std::fprintf(stderr, "wg-dynamic-server: %s\n", shown.error().message.c_str());
         return 1;
     }
-    std::fputs(shown.text.c_str(), stdout);
+    std::fputs(shown->c_str(), stdout);
     return 0;
 }
 

@@ -289,11 +289,11 @@ void BM_RestartPeakMemory(benchmark::State& state) {
         for (std::uint32_t n = 0; n < peers; n++) {
             batch.push_back(record(n + 1));
             if (batch.size() == 4096 || n + 1 == peers) {
-                opened.file->append(batch);
+                opened->file.append(batch);
                 batch.clear();
             }
         }
-        opened.file->sync();
+        opened->file.sync();
     }
     malloc_trim(0);
     long grown_kb = 0, table_kb = 0;
@@ -318,7 +318,7 @@ void BM_RestartPeakMemory(benchmark::State& state) {
                 DeterministicRandom rng(5);
                 FakeClock clock(1764201600, 1000);
                 LeaseServer server(rng, clock, 3600);
-                server.expect_restore(std::move(opened.index));
+                server.expect_restore(std::move(opened->index));
                 server.add_prefix(p4("10.0.0.0", 8));
                 server.add_prefix(p6("2001::", 64));
                 server.begin_peers();
@@ -386,19 +386,19 @@ void BM_Replay1MLeases(benchmark::State& state) {
         for (std::uint32_t n = 0; n < 1000000; n++) {
             batch.push_back(record(n));
             if (batch.size() == 4096) {
-                opened.file->append(batch);
+                opened->file.append(batch);
                 batch.clear();
             }
         }
-        opened.file->append(batch);
-        opened.file->sync();
+        opened->file.append(batch);
+        opened->file.sync();
         written = true;
     }
     std::size_t leases = 0;
     for (auto _ : state) {
         auto opened = LeaseFile::open(files.open(0), files.open(1), "wg0");
-        leases = opened.leases.size();
-        benchmark::DoNotOptimize(opened.leases.data());
+        leases = opened->leases.size();
+        benchmark::DoNotOptimize(opened->leases.data());
     }
     if (leases != 1000000)
         state.SkipWithError("replay lost leases");
@@ -416,18 +416,18 @@ void BM_DurableGrantsGroupCommit64(benchmark::State& state) {
         batch.clear();
         for (int i = 0; i < 64; i++)
             batch.push_back(record(n++ % 100000));
-        if (opened.file->append(batch) != 0 || opened.file->sync() != 0) {
+        if (opened->file.append(batch) != 0 || opened->file.sync() != 0) {
             state.SkipWithError("write failed");
             break;
         }
-        if (opened.file->compaction_due(100000)) {
+        if (opened->file.compaction_due(100000)) {
             std::vector<LeaseRecord> live;
             for (std::uint32_t i = 0; i < 100000; i++)
                 live.push_back(record(i));
-            opened.file->start_compaction(std::move(live));
+            opened->file.start_compaction(std::move(live));
         }
-        if (opened.file->compacting())
-            opened.file->compaction_step(64); // one batch of compaction per group commit
+        if (opened->file.compacting())
+            opened->file.compaction_step(64); // one batch of compaction per group commit
     }
     state.SetItemsProcessed(state.iterations() * 64);
 }

@@ -38,10 +38,16 @@ UniqueFd open_rw(const std::string& path) {
     return UniqueFd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
 }
 
-LeaseFileOpen open_pair(const TempDir& dir, const std::string& prefix = "wg0.leases",
-                        const char* iface = "wg0") {
+Result<OpenedLeaseFile> open_pair(const TempDir& dir, const std::string& prefix = "wg0.leases",
+                                  const char* iface = "wg0") {
     return LeaseFile::open(open_rw(dir.file(prefix + ".0")), open_rw(dir.file(prefix + ".1")),
                            iface);
+}
+
+// Closes the files' descriptors, as a server that stops does, before the
+// test opens them again.
+void close_files(Result<OpenedLeaseFile>& opened) {
+    opened = failure("closed by the test");
 }
 
 std::uint64_t file_size(const std::string& path) {
@@ -104,10 +110,10 @@ TEST(LeaseFile, RecordRoundTripsAndChecksumCatchesEveryFlippedBit) {
 TEST(LeaseFile, FirstStartCreatesAnEmptyFile) {
     TempDir dir;
     auto opened = open_pair(dir);
-    ASSERT_TRUE(opened.file) << opened.error;
-    EXPECT_TRUE(opened.report.fresh);
-    EXPECT_FALSE(opened.report.unreadable);
-    EXPECT_TRUE(opened.leases.empty());
+    ASSERT_TRUE(opened) << opened.error().message;
+    EXPECT_TRUE(opened->report.fresh);
+    EXPECT_FALSE(opened->report.unreadable);
+    EXPECT_TRUE(opened->leases.empty());
     EXPECT_EQ(file_size(dir.file("wg0.leases.0")), kLeaseHeaderSize);
 }
 
@@ -116,17 +122,17 @@ TEST(LeaseFile, SyncedGrantsComeBackAfterRestartAndTheLastRecordWins) {
     std::vector<LeaseRecord> history{lease(1, 1), lease(2, 2), lease(3, 3)};
     {
         auto opened = open_pair(dir);
-        ASSERT_TRUE(opened.file);
-        ASSERT_EQ(opened.file->append(history), 0);
+        ASSERT_TRUE(opened);
+        ASSERT_EQ(opened->file.append(history), 0);
         std::vector<LeaseRecord> more{lease(1, 11, 1764205000), release(2)};
-        ASSERT_EQ(opened.file->append(more), 0);
-        ASSERT_EQ(opened.file->sync(), 0);
+        ASSERT_EQ(opened->file.append(more), 0);
+        ASSERT_EQ(opened->file.sync(), 0);
         history.insert(history.end(), more.begin(), more.end());
     }
     auto again = open_pair(dir);
-    ASSERT_TRUE(again.file) << again.error;
-    EXPECT_EQ(again.report.records, 5u);
-    EXPECT_EQ(as_map(again.leases), expected_state(history));
+    ASSERT_TRUE(again) << again.error().message;
+    EXPECT_EQ(again->report.records, 5u);
+    EXPECT_EQ(as_map(again->leases), expected_state(history));
 }
 
 TEST(LeaseFile, CrashAtEveryByteOfTheLastRecordLosesOnlyThatRecord) {
@@ -136,9 +142,9 @@ TEST(LeaseFile, CrashAtEveryByteOfTheLastRecordLosesOnlyThatRecord) {
         acknowledged.push_back(lease(i % 7, i));
     {
         auto opened = open_pair(dir);
-        ASSERT_EQ(opened.file->append(acknowledged), 0);
-        ASSERT_EQ(opened.file->sync(), 0);
-        ASSERT_EQ(opened.file->append({lease(3, 99)}), 0); // being written at the crash
+        ASSERT_EQ(opened->file.append(acknowledged), 0);
+        ASSERT_EQ(opened->file.sync(), 0);
+        ASSERT_EQ(opened->file.append({lease(3, 99)}), 0); // being written at the crash
     }
     const std::string full = dir.file("full");
     copy_file(dir.file("wg0.leases.0"), full);
@@ -164,11 +170,11 @@ TEST(LeaseFile, CrashAtEveryByteOfTheLastRecordLosesOnlyThatRecord) {
             }
             for (int replay = 0; replay < 2; replay++) { // replaying twice changes nothing
                 auto opened = open_pair(dir);
-                ASSERT_TRUE(opened.file) << opened.error;
+                ASSERT_TRUE(opened) << opened.error().message;
                 // Zeros after: the torn record is reported as its whole slot.
                 const std::uint64_t torn = zeros_after && cut > 0 ? kLeaseRecordSize : cut;
-                EXPECT_EQ(opened.report.tail_cut_bytes, replay == 0 ? torn : 0);
-                EXPECT_EQ(as_map(opened.leases), expected_state(acknowledged));
+                EXPECT_EQ(opened->report.tail_cut_bytes, replay == 0 ? torn : 0);
+                EXPECT_EQ(as_map(opened->leases), expected_state(acknowledged));
                 // Cut right after the last good record, or zeros kept ahead.
                 const auto size = file_size(dir.file("wg0.leases.0"));
                 EXPECT_TRUE(size == base || (zeros_after && cut == 0 && size == written_ahead))
@@ -177,21 +183,21 @@ TEST(LeaseFile, CrashAtEveryByteOfTheLastRecordLosesOnlyThatRecord) {
             // The next record goes right after the acknowledged ones.
             {
                 auto opened = open_pair(dir);
-                ASSERT_EQ(opened.file->append({lease(4, 44)}), 0);
-                ASSERT_EQ(opened.file->sync(), 0);
+                ASSERT_EQ(opened->file.append({lease(4, 44)}), 0);
+                ASSERT_EQ(opened->file.sync(), 0);
             }
             auto after = acknowledged;
             after.push_back(lease(4, 44));
             auto reopened = open_pair(dir);
-            EXPECT_EQ(reopened.report.tail_cut_bytes, 0u);
-            EXPECT_EQ(as_map(reopened.leases), expected_state(after));
+            EXPECT_EQ(reopened->report.tail_cut_bytes, 0u);
+            EXPECT_EQ(as_map(reopened->leases), expected_state(after));
         }
     }
     copy_file(full, dir.file("wg0.leases.0"));
     auto whole = open_pair(dir);
     auto with_last = acknowledged;
     with_last.push_back(lease(3, 99));
-    EXPECT_EQ(as_map(whole.leases), expected_state(with_last)) << "a complete record counts";
+    EXPECT_EQ(as_map(whole->leases), expected_state(with_last)) << "a complete record counts";
 }
 
 TEST(LeaseFile, ZerosWrittenAheadAreNeitherRecordsNorATornTail) {
@@ -204,19 +210,19 @@ TEST(LeaseFile, ZerosWrittenAheadAreNeitherRecordsNorATornTail) {
             std::vector<LeaseRecord> records;
             for (int i = 0; i < 100; i++)
                 records.push_back(lease(batch * 100 + i, i));
-            ASSERT_EQ(opened.file->append(records), 0);
-            ASSERT_EQ(opened.file->sync(), 0);
+            ASSERT_EQ(opened->file.append(records), 0);
+            ASSERT_EQ(opened->file.sync(), 0);
             history.insert(history.end(), records.begin(), records.end());
         }
     }
     const auto size = file_size(dir.file("wg0.leases.0"));
     ASSERT_GT(size, kLeaseHeaderSize + history.size() * kLeaseRecordSize);
     auto opened = open_pair(dir);
-    ASSERT_TRUE(opened.file) << opened.error;
-    EXPECT_EQ(opened.report.records, history.size());
-    EXPECT_EQ(opened.report.tail_cut_bytes, 0u);
-    EXPECT_EQ(opened.report.corrupt_skipped, 0u);
-    EXPECT_EQ(as_map(opened.leases), expected_state(history));
+    ASSERT_TRUE(opened) << opened.error().message;
+    EXPECT_EQ(opened->report.records, history.size());
+    EXPECT_EQ(opened->report.tail_cut_bytes, 0u);
+    EXPECT_EQ(opened->report.corrupt_skipped, 0u);
+    EXPECT_EQ(as_map(opened->leases), expected_state(history));
     EXPECT_EQ(file_size(dir.file("wg0.leases.0")), size) << "the zeros stay for the next appends";
 }
 
@@ -227,8 +233,8 @@ TEST(LeaseFile, CorruptRecordInTheMiddleIsSkippedAndReported) {
         history.push_back(lease(i, i));
     {
         auto opened = open_pair(dir);
-        ASSERT_EQ(opened.file->append(history), 0);
-        ASSERT_EQ(opened.file->sync(), 0);
+        ASSERT_EQ(opened->file.append(history), 0);
+        ASSERT_EQ(opened->file.sync(), 0);
     }
     {
         std::fstream f(dir.file("wg0.leases.0"), std::ios::in | std::ios::out | std::ios::binary);
@@ -236,19 +242,19 @@ TEST(LeaseFile, CorruptRecordInTheMiddleIsSkippedAndReported) {
         f.put('\x7f');
     }
     auto opened = open_pair(dir);
-    ASSERT_TRUE(opened.file);
-    EXPECT_EQ(opened.report.corrupt_skipped, 1u);
-    EXPECT_EQ(opened.report.tail_cut_bytes, 0u);
+    ASSERT_TRUE(opened);
+    EXPECT_EQ(opened->report.corrupt_skipped, 1u);
+    EXPECT_EQ(opened->report.tail_cut_bytes, 0u);
     history.erase(history.begin() + 4);
-    EXPECT_EQ(as_map(opened.leases), expected_state(history)) << "nothing invented, the rest kept";
+    EXPECT_EQ(as_map(opened->leases), expected_state(history)) << "nothing invented, the rest kept";
 }
 
 TEST(LeaseFile, CorruptLastRecordIsCutAsATornTail) {
     TempDir dir;
     {
         auto opened = open_pair(dir);
-        ASSERT_EQ(opened.file->append({lease(1, 1), lease(2, 2)}), 0);
-        ASSERT_EQ(opened.file->sync(), 0);
+        ASSERT_EQ(opened->file.append({lease(1, 1), lease(2, 2)}), 0);
+        ASSERT_EQ(opened->file.sync(), 0);
     }
     {
         std::fstream f(dir.file("wg0.leases.0"), std::ios::in | std::ios::out | std::ios::binary);
@@ -256,26 +262,26 @@ TEST(LeaseFile, CorruptLastRecordIsCutAsATornTail) {
         f.put('\x01');
     }
     auto opened = open_pair(dir);
-    EXPECT_EQ(opened.report.tail_cut_bytes, kLeaseRecordSize);
-    EXPECT_EQ(as_map(opened.leases), expected_state({lease(1, 1)}));
-    ASSERT_EQ(opened.file->append({lease(3, 3)}), 0);
-    ASSERT_EQ(opened.file->sync(), 0);
-    opened.file.reset();
+    EXPECT_EQ(opened->report.tail_cut_bytes, kLeaseRecordSize);
+    EXPECT_EQ(as_map(opened->leases), expected_state({lease(1, 1)}));
+    ASSERT_EQ(opened->file.append({lease(3, 3)}), 0);
+    ASSERT_EQ(opened->file.sync(), 0);
+    close_files(opened);
     auto again = open_pair(dir);
-    EXPECT_EQ(as_map(again.leases), expected_state({lease(1, 1), lease(3, 3)}));
+    EXPECT_EQ(as_map(again->leases), expected_state({lease(1, 1), lease(3, 3)}));
 }
 
 TEST(LeaseFile, FileOfAnotherInterfaceIsRefused) {
     TempDir dir;
-    { ASSERT_TRUE(open_pair(dir, "x", "wg0").file); }
+    { ASSERT_TRUE(open_pair(dir, "x", "wg0")); }
     auto opened = open_pair(dir, "x", "wg1");
-    EXPECT_FALSE(opened.file);
-    EXPECT_NE(opened.error.find("wg0"), std::string::npos) << opened.error;
+    EXPECT_FALSE(opened);
+    EXPECT_NE(opened.error().message.find("wg0"), std::string::npos) << opened.error().message;
 }
 
 TEST(LeaseFile, FileOfANewerFormatVersionIsRefused) {
     TempDir dir;
-    { ASSERT_TRUE(open_pair(dir).file); }
+    { ASSERT_TRUE(open_pair(dir)); }
     {
         // Version 2 with a valid header checksum.
         std::fstream f(dir.file("wg0.leases.0"), std::ios::in | std::ios::out | std::ios::binary);
@@ -289,8 +295,9 @@ TEST(LeaseFile, FileOfANewerFormatVersionIsRefused) {
         f.write(reinterpret_cast<char*>(h), sizeof h);
     }
     auto opened = open_pair(dir);
-    EXPECT_FALSE(opened.file);
-    EXPECT_NE(opened.error.find("version 2"), std::string::npos) << opened.error;
+    EXPECT_FALSE(opened);
+    EXPECT_NE(opened.error().message.find("version 2"), std::string::npos)
+        << opened.error().message;
     EXPECT_EQ(file_size(dir.file("wg0.leases.0")), kLeaseHeaderSize) << "left untouched";
 }
 
@@ -301,9 +308,9 @@ TEST(LeaseFile, UnreadableFileIsReportedAndAFreshOneStarts) {
         f << "this is not a lease file at all, but something else entirely";
     }
     auto opened = open_pair(dir);
-    ASSERT_TRUE(opened.file);
-    EXPECT_TRUE(opened.report.unreadable);
-    EXPECT_TRUE(opened.report.fresh);
+    ASSERT_TRUE(opened);
+    EXPECT_TRUE(opened->report.unreadable);
+    EXPECT_TRUE(opened->report.fresh);
 }
 
 // Grants go on during a compaction; at every point a crash (a copy of the
@@ -311,8 +318,8 @@ TEST(LeaseFile, UnreadableFileIsReportedAndAFreshOneStarts) {
 TEST(LeaseFile, CompactionInTheMiddleOfGrantsLosesNothing) {
     TempDir dir;
     auto opened = open_pair(dir);
-    ASSERT_TRUE(opened.file);
-    LeaseFile& file = *opened.file;
+    ASSERT_TRUE(opened);
+    LeaseFile& file = opened->file;
     std::vector<LeaseRecord> acknowledged;
     auto grant_batch = [&](int round) {
         std::vector<LeaseRecord> batch;
@@ -327,8 +334,8 @@ TEST(LeaseFile, CompactionInTheMiddleOfGrantsLosesNothing) {
         copy_file(dir.file("wg0.leases.0"), crash.file("wg0.leases.0"));
         copy_file(dir.file("wg0.leases.1"), crash.file("wg0.leases.1"));
         auto replayed = open_pair(crash);
-        ASSERT_TRUE(replayed.file) << tag << ": " << replayed.error;
-        EXPECT_EQ(as_map(replayed.leases), expected_state(acknowledged)) << tag;
+        ASSERT_TRUE(replayed) << tag << ": " << replayed.error().message;
+        EXPECT_EQ(as_map(replayed->leases), expected_state(acknowledged)) << tag;
     };
     for (int round = 0; round < 10; round++)
         grant_batch(round);
@@ -350,18 +357,18 @@ TEST(LeaseFile, CompactionInTheMiddleOfGrantsLosesNothing) {
     EXPECT_EQ(file.generation(), generation + 1);
     EXPECT_EQ(file.record_count(), snapshot.size() + 64u * static_cast<unsigned>(round - 10));
     grant_batch(round++);
-    opened.file.reset();
+    close_files(opened);
     auto again = open_pair(dir);
-    EXPECT_EQ(again.report.generation, generation + 1);
-    EXPECT_EQ(as_map(again.leases), expected_state(acknowledged));
+    EXPECT_EQ(again->report.generation, generation + 1);
+    EXPECT_EQ(as_map(again->leases), expected_state(acknowledged));
 }
 
 TEST(LeaseFile, WriteErrorIsReportedAndLeavesNoPartialRecord) {
     TempDir dir;
     auto opened = open_pair(dir);
-    ASSERT_TRUE(opened.file);
-    ASSERT_EQ(opened.file->append({lease(1, 1)}), 0);
-    ASSERT_EQ(opened.file->sync(), 0);
+    ASSERT_TRUE(opened);
+    ASSERT_EQ(opened->file.append({lease(1, 1)}), 0);
+    ASSERT_EQ(opened->file.sync(), 0);
     const std::uint64_t records_end = kLeaseHeaderSize + kLeaseRecordSize;
     ASSERT_GT(file_size(dir.file("wg0.leases.0")), records_end) << "zeros written ahead";
 
@@ -376,18 +383,18 @@ TEST(LeaseFile, WriteErrorIsReportedAndLeavesNoPartialRecord) {
     std::vector<LeaseRecord> batch;
     for (int i = 0; i < 64; i++)
         batch.push_back(lease(i + 2, i + 2));
-    const int rc = opened.file->append(batch);
+    const int rc = opened->file.append(batch);
     ::setrlimit(RLIMIT_FSIZE, &old);
     ::signal(SIGXFSZ, previous);
     EXPECT_EQ(rc, EFBIG);
     EXPECT_EQ(file_size(dir.file("wg0.leases.0")), records_end) << "cut after the last record";
 
-    ASSERT_EQ(opened.file->append({lease(5, 5)}), 0);
-    ASSERT_EQ(opened.file->sync(), 0);
-    opened.file.reset();
+    ASSERT_EQ(opened->file.append({lease(5, 5)}), 0);
+    ASSERT_EQ(opened->file.sync(), 0);
+    close_files(opened);
     auto again = open_pair(dir);
-    EXPECT_EQ(again.report.tail_cut_bytes, 0u);
-    EXPECT_EQ(as_map(again.leases), expected_state({lease(1, 1), lease(5, 5)}));
+    EXPECT_EQ(again->report.tail_cut_bytes, 0u);
+    EXPECT_EQ(as_map(again->leases), expected_state({lease(1, 1), lease(5, 5)}));
 }
 
 namespace {
@@ -406,11 +413,11 @@ IndexedState indexed_state(const TempDir& dir, const std::vector<LeaseRecord>& h
         LeaseFile::open(open_rw(dir.file("wg0.leases.0")), open_rw(dir.file("wg0.leases.1")), "wg0",
                         LeaseFile::Replay::index);
     IndexedState s;
-    EXPECT_TRUE(opened.file) << opened.error;
-    EXPECT_TRUE(opened.leases.empty()) << "left in the file";
-    if (!opened.index)
+    EXPECT_TRUE(opened) << opened.error().message;
+    EXPECT_TRUE(opened->leases.empty()) << "left in the file";
+    if (!opened->index)
         return s;
-    const ReplayIndex& index = *opened.index;
+    const ReplayIndex& index = *opened->index;
     s.size = index.size();
     for (const LeaseRecord& r : history) {
         LeaseRecord got;
@@ -446,14 +453,14 @@ TEST(LeaseFile, IndexReplayGivesEachPeersLastLeaseAsTheRecordsReplayDoes) {
         }
     {
         auto opened = open_pair(dir);
-        ASSERT_EQ(opened.file->append(history), 0);
-        ASSERT_EQ(opened.file->sync(), 0);
+        ASSERT_EQ(opened->file.append(history), 0);
+        ASSERT_EQ(opened->file.sync(), 0);
     }
     const auto want = expected_state(history);
     auto records = open_pair(dir);
-    ASSERT_TRUE(records.file);
-    ASSERT_EQ(as_map(records.leases), want);
-    records = {};
+    ASSERT_TRUE(records);
+    ASSERT_EQ(as_map(records->leases), want);
+    close_files(records);
 
     IndexedState got = indexed_state(dir, history);
     EXPECT_EQ(got.size, want.size());
@@ -464,7 +471,7 @@ TEST(LeaseFile, IndexReplayGivesEachPeersLastLeaseAsTheRecordsReplayDoes) {
     auto opened =
         LeaseFile::open(open_rw(dir.file("wg0.leases.0")), open_rw(dir.file("wg0.leases.1")), "wg0",
                         LeaseFile::Replay::index);
-    EXPECT_EQ(opened.index->find(lease(999999, 1).peer, unused), opened.index->slots())
+    EXPECT_EQ(opened->index->find(lease(999999, 1).peer, unused), opened->index->slots())
         << "a key the file never named";
 }
 
@@ -475,8 +482,8 @@ TEST(LeaseFile, IndexReplaySkipsACorruptRecordAndCutsATornTailAsTheRecordsReplay
         history.push_back(lease(i % 4, i));
     {
         auto opened = open_pair(dir);
-        ASSERT_EQ(opened.file->append(history), 0);
-        ASSERT_EQ(opened.file->sync(), 0);
+        ASSERT_EQ(opened->file.append(history), 0);
+        ASSERT_EQ(opened->file.sync(), 0);
     }
     {
         std::fstream f(dir.file("wg0.leases.0"), std::ios::in | std::ios::out | std::ios::binary);
@@ -500,21 +507,21 @@ TEST(LeaseFile, IndexReportsARecordThatChangedAfterTheReplay) {
     TempDir dir;
     {
         auto opened = open_pair(dir);
-        ASSERT_EQ(opened.file->append({lease(1, 1), lease(2, 2)}), 0);
-        ASSERT_EQ(opened.file->sync(), 0);
+        ASSERT_EQ(opened->file.append({lease(1, 1), lease(2, 2)}), 0);
+        ASSERT_EQ(opened->file.sync(), 0);
     }
     auto opened =
         LeaseFile::open(open_rw(dir.file("wg0.leases.0")), open_rw(dir.file("wg0.leases.1")), "wg0",
                         LeaseFile::Replay::index);
-    ASSERT_TRUE(opened.index);
+    ASSERT_TRUE(opened->index);
     {
         std::fstream f(dir.file("wg0.leases.0"), std::ios::in | std::ios::out | std::ios::binary);
         f.seekp(static_cast<std::streamoff>(kLeaseHeaderSize + 40));
         f.put('\x7f');
     }
     LeaseRecord got;
-    EXPECT_EQ(opened.index->find(lease(1, 1).peer, got), opened.index->slots());
-    EXPECT_EQ(opened.index->error(), EIO);
-    EXPECT_LT(opened.index->find(lease(2, 2).peer, got), opened.index->slots());
+    EXPECT_EQ(opened->index->find(lease(1, 1).peer, got), opened->index->slots());
+    EXPECT_EQ(opened->index->error(), EIO);
+    EXPECT_LT(opened->index->find(lease(2, 2).peer, got), opened->index->slots());
     EXPECT_EQ(got, lease(2, 2));
 }

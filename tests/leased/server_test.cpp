@@ -1052,14 +1052,14 @@ RestoreOutcome restore_through(bool from_file, const std::vector<LeaseRecord>& h
     };
     {
         auto opened = LeaseFile::open(file(0), file(1), "wg0");
-        EXPECT_EQ(opened.file->append(history), 0);
+        EXPECT_EQ(opened->file.append(history), 0);
     }
     auto opened = LeaseFile::open(
         file(0), file(1), "wg0", from_file ? LeaseFile::Replay::index : LeaseFile::Replay::records);
     if (from_file)
-        server.expect_restore(std::move(opened.index));
+        server.expect_restore(std::move(opened->index));
     else
-        server.expect_restore(std::move(opened.leases));
+        server.expect_restore(std::move(opened->leases));
     set_peers(server, view);
     LeaseEvents events = server.restore_expected();
     EXPECT_EQ(server.restore_error(), 0);

@@ -99,11 +99,11 @@ TEST(Show, CommandReadsALeaseFileMadeByTheTestAndNeverWritesIt) {
     {
         UniqueFd a(open((d + "/wgx0.leases.0").c_str(), O_RDWR | O_CREAT, 0600));
         UniqueFd b(open((d + "/wgx0.leases.1").c_str(), O_RDWR | O_CREAT, 0600));
-        LeaseFileOpen f = LeaseFile::open(std::move(a), std::move(b), "wgx0");
-        ASSERT_TRUE(f.file) << f.error;
+        Result<OpenedLeaseFile> f = LeaseFile::open(std::move(a), std::move(b), "wgx0");
+        ASSERT_TRUE(f) << f.error().message;
         std::int64_t now = time(nullptr);
-        ASSERT_EQ(f.file->append({lease(7, "10.9.0.7", "2001:db8:9::7", now, now + 600)}), 0);
-        ASSERT_EQ(f.file->sync(), 0);
+        ASSERT_EQ(f->file.append({lease(7, "10.9.0.7", "2001:db8:9::7", now, now + 600)}), 0);
+        ASSERT_EQ(f->file.sync(), 0);
     }
     // A torn tail that replay would cut: show must leave it in place.
     ASSERT_EQ(std::system(("printf 'torn' >> " + d + "/wgx0.leases.0").c_str()), 0);

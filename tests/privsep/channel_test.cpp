@@ -269,8 +269,9 @@ TEST(Channel, SendQueuesWhatAFullSocketCannotTakeAndFlushDeliversItInOrder) {
 }
 
 TEST(Channel, TwoEndsSendingLargeBatchesToEachOtherNeverWaitOnEachOther) {
-    // The crossing that used to hold both processes in send until the
-    // timeout: each end sends 4 MiB before reading anything.
+    // The crossing that would hold both processes in send until the timeout
+    // if a send waited for the peer: each end sends 4 MiB before reading
+    // anything.
     auto [a, b] = make_channel_pair();
     Channel ca(std::move(a)), cb(std::move(b));
     ca.set_send_timeout_ms(60'000);

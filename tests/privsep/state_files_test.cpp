@@ -42,37 +42,42 @@ class StateFiles : public ::testing::Test {
     std::string dir_;
 };
 
+// The check's reason, "" when it passed.
+std::string reason(const Result<void>& checked) {
+    return checked ? "" : checked.error().message;
+}
+
 } // namespace
 
 TEST(StateFileChecks, RootsPrivateRegularFileWithOneLinkIsAccepted) {
-    EXPECT_EQ(lease_file_problem(regular(0600)), "");
-    EXPECT_EQ(lease_file_problem(regular(0644)), "");
+    EXPECT_EQ(reason(check_lease_file(regular(0600))), "");
+    EXPECT_EQ(reason(check_lease_file(regular(0644))), "");
 }
 
 TEST(StateFileChecks, EachUnsafePropertyOfALeaseFileIsNamed) {
-    EXPECT_EQ(lease_file_problem(regular(0600, 1000)), "owned by uid 1000, not root");
-    EXPECT_EQ(lease_file_problem(regular(0620)), "writable by group or others");
-    EXPECT_EQ(lease_file_problem(regular(0602)), "writable by group or others");
-    EXPECT_EQ(lease_file_problem(regular(0600, 0, 2)), "2 hard links, not one");
+    EXPECT_EQ(reason(check_lease_file(regular(0600, 1000))), "owned by uid 1000, not root");
+    EXPECT_EQ(reason(check_lease_file(regular(0620))), "writable by group or others");
+    EXPECT_EQ(reason(check_lease_file(regular(0602))), "writable by group or others");
+    EXPECT_EQ(reason(check_lease_file(regular(0600, 0, 2))), "2 hard links, not one");
     struct stat fifo = regular(0600);
     fifo.st_mode = S_IFIFO | 0600;
-    EXPECT_EQ(lease_file_problem(fifo), "not a regular file");
-    EXPECT_EQ(lease_file_problem(regular(0600, 0, 1, 101), 100),
+    EXPECT_EQ(reason(check_lease_file(fifo)), "not a regular file");
+    EXPECT_EQ(reason(check_lease_file(regular(0600, 0, 1, 101), 100)),
               "101 bytes, over the limit of 100");
-    EXPECT_EQ(lease_file_problem(regular(0600, 0, 1, 100), 100), "");
+    EXPECT_EQ(reason(check_lease_file(regular(0600, 0, 1, 100), 100)), "");
 }
 
 TEST(StateFileChecks, StateDirectoryMustBeRootsAndNotGroupOrOtherWritable) {
     struct stat st {};
     st.st_mode = S_IFDIR | 0700;
-    EXPECT_EQ(state_dir_problem(st), "");
+    EXPECT_EQ(reason(check_state_dir(st)), "");
     st.st_mode = S_IFDIR | 0775;
-    EXPECT_EQ(state_dir_problem(st), "writable by group or others");
+    EXPECT_EQ(reason(check_state_dir(st)), "writable by group or others");
     st.st_mode = S_IFDIR | 01777;
-    EXPECT_EQ(state_dir_problem(st), "writable by group or others");
+    EXPECT_EQ(reason(check_state_dir(st)), "writable by group or others");
     st.st_mode = S_IFDIR | 0700;
     st.st_uid = 65534;
-    EXPECT_EQ(state_dir_problem(st), "owned by uid 65534, not root");
+    EXPECT_EQ(reason(check_state_dir(st)), "owned by uid 65534, not root");
 }
 
 TEST_F(StateFiles, MissingLeaseFileIsCreatedPrivateAndOpened) {

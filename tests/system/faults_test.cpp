@@ -9,6 +9,7 @@
 // WGD_SOAK_SECONDS (make soak) turns the kill test into a campaign of that
 // many seconds; without it, make check runs six rounds.
 #include "common/addr.hpp"
+#include "leased/lease_file.hpp"
 #include "tests/system/background.hpp"
 #include "tests/system/change_budget.hpp"
 #include "tests/system/suite.hpp"
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <random>
@@ -418,6 +420,42 @@ TEST_F(Faults, ReadOnlyStateDirectoryIsAClearFailureAndLeavesTheLeaseFileAlone) 
     start({"--state-dir", dir});
     EXPECT_EQ(held()[0].v4, field(granted.reply, "ipv4"));
     EXPECT_EQ(held()[0].v6, field(granted.reply, "ipv6"));
+}
+
+// A lease file of a newer format is not this server's to read or to
+// overwrite: leased refuses it at start and says why, the suite stops with
+// status 1, and the file is left as it was.
+TEST_F(Faults, LeaseFileOfANewerFormatStopsTheServerWithTheReasonAndIsLeftAlone) {
+    lab_ = std::make_unique<Lab>(LabOptions{1});
+    const std::string file = lab_->state_dir + "/" + lab_->server_iface + ".leases.0";
+    // The header of lease_file.hpp with format version 2 and a valid CRC.
+    std::string header(leased::kLeaseHeaderSize, '\0');
+    auto put = [&](std::size_t at, std::uint64_t v, int bytes) {
+        for (int i = 0; i < bytes; i++)
+            header[at + static_cast<std::size_t>(i)] = static_cast<char>(v >> (8 * i));
+    };
+    header.replace(0, 8, "WGDLEASE");
+    put(8, 2, 4);
+    put(12, leased::kLeaseRecordSize, 4);
+    put(16, 1, 8);
+    header.replace(24, lab_->server_iface.size(), lab_->server_iface);
+    put(60, leased::crc32c(reinterpret_cast<const std::uint8_t*>(header.data()), 60), 4);
+    {
+        std::ofstream out(file, std::ios::binary);
+        out << header;
+    }
+    ASSERT_EQ(read_file(file), header);
+
+    run_ = start_server(*lab_, {"--user", "nobody"});
+    const int status = wait_exit(run_.pid, 10'000);
+    ASSERT_NE(status, -1) << "the server did not stop";
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;
+    const std::string log = read_file(run_.log);
+    EXPECT_NE(log.find("lease file refused: lease file: written by format version 2, this server "
+                       "reads version 1 (refusing to overwrite it)"),
+              std::string::npos)
+        << log;
+    EXPECT_EQ(read_file(file), header) << "the file of the newer format was written to";
 }
 
 TEST_F(Faults, AllowedIpsLostOrUapiGoneAreReportedAndReconciledFromTheLeaseTable) {
