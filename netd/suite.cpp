@@ -108,9 +108,7 @@ int SuiteParent::run(const std::function<void(const std::vector<privsep::ChildEx
         WGD_LOG_ERROR("epoll_ctl: %s", std::strerror(errno));
         loop_.stop(1);
     }
-    // A stop before the loop runs (netd's first sends failed) is a failure,
-    // and run() would start afresh.
-    const int status = loop_.stopping() ? 1 : loop_.run();
+    const int status = loop_.run(); // at once if netd's first sends failed
     stop();
     return status;
 }

@@ -16,8 +16,6 @@
 
 #include "common/fd.hpp"
 
-#include <poll.h>
-
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -117,7 +115,7 @@ class Channel {
                                   std::span<const std::uint8_t> body);
     // Writes queued messages while the socket takes them; false as send().
     [[nodiscard]] bool flush();
-    // True while messages wait: the owner's loop then polls for POLLOUT too.
+    // True while messages wait: the owner's loop then waits for writability too.
     bool wants_write() const { return !queue_.empty(); }
     // While messages wait: the moment flush() gives up on them (ETIMEDOUT)
     // unless one goes out before. The owner's loop wakes then to call it.
@@ -126,8 +124,6 @@ class Channel {
             return std::nullopt;
         return queue_moved_ + std::chrono::milliseconds(send_timeout_ms_);
     }
-    // The owner's poll events: POLLIN always, POLLOUT while messages wait.
-    short poll_events() const { return short(POLLIN | (wants_write() ? POLLOUT : 0)); }
     std::size_t queued_bytes() const { return queued_bytes_; }
 
     // Never blocks: receives one datagram if there is one.

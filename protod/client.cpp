@@ -10,7 +10,7 @@
 #include "protod/protod.hpp"
 
 #include <fcntl.h>
-#include <poll.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -46,7 +46,7 @@ class Client {
         bool on(msg::ExchangeRequest& request, privsep::Message& m);
     };
     struct FromLeased {};
-    void step(short revents, TimePoint now);
+    void step(std::uint32_t revents, TimePoint now);
     bool report(); // false: leased is gone
     void take_socket(UniqueFd socket);
     void end_round();
@@ -116,7 +116,7 @@ bool Client::FromNetd::on(msg::ExchangeRequest& request, privsep::Message& m) {
     return true;
 }
 
-void Client::step(short revents, TimePoint now) {
+void Client::step(std::uint32_t revents, TimePoint now) {
     const int fd = socket_.get();
     if (exchange_->phase() == Exchange::Phase::connecting) {
         int so_error = 0;
@@ -137,7 +137,7 @@ void Client::step(short revents, TimePoint now) {
         }
         exchange_->wrote(static_cast<std::size_t>(n));
     }
-    if (!(revents & (POLLIN | POLLHUP | POLLERR)))
+    if (!(revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
         return;
     std::uint8_t buf[proto::max_message_bytes];
     while (exchange_->phase() == Exchange::Phase::receiving) {
@@ -188,7 +188,7 @@ void Client::take_socket(UniqueFd socket) {
     socket_ = std::move(socket);
     if (socket_ && !loop_.watch(socket_.get(), 0, [this](std::uint32_t events) {
             if (exchange_)
-                step(static_cast<short>(events), Clock::now());
+                step(events, Clock::now());
         }))
         WGD_LOG_ERROR("epoll_ctl: %s", std::strerror(errno)); // the exchange times out
 }

@@ -12,7 +12,6 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -57,11 +56,11 @@ class Server {
     bool forward(ConnId id, const msg::QueryLease& query); // queued: see send_queries
     bool send_queries();                                   // false: leased is gone
     bool deliver(ConnId id, const msg::LeaseAnswer& answer, TimePoint now);
-    bool service(ConnId id, short revents, TimePoint now); // false: leased is gone
-    bool flush(ConnId id, TimePoint now);                  // false: leased is gone
-    void drop(ConnId id, bool broken = false);             // broken: no FIN to send (reset, error)
-    void watch(ConnId id); // interest = what the connection now waits for
-    void sweep();          // closes the connections past their deadline
+    bool service(ConnId id, std::uint32_t revents, TimePoint now); // false: leased is gone
+    bool flush(ConnId id, TimePoint now);                          // false: leased is gone
+    void drop(ConnId id, bool broken = false); // broken: no FIN to send (reset, error)
+    void watch(ConnId id);                     // interest = what the connection now waits for
+    void sweep();                              // closes the connections past their deadline
     Clock::duration min_timeout() const {
         return std::chrono::duration_cast<Clock::duration>(
             std::min(config_.idle_timeout, config_.request_timeout));
@@ -193,7 +192,7 @@ bool Server::accept_some(TimePoint now) {
         WGD_LOG_DEBUG("connection %u from %s", *id, to_string(*source).c_str());
         const ConnId conn_id = *id;
         if (!loop_.watch(conn.get(), 0, [this, conn_id](std::uint32_t events) {
-                if (!service(conn_id, static_cast<short>(events), Clock::now()))
+                if (!service(conn_id, events, Clock::now()))
                     loop_.stop(1);
                 touched_.push_back(conn_id);
             })) {
@@ -206,7 +205,7 @@ bool Server::accept_some(TimePoint now) {
         // A client sends its request as soon as it is connected, so it is
         // most often here already: reading now spares registering the socket
         // with epoll and a wakeup while leased decides.
-        if (!service(*id, POLLIN, now))
+        if (!service(*id, EPOLLIN, now))
             return false;
     }
     return true;
@@ -309,12 +308,12 @@ bool Server::flush(ConnId id, TimePoint now) {
     return true;
 }
 
-bool Server::service(ConnId id, short revents, TimePoint now) {
+bool Server::service(ConnId id, std::uint32_t revents, TimePoint now) {
     auto it = sockets_.find(id);
     if (it == sockets_.end())
         return true;
     const int fd = it->second.get();
-    if (revents & (POLLIN | POLLHUP | POLLERR)) {
+    if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
         std::uint8_t buf[proto::max_message_bytes];
         for (int i = 0; i < kReadsPerConnectionPerRound; ++i) {
             const std::size_t space = std::min(table_.read_space(id), sizeof buf);

@@ -22,7 +22,7 @@ inline std::variant<Message, RecvError> recv_within(Channel& channel, int timeou
             return r;
         if (!channel.flush())
             return RecvError::io_error;
-        pollfd p{channel.fd(), channel.poll_events(), 0};
+        pollfd p{channel.fd(), short(POLLIN | (channel.wants_write() ? POLLOUT : 0)), 0};
         const int ready = ::poll(&p, 1, timeout_ms);
         if (ready < 0 && errno == EINTR)
             continue;
