@@ -87,13 +87,13 @@ TEST(SuiteParentRun, ASignalReachesNetdWhoseStopIsTheStatus) {
     EXPECT_EQ(signals, std::vector<int>{SIGHUP});
 }
 
-TEST(SuiteParentRun, AStopBeforeTheLoopRunsEndsItAtOnceAsAFailure) {
+TEST(SuiteParentRun, AStopBeforeTheLoopRunsEndsItAtOnceWithItsStatus) {
     SuiteParent parent(true);
     fail_after_a_long_while(parent);
-    parent.loop().stop(0); // as a first send that failed stops it
+    parent.loop().stop(3); // as a first send that failed stops it (with 1)
     int status = parent.run([&](const auto&) { ADD_FAILURE() << "no child exited"; },
                             [&](int sig) { ADD_FAILURE() << "signal " << sig; });
-    EXPECT_EQ(status, 1);
+    EXPECT_EQ(status, 3);
 }
 
 TEST(SuiteParentRun, AChildsExitReachesNetdWithItsRoleAndStatus) {
