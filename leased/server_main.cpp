@@ -623,8 +623,8 @@ void ServerLeased::start_next_batch() {
 
 void ServerLeased::send_claims_for(const LeaseEvents& restore) {
     // The removals of the restore (few) by peer; the leases are visited in
-    // the table, not copied: a copy of them all, or a map of claims, was
-    // leased's peak of memory at a restart.
+    // the table, not copied: a copy of them all, or a map of claims, would
+    // be leased's peak of memory at a restart.
     std::map<PublicKey, msg::LeaseClaim> removals;
     for (const PeerChange& c : restore.changes) {
         if (c.remove4.empty() && c.remove6.empty())
