@@ -334,10 +334,10 @@ bool ServerNetd::send_peers(bool asked) {
 }
 
 bool ServerNetd::refresh_device() {
-    // The view is read again in place, peer by peer: a second copy of the
-    // device beside it was netd's peak memory. After a failed read the view
-    // (partly read) is untrusted, so the next order reads again (and is
-    // refused if that fails too); it keeps the leases meanwhile.
+    // The view is read again in place, peer by peer, so that the device is
+    // never held twice. After a failed read the view (partly read) is
+    // untrusted, so the next order reads again (and is refused if that
+    // fails too); it keeps the leases meanwhile.
     device_held_ = false;
     device_trusted_ = false;
     if (auto read = device_.refresh(*wg_); !read) {

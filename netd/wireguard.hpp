@@ -31,9 +31,9 @@ struct Peer {
     Allowed4 allowed4;
     Allowed6 allowed6;
     // Which host entries wg-dynamic leased, for netd's DeviceView only (the
-    // backends leave it 0): a byte here costs nothing beside the peer it
-    // marks, where a separate set keyed by the 32-byte keys cost 62 bytes a
-    // lease. Low nibble IPv4, high nibble IPv6 (device_view.hpp).
+    // backends leave it 0): a byte beside the peer it marks, where a set
+    // keyed by the peers' 32-byte keys would hold every leased key twice.
+    // Low nibble IPv4, high nibble IPv6 (device_view.hpp).
     std::uint8_t lease = 0;
     PeerFacts facts() const { return {key, allowed4.to_vector(), allowed6.to_vector()}; }
 };
