@@ -130,9 +130,10 @@ void DeviceView::mark_lease(std::uint32_t i, const Lease& lease, bool keep_missi
     const std::uint8_t at4 = nibble(peer.allowed4, lease.ipv4, far.ipv4);
     const std::uint8_t at6 = nibble(peer.allowed6, lease.ipv6, far.ipv6);
     peer.lease = static_cast<std::uint8_t>(at4 | at6 << 4);
-    if (far.empty())
-        far_.erase(peer.key);
-    else
+    if (far.empty()) {
+        if (!far_.empty())
+            far_.erase(peer.key);
+    } else
         far_[peer.key] = far;
 }
 
@@ -142,7 +143,10 @@ DeviceView::Lease DeviceView::lease(const PublicKey& key) const {
 }
 
 bool DeviceView::set_lease(const PublicKey& key, const Lease& lease) {
-    const std::uint32_t i = position(key);
+    return set_lease_at(position(key), lease);
+}
+
+bool DeviceView::set_lease_at(std::uint32_t i, const Lease& lease) {
     if (i == kNoPeer)
         return false;
     const Peer& peer = peers_[i];
@@ -287,7 +291,7 @@ void DeviceView::reindex(std::size_t spare) {
     }
 }
 
-std::uint32_t DeviceView::position(const PublicKey& key) const {
+std::uint32_t DeviceView::index_of(const PublicKey& key) const {
     auto it = std::lower_bound(peers_.begin(), peers_.end(), key,
                                [](const Peer& p, const PublicKey& k) { return p.key < k; });
     return it != peers_.end() && it->key == key ? static_cast<std::uint32_t>(it - peers_.begin())

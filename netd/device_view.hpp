@@ -54,6 +54,13 @@ class DeviceView {
     // Sets the peer's leases; false, and nothing changed, when there is no
     // such peer or it does not hold an address as a host entry.
     bool set_lease(const PublicKey& key, const Lease& lease);
+    // The same by position (index_of; kNoPeer: no such peer), for callers
+    // that ask several things of one peer: a lookup is a binary search.
+    static constexpr std::uint32_t kNoPeer = 0xffffffffu;
+    std::uint32_t index_of(const PublicKey& key) const;
+    const Peer& peer_at(std::uint32_t i) const { return peers_[i]; }
+    Lease lease_at(std::uint32_t i) const;
+    bool set_lease_at(std::uint32_t i, const Lease& lease);
     std::size_t lease_count() const; // peers with a lease (a scan)
 
     const Peers& peers() const { return peers_; } // sorted by key
@@ -73,15 +80,13 @@ class DeviceView {
     std::size_t index_bytes() const { return hosts4_.memory_bytes() + hosts6_.memory_bytes(); }
 
   private:
-    static constexpr std::uint32_t kNoPeer = 0xffffffffu;
     // A nibble of Peer::lease: 0 nothing leased; 1..kInPeer the lease is
     // the host entry at that position minus one; kElsewhere in far_.
     static constexpr std::uint8_t kInPeer = 14;
     static constexpr std::uint8_t kElsewhere = 15;
     class Refresh;
 
-    std::uint32_t position(const PublicKey& key) const; // in peers_, or kNoPeer
-    Lease lease_at(std::uint32_t i) const;
+    std::uint32_t position(const PublicKey& key) const { return index_of(key); }
     // Marks lease on peers_[i] where its lists hold it as a host entry. An
     // address they do not hold is dropped, or kept in far_ when
     // keep_missing (during a read, until its end says whether it stays).

@@ -131,15 +131,15 @@ bool LeasedSet::removal_only(const PublicKey& key, const Ip6& a) const {
 Result<LeasedSet::Claimed> LeasedSet::claim(const Scope& scope, const PublicKey& key,
                                             const std::optional<Ip4>& ipv4,
                                             const std::optional<Ip6>& ipv6) {
-    const DeviceView& view = view_;
     if (claims_closed_)
         return make_error(EPERM,
                           "claim for " + peer_name(key) +
                               " after leased's first order (claims are taken at start only)");
-    const Peer* peer = view.find(key);
-    if (!peer)
+    const std::uint32_t at = view_.index_of(key);
+    if (at == DeviceView::kNoPeer)
         return make_error(ENOENT, "claim for " + peer_name(key) + ", which is not on the device");
-    const Entry had = find(key);
+    const Peer* peer = &view_.peer_at(at);
+    const Entry had = view_.lease_at(at);
     const Entry* had_removal = find_removal_only(key);
     // The verdict on one address: taken as the lease (false) or for its
     // removal only (true).
@@ -181,7 +181,7 @@ Result<LeasedSet::Claimed> LeasedSet::claim(const Scope& scope, const PublicKey&
         (*v4 ? removal_only_[key].ipv4 : lease.ipv4) = ipv4;
     if (ipv6)
         (*v6 ? removal_only_[key].ipv6 : lease.ipv6) = ipv6;
-    view_.set_lease(key, lease); // the peer holds both: checked above
+    view_.set_lease_at(at, lease); // the peer holds both: checked above
     if (ipv4 && *v4)
         claimed.removal_only4 = ipv4;
     if (ipv6 && *v6)
@@ -200,7 +200,8 @@ void LeasedSet::record(const PeerChange& applied) {
         if (!r->second.ipv4 && !r->second.ipv6)
             removal_only_.erase(r);
     }
-    Entry e = find(applied.key);
+    const std::uint32_t at = view_.index_of(applied.key);
+    Entry e = at == DeviceView::kNoPeer ? Entry{} : view_.lease_at(at);
     for (const Ip4& a : applied.remove4)
         if (e.ipv4 == a)
             e.ipv4.reset();
@@ -213,7 +214,7 @@ void LeasedSet::record(const PeerChange& applied) {
         e.ipv6 = applied.add6.back();
     // False only when the view did not take the change (then no longer
     // trusted, and read again before the next order).
-    (void)view_.set_lease(applied.key, e);
+    (void)view_.set_lease_at(at, e);
 }
 
 void LeasedSet::prune() {
@@ -283,9 +284,10 @@ Result<void> OrderCheck::check_family(const PublicKey& key, const Peer& peer,
 }
 
 Result<PeerChange> OrderCheck::check(const PeerChange& change) {
-    const Peer* peer = view_.find(change.key);
-    if (!peer)
+    const std::uint32_t at = view_.index_of(change.key);
+    if (at == DeviceView::kNoPeer)
         return make_error(ENOENT, "no " + peer_name(change.key) + " (peers are never created)");
+    const Peer* peer = &view_.peer_at(at);
     if (seen_.count(change.key))
         return make_error(EINVAL, peer_name(change.key) + " twice in one order");
     seen_.insert(change.key);

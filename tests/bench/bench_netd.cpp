@@ -359,6 +359,27 @@ void BM_DeviceMemory(benchmark::State& state) {
 
 BENCHMARK(BM_DeviceMemory)->Arg(65536)->Arg(100000)->Iterations(1)->Unit(benchmark::kMillisecond);
 
+// BM_ClaimLeases: netd taking the leases leased restores at start, one
+// claim a peer (a /32 and a /128 each), against a view of N peers.
+void BM_ClaimLeases(benchmark::State& state) {
+    const auto n = static_cast<std::uint32_t>(state.range(0));
+    auto device = parse_generated(n);
+    const Scope scope{
+        {{Prefix4{*parse_ip4("10.0.0.0"), 8}}, {Prefix6{*parse_ip6("2001:db8::"), 32}}}, {}, {}};
+    for (auto _ : state) {
+        state.PauseTiming();
+        DeviceView view(*device);
+        LeasedSet leased(view);
+        state.ResumeTiming();
+        for (std::uint32_t i = 0; i < n; i++)
+            if (!leased.claim(scope, bench_key(i), bench_ip4(i), bench_ip6(i)))
+                state.SkipWithError("a claim was refused");
+    }
+    state.SetItemsProcessed(state.iterations() * n);
+}
+
+BENCHMARK(BM_ClaimLeases)->Arg(100000)->Unit(benchmark::kMillisecond);
+
 BENCHMARK(BM_UapiAllowedIpChanges)
     ->Arg(100)
     ->Arg(1000)
