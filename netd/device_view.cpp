@@ -207,6 +207,7 @@ class DeviceView::Refresh final : public DeviceSink {
         while (peers.size() > kept)
             peers.pop_back();
         seen_ = std::vector<bool>();
+        const bool added = !fresh_.empty(); // else peers is still sorted
         if (peers.empty()) {
             peers.swap(fresh_);
         } else {
@@ -218,7 +219,8 @@ class DeviceView::Refresh final : public DeviceSink {
             }
         }
         fresh_ = Peers();
-        std::sort(peers.begin(), peers.end(), by_key);
+        if (added)
+            std::sort(peers.begin(), peers.end(), by_key);
         std::vector<std::pair<PublicKey, Lease>> aside(view_.far_.begin(), view_.far_.end());
         view_.far_.clear();
         for (const auto& [key, lease] : aside) {
