@@ -89,7 +89,7 @@ void check_streamed(std::string_view text, const wgd::Result<wgd::netd::Device>&
     if (!rest->peers.empty())
         __builtin_trap();
     taken.device.listen_port = rest->listen_port;
-    if (!same_device(taken.device, *whole))
+    if (!same_device(taken.device, whole.value()))
         __builtin_trap();
 }
 
