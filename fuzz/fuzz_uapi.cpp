@@ -3,7 +3,8 @@
 // also fed in three pieces, cut where the first two bytes say: it must give
 // exactly what the whole input gives. Parsed again keeping only every other
 // peer's key (UapiGetParser::keep_only), it must give those peers of the
-// whole device, or the same error.
+// whole device, or the same error. Parsed streaming (stream_to), the peers
+// handed over must be those of the whole device, with the same verdict.
 #include "netd/wireguard.hpp"
 
 #include <algorithm>
@@ -65,6 +66,33 @@ void check_keep_only(std::string_view text, const wgd::Result<wgd::netd::Device>
         __builtin_trap();
 }
 
+struct Taken final : wgd::netd::DeviceSink {
+    wgd::netd::Device device;
+    void start() override { device.peers.clear(); }
+    void peer(wgd::netd::Peer&& p) override { device.peers.push_back(std::move(p)); }
+};
+
+void check_streamed(std::string_view text, const wgd::Result<wgd::netd::Device>& whole) {
+    Taken taken;
+    wgd::netd::UapiGetParser parser;
+    parser.stream_to(taken);
+    (void)parser.feed(text);
+    auto rest = parser.take();
+    if (rest.has_value() != whole.has_value())
+        __builtin_trap();
+    if (!rest) {
+        if (rest.error().code != whole.error().code ||
+            rest.error().message != whole.error().message)
+            __builtin_trap();
+        return;
+    }
+    if (!rest->peers.empty())
+        __builtin_trap();
+    taken.device.listen_port = rest->listen_port;
+    if (!same_device(taken.device, whole.value()))
+        __builtin_trap();
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -74,6 +102,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto pieces = parse_in_three(text);
     if (device.has_value() != pieces.has_value())
         __builtin_trap();
+    check_streamed(text, device);
     if (!device) {
         check_keep_only(text, device);
         if (device.error().code != pieces.error().code ||

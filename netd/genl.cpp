@@ -30,24 +30,34 @@ class GenlBackend final : public WgBackend {
     GenlBackend(const GenlBackend&) = delete;
     GenlBackend& operator=(const GenlBackend&) = delete;
 
-    Result<Device> read_device() override { return read(nullptr); }
+    Result<Device> read_device() override { return read(nullptr, nullptr); }
+    Result<void> stream_device(DeviceSink& sink) override {
+        auto r = read(nullptr, &sink);
+        if (!r)
+            return r.error();
+        return {};
+    }
 
-    // Every peer, or only those in *only.
-    Result<Device> read(const std::vector<PublicKey>* only) {
+    // Every peer, or only those in *only; to *sink when there is one.
+    Result<Device> read(const std::vector<PublicKey>* only, DeviceSink* sink) {
         for (int attempt = 0; attempt < kDumpAttempts; ++attempt) {
             std::array<std::uint8_t, 64> buf{};
             const std::size_t len = genl::build_get_device(buf, family_, ++seq_, ifname_);
             genl::DeviceDumpDecoder decoder;
             if (only)
                 decoder.keep_only(*only);
+            if (sink)
+                decoder.stream_to(*sink);
             bool interrupted = false;
             auto r = nl::exchange(
                 sock_, std::span(buf.data(), len),
                 [&](const nlmsghdr* nlh) { return decoder.feed(nlh); }, &interrupted);
             if (!r)
                 return r.error();
-            if (!interrupted)
+            if (!interrupted) {
+                decoder.finish();
                 return decoder.take();
+            }
         }
         return make_error(EAGAIN, "wireguard device dump kept changing");
     }
@@ -65,7 +75,7 @@ class GenlBackend final : public WgBackend {
                 if (!c.remove4.empty() || !c.remove6.empty())
                     removing.push_back(c.key);
             if (!removing.empty()) {
-                auto dev = read(&removing);
+                auto dev = read(&removing, nullptr);
                 if (!dev)
                     return dev.error();
                 current = std::move(*dev);

@@ -168,11 +168,32 @@ void DeviceDumpDecoder::drop_others() {
                 peers.end());
 }
 
+void DeviceDumpDecoder::stream_to(DeviceSink& sink) {
+    sink_ = &sink;
+    sink.start();
+}
+
+void DeviceDumpDecoder::hand_over(std::size_t keep_last) {
+    if (!sink_)
+        return;
+    Peers& peers = device_.peers;
+    while (peers.size() > keep_last) {
+        sink_->peer(std::move(peers.front()));
+        peers.pop_front();
+    }
+}
+
 Result<void> DeviceDumpDecoder::feed(const nlmsghdr* nlh) {
     Result<void> fed = decode(nlh);
     if (fed && filtering_)
         drop_others();
+    if (fed)
+        hand_over(1);
     return fed;
+}
+
+void DeviceDumpDecoder::finish() {
+    hand_over(0);
 }
 
 Result<void> DeviceDumpDecoder::decode(const nlmsghdr* nlh) {

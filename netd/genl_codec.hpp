@@ -49,14 +49,23 @@ class DeviceDumpDecoder {
     // others are decoded (a bad dump is refused alike) and dropped after each
     // message, so a removal's read holds its peers, not the whole device.
     void keep_only(std::vector<PublicKey> keys);
+    // Before the first feed: each complete peer goes to sink (start() first)
+    // instead of into the Device. A peer is complete once a later one
+    // begins (the kernel continues a peer at the start of the next message),
+    // the last one at finish().
+    void stream_to(DeviceSink& sink);
     Result<void> feed(const nlmsghdr* nlh);
+    // After the dump's last message: hands the last peer to the sink.
+    void finish();
     const Device& device() const { return device_; }
     Device take() { return std::move(device_); }
 
   private:
     void drop_others(); // the peers not kept
     Result<void> decode(const nlmsghdr* nlh);
+    void hand_over(std::size_t keep_last); // all peers but the last keep_last, to sink_
 
+    DeviceSink* sink_ = nullptr;
     Device device_;
     std::vector<PublicKey> keep_; // sorted
     bool filtering_ = false;

@@ -128,7 +128,7 @@ class ServerNetd {
     void refresh_periodically();
     void reread_on_sighup();
     int report_check();
-    void set_device(Device device);
+    void device_read(); // after a read that worked
     void record_applied(const std::vector<PeerChange>& changes);
     void read_leased();
     void handle_leased(privsep::Message& m);
@@ -142,7 +142,7 @@ class ServerNetd {
     DeviceView device_;
     std::chrono::steady_clock::time_point device_read_at_;
     bool device_trusted_ = false;  // false: read it again before the next order
-    bool device_held_ = false;     // false: the last read failed, the view is empty
+    bool device_held_ = false;     // false: the last read failed, the view is partial
     bool peers_asked_ = false;     // leased asked for the peers, not answered yet
     bool asked_read_done_ = false; // a read was made for a refresh_peers, at:
     std::chrono::steady_clock::time_point asked_read_at_;
@@ -152,7 +152,7 @@ class ServerNetd {
     bool peers_sent_ = false;
     int unchanged_ = 0; // periodic reads since the peers last went to leased
     Scope scope_;       // pools and own addresses
-    LeasedSet leased_set_;
+    LeasedSet leased_set_{device_};
     bool claims_open_ = true; // until leased's first order
     UniqueFd listener_;
     UniqueFd control_;
@@ -194,10 +194,9 @@ void ServerNetd::check_preconditions() {
         throw Failure{"'" + ifname + "' does not carry fe80::/64 (ip addr add fe80::/64 dev " +
                       ifname + ")"};
     const auto read_start = std::chrono::steady_clock::now();
-    auto device = wg_->read_device();
-    if (!device)
-        throw Failure{"cannot read WireGuard device " + ifname + ": " + device.error().message};
-    set_device(std::move(device.value()));
+    if (auto read = device_.refresh(*wg_); !read)
+        throw Failure{"cannot read WireGuard device " + ifname + ": " + read.error().message};
+    device_read();
     // The first period already follows the cost of a read (see kRefreshCostShare).
     refresh_period_ = std::max<std::chrono::steady_clock::duration>(
         refresh_period_, kRefreshCostShare * (std::chrono::steady_clock::now() - read_start));
@@ -339,32 +338,29 @@ bool ServerNetd::send_peers(bool asked) {
 }
 
 bool ServerNetd::refresh_device() {
-    // The old copy goes before the new one is read: both at once were netd's
-    // peak memory. Nothing needs it meanwhile: the loop is
-    // single-threaded, and after a failed read the empty view is untrusted,
-    // so the next order reads again (and is refused if that fails too).
-    device_ = DeviceView();
+    // The view is read again in place, peer by peer, so that the device is
+    // never held twice. After a failed read the view (partly read) is
+    // untrusted, so the next order reads again (and is refused if that
+    // fails too); it keeps the leases meanwhile.
     device_held_ = false;
     device_trusted_ = false;
-    auto device = wg_->read_device();
-    if (!device) {
+    if (auto read = device_.refresh(*wg_); !read) {
         WGD_LOG_WARN("cannot read WireGuard device %s: %s", options_.iface.c_str(),
-                     device.error().message.c_str());
+                     read.error().message.c_str());
         // wireguard-go may be restarting: try the backend choice again.
         if (auto backend = open_backend(options_.iface, backend_options_))
             wg_ = std::move(backend.value());
         return false;
     }
-    set_device(std::move(device.value()));
+    device_read();
     return true;
 }
 
-void ServerNetd::set_device(Device device) {
-    device_ = DeviceView(std::move(device));
+void ServerNetd::device_read() {
     device_read_at_ = std::chrono::steady_clock::now();
     device_trusted_ = true;
     device_held_ = true;
-    leased_set_.prune(device_);
+    leased_set_.prune();
 }
 
 void ServerNetd::refresh_if_asked() {
@@ -510,7 +506,7 @@ void ServerNetd::on(msg::ClaimLeases& claims, privsep::Message&) {
     }
     std::size_t taken = 0;
     for (const msg::LeaseClaim& c : claims.claims) {
-        auto r = leased_set_.claim(device_, scope_, c.key, c.ipv4, c.ipv6);
+        auto r = leased_set_.claim(scope_, c.key, c.ipv4, c.ipv6);
         if (!r) {
             WGD_LOG_WARN("lease claim from leased not taken: %s", r.error().message.c_str());
             continue;

@@ -94,7 +94,13 @@ class UapiBackend final : public WgBackend {
   public:
     explicit UapiBackend(std::string path) : path_(std::move(path)) {}
 
-    Result<Device> read_device() override { return read(nullptr); }
+    Result<Device> read_device() override { return read(nullptr, nullptr); }
+    Result<void> stream_device(DeviceSink& sink) override {
+        auto r = read(nullptr, &sink);
+        if (!r)
+            return r.error();
+        return {};
+    }
 
     Result<void> apply(std::span<const PeerChange> changes) override {
         if (changes.empty())
@@ -107,7 +113,7 @@ class UapiBackend final : public WgBackend {
         PublicKey transient;
         if (!removing.empty()) {
             // What the peers with removals hold now: only that is moved away.
-            auto dev = read(&removing);
+            auto dev = read(&removing, nullptr);
             if (!dev)
                 return dev.error();
             current = std::move(*dev);
@@ -127,11 +133,13 @@ class UapiBackend final : public WgBackend {
     std::string_view name() const override { return "uapi"; }
 
   private:
-    // Every peer, or only those in *only.
-    Result<Device> read(const std::vector<PublicKey>* only) {
+    // Every peer, or only those in *only; to *sink when there is one.
+    Result<Device> read(const std::vector<PublicKey>* only, DeviceSink* sink) {
         UapiGetParser parser;
         if (only)
             parser.keep_only(*only);
+        if (sink)
+            parser.stream_to(*sink);
         std::size_t received = 0;
         auto exchanged =
             uapi_exchange(path_, "get=1\n\n", [&](std::string_view piece) -> Result<bool> {

@@ -62,6 +62,19 @@ void UapiGetParser::keep_only(std::vector<PublicKey> keys) {
     filtering_ = true;
 }
 
+void UapiGetParser::stream_to(DeviceSink& sink) {
+    sink_ = &sink;
+    sink.start();
+}
+
+void UapiGetParser::hand_over() {
+    if (!sink_)
+        return;
+    for (Peer& p : device_.peers)
+        sink_->peer(std::move(p));
+    device_.peers.clear();
+}
+
 Result<void> UapiGetParser::feed(std::string_view bytes) {
     if (error_)
         return *error_;
@@ -97,6 +110,7 @@ Result<void> UapiGetParser::parse_line(std::string_view line) {
     if (line.size() > kMaxLine)
         return fail("UAPI reply: line too long");
     if (line.empty()) {
+        hand_over();
         done_ = true;
         partial_ = std::string();
         return {};
@@ -117,6 +131,7 @@ Result<void> UapiGetParser::parse_line(std::string_view line) {
         if (!k)
             return fail("UAPI reply: bad public_key");
         have_peer_ = true;
+        hand_over(); // the previous peer is complete
         skipping_peer_ = filtering_ && !std::binary_search(keep_.begin(), keep_.end(), *k);
         if (!skipping_peer_)
             device_.peers.push_back(Peer{*k, {}, {}});

@@ -105,23 +105,17 @@ Result<void> grantable(const Scope& scope, const Ip6& a) {
 
 // ---- LeasedSet
 
-const LeasedSet::Entry* LeasedSet::find(const PublicKey& key) const {
-    return entries_.find(key);
-}
-
 const LeasedSet::Entry* LeasedSet::find_removal_only(const PublicKey& key) const {
     auto it = removal_only_.find(key);
     return it == removal_only_.end() ? nullptr : &it->second;
 }
 
 bool LeasedSet::holds(const PublicKey& key, const Ip4& a) const {
-    const Entry* e = find(key);
-    return e && e->ipv4 == a;
+    return find(key).ipv4 == a;
 }
 
 bool LeasedSet::holds(const PublicKey& key, const Ip6& a) const {
-    const Entry* e = find(key);
-    return e && e->ipv6 == a;
+    return find(key).ipv6 == a;
 }
 
 bool LeasedSet::removal_only(const PublicKey& key, const Ip4& a) const {
@@ -134,17 +128,18 @@ bool LeasedSet::removal_only(const PublicKey& key, const Ip6& a) const {
     return e && e->ipv6 == a;
 }
 
-Result<LeasedSet::Claimed> LeasedSet::claim(const DeviceView& view, const Scope& scope,
-                                            const PublicKey& key, const std::optional<Ip4>& ipv4,
+Result<LeasedSet::Claimed> LeasedSet::claim(const Scope& scope, const PublicKey& key,
+                                            const std::optional<Ip4>& ipv4,
                                             const std::optional<Ip6>& ipv6) {
     if (claims_closed_)
         return make_error(EPERM,
                           "claim for " + peer_name(key) +
                               " after leased's first order (claims are taken at start only)");
-    const Peer* peer = view.find(key);
-    if (!peer)
+    const std::uint32_t at = view_.index_of(key);
+    if (at == DeviceView::kNoPeer)
         return make_error(ENOENT, "claim for " + peer_name(key) + ", which is not on the device");
-    const Entry* had = find(key);
+    const Peer* peer = &view_.peer_at(at);
+    const Entry had = view_.lease_at(at);
     const Entry* had_removal = find_removal_only(key);
     // The verdict on one address: taken as the lease (false) or for its
     // removal only (true).
@@ -171,20 +166,22 @@ Result<LeasedSet::Claimed> LeasedSet::claim(const DeviceView& view, const Scope&
     };
     Result<bool> v4 = false, v6 = false;
     if (ipv4) {
-        v4 = check(*ipv4, (had && had->ipv4) || (had_removal && had_removal->ipv4));
+        v4 = check(*ipv4, had.ipv4 || (had_removal && had_removal->ipv4));
         if (!v4)
             return v4.error();
     }
     if (ipv6) {
-        v6 = check(*ipv6, (had && had->ipv6) || (had_removal && had_removal->ipv6));
+        v6 = check(*ipv6, had.ipv6 || (had_removal && had_removal->ipv6));
         if (!v6)
             return v6.error();
     }
     Claimed claimed;
+    Entry lease = had;
     if (ipv4)
-        (*v4 ? removal_only_[key].ipv4 : entries_[key].ipv4) = ipv4;
+        (*v4 ? removal_only_[key].ipv4 : lease.ipv4) = ipv4;
     if (ipv6)
-        (*v6 ? removal_only_[key].ipv6 : entries_[key].ipv6) = ipv6;
+        (*v6 ? removal_only_[key].ipv6 : lease.ipv6) = ipv6;
+    view_.set_lease_at(at, lease); // the peer holds both: checked above
     if (ipv4 && *v4)
         claimed.removal_only4 = ipv4;
     if (ipv6 && *v6)
@@ -203,40 +200,33 @@ void LeasedSet::record(const PeerChange& applied) {
         if (!r->second.ipv4 && !r->second.ipv6)
             removal_only_.erase(r);
     }
-    Entry* held = entries_.find(applied.key);
-    if (held) {
-        for (const Ip4& a : applied.remove4)
-            if (held->ipv4 == a)
-                held->ipv4.reset();
-        for (const Ip6& a : applied.remove6)
-            if (held->ipv6 == a)
-                held->ipv6.reset();
-    }
-    if (!applied.add4.empty() || !applied.add6.empty()) {
-        Entry& e = held ? *held : entries_[applied.key];
-        if (!applied.add4.empty())
-            e.ipv4 = applied.add4.back();
-        if (!applied.add6.empty())
-            e.ipv6 = applied.add6.back();
-        return;
-    }
-    if (held && !held->ipv4 && !held->ipv6)
-        entries_.erase(applied.key);
+    const std::uint32_t at = view_.index_of(applied.key);
+    Entry e = at == DeviceView::kNoPeer ? Entry{} : view_.lease_at(at);
+    for (const Ip4& a : applied.remove4)
+        if (e.ipv4 == a)
+            e.ipv4.reset();
+    for (const Ip6& a : applied.remove6)
+        if (e.ipv6 == a)
+            e.ipv6.reset();
+    if (!applied.add4.empty())
+        e.ipv4 = applied.add4.back();
+    if (!applied.add6.empty())
+        e.ipv6 = applied.add6.back();
+    // False only when the view did not take the change (then no longer
+    // trusted, and read again before the next order).
+    (void)view_.set_lease_at(at, e);
 }
 
-void LeasedSet::prune(const DeviceView& view) {
-    // True when nothing of the entry is left on the device.
-    auto gone = [&](const PublicKey& key, Entry& e) {
-        const Peer* peer = view.find(key);
+void LeasedSet::prune() {
+    for (auto it = removal_only_.begin(); it != removal_only_.end();) {
+        Entry& e = it->second;
+        const Peer* peer = view_.find(it->first);
         if (e.ipv4 && !(peer && peer_holds(*peer, *e.ipv4)))
             e.ipv4.reset();
         if (e.ipv6 && !(peer && peer_holds(*peer, *e.ipv6)))
             e.ipv6.reset();
-        return !e.ipv4 && !e.ipv6;
-    };
-    entries_.erase_if(gone);
-    for (auto it = removal_only_.begin(); it != removal_only_.end();)
-        it = gone(it->first, it->second) ? removal_only_.erase(it) : std::next(it);
+        it = e.empty() ? removal_only_.erase(it) : std::next(it);
+    }
 }
 
 // ---- OrderCheck
@@ -294,23 +284,24 @@ Result<void> OrderCheck::check_family(const PublicKey& key, const Peer& peer,
 }
 
 Result<PeerChange> OrderCheck::check(const PeerChange& change) {
-    const Peer* peer = view_.find(change.key);
-    if (!peer)
+    const std::uint32_t at = view_.index_of(change.key);
+    if (at == DeviceView::kNoPeer)
         return make_error(ENOENT, "no " + peer_name(change.key) + " (peers are never created)");
+    const Peer* peer = &view_.peer_at(at);
     if (seen_.count(change.key))
         return make_error(EINVAL, peer_name(change.key) + " twice in one order");
     seen_.insert(change.key);
-    const LeasedSet::Entry* leased = leased_.find(change.key);
+    const LeasedSet::Entry leased = leased_.find(change.key);
     const LeasedSet::Entry* removal = leased_.find_removal_only(change.key);
     PeerChange apply{change.key, {}, {}, {}, {}};
-    if (auto r = check_family(change.key, *peer, change.add4, change.remove4, apply.add4,
-                              apply.remove4, leased ? leased->ipv4 : std::nullopt,
-                              removal ? removal->ipv4 : std::nullopt, added4_);
+    if (auto r =
+            check_family(change.key, *peer, change.add4, change.remove4, apply.add4, apply.remove4,
+                         leased.ipv4, removal ? removal->ipv4 : std::nullopt, added4_);
         !r)
         return r.error();
-    if (auto r = check_family(change.key, *peer, change.add6, change.remove6, apply.add6,
-                              apply.remove6, leased ? leased->ipv6 : std::nullopt,
-                              removal ? removal->ipv6 : std::nullopt, added6_);
+    if (auto r =
+            check_family(change.key, *peer, change.add6, change.remove6, apply.add6, apply.remove6,
+                         leased.ipv6, removal ? removal->ipv6 : std::nullopt, added6_);
         !r)
         return r.error();
     added4_.insert(change.add4.begin(), change.add4.end());

@@ -8,7 +8,6 @@
 
 #include "common/result.hpp"
 #include "netd/device_view.hpp"
-#include "netd/lease_table.hpp"
 #include "netd/rtnl.hpp"
 #include "netd/wireguard.hpp"
 
@@ -53,20 +52,22 @@ Result<void> grantable(const Scope& scope, const Ip6& a);
 // stopped, so that they are outside every pool, where nothing is granted or
 // restored, yet still on their peer. An order may remove such an address
 // from its peer and do nothing else with it.
+//
+// The leases are kept in the view (DeviceView::lease), which a read
+// refreshes; the set adds the rules and the addresses for removal only.
 class LeasedSet {
   public:
-    struct Entry {
-        std::optional<Ip4> ipv4;
-        std::optional<Ip6> ipv6;
-    };
-    const Entry* find(const PublicKey& key) const; // nullptr: nothing leased
+    using Entry = DeviceView::Lease;
+    explicit LeasedSet(DeviceView& view) : view_(view) {}
+
+    Entry find(const PublicKey& key) const { return view_.lease(key); } // empty: nothing leased
     // Claimed for its removal only (nullptr: nothing of this peer).
     const Entry* find_removal_only(const PublicKey& key) const;
     bool holds(const PublicKey& key, const Ip4& a) const;
     bool holds(const PublicKey& key, const Ip6& a) const;
     bool removal_only(const PublicKey& key, const Ip4& a) const;
     bool removal_only(const PublicKey& key, const Ip6& a) const;
-    std::size_t size() const { return entries_.size(); } // peers with a lease
+    std::size_t size() const { return view_.lease_count(); } // peers with a lease (a scan)
 
     // The addresses of a claim taken for their removal only (for the log).
     struct Claimed {
@@ -82,19 +83,20 @@ class LeasedSet {
     // grantable; an address outside every pool is taken for its removal only
     // when a host can have it and it is not one of the server's own. Anything
     // else is refused (the rule in the error) and changes nothing.
-    Result<Claimed> claim(const DeviceView& view, const Scope& scope, const PublicKey& key,
-                          const std::optional<Ip4>& ipv4, const std::optional<Ip6>& ipv6);
+    Result<Claimed> claim(const Scope& scope, const PublicKey& key, const std::optional<Ip4>& ipv4,
+                          const std::optional<Ip6>& ipv6);
     // From leased's first order on, every claim is refused.
     void close_claims() { claims_closed_ = true; }
     // A change WireGuard applied (as returned by OrderCheck::check).
     void record(const PeerChange& applied);
-    // After a device read: an entry the device no longer shows on its peer
-    // (peer removed, address gone or moved by the operator) leaves the set.
-    void prune(const DeviceView& view);
+    // After a device read: an address for removal only that the device no
+    // longer shows on its peer (peer removed, address gone or moved by the
+    // operator) leaves the set. The view's refresh does the same for leases.
+    void prune();
 
   private:
-    LeaseTable<Entry> entries_{address_hash_key()}; // one a peer with a lease
-    std::map<PublicKey, Entry> removal_only_;       // few: claimed at start only
+    DeviceView& view_;
+    std::map<PublicKey, Entry> removal_only_; // few: claimed at start only
     bool claims_closed_ = false;
 };
 

@@ -30,6 +30,11 @@ struct Peer {
     PublicKey key;
     Allowed4 allowed4;
     Allowed6 allowed6;
+    // Which host entries wg-dynamic leased, for netd's DeviceView only (the
+    // backends leave it 0): a byte beside the peer it marks, where a set
+    // keyed by the peers' 32-byte keys would hold every leased key twice.
+    // Low nibble IPv4, high nibble IPv6 (device_view.hpp).
+    std::uint8_t lease = 0;
     PeerFacts facts() const { return {key, allowed4.to_vector(), allowed6.to_vector()}; }
 };
 
@@ -47,10 +52,27 @@ struct Device {
     const Peer* find(const PublicKey& key) const;
 };
 
+// Takes a device's peers as a read decodes them, one at a time, each with
+// all its allowed IPs: the reader keeps no copy of the device beside the
+// taker's. The peers of an answer that fails in the end may have come
+// already: the taker decides what they are worth once the read returns.
+class DeviceSink {
+  public:
+    // A read (again): forget the peers since the last start. The generic
+    // netlink dump starts over when the device changed under it.
+    virtual void start() = 0;
+    virtual void peer(Peer&& peer) = 0;
+
+  protected:
+    ~DeviceSink() = default;
+};
+
 class WgBackend {
   public:
     virtual ~WgBackend() = default;
     virtual Result<Device> read_device() = 0;
+    // The same read as read_device, handed to sink peer by peer.
+    virtual Result<void> stream_device(DeviceSink& sink) = 0;
     // Applies the whole batch; peers are never created (update-only). The
     // batch is expected to have passed OrderCheck (validate.hpp).
     virtual Result<void> apply(std::span<const PeerChange> changes) = 0;
@@ -90,6 +112,10 @@ class UapiGetParser {
     // removal needs the lists of the peers it changes, not a second copy of
     // the device next to netd's own.
     void keep_only(std::vector<PublicKey> keys);
+    // Before the first feed: each complete peer goes to sink (start() first)
+    // instead of into the Device, which then holds at most the peer being
+    // parsed. take() still says whether the answer was good.
+    void stream_to(DeviceSink& sink);
     // True once the terminating blank line has been consumed: stop reading.
     bool done() const { return done_; }
     // At the end of the input: the device, or the first error, or the
@@ -100,7 +126,9 @@ class UapiGetParser {
   private:
     Result<void> fail(std::string message);
     Result<void> parse_line(std::string_view line);
+    void hand_over(); // the peers parsed so far, to sink_
 
+    DeviceSink* sink_ = nullptr;
     Device device_;
     std::vector<PublicKey> keep_; // sorted; empty: keep every peer
     bool filtering_ = false;

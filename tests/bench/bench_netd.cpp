@@ -269,13 +269,15 @@ Result<Device> parse_generated(std::uint32_t n, std::vector<PublicKey> only = {}
 //     parsing);
 //   view_*: the DeviceView after it was built and the Device dropped (the
 //     copy netd keeps between reads), and the peak while building it;
-//   leased_set: the LeasedSet with every peer holding a leased /32 and
-//     /128 (as netd records the orders it applied), and its peak;
+//   leased_set: what the LeasedSet adds with every peer holding a leased
+//     /32 and /128 (as netd records the orders it applied: marks in the
+//     view's peers), and its peak;
 //   refresh_peak: the peak of a periodic read, as ServerNetd::refresh_device
-//     does it, counted from before the first read (the kept view and the
-//     leased set included, pruned against the new view);
-//   netd_B: what netd holds for its peers between reads, view and leased
-//     set (the process adds about 4.4 MB of libraries and stacks);
+//     does it (the view refreshed in place from the streamed answer),
+//     counted from before the first read (the kept view and its leases
+//     included);
+//   netd_B: what netd holds for its peers between reads, view and leases
+//     (the process adds about 4.4 MB of libraries and stacks);
 //   removal_peak: the peak while the UAPI backend reads the lists of the
 //     peers of a batch of 512 removals, the view included.
 // *_malloc figures are mallinfo2 (uordblks + hblkhd); the others count what
@@ -300,19 +302,29 @@ void BM_DeviceMemory(benchmark::State& state) {
         const double view_peak = static_cast<double>(probe.peak());
         probe.mark();
         const std::size_t before_set = probe.live();
-        LeasedSet leased;
+        LeasedSet leased(*view);
         for (std::uint32_t i = 0; i < n; i++)
             leased.record(PeerChange{bench_key(i), {bench_ip4(i)}, {}, {bench_ip6(i)}, {}});
+        if (leased.size() != n)
+            state.SkipWithError("the leases were not recorded");
         const double set_live = static_cast<double>(probe.live() - before_set);
         const double set_peak = static_cast<double>(probe.peak() - before_set);
         const double netd_live = static_cast<double>(probe.live());
         probe.mark();
         {
-            // As ServerNetd::refresh_device: the old view goes first.
-            view.reset();
-            auto again = parse_generated(n);
-            view = std::make_unique<DeviceView>(std::move(again.value()));
-            leased.prune(*view);
+            // As ServerNetd::refresh_device with the UAPI backend.
+            auto read = view->refresh([&](DeviceSink& sink) -> Result<void> {
+                UapiGetParser parser;
+                parser.stream_to(sink);
+                generate_uapi_get(n, [&](std::string_view piece) { (void)parser.feed(piece); });
+                auto taken = parser.take();
+                if (!taken)
+                    return taken.error();
+                return {};
+            });
+            if (!read)
+                state.SkipWithError("the refresh failed");
+            leased.prune();
         }
         const double refresh_peak = static_cast<double>(probe.peak());
         if (leased.size() != n)
@@ -346,6 +358,27 @@ void BM_DeviceMemory(benchmark::State& state) {
 }
 
 BENCHMARK(BM_DeviceMemory)->Arg(65536)->Arg(100000)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+// BM_ClaimLeases: netd taking the leases leased restores at start, one
+// claim a peer (a /32 and a /128 each), against a view of N peers.
+void BM_ClaimLeases(benchmark::State& state) {
+    const auto n = static_cast<std::uint32_t>(state.range(0));
+    auto device = parse_generated(n);
+    const Scope scope{
+        {{Prefix4{*parse_ip4("10.0.0.0"), 8}}, {Prefix6{*parse_ip6("2001:db8::"), 32}}}, {}, {}};
+    for (auto _ : state) {
+        state.PauseTiming();
+        DeviceView view(*device);
+        LeasedSet leased(view);
+        state.ResumeTiming();
+        for (std::uint32_t i = 0; i < n; i++)
+            if (!leased.claim(scope, bench_key(i), bench_ip4(i), bench_ip6(i)))
+                state.SkipWithError("a claim was refused");
+    }
+    state.SetItemsProcessed(state.iterations() * n);
+}
+
+BENCHMARK(BM_ClaimLeases)->Arg(100000)->Unit(benchmark::kMillisecond);
 
 BENCHMARK(BM_UapiAllowedIpChanges)
     ->Arg(100)

@@ -182,6 +182,44 @@ TEST(GenlDecode, CoalescesAPeerContinuedInTheNextMessages) {
     EXPECT_EQ(dev.listen_port, 51820);
 }
 
+namespace {
+// Keeps what a streaming decoder hands over, and how often it started.
+struct Taken final : DeviceSink {
+    int starts = 0;
+    std::vector<Peer> peers;
+    void start() override {
+        starts++;
+        peers.clear();
+    }
+    void peer(Peer&& p) override { peers.push_back(std::move(p)); }
+};
+} // namespace
+
+// netd's refresh takes the peers one by one: each must come whole, once,
+// only when no later message can continue it.
+TEST(GenlDecode, StreamedPeersComeWholeOnceAndOnlyWhenNoMessageCanContinueThem) {
+    const auto [m1, m2, m3] = dump_with_peer_2_continued();
+    genl::DeviceDumpDecoder whole;
+    for (const Bytes* m : {&m1, &m2, &m3})
+        ASSERT_TRUE(whole.feed(hdr(*m)));
+    Taken taken;
+    genl::DeviceDumpDecoder d;
+    d.stream_to(taken);
+    EXPECT_EQ(taken.starts, 1);
+    ASSERT_TRUE(d.feed(hdr(m1)));
+    ASSERT_EQ(taken.peers.size(), 1u) << "peer 2 may go on in the next message";
+    ASSERT_TRUE(d.feed(hdr(m2)));
+    ASSERT_TRUE(d.feed(hdr(m3)));
+    ASSERT_EQ(taken.peers.size(), 2u) << "peer 3 may go on in the next message";
+    d.finish();
+    EXPECT_TRUE(d.device().peers.empty()) << "the decoder keeps no peer";
+    ASSERT_EQ(taken.peers.size(), whole.device().peers.size());
+    for (std::size_t i = 0; i < taken.peers.size(); i++) {
+        EXPECT_EQ(taken.peers[i].key, whole.device().peers[i].key) << i;
+        EXPECT_EQ(texts(taken.peers[i]), texts(whole.device().peers[i])) << i;
+    }
+}
+
 TEST(GenlDecode, RefusesMalformedAttributes) {
     auto decode = [](const Bytes& peers) {
         const Bytes m = dump_message(peers, true);

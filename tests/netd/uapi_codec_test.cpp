@@ -191,6 +191,41 @@ TEST(UapiGetParser, EverySplitInTwoGivesTheSameDeviceAsWhole) {
     }
 }
 
+namespace {
+// Keeps what a streaming parser hands over.
+struct Taken final : DeviceSink {
+    int starts = 0;
+    Device device;
+    void start() override {
+        starts++;
+        device.peers.clear();
+    }
+    void peer(Peer&& p) override { device.peers.push_back(std::move(p)); }
+};
+} // namespace
+
+// netd's refresh takes the peers one by one: each must come whole and once,
+// whatever the pieces, and the parser must hold no more than the one it is
+// parsing.
+TEST(UapiGetParser, EverySplitStreamedGivesTheSamePeersAsWhole) {
+    auto whole = parse_uapi_get(kTwoPeers);
+    ASSERT_TRUE(whole) << whole.error().message;
+    const std::string_view text = kTwoPeers;
+    for (std::size_t at = 0; at <= text.size(); ++at) {
+        Taken taken;
+        UapiGetParser parser;
+        parser.stream_to(taken);
+        ASSERT_TRUE(parser.feed(text.substr(0, at)));
+        ASSERT_TRUE(parser.feed(text.substr(at)));
+        auto rest = parser.take();
+        ASSERT_TRUE(rest) << "split at " << at << ": " << rest.error().message;
+        EXPECT_TRUE(rest->peers.empty()) << "split at " << at;
+        EXPECT_EQ(taken.starts, 1);
+        taken.device.listen_port = whole->listen_port;
+        expect_same_device(taken.device, *whole);
+    }
+}
+
 TEST(UapiGetParser, EverySplitOfABadAnswerGivesTheSameError) {
     const std::string peer = "public_key=" + to_hex(key(1)) + "\n";
     const std::vector<std::string> bad{peer + "allowed_ip=10.0.0.1/33\nerrno=0\n\n",

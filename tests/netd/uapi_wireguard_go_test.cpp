@@ -186,11 +186,10 @@ TEST(UapiWireguardGo, AppliesAddsAndRemovalsForAThousandPeersInOneBatch) {
     const Scope scope{
         {{Prefix4{*parse_ip4("10.76.0.0"), 14}}, {Prefix6{*parse_ip6("2001:db8::"), 32}}}, {}, {}};
     // The lab's /32 and /128 of each peer stand for leases restored at start.
-    const DeviceView view(*before);
-    LeasedSet leased;
+    DeviceView view(*before);
+    LeasedSet leased(view);
     for (int i = 0; i < kPeers; ++i) {
-        auto claimed =
-            leased.claim(view, scope, lab.keys[i], ip4_of(77, i), ip6_of("2001:db8:77::", i));
+        auto claimed = leased.claim(scope, lab.keys[i], ip4_of(77, i), ip6_of("2001:db8:77::", i));
         ASSERT_TRUE(claimed) << claimed.error().message;
     }
     OrderCheck check(view, scope, leased);

@@ -41,7 +41,20 @@ class Validate : public ::testing::Test {
     Device device;
     Pools& pools = scope.pools;
     Scope scope;
-    LeasedSet leased;
+    DeviceView view;
+    LeasedSet leased{view};
+    // netd's read: the view refreshed from the device as it is now (the
+    // leases it no longer shows dropped), then the set's own prune.
+    void reread() {
+        auto r = view.refresh([&](DeviceSink& sink) -> Result<void> {
+            sink.start();
+            for (const Peer& p : device.peers)
+                sink.peer(Peer(p));
+            return {};
+        });
+        ASSERT_TRUE(r);
+        leased.prune();
+    }
     void SetUp() override {
         device.peers.push_back(Peer{key(1), {{ip4("10.77.0.5"), 32}}, {{ip6("fe80::1"), 128}}});
         device.peers.push_back(Peer{key(2),
@@ -49,9 +62,11 @@ class Validate : public ::testing::Test {
                                     {{ip6("fe80::2"), 128}, {ip6("2001:db8:77::6"), 128}}});
         pools.v4 = {{ip4("10.77.0.0"), 16}};
         pools.v6 = {{ip6("2001:db8:77::"), 64}};
+        reread();
     }
     Result<void> check(std::vector<PeerChange> changes) {
-        return judge(DeviceView(device), scope, leased, changes);
+        reread();
+        return judge(view, scope, leased, changes);
     }
 };
 
@@ -130,23 +145,23 @@ TEST_F(Validate, RemovalOfAStaticAllowedIpIsRefusedOfALeasedOneIsAccepted) {
     EXPECT_EQ(r.error().code, EPERM);
     EXPECT_FALSE(check({PeerChange{key(2), {}, {}, {}, {ip6("2001:db8:77::6")}}}));
     // 10.77.1.0/32 is not held (the /24 is): nothing to remove, nothing sent.
-    auto wide = OrderCheck(DeviceView(device), scope, leased)
-                    .check(PeerChange{key(2), {}, {ip4("10.77.1.0")}, {}, {}});
+    auto wide =
+        OrderCheck(view, scope, leased).check(PeerChange{key(2), {}, {ip4("10.77.1.0")}, {}, {}});
     ASSERT_TRUE(wide);
     EXPECT_TRUE(wide->remove4.empty());
     // Moving peer 2's static address to peer 1 in one order: both halves refused.
     EXPECT_FALSE(check({PeerChange{key(2), {}, {ip4("10.77.0.6")}, {}, {}},
                         PeerChange{key(1), {ip4("10.77.0.6")}, {}, {}, {}}}));
 
-    const DeviceView view(device);
-    ASSERT_TRUE(leased.claim(view, scope, key(1), ip4("10.77.0.5"), std::nullopt));
+    reread();
+    ASSERT_TRUE(leased.claim(scope, key(1), ip4("10.77.0.5"), std::nullopt));
     EXPECT_TRUE(check({PeerChange{key(1), {}, {ip4("10.77.0.5")}, {}, {}}}));
     // Claimed for peer 1 does not make it removable from another peer.
     EXPECT_FALSE(judge(view, scope, leased, {PeerChange{key(2), {}, {ip4("10.77.0.6")}, {}, {}}}));
 }
 
 TEST_F(Validate, RemovalOfAnAddressThePeerDoesNotHoldIsAcceptedAndSendsNothing) {
-    const DeviceView view(device);
+    reread();
     OrderCheck order(view, scope, leased);
     auto r = order.check(PeerChange{key(1), {}, {ip4("10.77.0.99")}, {}, {ip6("2001:db8:77::99")}});
     ASSERT_TRUE(r);
@@ -159,7 +174,7 @@ TEST_F(Validate, AddAndRemoveOfTheSameAddressIsRefused) {
 }
 
 TEST_F(Validate, ABadChangeIsRefusedWholeAndTheOthersOfItsOrderStand) {
-    const DeviceView view(device);
+    reread();
     OrderCheck order(view, scope, leased);
     // Its good half (an IPv4 grant) goes with its bad half (a link-local removal).
     auto bad = order.check(PeerChange{key(2), {ip4("10.77.0.7")}, {}, {}, {ip6("fe80::2")}});
@@ -201,10 +216,11 @@ TEST_F(Validate, APeerHoldsAtMostOneLeasedAddressOfEachFamily) {
     EXPECT_FALSE(
         check({PeerChange{key(1), {}, {}, {ip6("2001:db8:77::9"), ip6("2001:db8:77::a")}, {}}}));
 
-    const DeviceView view(device);
+    reread();
     OrderCheck first(view, scope, leased);
     auto grant = first.check(PeerChange{key(1), {ip4("10.77.0.9")}, {}, {}, {}});
     ASSERT_TRUE(grant);
+    ASSERT_TRUE(view.record(*grant)); // as netd records what WireGuard applied
     leased.record(*grant);
     // A second one beside it: refused; in place of it: fine; again the same: fine.
     auto second = judge(view, scope, leased, {PeerChange{key(1), {ip4("10.77.0.10")}, {}, {}, {}}});
@@ -219,26 +235,26 @@ TEST_F(Validate, APeerHoldsAtMostOneLeasedAddressOfEachFamily) {
 }
 
 TEST_F(Validate, AddOfThePeersOwnStaticEntryChangesNothingAndNeverMakesItLeased) {
-    const DeviceView view(device);
+    reread();
     OrderCheck order(view, scope, leased);
     auto r = order.check(PeerChange{key(2), {}, {}, {ip6("2001:db8:77::6")}, {}});
     ASSERT_TRUE(r);
     EXPECT_TRUE(r->add6.empty());
     leased.record(*r);
-    EXPECT_EQ(leased.find(key(2)), nullptr);
+    EXPECT_TRUE(leased.find(key(2)).empty());
     EXPECT_FALSE(
         judge(view, scope, leased, {PeerChange{key(2), {}, {}, {}, {ip6("2001:db8:77::6")}}}));
 }
 
 TEST_F(Validate, ClaimsTakeOnlyWhatTheDeviceShowsOnThatPeerOncePerFamily) {
-    const DeviceView view(device);
-    EXPECT_FALSE(leased.claim(view, scope, key(3), ip4("10.77.0.5"), std::nullopt));
-    EXPECT_FALSE(leased.claim(view, scope, key(1), ip4("10.77.0.6"), std::nullopt)); // peer 2's
-    EXPECT_FALSE(leased.claim(view, scope, key(2), ip4("10.77.1.0"), std::nullopt)); // a /24
-    EXPECT_FALSE(leased.claim(view, scope, key(1), std::nullopt, ip6("fe80::1")));
+    reread();
+    EXPECT_FALSE(leased.claim(scope, key(3), ip4("10.77.0.5"), std::nullopt));
+    EXPECT_FALSE(leased.claim(scope, key(1), ip4("10.77.0.6"), std::nullopt)); // peer 2's
+    EXPECT_FALSE(leased.claim(scope, key(2), ip4("10.77.1.0"), std::nullopt)); // a /24
+    EXPECT_FALSE(leased.claim(scope, key(1), std::nullopt, ip6("fe80::1")));
     EXPECT_EQ(leased.size(), 0u);
-    ASSERT_TRUE(leased.claim(view, scope, key(2), ip4("10.77.0.6"), ip6("2001:db8:77::6")));
-    auto again = leased.claim(view, scope, key(2), ip4("10.77.0.6"), std::nullopt);
+    ASSERT_TRUE(leased.claim(scope, key(2), ip4("10.77.0.6"), ip6("2001:db8:77::6")));
+    auto again = leased.claim(scope, key(2), ip4("10.77.0.6"), std::nullopt);
     ASSERT_FALSE(again);
     EXPECT_EQ(again.error().code, EDQUOT);
     EXPECT_TRUE(leased.holds(key(2), ip4("10.77.0.6")));
@@ -246,14 +262,13 @@ TEST_F(Validate, ClaimsTakeOnlyWhatTheDeviceShowsOnThatPeerOncePerFamily) {
 }
 
 TEST_F(Validate, PruneDropsLeasesTheDeviceNoLongerShows) {
-    ASSERT_TRUE(
-        leased.claim(DeviceView(device), scope, key(2), ip4("10.77.0.6"), ip6("2001:db8:77::6")));
+    ASSERT_TRUE(leased.claim(scope, key(2), ip4("10.77.0.6"), ip6("2001:db8:77::6")));
     device.peers[1].allowed4 = {};
-    leased.prune(DeviceView(device));
+    reread();
     EXPECT_FALSE(leased.holds(key(2), ip4("10.77.0.6")));
     EXPECT_TRUE(leased.holds(key(2), ip6("2001:db8:77::6")));
     device.peers.pop_back();
-    leased.prune(DeviceView(device));
+    reread();
     EXPECT_EQ(leased.size(), 0u);
 }
 
@@ -263,15 +278,15 @@ TEST_F(Validate, PruneDropsLeasesTheDeviceNoLongerShows) {
 TEST_F(Validate, ClaimOutsideEveryPoolAtStartIsTakenForItsRemovalOnly) {
     device.peers[0].allowed4.push_back({ip4("10.78.0.9"), 32});
     device.peers[0].allowed6.push_back({ip6("2001:db8:78::9"), 128});
-    const DeviceView view(device);
-    auto claimed = leased.claim(view, scope, key(1), ip4("10.78.0.9"), ip6("2001:db8:78::9"));
+    reread();
+    auto claimed = leased.claim(scope, key(1), ip4("10.78.0.9"), ip6("2001:db8:78::9"));
     ASSERT_TRUE(claimed) << claimed.error().message;
     EXPECT_EQ(claimed->removal_only4, ip4("10.78.0.9"));
     EXPECT_EQ(claimed->removal_only6, ip6("2001:db8:78::9"));
     EXPECT_TRUE(leased.removal_only(key(1), ip4("10.78.0.9")));
     EXPECT_TRUE(leased.removal_only(key(1), ip6("2001:db8:78::9")));
     EXPECT_FALSE(leased.holds(key(1), ip4("10.78.0.9")));
-    EXPECT_EQ(leased.find(key(1)), nullptr) << "no lease";
+    EXPECT_TRUE(leased.find(key(1)).empty()) << "no lease";
 
     // Its removal is accepted and sent.
     auto removal =
@@ -307,7 +322,7 @@ TEST_F(Validate, ClaimOutsideEveryPoolRefusesWhatIsNotExactlyThatPeersOwnHostAdd
     device.peers[1].allowed4.push_back({ip4("10.78.0.6"), 32});
     device.peers[1].allowed6.push_back({ip6("2001:db8:78::6"), 128});
     scope.own4 = {ip4("10.78.0.1")};
-    const DeviceView view(device);
+    reread();
     struct Case {
         const char* what;
         int peer;
@@ -324,7 +339,7 @@ TEST_F(Validate, ClaimOutsideEveryPoolRefusesWhatIsNotExactlyThatPeersOwnHostAdd
              {"a link-local identity", 1, std::nullopt, ip6("fe80::1"), EINVAL},
              {"a good IPv6 beside a bad IPv4", 2, ip4("10.78.0.7"), ip6("2001:db8:78::6"), ENOENT},
          }) {
-        auto r = leased.claim(view, scope, key(static_cast<std::uint8_t>(c.peer)), c.v4, c.v6);
+        auto r = leased.claim(scope, key(static_cast<std::uint8_t>(c.peer)), c.v4, c.v6);
         ASSERT_FALSE(r) << c.what;
         EXPECT_EQ(r.error().code, c.code) << c.what << ": " << r.error().message;
     }
@@ -337,8 +352,8 @@ TEST_F(Validate, ClaimOutsideEveryPoolRefusesWhatIsNotExactlyThatPeersOwnHostAdd
         judge(view, scope, leased, {PeerChange{key(2), {}, {}, {}, {ip6("2001:db8:78::6")}}}));
 
     // One address of a family per peer, leased or for removal only.
-    ASSERT_TRUE(leased.claim(view, scope, key(2), ip4("10.78.0.6"), std::nullopt));
-    auto second = leased.claim(view, scope, key(2), ip4("10.77.0.6"), std::nullopt);
+    ASSERT_TRUE(leased.claim(scope, key(2), ip4("10.78.0.6"), std::nullopt));
+    auto second = leased.claim(scope, key(2), ip4("10.77.0.6"), std::nullopt);
     ASSERT_FALSE(second);
     EXPECT_EQ(second.error().code, EDQUOT);
     EXPECT_FALSE(leased.holds(key(2), ip4("10.77.0.6")));
@@ -348,8 +363,8 @@ TEST_F(Validate, ClaimOutsideEveryPoolRefusesWhatIsNotExactlyThatPeersOwnHostAdd
 // claim takes both, each by its own rule.
 TEST_F(Validate, ClaimWithOneAddressInsideAPoolAndOneOutsideTakesEachByItsRule) {
     device.peers[1].allowed4.push_back({ip4("10.78.0.6"), 32});
-    const DeviceView view(device);
-    auto claimed = leased.claim(view, scope, key(2), ip4("10.78.0.6"), ip6("2001:db8:77::6"));
+    reread();
+    auto claimed = leased.claim(scope, key(2), ip4("10.78.0.6"), ip6("2001:db8:77::6"));
     ASSERT_TRUE(claimed) << claimed.error().message;
     EXPECT_EQ(claimed->removal_only4, ip4("10.78.0.6"));
     EXPECT_EQ(claimed->removal_only6, std::nullopt);
@@ -362,7 +377,7 @@ TEST_F(Validate, ClaimWithOneAddressInsideAPoolAndOneOutsideTakesEachByItsRule) 
 // order can never make a static outside the pools removable.
 TEST_F(Validate, ClaimsAfterLeasedsFirstOrderAreRefusedAndTheStaticStaysUnremovable) {
     device.peers[0].allowed4.push_back({ip4("10.78.0.9"), 32});
-    const DeviceView view(device);
+    reread();
     auto unclaimed =
         judge(view, scope, leased, {PeerChange{key(1), {}, {ip4("10.78.0.9")}, {}, {}}});
     ASSERT_FALSE(unclaimed);
@@ -370,12 +385,12 @@ TEST_F(Validate, ClaimsAfterLeasedsFirstOrderAreRefusedAndTheStaticStaysUnremova
     leased.close_claims();
     for (auto [v4, what] : {std::pair{ip4("10.78.0.9"), "outside every pool"},
                             std::pair{ip4("10.77.0.5"), "inside a pool"}}) {
-        auto late = leased.claim(view, scope, key(1), v4, std::nullopt);
+        auto late = leased.claim(scope, key(1), v4, std::nullopt);
         ASSERT_FALSE(late) << what;
         EXPECT_EQ(late.error().code, EPERM) << what;
     }
     EXPECT_FALSE(leased.removal_only(key(1), ip4("10.78.0.9")));
-    EXPECT_EQ(leased.find(key(1)), nullptr);
+    EXPECT_TRUE(leased.find(key(1)).empty());
     EXPECT_FALSE(judge(view, scope, leased, {PeerChange{key(1), {}, {ip4("10.78.0.9")}, {}, {}}}));
 }
 
@@ -384,8 +399,8 @@ TEST_F(Validate, ClaimsAfterLeasedsFirstOrderAreRefusedAndTheStaticStaysUnremova
 // granted to another.
 TEST_F(Validate, AddressClaimedForRemovalWhoseRouteComesBackStaysRemovableAndNeverMoves) {
     device.peers[0].allowed4.push_back({ip4("10.78.0.9"), 32});
-    const DeviceView view(device);
-    ASSERT_TRUE(leased.claim(view, scope, key(1), ip4("10.78.0.9"), std::nullopt));
+    reread();
+    ASSERT_TRUE(leased.claim(scope, key(1), ip4("10.78.0.9"), std::nullopt));
     pools.v4.push_back({ip4("10.78.0.0"), 16});
     EXPECT_FALSE(judge(view, scope, leased, {PeerChange{key(2), {ip4("10.78.0.9")}, {}, {}, {}}}));
     auto removal =
@@ -396,9 +411,10 @@ TEST_F(Validate, AddressClaimedForRemovalWhoseRouteComesBackStaysRemovableAndNev
 
 TEST_F(Validate, PruneDropsAddressesClaimedForRemovalTheDeviceNoLongerShows) {
     device.peers[0].allowed4.push_back({ip4("10.78.0.9"), 32});
-    ASSERT_TRUE(leased.claim(DeviceView(device), scope, key(1), ip4("10.78.0.9"), std::nullopt));
+    reread();
+    ASSERT_TRUE(leased.claim(scope, key(1), ip4("10.78.0.9"), std::nullopt));
     device.peers[0].allowed4 = {{ip4("10.77.0.5"), 32}};
-    leased.prune(DeviceView(device));
+    reread();
     EXPECT_FALSE(leased.removal_only(key(1), ip4("10.78.0.9")));
     EXPECT_EQ(leased.find_removal_only(key(1)), nullptr);
     // Put back by an operator later, it is theirs: no order removes it.
@@ -456,17 +472,17 @@ TEST(ValidateInterface, OnlyTheConfiguredIndex) {
 // The view netd keeps between device reads must judge an order exactly as a
 // view built from the device after the same changes.
 TEST_F(Validate, ViewUpdatedByRecordedChangesJudgesLikeAFreshView) {
-    DeviceView view(device);
+    DeviceView kept(device);
     const PeerChange grant{key(1), {ip4("10.77.0.9")}, {}, {ip6("2001:db8:77::9")}, {}};
-    ASSERT_TRUE(judge(view, scope, leased, {grant}));
-    ASSERT_TRUE(view.record(grant));
+    ASSERT_TRUE(judge(kept, scope, leased, {grant}));
+    ASSERT_TRUE(kept.record(grant));
     apply_change(grant, device.peers[0].allowed4, device.peers[0].allowed6);
 
     // Peer 2 may no longer take what peer 1 now holds; peer 1 may keep it.
     const PeerChange steal4{key(2), {ip4("10.77.0.9")}, {}, {}, {}};
     const PeerChange steal6{key(2), {}, {}, {ip6("2001:db8:77::9")}, {}};
     for (const auto& c : {steal4, steal6}) {
-        auto recorded = judge(view, scope, leased, {c});
+        auto recorded = judge(kept, scope, leased, {c});
         auto fresh = check({c});
         ASSERT_FALSE(recorded);
         ASSERT_FALSE(fresh);
@@ -476,55 +492,55 @@ TEST_F(Validate, ViewUpdatedByRecordedChangesJudgesLikeAFreshView) {
 
     // Once peer 1 lets it go, peer 2 may have it.
     const PeerChange release{key(1), {}, {ip4("10.77.0.9")}, {}, {}};
-    ASSERT_TRUE(view.record(release));
+    ASSERT_TRUE(kept.record(release));
     apply_change(release, device.peers[0].allowed4, device.peers[0].allowed6);
-    EXPECT_TRUE(judge(view, scope, leased, {steal4}));
+    EXPECT_TRUE(judge(kept, scope, leased, {steal4}));
     EXPECT_TRUE(check({steal4}));
-    ASSERT_NE(view.find(key(1)), nullptr);
-    EXPECT_EQ(view.find(key(1))->allowed4, device.peers[0].allowed4);
+    ASSERT_NE(kept.find(key(1)), nullptr);
+    EXPECT_EQ(kept.find(key(1))->allowed4, device.peers[0].allowed4);
 }
 
 TEST_F(Validate, ViewRefusesToRecordAChangeOfAnUnknownPeer) {
-    DeviceView view(device);
-    EXPECT_FALSE(view.record(PeerChange{key(9), {ip4("10.77.0.9")}, {}, {}, {}}));
-    EXPECT_EQ(view.find(key(9)), nullptr);
-    EXPECT_TRUE(judge(view, scope, leased, {PeerChange{key(2), {ip4("10.77.0.9")}, {}, {}, {}}}));
+    DeviceView kept(device);
+    EXPECT_FALSE(kept.record(PeerChange{key(9), {ip4("10.77.0.9")}, {}, {}, {}}));
+    EXPECT_EQ(kept.find(key(9)), nullptr);
+    EXPECT_TRUE(judge(kept, scope, leased, {PeerChange{key(2), {ip4("10.77.0.9")}, {}, {}, {}}}));
 }
 
 TEST_F(Validate, ViewFindsEveryPeerWhateverTheOrderTheDeviceListedThem) {
     Device shuffled;
     for (int n = 200; n > 0; n -= 3)
         shuffled.peers.push_back(Peer{key(static_cast<std::uint8_t>(n)), {}, {}});
-    DeviceView view(shuffled);
+    DeviceView kept(shuffled);
     for (int n = 1; n <= 200; n++) {
         const bool listed = (200 - n) % 3 == 0;
-        EXPECT_EQ(view.find(key(static_cast<std::uint8_t>(n))) != nullptr, listed) << n;
+        EXPECT_EQ(kept.find(key(static_cast<std::uint8_t>(n))) != nullptr, listed) << n;
     }
 }
 
 // WireGuard moves an address added to a peer away from the one that held
-// it; the view does the same, so the old holder no longer blocks it.
+// it; the kept does the same, so the old holder no longer blocks it.
 TEST_F(Validate, ViewMovesAnAddressRecordedForAnotherPeer) {
-    DeviceView view(device);
-    ASSERT_TRUE(view.record(PeerChange{key(1), {ip4("10.77.0.6")}, {}, {}, {}}));
-    const Peer* second = view.find(key(2));
+    DeviceView kept(device);
+    ASSERT_TRUE(kept.record(PeerChange{key(1), {ip4("10.77.0.6")}, {}, {}, {}}));
+    const Peer* second = kept.find(key(2));
     ASSERT_NE(second, nullptr);
     EXPECT_EQ(std::count_if(second->allowed4.begin(), second->allowed4.end(),
                             [](const Prefix4& p) { return p.addr == ip4("10.77.0.6"); }),
               0);
-    EXPECT_TRUE(view.held_by_other(ip4("10.77.0.6"), key(2)));
-    EXPECT_FALSE(view.held_by_other(ip4("10.77.0.6"), key(1)));
-    ASSERT_TRUE(view.record(PeerChange{key(1), {}, {ip4("10.77.0.6")}, {}, {}}));
-    EXPECT_FALSE(view.held_by_other(ip4("10.77.0.6"), key(2)));
+    EXPECT_TRUE(kept.held_by_other(ip4("10.77.0.6"), key(2)));
+    EXPECT_FALSE(kept.held_by_other(ip4("10.77.0.6"), key(1)));
+    ASSERT_TRUE(kept.record(PeerChange{key(1), {}, {ip4("10.77.0.6")}, {}, {}}));
+    EXPECT_FALSE(kept.held_by_other(ip4("10.77.0.6"), key(2)));
 }
 
-// Many grants and releases on a view: its index fills with tombstones and
-// grows, and must keep answering as a view built afresh from its peers.
+// Many grants and releases on a kept: its index fills with tombstones and
+// grows, and must keep answering as a kept built afresh from its peers.
 TEST_F(Validate, ViewAfterThousandsOfRecordedChangesJudgesLikeAFreshView) {
     Device big;
     for (int n = 1; n <= 40; n++)
         big.peers.push_back(Peer{key(static_cast<std::uint8_t>(n)), {}, {}});
-    DeviceView view(big);
+    DeviceView kept(big);
     std::uint32_t seed = 1;
     auto random = [&seed](std::uint32_t below) {
         seed = seed * 1103515245u + 12345u;
@@ -543,20 +559,20 @@ TEST_F(Validate, ViewAfterThousandsOfRecordedChangesJudgesLikeAFreshView) {
         if (random(3) == 0) {
             c.remove4.push_back(a4(n));
             c.remove6.push_back(a6(n));
-        } else if (!view.held_by_other(a4(n), k) && !view.held_by_other(a6(n), k)) {
+        } else if (!kept.held_by_other(a4(n), k) && !kept.held_by_other(a6(n), k)) {
             c.add4.push_back(a4(n));
             c.add6.push_back(a6(n));
         }
-        ASSERT_TRUE(view.record(c));
+        ASSERT_TRUE(kept.record(c));
         if (step % 250 != 0)
             continue;
-        const DeviceView fresh(Device{0, view.peers()});
+        const DeviceView fresh(Device{0, kept.peers()});
         for (std::uint32_t m = 0; m < 200; m++)
             for (int p = 1; p <= 40; p++) {
                 const PublicKey q = key(static_cast<std::uint8_t>(p));
-                ASSERT_EQ(view.held_by_other(a4(m), q), fresh.held_by_other(a4(m), q))
+                ASSERT_EQ(kept.held_by_other(a4(m), q), fresh.held_by_other(a4(m), q))
                     << "step " << step << " address " << m << " peer " << p;
-                ASSERT_EQ(view.held_by_other(a6(m), q), fresh.held_by_other(a6(m), q))
+                ASSERT_EQ(kept.held_by_other(a6(m), q), fresh.held_by_other(a6(m), q))
                     << "step " << step << " address " << m << " peer " << p;
             }
     }
