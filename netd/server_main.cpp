@@ -41,7 +41,7 @@ using privsep::Channel;
 // How often, at least, the WireGuard device is read again without being
 // asked: peers removed by the operator lose their leases, and a restarted
 // wireguard-go (allowed IPs gone) is noticed and reconciled by leased. At
-// 65,536 peers a read is a 22 MB answer that keeps wireguard-go busy, so the
+// 65,536 peers a read is a 20-24 MB answer that keeps wireguard-go busy, so the
 // period also grows to kRefreshCostShare times the last read's duration: the
 // reads never take more than 1/kRefreshCostShare of netd's time.
 constexpr int kDeviceRefreshMs = 10'000;
@@ -76,7 +76,7 @@ msg::PoolsSnapshot snapshot(const Pools& pools, const std::vector<IfAddr>& addrs
 
 // The peers as encoded PeersChunk messages, handed to emit one at a time and
 // built a few hundred peers at a time: the whole list as facts, chunks and
-// bytes at once was three more copies of the device at netd's peak.
+// bytes at once would be three more copies of the device at netd's peak.
 template <class Emit>
 bool for_each_peers_message(const Peers& peers, Emit emit) {
     constexpr std::size_t kPeersPerGroup = 512;

@@ -20,7 +20,8 @@ namespace {
 // The answer to a set is one errno= line; anything longer is not an answer.
 constexpr std::size_t kMaxSetAnswer = 4096;
 // Pieces of the answer are read into this much, then parsed: the answer to a
-// get (about 300 bytes a peer, 20 MB at 65,536 peers) is never held whole.
+// get (300 to 370 bytes a peer, 20 to 24 MB at 65,536 peers) is never held
+// whole.
 constexpr std::size_t kReadBuffer = 64u << 10;
 // Counted, not held: a bound on what a runaway answer can make netd build,
 // three times the answer of wireguard-go's 65,536 peers at most.

@@ -39,8 +39,8 @@ struct Peer {
 };
 
 // A deque, not a vector: a read appends peers one by one without knowing how
-// many will come, and a vector's doubling held the old and the new array at
-// once (up to 3 copies of the device at netd's peak). Its blocks
+// many will come, and a vector's doubling would hold the old and the new
+// array at once (up to 3 copies of the device at netd's peak). Its blocks
 // cost about 1.5 bytes a peer.
 using Peers = std::deque<Peer>;
 
