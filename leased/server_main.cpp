@@ -636,13 +636,31 @@ void ServerLeased::send_claims_for(const LeaseEvents& restore) {
         if (!c.remove6.empty())
             claim.ipv6 = c.remove6.front();
     }
+    // Paced while netd keeps up: the claims of 100,000 leases are 5 MB,
+    // which queued at once would be leased's peak of memory. A netd that
+    // takes no piece for 100 ms may itself be waiting for leased to read (a
+    // stream of peers): the rest is then queued like any send, and leased
+    // goes back to its loop to read.
+    bool pacing = true;
     msg::ClaimLeases m;
+    auto send_claims = [&] {
+        if (loop_.stopping())
+            return;
+        if (pacing) {
+            if (!netd_.flush_within(std::chrono::milliseconds(100))) {
+                WGD_LOG_ERROR("cannot send to netd: %s", std::strerror(errno));
+                loop_.stop(1);
+                return;
+            }
+            pacing = !netd_.wants_write();
+        }
+        send_netd(msg::claim_leases, 0, msg::encode(m));
+        m.claims.clear();
+    };
     auto add = [&](const msg::LeaseClaim& claim) {
         m.claims.push_back(claim);
-        if (m.claims.size() == msg::kMaxClaimsPerMessage) {
-            send_netd(msg::claim_leases, 0, msg::encode(m));
-            m.claims.clear();
-        }
+        if (m.claims.size() == msg::kMaxClaimsPerMessage)
+            send_claims();
     };
     // One claim a peer: an address the restore removes stands for that
     // family instead of the lease.
@@ -660,7 +678,7 @@ void ServerLeased::send_claims_for(const LeaseEvents& restore) {
     for (const auto& [key, claim] : removals)
         add(claim);
     if (!m.claims.empty())
-        send_netd(msg::claim_leases, 0, msg::encode(m));
+        send_claims();
 }
 
 void ServerLeased::on_applied(std::uint32_t id, const msg::AllowedIpsApplied& applied) {

@@ -165,10 +165,22 @@ bool Channel::flush_wait() {
     }
 }
 
+bool Channel::flush_within(std::chrono::milliseconds at_most) {
+    const auto deadline = std::chrono::steady_clock::now() + at_most;
+    for (;;) {
+        if (!flush())
+            return false;
+        if (queue_.empty())
+            return true;
+        if (!wait_writable(deadline))
+            return errno == ETIMEDOUT;
+    }
+}
+
 bool Channel::wait_writable(std::chrono::steady_clock::time_point deadline) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    deadline - std::chrono::steady_clock::now())
-                    .count();
+    auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now())
+            .count();
     if (left <= 0) {
         errno = ETIMEDOUT;
         return false;

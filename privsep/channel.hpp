@@ -115,6 +115,10 @@ class Channel {
                                   std::span<const std::uint8_t> body);
     // Writes queued messages while the socket takes them; false as send().
     [[nodiscard]] bool flush();
+    // Writes the queue, waiting at most `at_most` for it to empty; false
+    // only as flush(). Messages may still wait afterwards (wants_write()):
+    // for a sender that paces a stream only while its peer keeps up.
+    [[nodiscard]] bool flush_within(std::chrono::milliseconds at_most);
     // True while messages wait: the owner's loop then waits for writability too.
     bool wants_write() const { return !queue_.empty(); }
     // While messages wait: the moment flush() gives up on them (ETIMEDOUT)

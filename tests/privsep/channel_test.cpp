@@ -419,3 +419,21 @@ TEST(Acceptance, EnforceEndsTheProcessOnViolation) {
     EXPECT_EXIT(kTable.enforce(kStarting, m, "test peer"), ::testing::ExitedWithCode(1),
                 "protocol violation by test peer");
 }
+
+TEST(Channel, FlushWithinWaitsNoLongerThanAskedAndLeavesTheRestQueued) {
+    auto [a, b] = make_channel_pair();
+    Channel ca(std::move(a)), cb(std::move(b));
+    std::vector<std::uint8_t> max(kMaxBody, 3);
+    while (!ca.wants_write())
+        ASSERT_TRUE(ca.send(1, 1, max));
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_TRUE(ca.flush_within(std::chrono::milliseconds(50))); // nobody reads
+    EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(50));
+    EXPECT_TRUE(ca.wants_write());
+    // Once the peer reads, the queue empties within the wait.
+    while (ca.wants_write()) {
+        drain_ids(cb);
+        ASSERT_TRUE(ca.flush_within(std::chrono::milliseconds(50)));
+    }
+    EXPECT_FALSE(ca.wants_write());
+}
