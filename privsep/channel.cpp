@@ -153,16 +153,12 @@ bool Channel::flush() {
 }
 
 bool Channel::flush_wait() {
-    using Clock = std::chrono::steady_clock;
-    const auto deadline = Clock::now() + std::chrono::milliseconds(send_timeout_ms_);
-    for (;;) {
-        if (!flush())
-            return false;
-        if (queue_.empty())
-            return true;
-        if (!wait_writable(deadline))
-            return false;
-    }
+    if (!flush_within(std::chrono::milliseconds(send_timeout_ms_)))
+        return false;
+    if (queue_.empty())
+        return true;
+    errno = ETIMEDOUT;
+    return false;
 }
 
 bool Channel::flush_within(std::chrono::milliseconds at_most) {
