@@ -377,6 +377,93 @@ BENCHMARK(BM_RestartPeakMemory)
     ->Iterations(1)
     ->Unit(benchmark::kMillisecond);
 
+// leased's share of its first hours as a process sees it: the view of
+// 100,000 peers (link-locals only, as netd's chunks bring them), then a
+// grant of an IPv4 and an IPv6 lease to each, planned and committed in
+// batches as leased does, measured in a child whose peak is reset first.
+void BM_GrantsPeakMemory(benchmark::State& state) {
+    const auto peers = static_cast<std::uint32_t>(state.range(0));
+    long grown_kb = 0, after_kb = 0;
+    std::size_t leased = 0;
+    for (auto _ : state) {
+        int fds[2];
+        if (::pipe(fds) != 0) {
+            state.SkipWithError("pipe");
+            break;
+        }
+        pid_t child = ::fork();
+        if (child == 0) {
+            {
+                std::ofstream reset("/proc/self/clear_refs");
+                reset << "5"; // VmHWM := VmRSS
+            }
+            const long start_kb = status_kb("VmRSS");
+            long result[3] = {0, 0, 0};
+            {
+                DeterministicRandom rng(5);
+                FakeClock clock(1764201600, 1000);
+                LeaseServer server(rng, clock, 3600);
+                server.add_prefix(p4("10.0.0.0", 8));
+                server.add_prefix(p6("2001::", 64));
+                server.begin_peers();
+                std::vector<PeerFacts> chunk;
+                for (std::uint32_t n = 0; n < peers; n++) {
+                    PeerFacts f = restart_facts(n);
+                    f.allowed4.clear();
+                    f.allowed6.resize(1); // the link-local only
+                    chunk.push_back(std::move(f));
+                    if (chunk.size() == 512 || n + 1 == peers) {
+                        server.add_peers(chunk);
+                        chunk.clear();
+                    }
+                }
+                server.end_peers();
+                Want w;
+                w.v4 = w.v6 = Want::Kind::Any;
+                std::vector<Plan> batch;
+                for (std::uint32_t n = 0; n < peers; n++) {
+                    if (auto plan = server.plan(restart_facts(n).key, w))
+                        batch.push_back(*plan);
+                    if (batch.size() == 1000 || n + 1 == peers) {
+                        for (const Plan& plan : batch)
+                            server.commit(plan);
+                        batch.clear();
+                    }
+                }
+                result[2] = static_cast<long>(server.lease_count());
+                result[1] = status_kb("VmRSS") - start_kb;
+                result[0] = status_kb("VmHWM") - start_kb;
+            }
+            (void)!::write(fds[1], result, sizeof result);
+            ::_exit(0);
+        }
+        ::close(fds[1]);
+        long result[3] = {0, 0, 0};
+        const bool got = ::read(fds[0], result, sizeof result) == sizeof result;
+        ::close(fds[0]);
+        int status = 0;
+        ::waitpid(child, &status, 0);
+        if (!got) {
+            state.SkipWithError("the child did not report");
+            break;
+        }
+        grown_kb = result[0];
+        after_kb = result[1];
+        leased = static_cast<std::size_t>(result[2]);
+    }
+    if (leased != 2u * peers)
+        state.SkipWithError("grants lost leases");
+    state.counters["peak_MB"] = static_cast<double>(grown_kb) / 1024.0;
+    state.counters["after_MB"] = static_cast<double>(after_kb) / 1024.0;
+    state.counters["peak_B_per_peer"] = static_cast<double>(grown_kb) * 1024.0 / peers;
+}
+BENCHMARK(BM_GrantsPeakMemory)
+    ->Arg(65536)
+    ->Arg(100000)
+    ->ArgName("peers")
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
+
 void BM_Replay1MLeases(benchmark::State& state) {
     static TempFiles files;
     static bool written = false;
