@@ -10,6 +10,7 @@
 #include "leased/clock.hpp"
 #include "leased/lease_file.hpp"
 #include "leased/leased.hpp"
+#include "leased/malloc_tuning.hpp"
 #include "leased/random.hpp"
 #include "leased/role_entry.hpp"
 #include "leased/server.hpp"
@@ -869,6 +870,7 @@ int ServerLeased::run() {
 } // namespace
 
 int server_main(const Options& options) {
+    map_big_blocks_on_their_own();
     auto loop = privsep::Loop::open(); // epoll_create1: not in the sandbox
     if (!loop) {
         WGD_LOG_ERROR("%s", loop.error().message.c_str());
