@@ -240,13 +240,9 @@ int ClientLeased::run() {
 } // namespace
 
 int client_main(const Options& options) {
-    auto loop = privsep::Loop::open(); // epoll_create1: not in the sandbox
+    auto loop = enter_leased_sandbox(Side::client, options);
     if (!loop) {
         WGD_LOG_ERROR("%s", loop.error().message.c_str());
-        return 1;
-    }
-    if (auto entered = enter_leased_sandbox(Side::client, options); !entered) {
-        WGD_LOG_ERROR("%s", entered.error().message.c_str());
         return 1;
     }
     ClientLeased leased(std::move(*loop));

@@ -7,7 +7,10 @@
 
 namespace wgd::leased {
 
-Result<void> enter_leased_sandbox(Side side, const Options& options) {
+Result<privsep::Loop> enter_leased_sandbox(Side side, const Options& options) {
+    auto loop = privsep::Loop::open();
+    if (!loop)
+        return loop.error();
     privsep::SandboxSpec spec;
     spec.role = privsep::Role::leased;
     spec.side = side;
@@ -20,7 +23,7 @@ Result<void> enter_leased_sandbox(Side side, const Options& options) {
         return failure("libsodium cannot start");
     if (auto sandboxed = privsep::enter_sandbox(spec); !sandboxed)
         return make_error(sandboxed.error().code, "sandbox: " + sandboxed.error().message);
-    return {};
+    return loop;
 }
 
 } // namespace wgd::leased

@@ -871,13 +871,9 @@ int ServerLeased::run() {
 
 int server_main(const Options& options) {
     map_big_blocks_on_their_own();
-    auto loop = privsep::Loop::open(); // epoll_create1: not in the sandbox
+    auto loop = enter_leased_sandbox(Side::server, options);
     if (!loop) {
         WGD_LOG_ERROR("%s", loop.error().message.c_str());
-        return 1;
-    }
-    if (auto entered = enter_leased_sandbox(Side::server, options); !entered) {
-        WGD_LOG_ERROR("%s", entered.error().message.c_str());
         return 1;
     }
     // The lease file is read inside the sandbox: it is input like any other.
