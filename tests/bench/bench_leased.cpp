@@ -18,6 +18,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 
 using namespace wgd;
 using namespace wgd::leased;
@@ -275,6 +276,60 @@ PeerFacts restart_facts(std::uint32_t n) {
     return PeerFacts{r.peer, {{*r.ipv4, 32}}, {{ll, 128}, {*r.ipv6, 128}}};
 }
 
+// What a phase of leased costs as a process sees it, measured in a child
+// whose peak is reset first (so that nothing the benchmark holds counts) and
+// whose malloc is set as leased's: its peak and what stays, over where it
+// started, and the leases it holds. The phase calls `measured(leases)` while
+// what it built is still alive.
+struct ChildMemory {
+    long peak_kb = 0;
+    long after_kb = 0;
+    long leases = 0;
+};
+
+template <class Phase>
+std::optional<ChildMemory> measure_in_child(Phase phase) {
+    int fds[2];
+    if (::pipe(fds) != 0)
+        return std::nullopt;
+    pid_t child = ::fork();
+    if (child == 0) {
+        {
+            std::ofstream reset("/proc/self/clear_refs");
+            reset << "5"; // VmHWM := VmRSS
+        }
+        map_big_blocks_on_their_own(); // as leased does
+        const long start_kb = status_kb("VmRSS");
+        ChildMemory m;
+        phase([&](std::size_t leases) {
+            m.leases = static_cast<long>(leases);
+            m.after_kb = status_kb("VmRSS") - start_kb;
+            m.peak_kb = status_kb("VmHWM") - start_kb;
+        });
+        (void)!::write(fds[1], &m, sizeof m);
+        ::_exit(0);
+    }
+    ::close(fds[1]);
+    ChildMemory m;
+    const bool got = ::read(fds[0], &m, sizeof m) == sizeof m;
+    ::close(fds[0]);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    return got ? std::optional(m) : std::nullopt;
+}
+
+// Each of `peers` holds an IPv4 and an IPv6 lease at the end of the phase.
+void report_memory(benchmark::State& state, const std::optional<ChildMemory>& m,
+                   std::uint32_t peers, const char* lost) {
+    if (!m)
+        return;
+    if (m->leases != 2l * peers)
+        state.SkipWithError(lost);
+    state.counters["peak_MB"] = static_cast<double>(m->peak_kb) / 1024.0;
+    state.counters["after_MB"] = static_cast<double>(m->after_kb) / 1024.0;
+    state.counters["peak_B_per_peer"] = static_cast<double>(m->peak_kb) * 1024.0 / peers;
+}
+
 // leased's share of a restart as a process sees it: how much resident
 // memory it gains, at its peak, from the lease file's replay through the
 // first view of the peers (as netd's PeersChunk messages, 512 peers at a
@@ -297,80 +352,47 @@ void BM_RestartPeakMemory(benchmark::State& state) {
         opened->file.sync();
     }
     malloc_trim(0);
-    long grown_kb = 0, table_kb = 0;
-    std::size_t restored = 0;
+    std::optional<ChildMemory> m;
     for (auto _ : state) {
-        int fds[2];
-        if (::pipe(fds) != 0) {
-            state.SkipWithError("pipe");
-            break;
-        }
-        pid_t child = ::fork();
-        if (child == 0) {
-            {
-                std::ofstream reset("/proc/self/clear_refs");
-                reset << "5"; // VmHWM := VmRSS
-            }
-            map_big_blocks_on_their_own(); // as leased does
-            const long start_kb = status_kb("VmRSS");
-            long result[3] = {0, 0, 0};
-            {
-                auto opened =
-                    LeaseFile::open(files.open(0), files.open(1), "wg0", LeaseFile::Replay::index);
-                DeterministicRandom rng(5);
-                FakeClock clock(1764201600, 1000);
-                LeaseServer server(rng, clock, 3600);
-                server.expect_restore(std::move(opened->index));
-                server.add_prefix(p4("10.0.0.0", 8));
-                server.add_prefix(p6("2001::", 64));
-                server.begin_peers();
-                std::vector<PeerFacts> group;
-                for (std::uint32_t n = 0; n < peers; n++) {
-                    group.push_back(restart_facts(n));
-                    if (group.size() < 512 && n + 1 < peers)
-                        continue;
-                    for (const msg::PeersChunk& chunk : msg::split_peers(group)) {
-                        auto decoded = msg::decode_peers_chunk(msg::encode(chunk));
-                        std::vector<PeerFacts> peers_of_chunk;
-                        for (auto& p : decoded->peers)
-                            peers_of_chunk.push_back(
-                                {p.key, std::move(p.allowed4), std::move(p.allowed6)});
-                        server.add_peers(peers_of_chunk);
-                    }
-                    group.clear();
+        m = measure_in_child([&](auto measured) {
+            auto opened =
+                LeaseFile::open(files.open(0), files.open(1), "wg0", LeaseFile::Replay::index);
+            DeterministicRandom rng(5);
+            FakeClock clock(1764201600, 1000);
+            LeaseServer server(rng, clock, 3600);
+            server.expect_restore(std::move(opened->index));
+            server.add_prefix(p4("10.0.0.0", 8));
+            server.add_prefix(p6("2001::", 64));
+            server.begin_peers();
+            std::vector<PeerFacts> group;
+            for (std::uint32_t n = 0; n < peers; n++) {
+                group.push_back(restart_facts(n));
+                if (group.size() < 512 && n + 1 < peers)
+                    continue;
+                for (const msg::PeersChunk& chunk : msg::split_peers(group)) {
+                    auto decoded = msg::decode_peers_chunk(msg::encode(chunk));
+                    std::vector<PeerFacts> peers_of_chunk;
+                    for (auto& p : decoded->peers)
+                        peers_of_chunk.push_back(
+                            {p.key, std::move(p.allowed4), std::move(p.allowed6)});
+                    server.add_peers(peers_of_chunk);
                 }
-                server.end_peers();
-                server.restore_expected();
-                // The claims for netd, from the table (send_claims_for).
-                std::size_t claims = 0;
-                server.for_each_live_record([&](const LeaseRecord&) { claims++; });
-                benchmark::DoNotOptimize(claims);
-                result[2] = static_cast<long>(server.lease_count());
-                result[1] = status_kb("VmRSS") - start_kb;
-                result[0] = status_kb("VmHWM") - start_kb;
+                group.clear();
             }
-            (void)!::write(fds[1], result, sizeof result);
-            ::_exit(0);
-        }
-        ::close(fds[1]);
-        long result[3] = {0, 0, 0};
-        const bool got = ::read(fds[0], result, sizeof result) == sizeof result;
-        ::close(fds[0]);
-        int status = 0;
-        ::waitpid(child, &status, 0);
-        if (!got) {
+            server.end_peers();
+            server.restore_expected();
+            // The claims for netd, from the table (send_claims_for).
+            std::size_t claims = 0;
+            server.for_each_live_record([&](const LeaseRecord&) { claims++; });
+            benchmark::DoNotOptimize(claims);
+            measured(server.lease_count());
+        });
+        if (!m) {
             state.SkipWithError("the child did not report");
             break;
         }
-        grown_kb = result[0];
-        table_kb = result[1];
-        restored = static_cast<std::size_t>(result[2]);
     }
-    if (restored != 2u * peers)
-        state.SkipWithError("restore lost leases");
-    state.counters["peak_MB"] = static_cast<double>(grown_kb) / 1024.0;
-    state.counters["after_MB"] = static_cast<double>(table_kb) / 1024.0;
-    state.counters["peak_B_per_peer"] = static_cast<double>(grown_kb) * 1024.0 / peers;
+    report_memory(state, m, peers, "restore lost leases");
 }
 BENCHMARK(BM_RestartPeakMemory)
     ->Arg(65536)
@@ -385,80 +407,47 @@ BENCHMARK(BM_RestartPeakMemory)
 // batches as leased does, measured in a child whose peak is reset first.
 void BM_GrantsPeakMemory(benchmark::State& state) {
     const auto peers = static_cast<std::uint32_t>(state.range(0));
-    long grown_kb = 0, after_kb = 0;
-    std::size_t leased = 0;
+    std::optional<ChildMemory> m;
     for (auto _ : state) {
-        int fds[2];
-        if (::pipe(fds) != 0) {
-            state.SkipWithError("pipe");
-            break;
-        }
-        pid_t child = ::fork();
-        if (child == 0) {
-            {
-                std::ofstream reset("/proc/self/clear_refs");
-                reset << "5"; // VmHWM := VmRSS
-            }
-            map_big_blocks_on_their_own(); // as leased does
-            const long start_kb = status_kb("VmRSS");
-            long result[3] = {0, 0, 0};
-            {
-                DeterministicRandom rng(5);
-                FakeClock clock(1764201600, 1000);
-                LeaseServer server(rng, clock, 3600);
-                server.add_prefix(p4("10.0.0.0", 8));
-                server.add_prefix(p6("2001::", 64));
-                server.begin_peers();
-                std::vector<PeerFacts> chunk;
-                for (std::uint32_t n = 0; n < peers; n++) {
-                    PeerFacts f = restart_facts(n);
-                    f.allowed4.clear();
-                    f.allowed6.resize(1); // the link-local only
-                    chunk.push_back(std::move(f));
-                    if (chunk.size() == 512 || n + 1 == peers) {
-                        server.add_peers(chunk);
-                        chunk.clear();
-                    }
+        m = measure_in_child([&](auto measured) {
+            DeterministicRandom rng(5);
+            FakeClock clock(1764201600, 1000);
+            LeaseServer server(rng, clock, 3600);
+            server.add_prefix(p4("10.0.0.0", 8));
+            server.add_prefix(p6("2001::", 64));
+            server.begin_peers();
+            std::vector<PeerFacts> chunk;
+            for (std::uint32_t n = 0; n < peers; n++) {
+                PeerFacts f = restart_facts(n);
+                f.allowed4.clear();
+                f.allowed6.resize(1); // the link-local only
+                chunk.push_back(std::move(f));
+                if (chunk.size() == 512 || n + 1 == peers) {
+                    server.add_peers(chunk);
+                    chunk.clear();
                 }
-                server.end_peers();
-                Want w;
-                w.v4 = w.v6 = Want::Kind::Any;
-                std::vector<Plan> batch;
-                for (std::uint32_t n = 0; n < peers; n++) {
-                    if (auto plan = server.plan(restart_facts(n).key, w))
-                        batch.push_back(*plan);
-                    if (batch.size() == 1000 || n + 1 == peers) {
-                        for (const Plan& plan : batch)
-                            server.commit(plan);
-                        batch.clear();
-                    }
-                }
-                result[2] = static_cast<long>(server.lease_count());
-                result[1] = status_kb("VmRSS") - start_kb;
-                result[0] = status_kb("VmHWM") - start_kb;
             }
-            (void)!::write(fds[1], result, sizeof result);
-            ::_exit(0);
-        }
-        ::close(fds[1]);
-        long result[3] = {0, 0, 0};
-        const bool got = ::read(fds[0], result, sizeof result) == sizeof result;
-        ::close(fds[0]);
-        int status = 0;
-        ::waitpid(child, &status, 0);
-        if (!got) {
+            server.end_peers();
+            Want w;
+            w.v4 = w.v6 = Want::Kind::Any;
+            std::vector<Plan> batch;
+            for (std::uint32_t n = 0; n < peers; n++) {
+                if (auto plan = server.plan(restart_facts(n).key, w))
+                    batch.push_back(*plan);
+                if (batch.size() == 1000 || n + 1 == peers) {
+                    for (const Plan& plan : batch)
+                        server.commit(plan);
+                    batch.clear();
+                }
+            }
+            measured(server.lease_count());
+        });
+        if (!m) {
             state.SkipWithError("the child did not report");
             break;
         }
-        grown_kb = result[0];
-        after_kb = result[1];
-        leased = static_cast<std::size_t>(result[2]);
     }
-    if (leased != 2u * peers)
-        state.SkipWithError("grants lost leases");
-    state.counters["peak_MB"] = static_cast<double>(grown_kb) / 1024.0;
-    state.counters["after_MB"] = static_cast<double>(after_kb) / 1024.0;
-    state.counters["peak_B_per_peer"] = static_cast<double>(grown_kb) * 1024.0 / peers;
+    report_memory(state, m, peers, "grants lost leases");
 }
 BENCHMARK(BM_GrantsPeakMemory)
     ->Arg(65536)
